@@ -1,0 +1,91 @@
+"""``crossport convert``: parse flags into ``ConvertOptions`` and call ``converter.pipeline.convert``."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+import click
+
+from converter.cli._common import quiet_frameworks, run_guarded, verbosity_options
+
+
+def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
+    raise KeyboardInterrupt
+
+
+@click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source")
+@click.option("-o", "--output", help="Output path; its suffix picks the target (.keras, .onnx, .tflite, directory = SavedModel).")
+@click.option("--to", "to", type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx"], case_sensitive=False),
+              help="Target format (default: from the output suffix).")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
+              help="Input shape (repeat for several inputs). ExportedPrograms record it themselves.")
+@click.option("--input-dtype", default="float32", show_default=True, help="dtype of the inputs.")
+@click.option("--model-class", help="For a state_dict: the architecture, as package.module:Class or path/to/file.py:Class.")
+@click.option("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class or a factory.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Allow loading a whole pickled nn.Module. Unpickling runs code from the file: only for files you trust.")
+@click.option("--keep-layout", is_flag=True, help="Keep channels-first (NCHW) inputs/outputs instead of TF's NHWC.")
+@click.option("--fp16", is_flag=True, help="TFLite: store weights as float16.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b|.")
+@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs.")
+@click.option("--no-verify", is_flag=True, help="Skip verification (the output says that nothing was verified).")
+@click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
+@click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
+@verbosity_options
+def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
+            model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
+            atol: float, rtol: float, seed: int, no_verify: bool, static_batch: bool, force: bool,
+            report_path: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+    """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
+    SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
+
+    Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 3 bad path,
+    4 unreadable model, 5 unsupported op, 6 output exists/unwritable, 7 input shape, 8 unsafe load refused,
+    9 model class, 70 internal error, 130 interrupted.
+    """
+    quiet_frameworks()
+
+    def body() -> int:
+        from converter import frameworks
+        from converter.errors import CrossportError
+        from converter.pipeline import ConvertOptions, convert
+        from converter.shapes_cli import parse_input_shape
+
+        frameworks.set_verbose(verbose)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            kwargs = json.loads(model_kwargs)
+        except json.JSONDecodeError as err:
+            raise CrossportError(f"--model-kwargs is not valid JSON: {err}") from err
+        if not isinstance(kwargs, dict):
+            raise CrossportError("--model-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
+        options = ConvertOptions(
+            to=to, output=output, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
+            input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
+            keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, verify=not no_verify, force=force,
+            seed=seed, static_batch=static_batch, report_path=report_path,
+        )
+        start = time.perf_counter()
+
+        def progress(message: str) -> None:
+            if not quiet and not as_json:
+                click.echo(f"[{time.perf_counter() - start:5.1f}s] {message}", err=True)
+
+        result = convert(source, options, progress=progress)
+        if as_json:
+            click.echo(result.report.to_json())
+        elif not quiet or not result.passed:
+            click.echo(result.report.format_text())
+        else:
+            click.echo(f"crossport: wrote {result.artifact}" if result.artifact else "crossport: nothing written")
+        if not options.verify:
+            return 0
+        return 0 if result.passed else 1
+
+    run_guarded(verbose, body)

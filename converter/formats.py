@@ -1,0 +1,265 @@
+"""What a path is, and how to load each PyTorch source format safely.
+
+Sniffing looks at content as well as the suffix (a TorchScript archive and a state_dict may both be ``.pt``).
+Loading never unpickles arbitrary objects unless the caller passed ``trust_pickle=True``: plain ``torch.load``
+runs with ``weights_only=True``; a ``.pt2`` ExportedProgram is loaded through ``torch.export.load``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from converter.errors import InputPathError, ModelClassError, ModelFileError, UnsafeLoadError
+
+
+class Format(str, Enum):
+    EXPORTED_PROGRAM = "pt2"
+    TORCHSCRIPT = "torchscript"
+    TORCH_CHECKPOINT = "torch-checkpoint"  # state_dict or pickled module; decided at load time
+    FACTORY = "factory"
+    ONNX = "onnx"
+    KERAS = "keras"
+    H5 = "h5"
+    SAVED_MODEL = "saved_model"
+    TFLITE = "tflite"
+
+
+TARGET_SUFFIXES = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
+TARGETS = ("keras", "saved_model", "tflite", "onnx")
+
+
+def sniff(source: str) -> Format:
+    """Classify a source path (or a ``module:callable`` factory spec)."""
+    path = Path(source)
+    if not path.exists():
+        if ":" in source:
+            return Format.FACTORY
+        raise InputPathError(f"{source}: no such file or directory")
+    if path.is_dir():
+        if (path / "saved_model.pb").exists() or (path / "saved_model.pbtxt").exists():
+            return Format.SAVED_MODEL
+        raise InputPathError(f"{source}: is a directory but not a TensorFlow SavedModel (no saved_model.pb)")
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{source}: file is empty")
+    if suffix == ".onnx":
+        return Format.ONNX
+    if suffix == ".keras":
+        return Format.KERAS
+    if suffix in (".h5", ".hdf5"):
+        return Format.H5
+    if suffix == ".tflite":
+        return Format.TFLITE
+    if suffix == ".pt2":
+        return Format.EXPORTED_PROGRAM
+    if suffix in (".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".jit"):
+        if zipfile.is_zipfile(path):
+            try:
+                names = zipfile.ZipFile(path).namelist()
+            except zipfile.BadZipFile as err:
+                raise ModelFileError(f"{source}: corrupt zip archive ({err})") from err
+            if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+                return Format.TORCHSCRIPT
+            if any(n.endswith("serialized_exported_program.json") or "/models/" in n and n.endswith(".json")
+                   for n in names):
+                return Format.EXPORTED_PROGRAM
+        return Format.TORCH_CHECKPOINT
+    raise ModelFileError(
+        f"{source}: unknown model suffix {suffix!r}; expected .pt2, .pt/.pth, .onnx, .keras, .h5, .tflite "
+        "or a SavedModel directory"
+    )
+
+
+# ---- model class / factory specs -------------------------------------------------------------------------
+
+
+def resolve_callable(spec: str) -> Any:
+    """``pkg.module:Name`` or ``path/to/file.py:Name`` -> the object (importing user code is the user's opt-in)."""
+    if ":" not in spec:
+        raise ModelClassError(f"{spec!r}: expected 'package.module:Name' or 'path/to/file.py:Name'")
+    mod_part, _, attr = spec.rpartition(":")
+    try:
+        if mod_part.endswith(".py"):
+            file = Path(mod_part)
+            if not file.is_file():
+                raise ModelClassError(f"{mod_part}: no such Python file")
+            name = f"crossport_user_{abs(hash(str(file.resolve())))}"
+            module_spec = importlib.util.spec_from_file_location(name, file)
+            if module_spec is None or module_spec.loader is None:
+                raise ModelClassError(f"{mod_part}: cannot be imported as a module")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            sys.path.insert(0, str(file.parent.resolve()))
+            try:
+                module_spec.loader.exec_module(module)
+            finally:
+                sys.path.pop(0)
+        else:
+            module = importlib.import_module(mod_part)
+    except ModelClassError:
+        raise
+    except SyntaxError as err:
+        raise ModelClassError(f"{mod_part}: does not parse (line {err.lineno}: {err.msg})") from err
+    except Exception as err:  # noqa: BLE001 - user code may raise anything on import
+        raise ModelClassError(f"{mod_part}: import failed: {type(err).__name__}: {err}") from err
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise ModelClassError(f"{spec}: module has no attribute {attr!r}")
+    return obj
+
+
+def build_module(spec: str, kwargs: dict[str, Any]) -> Any:
+    """Instantiate a model class or call a factory, and check it really is an ``nn.Module``."""
+    import torch
+
+    obj = resolve_callable(spec)
+    if not callable(obj):
+        raise ModelClassError(f"{spec}: is not a class or function")
+    try:
+        module = obj(**kwargs)
+    except TypeError as err:
+        raise ModelClassError(f"{spec}: cannot be built with --model-kwargs {json.dumps(kwargs)}: {err}") from err
+    except Exception as err:  # noqa: BLE001
+        raise ModelClassError(f"{spec}: building it raised {type(err).__name__}: {err}") from err
+    if not isinstance(module, torch.nn.Module):
+        kind = "class" if inspect.isclass(obj) else "factory"
+        raise ModelClassError(f"{spec}: this {kind} returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+# ---- loading PyTorch sources -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TorchSource:
+    """A loaded PyTorch model and what the file told us about its inputs."""
+
+    module: Any  # nn.Module, ScriptModule or ExportedProgram.module()
+    format: Format
+    exported_program: Any = None
+    example_shapes: tuple[tuple[int, ...], ...] = ()
+    example_dtypes: tuple[str, ...] = ()
+    input_names: tuple[str, ...] = ()
+    dynamic_batch: bool | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _weights_only_load(path: Path) -> Any:
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "weights_only" in text or "Unsupported global" in text or "WeightsUnpickler" in text:
+            raise UnsafeLoadError(
+                f"{path}: holds pickled Python objects (e.g. a whole nn.Module saved with torch.save(model)); "
+                "loading it would run code from the file. Save a state_dict and pass --model-class, "
+                "or pass --trust-pickle if you trust this file"
+            ) from err
+        raise ModelFileError(f"{path}: not a readable PyTorch file ({text.splitlines()[0]})") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise ModelFileError(f"{path}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
+
+
+def _ep_signature(ep: Any) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...], tuple[str, ...], bool]:
+    """Input shapes/dtypes/names recorded in an ExportedProgram; symbolic dims become 2 (dynamic batch)."""
+    import torch
+
+    shapes, dtypes, names = [], [], []
+    dynamic = False
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind != torch.export.graph_signature.InputKind.USER_INPUT:
+            continue
+        node = next((n for n in ep.graph.nodes if n.name == spec.arg.name), None)
+        val = node.meta.get("val") if node is not None else None
+        if val is None or not hasattr(val, "shape"):
+            continue
+        dims = []
+        for i, d in enumerate(val.shape):
+            if isinstance(d, int):
+                dims.append(d)
+            else:
+                dynamic = dynamic or i == 0
+                hint = 2
+                try:
+                    hint = int(d.node.hint) if d.node.hint is not None else 2
+                except Exception:  # noqa: BLE001
+                    pass
+                dims.append(hint)
+        shapes.append(tuple(dims))
+        dtypes.append(str(val.dtype).replace("torch.", ""))
+        names.append(spec.arg.name)
+    return tuple(shapes), tuple(dtypes), tuple(names), dynamic
+
+
+def load_torch_source(
+    source: str,
+    fmt: Format,
+    model_class: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    trust_pickle: bool = False,
+) -> TorchSource:
+    """Load any PyTorch source format into an eval-mode module."""
+    import torch
+
+    path = Path(source)
+    kwargs = model_kwargs or {}
+    if fmt == Format.FACTORY:
+        module = build_module(source, kwargs)
+        if model_class:
+            raise ModelClassError("a factory source cannot be combined with --model-class")
+        return TorchSource(module.eval(), fmt)
+    if fmt == Format.EXPORTED_PROGRAM:
+        try:
+            ep = torch.export.load(str(path))
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad archive
+            raise ModelFileError(f"{path}: not a readable ExportedProgram ({str(err).splitlines()[0][:200]})") from err
+        shapes, dtypes, names, dynamic = _ep_signature(ep)
+        return TorchSource(ep.module(), fmt, exported_program=ep, example_shapes=shapes, example_dtypes=dtypes,
+                           input_names=names, dynamic_batch=dynamic)
+    if fmt == Format.TORCHSCRIPT:
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as err:  # noqa: BLE001
+            raise ModelFileError(f"{path}: not a readable TorchScript archive ({str(err).splitlines()[0][:200]})") from err
+        return TorchSource(module.eval(), fmt)
+    if fmt == Format.TORCH_CHECKPOINT:
+        if trust_pickle:
+            try:
+                obj = torch.load(str(path), map_location="cpu", weights_only=False)
+            except Exception as err:  # noqa: BLE001
+                raise ModelFileError(f"{path}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
+        else:
+            obj = _weights_only_load(path)
+        if isinstance(obj, torch.nn.Module):
+            return TorchSource(obj.eval(), fmt, notes=("loaded a pickled nn.Module (--trust-pickle)",))
+        state = obj
+        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            state = obj["state_dict"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ModelFileError(f"{path}: holds a {type(obj).__name__}, not a state_dict or a model")
+        if not model_class:
+            raise ModelClassError(
+                f"{path}: is a state_dict (weights only); pass --model-class package.module:Class "
+                "(or path/to/file.py:Class) so crossport knows the architecture"
+            )
+        module = build_module(model_class, kwargs)
+        result = module.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ModelClassError(
+                f"{path}: state_dict does not fit {model_class}: missing {list(result.missing_keys)[:5]}, "
+                f"unexpected {list(result.unexpected_keys)[:5]}"
+            )
+        return TorchSource(module.eval(), fmt)
+    raise ModelFileError(f"{path}: {fmt.value} is not a PyTorch format")

@@ -1,0 +1,86 @@
+"""Import the heavy frameworks quietly and in one place.
+
+TensorFlow and XLA print CUDA/cuDNN registration noise from C++ at import time, some of it through absl before
+``TF_CPP_MIN_LOG_LEVEL`` is read. We set the variables and, unless the user asked for detail, point file
+descriptor 2 at /dev/null for the duration of the import only.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Any, Iterator
+
+_VERBOSE = False
+
+
+def set_verbose(flag: bool) -> None:
+    global _VERBOSE
+    _VERBOSE = flag
+
+
+def _env() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+@contextlib.contextmanager
+def silenced_stderr() -> Iterator[None]:
+    """Redirect fd 2 (C/C++ logging) to /dev/null; Python-level stderr keeps working via a dup."""
+    if _VERBOSE:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tensorflow() -> Any:
+    _env()
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with silenced_stderr():
+        import tensorflow as tf  # noqa: PLC0415
+
+        tf.get_logger().setLevel("ERROR")
+        import absl.logging  # noqa: PLC0415
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    return tf
+
+
+def keras() -> Any:
+    tensorflow()
+    import keras as k  # noqa: PLC0415
+
+    if k.backend.backend() != "tensorflow":
+        from converter.errors import CrossportError
+
+        raise CrossportError(
+            f"KERAS_BACKEND is {k.backend.backend()!r}; crossport's TensorFlow routes need KERAS_BACKEND=tensorflow"
+        )
+    return k
+
+
+def torch() -> Any:
+    _env()
+    import torch as t  # noqa: PLC0415
+
+    return t

@@ -1,0 +1,192 @@
+"""Walk an ONNX graph in order and emit a functional Keras 3 model (see package docstring)."""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from converter.errors import UnsupportedError
+from converter.keras_builder.context import KT, BuildContext, StaticShape
+from converter.keras_builder.shapes import GraphInput, graph_inputs, probe
+from converter.layout import Layout, channels_last_perm, identity, layout_for
+
+# Inputs whose value only feeds shape arithmetic that the handler replaces with measured static shapes.
+_SHAPE_ONLY_INPUTS = {"Reshape": {1}, "Expand": {1}, "Resize": {1, 2, 3}, "Upsample": {1}, "ConstantOfShape": {0}}
+# Ops whose output is constant when their input's shape is static, whatever the input's values.
+_SHAPE_OPS = {"Shape", "Size"}
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """``keep_layout``: keep channels-first inputs/outputs (NCHW) instead of the TF-native NHWC."""
+
+    keep_layout: bool = False
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    model_name: str = "crossport_model"
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model: Any  # keras.Model
+    input_names: tuple[str, ...]  # ONNX names, in Keras input order
+    output_names: tuple[str, ...]
+    input_layouts: dict[str, Layout]
+    output_layouts: dict[str, Layout]
+    dynamic_batch: bool
+    op_counts: dict[str, int]
+    transposes: int
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "input"
+
+
+def _needed_nodes(graph, consts: set[str]) -> set[int]:
+    """Indices of nodes that contribute to an output, skipping shape-only inputs."""
+    producer = {}
+    for idx, node in enumerate(graph.node):
+        for o in node.output:
+            producer[o] = idx
+    needed: set[int] = set()
+    stack = [o.name for o in graph.output]
+    while stack:
+        name = stack.pop()
+        idx = producer.get(name)
+        if idx is None or idx in needed:
+            continue
+        needed.add(idx)
+        node = graph.node[idx]
+        skip = _SHAPE_ONLY_INPUTS.get(node.op_type, set())
+        for i, inp in enumerate(node.input):
+            if inp and i not in skip:
+                stack.append(inp)
+    return needed
+
+
+def build_keras_model(model, options: BuildOptions) -> BuiltModel:
+    """Translate ``model`` (an ``onnx.ModelProto``) into a Keras 3 functional model with the same weights."""
+    import keras
+    from onnx import numpy_helper
+
+    from converter.keras_builder.registry import load_all
+
+    handlers = load_all()
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    for o in model.opset_import:
+        if o.domain not in ("", "ai.onnx"):
+            used = [n for n in graph.node if n.domain == o.domain]
+            if used:
+                raise UnsupportedError(
+                    f"op {used[0].op_type!r} of custom domain {o.domain!r} (node {used[0].name!r}) has no Keras equivalent"
+                )
+
+    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    inputs: list[GraphInput] = graph_inputs(model, options.input_shapes)
+    shapes, values = probe(model, inputs)
+    for name, arr in consts.items():
+        shapes.setdefault(name, StaticShape(tuple(arr.shape), tuple(arr.shape)))
+
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    nodes_by_output: dict[str, Any] = {}
+    for node in graph.node:
+        for i in node.input:
+            if i:
+                consumers[i].append(node)
+        for o in node.output:
+            nodes_by_output[o] = node
+
+    ctx = BuildContext(nodes_by_output, consts, shapes, consumers, opset)
+
+    keras_inputs = []
+    input_layouts: dict[str, Layout] = {}
+    for inp in inputs:
+        rank = len(inp.shape)
+        channels_last = (not options.keep_layout) and rank in (4, 5) and inp.dtype.kind == "f"
+        perm = channels_last_perm(rank) if channels_last else identity(rank)
+        actual = tuple(inp.shape[p] for p in perm)
+        batch = (None, *actual[1:]) if inp.batch_dynamic else actual
+        name = _sanitize(inp.name)
+        ctx.used_names.add(name)
+        tensor = keras.Input(batch_shape=batch, dtype=str(inp.dtype), name=name)
+        keras_inputs.append(tensor)
+        ctx.env[inp.name] = KT(tensor, perm)
+        input_layouts[inp.name] = layout_for(rank, channels_last) if (channels_last or rank in (4, 5)) else Layout.NONE
+
+    needed = _needed_nodes(graph, set(consts))
+    op_counts: dict[str, int] = defaultdict(int)
+    for idx, node in enumerate(graph.node):
+        if idx not in needed or (node.output and node.output[0] in ctx.skipped_nodes):
+            continue
+        op_counts[node.op_type] += 1
+        live = [i for i in node.input if i]
+        skip = _SHAPE_ONLY_INPUTS.get(node.op_type, set())
+        foldable = all(ctx.has(i) and ctx.get(i).is_const for n, i in enumerate(node.input) if i and n not in skip)
+        if node.op_type in _SHAPE_OPS:
+            foldable = all(None not in shapes[i].dims for i in live if i in shapes)
+        if foldable and node.op_type != "Constant" and all(o in values for o in node.output if o):
+            for o in node.output:
+                if o:
+                    ctx.env[o] = KT(np.asarray(values[o]), identity(np.asarray(values[o]).ndim))
+            continue
+        if node.op_type == "Constant":
+            for o in node.output:
+                ctx.env[o] = KT(np.asarray(values[o]), identity(np.asarray(values[o]).ndim))
+            continue
+        handler = handlers.get(node.op_type)
+        if handler is None or node.domain not in ("", "ai.onnx"):
+            raise UnsupportedError(_unsupported_message(node, opset))
+        outs = handler(ctx, node)
+        for name, kt in zip(node.output, outs):
+            if name:
+                ctx.env[name] = kt
+
+    keras_outputs = []
+    output_layouts: dict[str, Layout] = {}
+    for out in graph.output:
+        kt = ctx.get(out.name)
+        if kt.is_const:
+            raise UnsupportedError(f"output {out.name!r} is a constant that does not depend on the inputs")
+        kt = ctx.materialize(kt)
+        rank = kt.rank
+        if not options.keep_layout and rank in (4, 5) and kt.perm == channels_last_perm(rank):
+            output_layouts[out.name] = layout_for(rank, True)
+        else:
+            kt = ctx.to_identity(kt)
+            output_layouts[out.name] = layout_for(rank, False) if rank in (4, 5) else Layout.NONE
+        keras_outputs.append(keras.layers.Identity(name=ctx.layer_name(_FakeNode(out.name), suffix=""))(kt.value))
+
+    kmodel = keras.Model(keras_inputs, keras_outputs, name=options.model_name)
+    transposes = sum(1 for op in kmodel.operations if type(op).__name__ == "Transpose")
+    return BuiltModel(
+        model=kmodel,
+        input_names=tuple(i.name for i in inputs),
+        output_names=tuple(o.name for o in graph.output),
+        input_layouts=input_layouts,
+        output_layouts=output_layouts,
+        dynamic_batch=any(i.batch_dynamic for i in inputs),
+        op_counts=dict(op_counts),
+        transposes=transposes,
+    )
+
+
+@dataclass
+class _FakeNode:
+    name: str
+    op_type: str = "Output"
+    metadata_props: tuple = ()
+
+
+def _unsupported_message(node, opset: int) -> str:
+    scope = ""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            parts = [p for p in re.findall(r"'([^']*)'", prop.value) if p]
+            scope = ".".join(parts[:-1]) if len(parts) > 1 else ""
+    where = f" from layer {scope!r}" if scope else ""
+    domain = node.domain or "ai.onnx"
+    return (f"ONNX op {node.op_type!r} (domain {domain}, opset {opset}, node {node.name!r}{where}) has no Keras "
+            f"translation in crossport yet; convert to .onnx, SavedModel or .tflite with --route onnx2tf instead")

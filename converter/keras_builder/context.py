@@ -1,0 +1,190 @@
+"""State of one ONNX -> Keras build: tensors with their layout, constants, static shapes, layer names."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from converter.errors import UnsupportedError
+from converter.layout import compose_axes, identity, invert
+
+
+@dataclass
+class KT:
+    """A built tensor: a Keras symbolic tensor (or a numpy constant) plus its layout permutation.
+
+    ``actual = logical.transpose(perm)``. ``flat_order``, when set, means this rank-2 tensor is a flatten whose
+    features are in another order than the logical one: ``actual[:, i] = logical[:, flat_order[i]]`` — consumed by
+    Dense (by permuting kernel rows) instead of materialising a transpose.
+    """
+
+    value: Any
+    perm: tuple[int, ...]
+    flat_order: np.ndarray | None = None
+
+    @property
+    def is_const(self) -> bool:
+        return isinstance(self.value, np.ndarray)
+
+    @property
+    def rank(self) -> int:
+        return len(self.perm)
+
+
+@dataclass(frozen=True)
+class StaticShape:
+    """Shape of a value measured at two batch sizes; ``None`` marks a dimension that scales with the batch."""
+
+    dims: tuple[int | None, ...]
+    at_b1: tuple[int, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
+
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+@dataclass
+class BuildContext:
+    """Everything handlers need; handlers emit Keras and return KTs for the node's outputs."""
+
+    nodes_by_output: dict[str, Any]
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, StaticShape]
+    consumers: dict[str, list[Any]]
+    opset: int
+    env: dict[str, KT] = field(default_factory=dict)
+    used_names: set[str] = field(default_factory=set)
+    skipped_nodes: set[str] = field(default_factory=set)
+
+    # ---- access -------------------------------------------------------------------------------------------
+    def get(self, name: str) -> KT:
+        if name in self.env:
+            return self.env[name]
+        if name in self.consts:
+            arr = self.consts[name]
+            return KT(arr, identity(arr.ndim))
+        raise UnsupportedError(f"value {name!r} is used before it is produced (graph not topologically sorted?)")
+
+    def has(self, name: str) -> bool:
+        return bool(name) and (name in self.env or name in self.consts)
+
+    def const(self, name: str, node: Any, what: str) -> np.ndarray:
+        """A value that must be known at conversion time (weights, shapes, axes)."""
+        if name in self.consts:
+            return self.consts[name]
+        kt = self.env.get(name)
+        if kt is not None and kt.is_const:
+            return kt.value
+        raise UnsupportedError(
+            f"{node.op_type} node {node.name!r}: {what} ({name!r}) is computed at run time; only constant "
+            f"{what} can be converted"
+        )
+
+    def optional_const(self, node: Any, index: int, what: str) -> np.ndarray | None:
+        if len(node.input) <= index or not node.input[index]:
+            return None
+        return self.const(node.input[index], node, what)
+
+    def shape(self, name: str) -> StaticShape:
+        s = self.shapes.get(name)
+        if s is None:
+            raise UnsupportedError(f"no shape known for value {name!r}")
+        return s
+
+    # ---- attributes -----------------------------------------------------------------------------------------
+    @staticmethod
+    def attr(node: Any, name: str, default: Any = None) -> Any:
+        import onnx
+
+        for a in node.attribute:
+            if a.name == name:
+                v = onnx.helper.get_attribute_value(a)
+                return v.decode() if isinstance(v, bytes) else v
+        return default
+
+    # ---- naming --------------------------------------------------------------------------------------------
+    def layer_name(self, node: Any, weight: str | None = None, suffix: str = "") -> str:
+        """A readable, unique Keras layer name: the PyTorch module path where the export recorded one."""
+        base = ""
+        if weight:
+            base = weight.rsplit(".", 1)[0] if "." in weight else weight
+        if not base:
+            for prop in node.metadata_props:
+                if prop.key == "pkg.torch.onnx.name_scopes":
+                    parts = [p for p in re.findall(r"'([^']*)'", prop.value) if p]
+                    if len(parts) > 1:
+                        base = ".".join(parts[:-1]) + "." + parts[-1]
+                    elif parts:
+                        base = parts[0]
+                    break
+        if not base:
+            base = node.name or node.op_type.lower()
+        base = _NAME_OK.sub("_", base.removeprefix("node_")) + suffix
+        name, k = base, 1
+        while name in self.used_names:
+            name = f"{base}_{k}"
+            k += 1
+        self.used_names.add(name)
+        return name
+
+    # ---- layout --------------------------------------------------------------------------------------------
+    def to_perm(self, kt: KT, target: Sequence[int]) -> KT:
+        """Bring ``kt`` into ``target`` order, emitting a transpose only when the memory order really changes."""
+        from keras import ops
+
+        kt = self.materialize(kt)
+        target = tuple(target)
+        if kt.perm == target:
+            return kt
+        axes = compose_axes(kt.perm, target)
+        if kt.is_const:
+            return KT(np.ascontiguousarray(np.transpose(kt.value, axes)), target)
+        return KT(ops.transpose(kt.value, axes), target)
+
+    def to_identity(self, kt: KT) -> KT:
+        return self.to_perm(kt, identity(kt.rank))
+
+    def materialize(self, kt: KT) -> KT:
+        """Turn a reordered flatten back into logical feature order (a gather) for consumers that need it."""
+        if kt.flat_order is None:
+            return kt
+        from keras import ops
+
+        inverse = np.argsort(kt.flat_order).astype("int32")
+        return KT(ops.take(kt.value, inverse, axis=1), kt.perm)
+
+    def same_memory_order(self, name: str, perm: Sequence[int]) -> bool:
+        """True when transposing by ``perm`` moves only size-1 axes, so flatten/reshape need no transpose."""
+        dims = self.shape(name).at_b1
+        kept = [p for p in perm if dims[p] != 1]
+        return kept == sorted(kept)
+
+    def const_for(self, arr: np.ndarray, like: KT) -> np.ndarray:
+        """A constant operand broadcast against ``like``: pad to its rank, then apply its permutation."""
+        arr = np.asarray(arr)
+        if like.rank == 0 or arr.ndim > like.rank:
+            return arr
+        arr = arr.reshape((1,) * (like.rank - arr.ndim) + arr.shape)
+        return np.ascontiguousarray(np.transpose(arr, like.perm))
+
+    def axis(self, kt: KT, logical_axis: int) -> int:
+        logical_axis = logical_axis % kt.rank if kt.rank else 0
+        return kt.perm.index(logical_axis)
+
+
+def drop_axes(perm: Sequence[int], removed_logical: Sequence[int]) -> tuple[int, ...]:
+    """The permutation left after removing logical axes (e.g. a reduction without keepdims)."""
+    removed = set(removed_logical)
+    kept = [p for p in perm if p not in removed]
+    order = sorted(kept)
+    return tuple(order.index(p) for p in kept)
+
+
+
+
+__all__ = ["KT", "StaticShape", "BuildContext", "drop_axes", "invert"]

@@ -1,0 +1,129 @@
+"""Parity results: one hop (reference runner vs candidate runner over several input sets) and its summary."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from converter.layout import Layout, to_layout
+from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.parity.inputs import InputSet
+
+REPORT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class HopResult:
+    """Reference vs candidate on every input set; per output, the worst comparison over the sets."""
+
+    reference: str
+    candidate: str
+    passed: bool
+    outputs: tuple[OutputComparison, ...]
+    per_set: tuple[tuple[str, bool, float], ...]  # (input set label, passed, max abs error)
+    compared_layout: tuple[str, ...]
+    error: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.reference} -> {self.candidate}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hop": self.name, "reference": self.reference, "candidate": self.candidate, "passed": self.passed,
+            "compared_layout": list(self.compared_layout), "error": self.error,
+            "outputs": [o.to_dict() for o in self.outputs],
+            "input_sets": [{"label": l, "passed": p, "max_abs_error": e} for l, p, e in self.per_set],
+        }
+
+
+def run_hop(
+    reference: Any,
+    candidate: Any,
+    input_sets: Sequence[InputSet],
+    input_layouts: Sequence[Layout],
+    output_names: Sequence[str],
+    tolerances: dict[str, Tolerance] | Tolerance,
+) -> HopResult:
+    """Feed each input set (given in ``input_layouts``) to both runners; compare in the reference's layout."""
+    worst: dict[int, OutputComparison] = {}
+    per_set = []
+    compared = tuple(l.value for l in reference.output_layouts)
+    for s in input_sets:
+        ref_feeds = [to_layout(a, src, dst) for a, src, dst in zip(s.arrays, input_layouts, reference.input_layouts)]
+        cand_feeds = [to_layout(a, src, dst) for a, src, dst in zip(s.arrays, input_layouts, candidate.input_layouts)]
+        try:
+            ref_out = reference.run(ref_feeds)
+        except Exception as err:  # noqa: BLE001 - a runner failure is a verification failure, reported as such
+            return _failed(reference, candidate, f"{reference.name} failed on {s.label}: {_line(err)}", compared)
+        try:
+            cand_out = candidate.run(cand_feeds)
+        except Exception as err:  # noqa: BLE001
+            return _failed(reference, candidate, f"{candidate.name} failed on {s.label}: {_line(err)}", compared)
+        if len(ref_out) != len(cand_out):
+            return _failed(reference, candidate,
+                           f"{candidate.name} returned {len(cand_out)} outputs, {reference.name} {len(ref_out)}",
+                           compared)
+        set_ok, set_err = True, 0.0
+        for k, (r, c) in enumerate(zip(ref_out, cand_out)):
+            c = to_layout(np.asarray(c), candidate.output_layouts[k], reference.output_layouts[k])
+            name = output_names[k] if k < len(output_names) else f"output{k}"
+            tol = tolerances.get(name, Tolerance()) if isinstance(tolerances, dict) else tolerances
+            cmp = compare_arrays(name, c, np.asarray(r), tol)
+            set_ok &= cmp.passed
+            set_err = max(set_err, cmp.max_abs_error)
+            prev = worst.get(k)
+            if prev is None or (not cmp.passed and prev.passed) or (cmp.passed == prev.passed
+                                                                     and cmp.max_abs_error > prev.max_abs_error):
+                worst[k] = _merge(cmp, prev)
+            else:
+                worst[k] = _merge(prev, cmp)
+        per_set.append((s.label, bool(set_ok), float(set_err)))
+    outputs = tuple(worst[k] for k in sorted(worst))
+    return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set), compared)
+
+
+def _merge(primary: OutputComparison, other: OutputComparison | None) -> OutputComparison:
+    """Keep the worst case's details but accumulate mismatch counts and the tolerance needed over all sets."""
+    if other is None:
+        return primary
+    from dataclasses import replace
+
+    return replace(
+        primary,
+        mismatches=primary.mismatches + other.mismatches,
+        total=primary.total + other.total,
+        atol_needed=max(primary.atol_needed, other.atol_needed),
+        max_rel_error=max(primary.max_rel_error, other.max_rel_error),
+        cosine_similarity=min(primary.cosine_similarity, other.cosine_similarity),
+        passed=primary.passed and other.passed,
+    )
+
+
+def _failed(reference: Any, candidate: Any, message: str, compared: tuple[str, ...]) -> HopResult:
+    return HopResult(reference.name, candidate.name, False, (), (), compared, error=message)
+
+
+def _line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def format_hop(hop: HopResult) -> list[str]:
+    """Human-readable lines for one hop."""
+    mark = "PASS" if hop.passed else "FAIL"
+    lines = [f"  [{mark}] {hop.name}"]
+    if hop.error:
+        lines.append(f"         error: {hop.error}")
+    for o in hop.outputs:
+        lines.append(
+            f"         {o.name:<14} shape {str(list(o.shape)):<18} max abs {o.max_abs_error:.2e}  "
+            f"max rel {o.max_rel_error:.2e}  mismatches {o.mismatches}/{o.total}  cos {o.cosine_similarity:.6f}  "
+            f"(atol {o.atol:g}, rtol {o.rtol:g}; atol needed {o.atol_needed:.1e})"
+        )
+        if o.note:
+            lines.append(f"         note: {o.note}")
+        if not o.passed and o.worst_index:
+            lines.append(f"         worst element at index {list(o.worst_index)}")
+    return lines

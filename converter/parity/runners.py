@@ -1,0 +1,129 @@
+"""One runner per framework/runtime behind one small interface.
+
+A runner takes feeds in *its own* input layout and returns outputs in its own output layout; callers move
+tensors between layouts with ``converter.layout.to_layout`` using the runner's declared ``input_layouts`` /
+``output_layouts``. Every runner evaluates in inference mode (eval / training=False).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from converter.layout import Layout
+
+
+class Runner(Protocol):
+    name: str
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+def _layouts(n: int, given: Sequence[Layout] | None) -> tuple[Layout, ...]:
+    return tuple(given) if given else (Layout.NONE,) * n
+
+
+@dataclass
+class TorchRunner:
+    module: Any
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    name: str = "pytorch"
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        if hasattr(self.module, "eval"):
+            try:
+                self.module.eval()
+            except NotImplementedError:
+                pass  # torch.export's module(): already traced in eval mode, and refuses .eval()
+        with torch.no_grad():
+            out = self.module(*[torch.from_numpy(np.ascontiguousarray(f)) for f in feeds])
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return [o.detach().cpu().numpy() for o in outs]
+
+
+@dataclass
+class OnnxRunner:
+    path: Path
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    name: str = "onnxruntime"
+    _session: Any = field(default=None, repr=False)
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import onnxruntime as ort
+
+        if self._session is None:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        names = [i.name for i in self._session.get_inputs()]
+        return list(self._session.run(None, dict(zip(names, feeds))))
+
+
+@dataclass
+class KerasRunner:
+    model: Any
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    name: str = "keras"
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        out = self.model(list(feeds), training=False)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        return [np.asarray(o) for o in outs]
+
+
+@dataclass
+class SavedModelRunner:
+    path: Path
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    name: str = "tf-savedmodel"
+    _fn: Any = field(default=None, repr=False)
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import tensorflow as tf
+
+        if self._fn is None:
+            loaded = tf.saved_model.load(str(self.path))
+            self._keep = loaded
+            self._fn = loaded.signatures["serving_default"]
+        spec = self._fn.structured_input_signature[1]
+        names = sorted(spec, key=lambda k: list(spec).index(k))
+        out = self._fn(**{n: tf.constant(f) for n, f in zip(names, feeds)})
+        keys = sorted(out, key=_output_key)
+        return [out[k].numpy() for k in keys]
+
+
+def _output_key(name: str) -> tuple[int, str]:
+    tail = name.rsplit("_", 1)[-1]
+    return (int(tail), name) if tail.isdigit() else (0, name)
+
+
+@dataclass
+class TFLiteRunner:
+    path: Path
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    name: str = "tflite"
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import tensorflow as tf
+
+        interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+        details = interp.get_input_details()
+        for d, f in zip(details, feeds):
+            if tuple(d["shape"]) != tuple(f.shape):
+                interp.resize_tensor_input(d["index"], list(f.shape), strict=False)
+        interp.allocate_tensors()
+        for d, f in zip(interp.get_input_details(), feeds):
+            interp.set_tensor(d["index"], np.ascontiguousarray(f.astype(d["dtype"])))
+        interp.invoke()
+        return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]

@@ -1,0 +1,412 @@
+"""Plan a route from the source format to the target format and run it hop by hop, verifying each hop.
+
+Route for PyTorch sources: torch.onnx.export -> ONNX (checked with onnxruntime) -> crossport's Keras 3 builder
+(-> ``.keras`` / SavedModel / ``.tflite``). Everything is written in a private temporary directory beside the
+output and moved into place only after verification passed (or with ``force``).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from converter.errors import CrossportError, InputPathError, OutputError, ShapeError, UnsupportedError
+from converter.formats import TARGET_SUFFIXES, TARGETS, Format, load_torch_source, sniff
+from converter.layout import Layout
+from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
+from converter.parity.inputs import InputSpec, make_input_sets
+from converter.parity.report import HopResult, run_hop
+from converter.result import ConversionReport, TensorInfo
+
+ProgressFn = Callable[[str], None]
+
+_TARGET_DEFAULT_SUFFIX = {"keras": ".keras", "onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything ``convert`` needs besides the source; the CLI fills it from flags."""
+
+    to: str | None = None
+    output: str | None = None
+    input_shapes: tuple[tuple[str | None, tuple[int, ...]], ...] = ()
+    input_dtype: str = "float32"
+    model_class: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    trust_pickle: bool = False
+    keep_layout: bool = False
+    fp16: bool = False
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    verify: bool = True
+    force: bool = False
+    seed: int = 0
+    static_batch: bool = False
+    report_path: str | None = None
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    artifact: Path | None
+    report: ConversionReport
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passed
+
+
+def resolve_target(options: ConvertOptions) -> str:
+    if options.to:
+        to = options.to.lower().replace("-", "_").replace("savedmodel", "saved_model")
+        if to == "tf":
+            to = "saved_model"
+        if to not in TARGETS:
+            raise CrossportError(f"--to {options.to!r}: expected one of {', '.join(TARGETS)}")
+        return to
+    if options.output:
+        suffix = Path(options.output).suffix.lower()
+        if suffix in TARGET_SUFFIXES and TARGET_SUFFIXES[suffix] in TARGETS:
+            return TARGET_SUFFIXES[suffix]
+        if suffix == "":
+            return "saved_model"
+        raise CrossportError(f"output {options.output!r}: cannot tell the target from suffix {suffix!r}; pass --to")
+    raise CrossportError("no target: pass --to keras|saved_model|tflite|onnx or an output path with a known suffix")
+
+
+def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
+    if options.output:
+        out = Path(options.output)
+    else:
+        stem = Path(source.split(":")[-1]).stem if ":" in source else Path(source).stem
+        out = Path.cwd() / f"{stem}{_TARGET_DEFAULT_SUFFIX[target]}"
+    if out.exists() and not options.force:
+        raise OutputError(f"{out}: already exists; pass --force to replace it")
+    if out.exists() and out.is_dir() and target != "saved_model":
+        raise OutputError(f"{out}: is a directory; a {target} output is a file")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        raise OutputError(f"{parent}: output directory does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"{parent}: output directory is not writable")
+    return out
+
+
+@contextmanager
+def _workdir(near: Path) -> Iterator[Path]:
+    """A private temp dir on the output's filesystem (so the final move is atomic), always removed."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=".crossport-", dir=near))
+    except OSError:
+        tmp = Path(tempfile.mkdtemp(prefix="crossport-"))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Clock:
+    def __init__(self, progress: ProgressFn | None) -> None:
+        self.timings: dict[str, float] = {}
+        self.progress = progress
+
+    @contextmanager
+    def step(self, key: str, message: str) -> Iterator[None]:
+        if self.progress:
+            self.progress(message)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _versions(names: tuple[str, ...]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _publish(tmp_artifact: Path, output: Path, force: bool) -> None:
+    if output.exists():
+        if not force:
+            raise OutputError(f"{output}: appeared while converting; pass --force to replace it")
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+    os.replace(tmp_artifact, output)
+
+
+def _input_specs(source: Any, options: ConvertOptions, names: tuple[str, ...]) -> list[InputSpec]:
+    given = list(options.input_shapes)
+    if given:
+        if any(n for n, _ in given) and names:
+            by_name = {n: s for n, s in given}
+            unknown = [n for n in by_name if n not in names]
+            if unknown:
+                raise ShapeError(f"--input-shape names {unknown} are not inputs of the model (inputs: {list(names)})")
+            return [InputSpec(n, by_name[n], options.input_dtype) for n in names if n in by_name]
+        return [InputSpec(n or (names[i] if i < len(names) else f"input{i}" if len(given) > 1 else "input"),
+                          s, options.input_dtype) for i, (n, s) in enumerate(given)]
+    if source.example_shapes:
+        return [InputSpec(n, s, d) for n, s, d in zip(source.input_names, source.example_shapes, source.example_dtypes)]
+    raise ShapeError("the source does not record its input shapes; pass --input-shape, e.g. --input-shape 1x3x224x224")
+
+
+def _torch_layouts(specs: list[InputSpec]) -> tuple[Layout, ...]:
+    return tuple(Layout.NCHW if len(s.shape) == 4 else Layout.NCDHW if len(s.shape) == 5 else Layout.NONE
+                 for s in specs)
+
+
+def convert(source: str, options: ConvertOptions | None = None, progress: ProgressFn | None = None,
+            **overrides: Any) -> ConversionResult:
+    """Convert ``source`` and verify the result; see ``ConvertOptions``. Keyword overrides update the options.
+
+    Returns a result whose ``report.passed`` says whether every hop matched; raises ``CrossportError`` subclasses
+    for problems with the input. Nothing is left at the output path unless verification passed or ``force``.
+    """
+    options = replace(options or ConvertOptions(), **overrides)
+    if isinstance(options.input_shapes, dict):
+        options = replace(options, input_shapes=tuple(options.input_shapes.items()))
+    target = resolve_target(options)
+    fmt = sniff(source)
+    output = resolve_output(source, target, options)
+    if fmt in (Format.KERAS, Format.H5, Format.SAVED_MODEL, Format.TFLITE):
+        raise UnsupportedError(f"{source}: converting {fmt.value} sources is not supported yet; "
+                               "crossport converts PyTorch and ONNX sources in this release")
+    from converter.frameworks import tensorflow
+
+    clock = _Clock(progress)
+    with _workdir(output.parent if output.parent.exists() else Path.cwd()) as tmp:
+        if fmt == Format.ONNX:
+            return _convert_onnx_source(source, target, output, options, clock, tmp)
+        with clock.step("load", f"loading {source}"):
+            import torch
+
+            torch.manual_seed(options.seed)
+            src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+        specs = _input_specs(src, options, src.input_names)
+        dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
+        if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
+            dynamic = False
+        trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
+                       else s for s in specs]
+        sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
+        torch_layouts = _torch_layouts(specs)
+        from converter.parity.runners import TorchRunner
+
+        torch_runner = TorchRunner(src.module, torch_layouts, ())
+        with clock.step("check-inputs", "running the source model once"):
+            try:
+                probe = torch_runner.run(sets[0].arrays)
+            except Exception as err:  # noqa: BLE001 - user model code
+                shapes = [list(a.shape) for a in sets[0].arrays]
+                raise ShapeError(f"the model does not run on inputs of shape {shapes}: "
+                                 f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+        torch_runner.output_layouts = tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe)
+        from converter.routes import torch_onnx
+
+        onnx_path = tmp / "model.onnx"
+        with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
+            import torch as _t
+
+            example = tuple(_t.from_numpy(a) for a in sets[0].arrays)
+            exported = torch_onnx.export(
+                src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
+                input_names=[s.name for s in specs], dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
+            )
+        return _finish_from_onnx(
+            source=source, source_format=fmt.value, target=target, output=output, options=options, clock=clock,
+            tmp=tmp, onnx_path=onnx_path, specs=specs, sets=sets, source_runner=torch_runner,
+            source_layouts=torch_layouts, exported=exported, torch_module=src.module, notes=src.notes,
+        )
+
+
+def _convert_onnx_source(source: str, target: str, output: Path, options: ConvertOptions, clock: _Clock,
+                         tmp: Path) -> ConversionResult:
+    import onnx
+
+    from converter.keras_builder.shapes import graph_inputs
+    from converter.parity.runners import OnnxRunner
+
+    with clock.step("load", f"loading {source}"):
+        try:
+            model = onnx.load(source)
+            onnx.checker.check_model(model)
+        except Exception as err:  # noqa: BLE001
+            raise CrossportError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+    if target == "onnx":
+        raise CrossportError("source and target are both ONNX; pick --to keras, saved_model or tflite")
+    given = {n: s for n, s in options.input_shapes if n}
+    unnamed = [s for n, s in options.input_shapes if not n]
+    ginputs = graph_inputs(model, None if not options.input_shapes else
+                           (given or {gi.name: s for gi, s in zip(graph_inputs_safe(model), unnamed)}))
+    specs = [InputSpec(g.name, g.shape, str(g.dtype)) for g in ginputs]
+    dynamic = any(g.batch_dynamic for g in ginputs) and not options.static_batch
+    sets = make_input_sets(specs, seed=options.seed, dynamic_batch=dynamic)
+    layouts = _torch_layouts(specs)
+    onnx_path = tmp / "model.onnx"
+    shutil.copyfile(source, onnx_path)
+    runner = OnnxRunner(onnx_path, layouts, ())
+    probe = runner.run(sets[0].arrays)
+    runner.output_layouts = tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    from converter.routes.torch_onnx import ExportResult
+
+    exported = ExportResult(onnx_path, "given", opset or 0, tuple(specs[i].name for i in range(len(specs))),
+                            tuple(o.name for o in model.graph.output), dynamic)
+    return _finish_from_onnx(source=source, source_format="onnx", target=target, output=output, options=options,
+                             clock=clock, tmp=tmp, onnx_path=onnx_path, specs=specs, sets=sets, source_runner=None,
+                             source_layouts=layouts, exported=exported, torch_module=None, notes=(),
+                             onnx_runner=runner)
+
+
+def graph_inputs_safe(model: Any) -> list[Any]:
+    init = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in init]
+
+
+def _finish_from_onnx(*, source: str, source_format: str, target: str, output: Path, options: ConvertOptions,
+                      clock: _Clock, tmp: Path, onnx_path: Path, specs: list[InputSpec], sets: list[Any],
+                      source_runner: Any, source_layouts: tuple[Layout, ...], exported: Any, torch_module: Any,
+                      notes: tuple[str, ...], onnx_runner: Any = None) -> ConversionResult:
+    from converter.parity.runners import OnnxRunner
+
+    tol = Tolerance(options.atol, options.rtol)
+    hops: list[HopResult] = []
+    notes_l = list(notes)
+    route = [source_format, f"onnx ({exported.exporter} exporter)" if source_runner else "onnx"]
+    output_names = list(exported.output_names)
+    if onnx_runner is None:
+        onnx_runner = OnnxRunner(onnx_path, source_layouts, source_runner.output_layouts)
+    if source_runner is not None and options.verify:
+        with clock.step("verify", "verifying PyTorch vs ONNX (onnxruntime)"):
+            hops.append(run_hop(source_runner, onnx_runner, sets, source_layouts, output_names, tol))
+
+    artifact_tmp = onnx_path
+    target_runner = None
+    built = None
+    if target != "onnx" and (not hops or hops[-1].passed or options.force):
+        from converter.frameworks import keras as _keras
+
+        _keras()
+        import onnx
+
+        from converter.keras_builder import BuildOptions, build_keras_model
+
+        with clock.step("build-keras", "building the Keras 3 model"):
+            shapes = {s.name: s.shape for s in specs}
+            built = build_keras_model(onnx.load(str(onnx_path)),
+                                      BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
+                                                   model_name=_model_name(source)))
+        route.append("keras 3 (crossport builder)")
+        from converter.parity import runners as R
+        from converter.routes import keras_export
+
+        in_layouts = tuple(built.input_layouts[n] for n in built.input_names)
+        out_layouts = tuple(built.output_layouts[n] for n in built.output_names)
+        with clock.step("save", f"writing {target}"):
+            if target == "keras":
+                artifact_tmp = tmp / "model.keras"
+                keras_export.save_keras(built.model, artifact_tmp)
+            elif target == "saved_model":
+                artifact_tmp = tmp / "saved_model"
+                keras_export.save_saved_model(built.model, artifact_tmp)
+                route.append("tf savedmodel (keras export)")
+            else:
+                artifact_tmp = tmp / "model.tflite"
+                keras_export.save_tflite(built.model, artifact_tmp, fp16=options.fp16)
+                route.append("tflite" + (" float16" if options.fp16 else " float32"))
+        if options.verify:
+            with clock.step("verify", f"verifying ONNX vs {target}"):
+                if target == "keras":
+                    import keras
+
+                    reloaded = keras.models.load_model(str(artifact_tmp))
+                    target_runner = R.KerasRunner(reloaded, in_layouts, out_layouts, name="keras (.keras file)")
+                elif target == "saved_model":
+                    target_runner = R.SavedModelRunner(artifact_tmp, in_layouts, out_layouts)
+                else:
+                    target_runner = R.TFLiteRunner(artifact_tmp, in_layouts, out_layouts,
+                                                   name="tflite" + (" fp16" if options.fp16 else ""))
+                tol_target = tol
+                if options.fp16 and target == "tflite":
+                    tol_target = Tolerance(max(options.atol, 1e-2), max(options.rtol, 1e-2))
+                    notes_l.append(f"float16 TFLite compared with atol {tol_target.atol:g}, rtol {tol_target.rtol:g}")
+                hops.append(run_hop(onnx_runner, target_runner, sets, source_layouts, output_names, tol_target))
+                if source_runner is not None:
+                    hops.append(run_hop(source_runner, target_runner, sets, source_layouts, output_names, tol_target))
+    elif target != "onnx":
+        notes_l.append("stopped after the first failed hop; the target was not built")
+
+    verified = options.verify
+    passed = verified and all(h.passed for h in hops) and (target == "onnx" or target_runner is not None)
+    trainable = {}
+    if torch_module is not None:
+        try:
+            trainable["pytorch"] = int(sum(p.numel() for p in torch_module.parameters() if p.requires_grad))
+        except Exception:  # noqa: BLE001
+            pass
+    if built is not None:
+        import numpy as np
+
+        trainable["keras"] = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
+        if "pytorch" in trainable and trainable["pytorch"] != trainable["keras"] and target == "keras":
+            notes_l.append(f"trainable parameter counts differ: PyTorch {trainable['pytorch']:,}, "
+                           f"Keras {trainable['keras']:,}")
+    publish = passed or not verified or options.force
+    if publish:
+        _publish(artifact_tmp, output, options.force)
+    in_infos, out_infos = _tensor_infos(specs, exported, built, source_layouts, hops)
+    report = ConversionReport(
+        source=source, source_format=source_format, target=target, output=str(output) if publish else None,
+        route=tuple(route), opset=exported.opset, exporter=exported.exporter, inputs=in_infos, outputs=out_infos,
+        dynamic_batch=bool(built.dynamic_batch if built else exported.dynamic_batch), verified=verified,
+        passed=passed, forced=options.force and verified and not passed, hops=tuple(hops),
+        input_sets=tuple(s.describe() for s in sets) if verified else (), atol=options.atol, rtol=options.rtol,
+        timings=dict(clock.timings),
+        versions=_versions(("crossport", "torch", "onnx", "onnxruntime", "onnxscript", "tensorflow", "keras",
+                            "numpy")),
+        trainable_params=trainable, notes=tuple(notes_l),
+    )
+    if options.report_path:
+        report.write(Path(options.report_path))
+    return ConversionResult(output if publish else None, report)
+
+
+def _model_name(source: str) -> str:
+    import re
+
+    stem = Path(source.split(":")[-1]).stem if ":" in source else Path(source).stem
+    return re.sub(r"[^A-Za-z0-9_]", "_", stem) or "model"
+
+
+def _tensor_infos(specs, exported, built, source_layouts, hops):
+    ins = []
+    for i, s in enumerate(specs):
+        tgt = built.input_layouts.get(exported.input_names[i], Layout.NONE) if built else source_layouts[i]
+        dyn = (None, *s.shape[1:]) if exported.dynamic_batch and s.shape else s.shape
+        ins.append(TensorInfo(s.name, tuple(dyn), s.dtype, source_layouts[i].value, tgt.value))
+    outs = []
+    first = next((h for h in hops if h.outputs), None)
+    for k, name in enumerate(exported.output_names):
+        tgt = built.output_layouts.get(name, Layout.NONE).value if built else "as source"
+        shape: tuple = ()
+        if first is not None and k < len(first.outputs):
+            shape = tuple(first.outputs[k].reference_shape)
+            if exported.dynamic_batch and shape:
+                shape = (None, *shape[1:])
+        src_layout = Layout.NCHW.value if len(shape) == 4 else Layout.NONE.value
+        outs.append(TensorInfo(name, shape, "float32", src_layout, tgt))
+    return tuple(ins), tuple(outs)

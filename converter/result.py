@@ -1,0 +1,120 @@
+"""The conversion report: what was converted, how, with which inputs, and how closely the result matches."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from converter.parity.report import REPORT_SCHEMA_VERSION, HopResult, format_hop
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+    source_layout: str
+    target_layout: str
+
+
+@dataclass(frozen=True)
+class ConversionReport:
+    source: str
+    source_format: str
+    target: str
+    output: str | None
+    route: tuple[str, ...]
+    opset: int | None
+    exporter: str | None
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    dynamic_batch: bool
+    verified: bool
+    passed: bool
+    forced: bool
+    hops: tuple[HopResult, ...]
+    input_sets: tuple[dict, ...]
+    atol: float
+    rtol: float
+    timings: dict[str, float]
+    versions: dict[str, str]
+    trainable_params: dict[str, int]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    error: str = ""
+
+    @property
+    def failed_hop(self) -> HopResult | None:
+        return next((h for h in self.hops if not h.passed), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "kind": "crossport.conversion",
+            "source": self.source, "source_format": self.source_format, "target": self.target,
+            "output": self.output, "route": list(self.route), "opset": self.opset, "exporter": self.exporter,
+            "inputs": [_tensor(t) for t in self.inputs], "outputs": [_tensor(t) for t in self.outputs],
+            "dynamic_batch": self.dynamic_batch, "mode": "eval (inference; Dropout off, BatchNorm running stats)",
+            "verified": self.verified, "passed": self.passed, "forced": self.forced,
+            "failed_hop": self.failed_hop.name if self.failed_hop else None,
+            "tolerance": {"atol": self.atol, "rtol": self.rtol,
+                          "criterion": "|candidate - reference| <= atol + rtol * |reference|"},
+            "input_sets": list(self.input_sets), "hops": [h.to_dict() for h in self.hops],
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "versions": self.versions,
+            "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_json_default)
+
+    def write(self, path: Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    def format_text(self) -> str:
+        lines = [f"crossport: {self.source} ({self.source_format}) -> {self.target}"
+                 + (f" at {self.output}" if self.output else "")]
+        lines.append(f"  route: {' -> '.join(self.route)}" + (f" (opset {self.opset})" if self.opset else ""))
+        for t in self.inputs:
+            lines.append(f"  input  {t.name}: {list(t.shape)} {t.dtype}  layout {t.source_layout} -> {t.target_layout}")
+        for t in self.outputs:
+            lines.append(f"  output {t.name}: {list(t.shape)} {t.dtype}  layout {t.source_layout} -> {t.target_layout}")
+        if self.trainable_params:
+            lines.append("  trainable parameters: " + ", ".join(f"{k} {v:,}" for k, v in self.trainable_params.items()))
+        if not self.verified:
+            lines.append("  NOT VERIFIED: --no-verify was given; nothing was compared")
+        else:
+            sets = ", ".join(s["label"] for s in self.input_sets)
+            lines.append(f"  verification (eval mode; inputs: {sets}; seed {self.input_sets[0]['seed'] if self.input_sets else '-'};"
+                         f" |a-b| <= {self.atol:g} + {self.rtol:g}*|b|):")
+            for hop in self.hops:
+                lines.extend(format_hop(hop))
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        total = sum(self.timings.values())
+        lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()) + f" (total {total:.1f}s)")
+        if self.verified and self.passed:
+            verdict = "PASSED"
+        elif self.verified:
+            hop = self.failed_hop
+            verdict = f"FAILED at hop {hop.name}" if hop else "FAILED"
+        else:
+            verdict = "UNVERIFIED"
+        if self.forced and self.verified and not self.passed:
+            verdict += " (written anyway because of --force)"
+        elif self.verified and not self.passed:
+            verdict += " (nothing was written)"
+        lines.append(f"  result: {verdict}")
+        return "\n".join(lines)
+
+
+def _tensor(t: TensorInfo) -> dict[str, Any]:
+    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
+            "source_layout": t.source_layout, "target_layout": t.target_layout}
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, float):
+        return str(obj)
+    return str(obj)

@@ -1,0 +1,215 @@
+"""A read-only pre-pass over a module: which classes are torch models, which are blocks, which are spatial.
+
+Rules need facts that a single node cannot tell them: whether ``self.lstm`` holds an ``nn.LSTM`` (to fix its call
+site), whether a class sees image tensors (to remap dims in channels_last mode), whether a class is used as a
+block inside another model (``keras.layers.Layer``) or is a top-level model (``keras.Model``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import libcst as cst
+
+#: Layers and functions whose presence means a class handles (N, C, *spatial) tensors.
+SPATIAL_NAMES = frozenset(
+    f"torch.nn.{n}"
+    for n in (
+        "Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d", "ConvTranspose1d",
+        "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d",
+        "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm2d", "BatchNorm3d",
+        "LazyBatchNorm2d", "Upsample", "UpsamplingNearest2d", "Dropout2d",
+        "functional.conv1d", "functional.conv2d", "functional.max_pool1d", "functional.max_pool2d",
+        "functional.avg_pool1d", "functional.avg_pool2d", "functional.adaptive_avg_pool2d", "functional.interpolate",
+    )
+)
+RNN_KINDS = {"torch.nn.LSTM": "lstm", "torch.nn.GRU": "gru", "torch.nn.MultiheadAttention": "mha"}
+NOT_MODEL_MARKERS = ("torch.optim", "torch.utils.data", "torch.save", "torch.load")
+
+
+@dataclass
+class ClassInfo:
+    name: str
+    line: int
+    torch_model: bool
+    spatial: bool = False
+    used_as_block: bool = False
+    rnn_attrs: dict[str, str] = field(default_factory=dict)
+    uses: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Analysis:
+    classes: dict[str, ClassInfo] = field(default_factory=dict)
+    builders: set[str] = field(default_factory=set)
+    torch_aliases: set[str] = field(default_factory=set)
+    not_rewritten: list[tuple[int, str]] = field(default_factory=list)
+
+    def model_classes(self) -> list[ClassInfo]:
+        return [c for c in self.classes.values() if c.torch_model]
+
+    def top_models(self) -> list[ClassInfo]:
+        return [c for c in self.model_classes() if not c.used_as_block]
+
+
+QualName = Callable[[cst.CSTNode], "str | None"]
+LineOf = Callable[[cst.CSTNode], int]
+
+
+class _Collector(cst.CSTVisitor):
+    """Collects qualified names called, local names referenced, self.<attr> = <rnn> assignments."""
+
+    def __init__(self, qname: QualName) -> None:
+        self.qname = qname
+        self.called: set[str] = set()
+        self.names: set[str] = set()
+        self.rnn_attrs: dict[str, str] = {}
+        self.has_backward = False
+
+    def visit_Call(self, node: cst.Call) -> None:
+        q = self.qname(node.func)
+        if q:
+            self.called.add(q)
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("backward", "zero_grad"):
+            self.has_backward = True
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.names.add(node.value)
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        q = self.qname(node)
+        if q:
+            self.called.add(q)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        if len(node.targets) != 1 or not isinstance(node.value, cst.Call):
+            return
+        target = node.targets[0].target
+        kind = RNN_KINDS.get(self.qname(node.value.func) or "")
+        if kind and isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == "self":
+            self.rnn_attrs[target.attr.value] = kind
+
+
+def _is_layer_ctor(q: str) -> bool:
+    if not q.startswith("torch.nn."):
+        return False
+    last = q.rsplit(".", 1)[-1]
+    return last[:1].isupper() and ".functional." not in q
+
+
+def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
+    """Classify the top-level statements of ``module``."""
+    result = Analysis()
+    collectors: dict[str, _Collector] = {}
+    builder_collectors: dict[str, _Collector] = {}
+    for stmt in module.body:
+        if isinstance(stmt, (cst.Import, cst.ImportFrom)) or (
+            isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body)
+        ):
+            for s in stmt.body if isinstance(stmt, cst.SimpleStatementLine) else [stmt]:
+                _collect_aliases(s, result.torch_aliases)
+            continue
+        if isinstance(stmt, cst.ClassDef):
+            base_names = [qname(b.value) or "" for b in stmt.bases]
+            local_bases = [b.value.value for b in stmt.bases if isinstance(b.value, cst.Name)]
+            is_model = "torch.nn.Module" in base_names or any(
+                n in result.classes and result.classes[n].torch_model for n in local_bases
+            )
+            info = ClassInfo(name=stmt.name.value, line=line_of(stmt), torch_model=is_model)
+            result.classes[info.name] = info
+            if is_model:
+                col = _Collector(qname)
+                stmt.body.visit(col)
+                collectors[info.name] = col
+                info.rnn_attrs = col.rnn_attrs
+                info.spatial = bool(col.called & SPATIAL_NAMES)
+                for n in local_bases:  # inherit facts from a local base model class
+                    if n in result.classes and result.classes[n].torch_model:
+                        info.uses.add(n)
+                        info.rnn_attrs = {**result.classes[n].rnn_attrs, **info.rnn_attrs}
+            continue
+        if isinstance(stmt, cst.FunctionDef):
+            col = _Collector(qname)
+            stmt.visit(col)
+            makes_layers = any(_is_layer_ctor(q) for q in col.called)
+            suspicious = col.has_backward or any(q.startswith(NOT_MODEL_MARKERS) for q in col.called)
+            if makes_layers and not suspicious:
+                result.builders.add(stmt.name.value)
+                builder_collectors[stmt.name.value] = col
+                continue
+        if _mentions(stmt, result.torch_aliases):
+            result.not_rewritten.append((line_of(stmt), _describe(stmt)))
+    # Which local classes/builders each model class (or builder) uses; spatial-ness flows along "uses".
+    spatial_builders = {b for b, c in builder_collectors.items() if c.called & SPATIAL_NAMES}
+    for name, col in {**collectors, **builder_collectors}.items():
+        used = {n for n in col.names if n in result.classes and result.classes[n].torch_model and n != name}
+        for n in used:
+            result.classes[n].used_as_block = True
+        if name in result.classes:
+            result.classes[name].uses |= used | {b for b in col.names if b in result.builders}
+            if col.names & spatial_builders:
+                result.classes[name].spatial = True
+    changed = True
+    while changed:
+        changed = False
+        for info in result.model_classes():
+            if not info.spatial and any(
+                (u in result.classes and result.classes[u].spatial)
+                or (u in builder_collectors and _builder_spatial(u, builder_collectors, result))
+                for u in info.uses
+            ):
+                info.spatial = changed = True
+    return result
+
+
+def _builder_spatial(name: str, cols: dict[str, _Collector], result: Analysis) -> bool:
+    col = cols[name]
+    if col.called & SPATIAL_NAMES:
+        return True
+    return any(n in result.classes and result.classes[n].spatial for n in col.names)
+
+
+def _collect_aliases(stmt: cst.CSTNode, aliases: set[str]) -> None:
+    if isinstance(stmt, cst.Import):
+        for alias in stmt.names:
+            full = cst.Module(body=[]).code_for_node(alias.name)
+            if full == "torch" or full.startswith("torch."):
+                aliases.add(alias.asname.name.value if alias.asname else full.split(".")[0])  # type: ignore[union-attr]
+    elif isinstance(stmt, cst.ImportFrom) and stmt.module is not None:
+        mod = cst.Module(body=[]).code_for_node(stmt.module)
+        if (mod == "torch" or mod.startswith("torch.")) and not isinstance(stmt.names, cst.ImportStar):
+            for alias in stmt.names:
+                aliases.add(alias.asname.name.value if alias.asname else alias.name.value)  # type: ignore[union-attr]
+
+
+class _NameFinder(cst.CSTVisitor):
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.found = False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value in self.names:
+            self.found = True
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # the attribute name itself (``self.nn``) is not a reference
+        return False
+
+
+def _mentions(stmt: cst.CSTNode, names: set[str]) -> bool:
+    finder = _NameFinder(names)
+    stmt.visit(finder)
+    return finder.found
+
+
+def mentions(node: cst.CSTNode, names: set[str]) -> bool:
+    """Whether ``node`` references any of ``names`` (ignoring attribute names such as ``self.nn``)."""
+    return _mentions(node, names)
+
+
+def _describe(stmt: cst.CSTNode) -> str:
+    if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+        return f"{'def' if isinstance(stmt, cst.FunctionDef) else 'class'} {stmt.name.value}"
+    text = cst.Module(body=[]).code_for_node(stmt).strip().splitlines()
+    first = text[0] if text else ""
+    return first if len(first) <= 60 else first[:57] + "..."

@@ -1,0 +1,157 @@
+"""Apply rules to one module: parse with libcst, resolve names once, run every rule in one traversal.
+
+The runner is a ``VisitorBasedCodemodCommand`` so libcst's ``AddImportsVisitor``/``RemoveImportsVisitor`` run
+after it; rules ask for imports through it. It keeps the scope facts rules need (which class, which method,
+whether dims are remapped) and attaches TODO comments to the innermost enclosing statement.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Sequence
+
+import libcst as cst
+from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+from libcst.metadata import PositionProvider, QualifiedNameProvider
+
+from converter.rewrite import todo as todo_marks
+from converter.rewrite.analysis import Analysis, ClassInfo, analyse
+from converter.rewrite.errors import SourceSyntaxError
+from converter.rewrite.options import RewriteOptions, RewriteResult
+from rules.base import Rule
+
+
+class RuleRunner(VisitorBasedCodemodCommand):
+    """Runs a batch of rules over a module in a single metadata-resolved pass."""
+
+    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
+
+    def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str) -> None:
+        super().__init__(context)
+        self.layout = layout
+        self.analysis: Analysis = Analysis()
+        self.rules = [cls(self) for cls in rule_classes]
+        self.applied: Counter[str] = Counter()
+        self._handlers: dict[str, list[tuple[Rule, Callable[..., cst.CSTNode]]]] = {}
+        for rule in self.rules:
+            for attr in dir(type(rule)):
+                if attr.startswith("leave_"):
+                    self._handlers.setdefault(attr[len("leave_"):], []).append((rule, getattr(rule, attr)))
+        self._classes: list[ClassInfo | None] = []
+        self._functions: list[str] = []
+        self._statements: list[list[str]] = []
+
+    # -- the RuleContext protocol -------------------------------------------------------------------------
+    def qualified_name(self, node: cst.CSTNode) -> str | None:
+        names = self.get_metadata(QualifiedNameProvider, node, None)
+        if not names:
+            return None
+        ordered = sorted(q.name for q in names)
+        for name in ordered:
+            if name.startswith("torch"):
+                return name
+        return ordered[0]
+
+    def current_class(self) -> ClassInfo | None:
+        return self._classes[-1] if self._classes else None
+
+    def in_model_scope(self) -> bool:
+        if self._classes:
+            return self._classes[-1] is not None
+        return bool(self._functions) and self._functions[0] in self.analysis.builders
+
+    def in_tensor_code(self) -> bool:
+        return bool(self._classes) and self._classes[-1] is not None and bool(self._functions) and (
+            self._functions[-1] != "__init__"
+        )
+
+    def remaps_dims(self) -> bool:
+        info = self.current_class()
+        return self.layout == "channels_last" and info is not None and info.spatial
+
+    def todo(self, rule_id: str, why: str) -> None:
+        if self._statements:
+            self._statements[-1].append(todo_marks.marker(rule_id, why))
+
+    def add_import(self, module: str) -> None:
+        AddImportsVisitor.add_needed_import(self.context, module)
+
+    def remove_import_if_unused(self, node: cst.CSTNode) -> None:
+        RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
+
+    def line_of(self, node: cst.CSTNode) -> int:
+        pos = self.get_metadata(PositionProvider, node, None)
+        return pos.start.line if pos is not None else 0
+
+    # -- traversal ----------------------------------------------------------------------------------------
+    def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        self.analysis = analyse(tree, self.qualified_name, self.line_of)
+        return tree.visit(self)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        result = super().on_visit(node)
+        if isinstance(node, cst.ClassDef):
+            info = self.analysis.classes.get(node.name.value)
+            self._classes.append(info if info is not None and info.torch_model else None)
+        elif isinstance(node, cst.FunctionDef):
+            self._functions.append(node.name.value)
+        if isinstance(node, cst.BaseStatement):
+            self._statements.append([])
+        return result
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
+        updated = super().on_leave(original_node, updated_node)
+        for rule, handler in self._handlers.get(type(original_node).__name__, ()):
+            if not isinstance(updated, type(original_node)):
+                break
+            result = handler(original_node, updated)
+            if result is not updated:
+                self.applied[rule.id] += 1
+                updated = result
+        if isinstance(original_node, cst.BaseStatement):
+            messages = self._statements.pop()
+            if messages and isinstance(updated, cst.CSTNode):
+                updated = todo_marks.attach(updated, messages)
+        if isinstance(original_node, cst.ClassDef):
+            self._classes.pop()
+        elif isinstance(original_node, cst.FunctionDef):
+            self._functions.pop()
+        return updated
+
+
+def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = None) -> list[type[Rule]]:
+    from rules import discover_rules
+
+    chosen = list(rules) if rules is not None else discover_rules(options.to)
+    if options.only_rules:
+        chosen = [r for r in chosen if r.id in options.only_rules]
+    return chosen
+
+
+def rewrite_source(
+    source: str,
+    options: RewriteOptions = RewriteOptions(),
+    rules: Sequence[type[Rule]] | None = None,
+    filename: str = "<string>",
+) -> RewriteResult:
+    """Rewrite PyTorch model source into Keras 3 source; never raises on untranslatable code (it marks it)."""
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as err:
+        raise SourceSyntaxError(f"{filename}:{err.raw_line}:{err.raw_column}: cannot parse: {err.message}") from None
+    runner = RuleRunner(CodemodContext(filename=filename), select_rules(options, rules), options.layout)
+    new_module = runner.transform_module(module)
+    code = new_module.code
+    analysis = runner.analysis
+    return RewriteResult(
+        source=source,
+        code=code,
+        applied=tuple(sorted(runner.applied.items())),
+        todos=todo_marks.scan(code),
+        not_rewritten=tuple(analysis.not_rewritten),
+        model_classes=tuple(c.name for c in analysis.model_classes()),
+        top_models=tuple(c.name for c in analysis.top_models()),
+        spatial_classes=tuple(c.name for c in analysis.model_classes() if c.spatial),
+        layout=options.layout,
+        filename=filename,
+    )

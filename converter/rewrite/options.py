@@ -1,0 +1,49 @@
+"""Options and results of a source rewrite (frozen: they cross the CLI/library boundary)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LAYOUTS = ("channels_first", "channels_last")
+#: Default layout: exact (no dimension rewriting), so more models translate without TODOs; see README_SECTION.md.
+DEFAULT_LAYOUT = "channels_first"
+
+
+@dataclass(frozen=True)
+class RewriteOptions:
+    to: str = "keras"
+    layout: str = DEFAULT_LAYOUT
+    only_rules: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.to != "keras":
+            raise ValueError(f"only --to keras is implemented (got {self.to!r})")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS} (got {self.layout!r})")
+
+
+@dataclass(frozen=True)
+class Todo:
+    line: int
+    rule_id: str
+    why: str
+
+
+@dataclass(frozen=True)
+class RewriteResult:
+    """The rewritten code and what happened to the source on the way."""
+
+    source: str
+    code: str
+    applied: tuple[tuple[str, int], ...]
+    todos: tuple[Todo, ...]
+    not_rewritten: tuple[tuple[int, str], ...]
+    model_classes: tuple[str, ...]
+    top_models: tuple[str, ...]
+    spatial_classes: tuple[str, ...]
+    layout: str = "channels_first"
+    filename: str = "<string>"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return self.code != self.source

@@ -1,0 +1,137 @@
+"""Adapter around ``torch.onnx.export`` — every workaround for the PyTorch exporter lives here.
+
+- The dynamo exporter's default optimizer folds BatchNorm into the preceding Conv/Gemm (onnxscript rewrite rules
+  ``FuseBatchNormInto*``). That loses the BatchNorm parameters, so a Keras model built from the graph would have
+  fewer trainable weights than the PyTorch model. We export unoptimized and run the same optimizer without the
+  fusion rules.
+- ``torch.export`` specializes a dimension whose example size is 1 (upstream.md), so a dynamic batch is traced
+  with batch 2.
+- TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from converter.errors import ShapeError, UnsupportedError
+
+OPSET = 18
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    exporter: str  # "dynamo" or "torchscript"
+    opset: int
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_batch: bool
+
+
+@contextlib.contextmanager
+def _without_bn_fusion() -> Iterator[None]:
+    """Temporarily drop onnxscript's BatchNorm-fusion rewrite rules (see module docstring)."""
+    from onnxscript import rewriter
+
+    original = rewriter._DEFAULT_REWRITE_RULES  # noqa: SLF001 - no public switch for this (onnxscript 0.7)
+    kept = [r for r in original if "FuseBatchNorm" not in str(getattr(r, "name", ""))]
+    rewriter._DEFAULT_REWRITE_RULES = type(original)(kept) if isinstance(original, tuple) else kept  # noqa: SLF001
+    try:
+        yield
+    finally:
+        rewriter._DEFAULT_REWRITE_RULES = original  # noqa: SLF001
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter prints progress lines and warnings to stdout; keep them out of the user's terminal."""
+    from converter.frameworks import _VERBOSE
+
+    if _VERBOSE:
+        yield
+        return
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _names(count: int, given: Sequence[str], stem: str) -> list[str]:
+    if given and len(given) == count:
+        return [str(n) for n in given]
+    return [stem if count == 1 else f"{stem}{i}" for i in range(count)]
+
+
+def export(
+    module: Any,
+    example_inputs: tuple[Any, ...],
+    path: Path,
+    *,
+    input_names: Sequence[str] = (),
+    dynamic_batch: bool = True,
+    is_torchscript: bool = False,
+) -> ExportResult:
+    """Export ``module`` to ONNX at ``path``; raises ``UnsupportedError`` naming the op the exporter rejected."""
+    import torch
+
+    n_in = len(example_inputs)
+    names_in = _names(n_in, input_names, "input")
+    runnable = module.module() if isinstance(module, torch.export.ExportedProgram) else module
+    with torch.no_grad():
+        outputs = runnable(*example_inputs)
+    flat_out = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    if not all(isinstance(o, torch.Tensor) for o in flat_out):
+        raise UnsupportedError("the model returns something other than tensors (dict/nested outputs are not supported)")
+    names_out = _names(len(flat_out), (), "output")
+    if is_torchscript:
+        return _export_legacy(module, example_inputs, path, names_in, names_out, dynamic_batch)
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        dynamic_shapes = tuple({0: batch} if t.dim() > 0 else None for t in example_inputs)
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                module, example_inputs, dynamo=True, optimize=False, opset_version=OPSET,
+                input_names=names_in, output_names=names_out, dynamic_shapes=dynamic_shapes,
+                verbose=False, report=False,
+            )
+            with _without_bn_fusion():
+                program.optimize()
+            program.save(str(path))
+    except Exception as err:  # noqa: BLE001 - the exporter raises many types; we classify below
+        text = str(err)
+        if dynamic_batch and ("Constraints violated" in text or "specialized" in text or "guard" in text.lower()):
+            # The model fixes its batch size somewhere (e.g. a view(2, ...)); export with a static batch instead.
+            return export(module, example_inputs, path, input_names=input_names, dynamic_batch=False)
+        if "shape" in text.lower() and ("mismatch" in text.lower() or "size" in text.lower()):
+            raise ShapeError(f"the model does not run on the given input shapes: {_first_line(text)}") from err
+        raise UnsupportedError(f"torch.onnx.export (dynamo) failed: {_first_line(text)}") from err
+    return ExportResult(path, "dynamo", OPSET, tuple(names_in), tuple(names_out), dynamic_batch)
+
+
+def _export_legacy(module, example_inputs, path, names_in, names_out, dynamic_batch) -> ExportResult:
+    import torch
+
+    axes = {n: {0: "batch"} for n in [*names_in, *names_out]} if dynamic_batch else None
+    try:
+        with _quiet():
+            torch.onnx.export(
+                module, example_inputs, str(path), dynamo=False, opset_version=17,
+                input_names=names_in, output_names=names_out, dynamic_axes=axes,
+                do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
+            )
+    except Exception as err:  # noqa: BLE001
+        raise UnsupportedError(f"torch.onnx.export (TorchScript) failed: {_first_line(str(err))}") from err
+    return ExportResult(path, "torchscript", 17, tuple(names_in), tuple(names_out), dynamic_batch)
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "File ")):
+            return line[:300]
+    return text[:300]

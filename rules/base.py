@@ -1,0 +1,162 @@
+"""The rule contract: what a rule is, what it may ask of the engine, and how it documents itself.
+
+A rule is a small libcst transformer fragment: it implements ``leave_<NodeType>(original, updated)`` handlers
+and the engine (``converter.rewrite.engine``) runs every rule's handlers in **one** metadata-resolved traversal
+(Fixit-style batching) so that a 2,000-line file is parsed and name-resolved once, not once per rule.
+Rules match on the *original* node's qualified names (``QualifiedNameProvider``) and build their result from
+the *updated* node, so ``nn.Linear``, ``torch.nn.Linear`` and ``from torch.nn import Linear`` are one thing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import libcst as cst
+
+if TYPE_CHECKING:  # pragma: no cover
+    from converter.rewrite.analysis import Analysis, ClassInfo
+
+
+@dataclass(frozen=True)
+class Example:
+    """A documented behaviour of a rule; ``after=None`` means the code must stay unchanged."""
+
+    before: str
+    after: str | None = None
+    layout: str = "channels_first"
+
+
+class RuleContext(Protocol):
+    """What the engine offers a rule while it walks the tree."""
+
+    layout: str
+    analysis: "Analysis"
+
+    def qualified_name(self, node: cst.CSTNode) -> str | None:
+        """The torch/keras qualified name a Name/Attribute/Call refers to, if it is imported."""
+
+    def current_class(self) -> "ClassInfo | None":
+        """The innermost enclosing torch model class, or None."""
+
+    def in_model_scope(self) -> bool:
+        """Inside a torch model class or a block-building helper function."""
+
+    def in_tensor_code(self) -> bool:
+        """Inside a method (other than ``__init__``) of a torch model class: tensors flow here."""
+
+    def remaps_dims(self) -> bool:
+        """True when dims must be remapped NCHW -> NHWC here (channels_last layout, spatial class)."""
+
+    def todo(self, rule_id: str, why: str) -> None:
+        """Mark the enclosing statement with ``# crossport: TODO(rule_id): why`` and record a warning."""
+
+    def add_import(self, module: str) -> None:
+        """Ask for ``import module`` in the output (through AddImportsVisitor)."""
+
+
+class Rule:
+    """Base class: subclasses set ``id``, ``description``, ``EXAMPLES`` and implement ``leave_*`` handlers."""
+
+    id: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: Lower runs first when two rules handle the same node type (all rules share one traversal).
+    order: ClassVar[int] = 50
+    EXAMPLES: ClassVar[tuple[Example, ...]] = ()
+
+    def __init__(self, ctx: RuleContext) -> None:
+        self.ctx = ctx
+
+    def todo(self, why: str) -> None:
+        self.ctx.todo(self.id, why)
+
+
+class CallRule(Rule):
+    """A rule that rewrites calls to known torch callables (``TARGETS``: qualified name -> method name).
+
+    The method receives the updated ``cst.Call`` and returns the replacement, or ``None`` after calling
+    ``self.todo(...)`` when the call has no faithful translation (the code is then left as it was).
+    """
+
+    TARGETS: ClassVar[dict[str, str]] = {}
+    #: "model": anywhere in a model class or builder; "tensor": only in methods where tensors flow.
+    SCOPE: ClassVar[str] = "model"
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        if self.SCOPE == "tensor":
+            if not self.ctx.in_tensor_code():
+                return updated_node
+        elif not self.ctx.in_model_scope():
+            return updated_node
+        name = self.ctx.qualified_name(original_node.func)
+        method = self.TARGETS.get(name or "")
+        if method is None:
+            return updated_node
+        from rules.cst_tools import Unbindable
+
+        try:
+            result = getattr(self, method)(updated_node, name)
+        except Unbindable as err:
+            self.todo(f"cannot name the arguments of {name.rsplit('.', 1)[-1]}(...) ({err})")  # type: ignore[union-attr]
+            return updated_node
+        if result is None:
+            return updated_node
+        self.ctx.add_import("keras")
+        return result
+
+    # -- helpers shared by call rules --------------------------------------------------------------------
+    def data_format(self) -> list[cst.Arg]:
+        """``data_format="channels_first"`` in channels_first mode; Keras' default (channels_last) otherwise."""
+        from rules.cst_tools import arg
+
+        if self.ctx.layout == "channels_first":
+            return [arg("channels_first", "data_format")]
+        return []
+
+    def channel_axis(self) -> int:
+        return 1 if self.ctx.layout == "channels_first" else -1
+
+    def remap_dim(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
+        """The Keras axis for torch dim ``node``: unchanged unless NCHW->NHWC; None when it cannot be known."""
+        from rules.cst_tools import is_unknown, lit, literal, tuple_of
+
+        if not self.ctx.remaps_dims():
+            return node
+        value = literal(node)
+        if is_unknown(value):
+            return None
+
+        def one(d: object) -> int | None:
+            if isinstance(d, bool) or not isinstance(d, int):
+                return None
+            if d == 0:
+                return 0
+            if d == 1:
+                return -1
+            if d >= 2:
+                return d - 1
+            return None  # negative dims depend on the rank
+
+        if isinstance(value, (tuple, list)):
+            mapped = [one(d) for d in value]
+            if any(m is None for m in mapped):
+                return None
+            return tuple_of([lit(m) for m in mapped])
+        mapped_one = one(value)
+        return None if mapped_one is None else lit(mapped_one)
+
+
+TORCH_IMPORTS = "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
+
+
+def model_src(init: tuple[str, ...] = (), forward: tuple[str, ...] = (), *, keras: bool = False,
+              imports: str = TORCH_IMPORTS, base: str = "nn.Module") -> str:
+    """A small model module for rule examples: ``init`` lines go in ``__init__``, ``forward`` lines in forward.
+
+    ``keras=True`` adds the ``import keras`` line where libcst's AddImportsVisitor puts it.
+    """
+    text = imports + ("import keras\n" if keras else "") + f"\n\nclass M({base}):\n"
+    text += "    def __init__(self):\n        super().__init__()\n"
+    text += "".join(f"        {line}\n" for line in init)
+    if forward:
+        text += "\n    def forward(self, x):\n" + "".join(f"        {line}\n" for line in forward)
+    return text

@@ -1,0 +1,1 @@
+"""PyTorch -> Keras 3 rules, one idiom per module."""
