@@ -103,6 +103,10 @@ def resolve_callable(spec: str) -> Any:
             finally:
                 sys.path.pop(0)
         else:
+            # Like `python -m`, resolve packages from the current directory first.
+            cwd = str(Path.cwd())
+            if cwd not in sys.path:
+                sys.path.insert(0, cwd)
             module = importlib.import_module(mod_part)
     except ModelClassError:
         raise

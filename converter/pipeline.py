@@ -326,7 +326,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 route.append("tf savedmodel (keras export)")
             else:
                 artifact_tmp = tmp / "model.tflite"
-                keras_export.save_tflite(built.model, artifact_tmp, fp16=options.fp16)
+                notes_l.extend(keras_export.save_tflite(built.model, artifact_tmp, fp16=options.fp16))
                 route.append("tflite" + (" float16" if options.fp16 else " float32"))
         if options.verify:
             with clock.step("verify", f"verifying ONNX vs {target}"):

@@ -53,6 +53,12 @@ class RuleContext(Protocol):
     def add_import(self, module: str) -> None:
         """Ask for ``import module`` in the output (through AddImportsVisitor)."""
 
+    def remove_import_if_unused(self, node: cst.CSTNode) -> None:
+        """Schedule an import statement for removal if nothing uses it after the rewrite (RemoveImportsVisitor)."""
+
+    def statement_has_todo(self) -> bool:
+        """Whether another rule already marked the statement being left."""
+
 
 class Rule:
     """Base class: subclasses set ``id``, ``description``, ``EXAMPLES`` and implement ``leave_*`` handlers."""

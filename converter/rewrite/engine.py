@@ -73,6 +73,9 @@ class RuleRunner(VisitorBasedCodemodCommand):
         if self._statements:
             self._statements[-1].append(todo_marks.marker(rule_id, why))
 
+    def statement_has_todo(self) -> bool:
+        return bool(self._statements and self._statements[-1])
+
     def add_import(self, module: str) -> None:
         AddImportsVisitor.add_needed_import(self.context, module)
 

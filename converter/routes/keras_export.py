@@ -7,6 +7,7 @@ function, and only the artifacts the user asked for are produced.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ def save_saved_model(model: Any, path: Path) -> None:
     archive.write_out(str(path), verbose=False)
 
 
-def save_tflite(model: Any, path: Path, fp16: bool = False) -> None:
+def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:
+    """Write ``.tflite``; returns notes for the report (e.g. when TF ops had to be embedded)."""
     import tensorflow as tf
 
     spec = _signature(model)
@@ -44,13 +46,40 @@ def save_tflite(model: Any, path: Path, fp16: bool = False) -> None:
     def serve(*args: Any) -> Any:
         return model(list(args) if len(args) > 1 else args[0], training=False)
 
-    concrete = serve.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    if fp16:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
+    # Keras 3 variables are not tracked by the TFLite converter, which then emits READ_VARIABLE ops that fail at
+    # run time; freezing the concrete function into constants avoids that (and the SavedModel round trip).
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = convert_variables_to_constants_v2(serve.get_concrete_function())
+    notes: list[str] = []
+
+    def make(select_tf_ops: bool) -> Any:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        if fp16:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        if select_tf_ops:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        return converter
+
     try:
-        blob = converter.convert()
+        blob = make(False).convert()
     except Exception as err:  # noqa: BLE001
-        raise UnsupportedError(f"TFLite conversion failed: {str(err).strip().splitlines()[-1][:300]}") from err
+        text = str(err)
+        missing = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
+        if not missing:
+            raise UnsupportedError(f"TFLite conversion failed: {_last_line(text)}") from err
+        # e.g. exact GELU lowers to tf.Erf, which has no TFLite builtin: embed those TF ops (needs the Flex
+        # delegate at deployment; the Python interpreter has it).
+        try:
+            blob = make(True).convert()
+        except Exception as err2:  # noqa: BLE001
+            raise UnsupportedError(f"TFLite conversion failed: {_last_line(str(err2))}") from err2
+        notes.append(f"TFLite uses Select TF ops {', '.join(missing)}: deploy with the Flex delegate")
     Path(path).write_bytes(blob)
+    return notes
+
+
+def _last_line(text: str) -> str:
+    lines = [l.strip() for l in text.strip().splitlines() if "error:" in l]
+    return (lines[0] if lines else text.strip().splitlines()[-1])[:300]

@@ -6,7 +6,8 @@
   fusion rules.
 - ``torch.export`` specializes a dimension whose example size is 1 (upstream.md), so a dynamic batch is traced
   with batch 2.
-- TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``).
+- TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``). Its EVAL mode
+  also folds BatchNorm into Conv (``_jit_pass_onnx_eval_peephole``); PRESERVE on an eval-mode module keeps it.
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def _export_legacy(module, example_inputs, path, names_in, names_out, dynamic_ba
             torch.onnx.export(
                 module, example_inputs, str(path), dynamo=False, opset_version=17,
                 input_names=names_in, output_names=names_out, dynamic_axes=axes,
-                do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
+                do_constant_folding=True, training=torch.onnx.TrainingMode.PRESERVE,
             )
     except Exception as err:  # noqa: BLE001
         raise UnsupportedError(f"torch.onnx.export (TorchScript) failed: {_first_line(str(err))}") from err

@@ -1,0 +1,22 @@
+"""crossport: move neural networks between PyTorch and TensorFlow/Keras, and prove each move was faithful.
+
+The public API. Importing this package is cheap: heavy frameworks load only when a function runs.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from converter.errors import CrossportError
+
+__all__ = ["convert", "ConvertOptions", "ConversionResult", "CrossportError"]
+
+if TYPE_CHECKING:
+    from converter.pipeline import ConversionResult, ConvertOptions, convert
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("convert", "ConvertOptions", "ConversionResult"):
+        from converter import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'converter' has no attribute {name!r}")

@@ -1,0 +1,408 @@
+"""Adapter around onnx2tf (1.29.x) — the only module that imports it, and only inside functions.
+
+onnx2tf turns an ONNX graph (NCHW) into a tf_keras model whose 4-D inputs are NHWC. Its ``convert()`` has ~90
+parameters and, with default settings, always writes a SavedModel plus a float32 *and* a float16 ``.tflite``.
+Which of its flags skip which work (read in the installed ``onnx2tf/onnx2tf.py``, 1.29.24):
+
+- ``disable_model_save=True`` returns the built ``tf_keras.Model`` right after graph building and skips *every*
+  write: the SavedModel (``tf.saved_model.save(model)``), the float32 TFLite and the float16 TFLite. There is no
+  flag that skips only the TFLite files, nor one that skips only the SavedModel: the TFLite float32/float16
+  conversions run unconditionally after the SavedModel write, each through
+  ``TFLiteConverter.from_keras_model`` — which serializes the tf_keras model to a temporary SavedModel again.
+  That is the "SavedModel saving done three times" measured in shared/reference/upstream.md (~95 % of a
+  ResNet-18 conversion, in tf_keras' per-layer ``tracking_metadata``). So we always pass
+  ``disable_model_save=True`` and write only the requested artifacts ourselves, from a traced concrete function
+  held by a plain ``tf.Module`` (no Keras per-layer metadata): see :func:`_save_saved_model`/:func:`_save_tflite`.
+- ``output_signaturedefs=True`` renames ONNX names that start with ``/`` to ``wa/...`` so that they are legal TF
+  scope names (upstream's own error message for "A root scope name has to match the following pattern" tells you
+  to re-run with ``-osd``). With ``disable_model_save`` it changes naming only, not output.
+- ``copy_onnx_input_output_names_to_tflite`` rewrites names inside the ``.tflite`` files *onnx2tf* writes; it has no
+  effect here because onnx2tf writes none. Our TFLite signature carries the input names (``TensorSpec`` names) and
+  the ONNX output names (the keys of the dict the served function returns).
+- ``non_verbose=True`` sets onnx2tf's logger to ``error`` (it prints with ``print`` to stdout, in colour). We also
+  capture stdout while it runs: the captured ``ERROR:`` lines become the message of the ``UnsupportedError``.
+- ``keep_ncw_or_nchw_or_ncdhw_input_names=[...]`` keeps the named 3/4/5-D inputs channels-first (``keep_layout``).
+  Outputs are whatever layout onnx2tf ends with; :attr:`Onnx2TfResult.output_channels_last` reports it per output
+  (onnx2tf stores it on the model as ``onnx_output_layouts``).
+- ``disable_strict_mode`` is left ``False``: strict mode is onnx2tf's per-op accuracy correction (it compares
+  with onnxruntime on the calibration/sample data while choosing transposes). It costs seconds, not minutes.
+- ``onnxruntime_output_memmap_dir`` is pointed into our private run directory so onnx2tf's memmap files do not end
+  up in the system temp directory (upstream only removes its own temp dir at interpreter exit).
+
+Other upstream behaviour this module works around (each also commented where it happens):
+
+- Offline trap: when every input is a small-batch 4-D image tensor, onnx2tf loads
+  ``calibration_image_sample_data_20x128x128x3_float32.npy`` from the *current working directory* and otherwise
+  downloads it from GitHub releases (``utils/common_functions.download_test_image_data``). We run it with the cwd
+  set to a private run directory holding a generated file of that name, so nothing is downloaded.
+- onnx2tf rewrites its input ONNX file in place (onnxsim three times, then sng4onnx op naming). We hand it a copy.
+- onnxsim is run as a subprocess called ``onnxsim`` found on ``PATH``; when the venv is not activated it is not
+  found and onnx2tf silently skips simplification. We put the running interpreter's ``bin`` directory first on
+  ``PATH`` for the duration of the call so the result does not depend on how the process was started.
+- Importing onnx2tf sets ``TF_USE_LEGACY_KERAS=1`` in ``os.environ`` and installs global ``warnings`` filters that
+  ignore every warning; both are restored after the import.
+- onnx2tf reports many failures with ``sys.exit(1)``; an unimplemented op is a ``ModuleNotFoundError`` for
+  ``onnx2tf.ops.<OpType>``; other failures carry the node name in ``exc.onnx_op_name``. All become one-line
+  :class:`~converter.errors.UnsupportedError` messages naming the op where possible.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from converter.errors import UnsupportedError
+
+#: The file name onnx2tf looks for in the current working directory (``download_test_image_data``).
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+#: Its content upstream: 20 RGB images, 128x128, NHWC, float32 in [0, 1] (the name spells it out).
+CALIBRATION_SHAPE = (20, 128, 128, 3)
+
+SIGNATURE_KEY = "serving_default"
+
+# os.chdir, os.environ["PATH"] and onnx2tf's module-level logger state are process-global: one conversion at a time.
+_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Onnx2TfTimings:
+    """Seconds spent in each part of :func:`convert_with_onnx2tf`; a part that did not run is 0."""
+
+    graph: float  # onnx2tf itself: onnxsim, op naming, building the tf_keras graph, strict-mode checks
+    saved_model: float
+    tflite_fp32: float
+    tflite_fp16: float
+    total: float
+
+
+@dataclass(frozen=True)
+class Onnx2TfResult:
+    """Artifacts written (``None`` when not asked for) and what the TF side looks like."""
+
+    saved_model: Path | None
+    tflite_fp32: Path | None
+    tflite_fp16: Path | None
+    input_names: tuple[str, ...]
+    input_shapes: tuple[tuple[int | None, ...], ...]  # TF side, NHWC for 4-D inputs unless keep_layout
+    output_names: tuple[str, ...]  # keys of the SavedModel/TFLite signature outputs, in ONNX output order
+    output_channels_last: tuple[bool, ...]  # per output: did onnx2tf leave it NHWC/NWC/NDHWC
+    keep_layout: bool
+    seconds: Onnx2TfTimings
+
+
+def convert_with_onnx2tf(
+    onnx_path: Path,
+    workdir: Path,
+    *,
+    saved_model: bool,
+    tflite_fp32: bool,
+    tflite_fp16: bool,
+    keep_layout: bool = False,
+    verbose: bool | None = None,
+) -> Onnx2TfResult:
+    """Convert ``onnx_path`` with onnx2tf and write only the requested artifacts into ``workdir``.
+
+    Artifacts: ``workdir/saved_model/``, ``workdir/model_float32.tflite``, ``workdir/model_float16.tflite``.
+    ``workdir`` must exist and belong to the caller; onnx2tf itself runs in a fresh private subdirectory of it
+    (removed afterwards, also on failure), so concurrent conversions in different work dirs never see each other's files.
+    Raises :class:`UnsupportedError` (one line, naming the op where possible) when onnx2tf cannot convert the graph.
+    """
+    if verbose is None:
+        from converter.frameworks import _VERBOSE
+
+        verbose = _VERBOSE
+    onnx_path = Path(onnx_path).resolve()
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    tf = _tensorflow()
+    onnx2tf = _import_onnx2tf()
+    with _private_cwd(workdir) as run_dir:
+        # onnx2tf overwrites its input file (onnxsim, sng4onnx); give it a copy.
+        onnx_copy = _copy_onnx(onnx_path, run_dir / "model.onnx")
+        input_names = _onnx_input_names(onnx_copy) if keep_layout else []
+        t0 = time.perf_counter()
+        model = _run_onnx2tf(onnx2tf, onnx_copy, run_dir, input_names, keep_layout=keep_layout, verbose=verbose)
+        t_graph = time.perf_counter() - t0
+
+    names_in = tuple(_clean_name(n) for n in model.input_names)
+    names_out = tuple(_clean_name(n) for n in model.output_names)
+    layouts = getattr(model, "onnx_output_layouts", {}) or {}
+    channels_last = tuple(bool(layouts.get(n, False)) for n in model.output_names)
+    holder, concrete = _serving_function(tf, model, names_in, names_out)
+
+    sm_path = fp32_path = fp16_path = None
+    t_sm = t_fp32 = t_fp16 = 0.0
+    with _quiet(verbose):
+        if saved_model:
+            t0 = time.perf_counter()
+            sm_path = workdir / "saved_model"
+            _save_saved_model(tf, holder, concrete, model, sm_path)
+            t_sm = time.perf_counter() - t0
+        if tflite_fp32:
+            t0 = time.perf_counter()
+            fp32_path = workdir / "model_float32.tflite"
+            fp32_path.write_bytes(_save_tflite(tf, holder, concrete, fp16=False))
+            t_fp32 = time.perf_counter() - t0
+        if tflite_fp16:
+            t0 = time.perf_counter()
+            fp16_path = workdir / "model_float16.tflite"
+            fp16_path.write_bytes(_save_tflite(tf, holder, concrete, fp16=True))
+            t_fp16 = time.perf_counter() - t0
+    shapes = tuple(tuple(None if d is None else int(d) for d in t.shape) for t in model.inputs)
+    return Onnx2TfResult(
+        saved_model=sm_path, tflite_fp32=fp32_path, tflite_fp16=fp16_path,
+        input_names=names_in, input_shapes=shapes, output_names=names_out,
+        output_channels_last=channels_last, keep_layout=keep_layout,
+        seconds=Onnx2TfTimings(graph=t_graph, saved_model=t_sm, tflite_fp32=t_fp32, tflite_fp16=t_fp16,
+                               total=time.perf_counter() - start),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- environment
+
+
+def _tensorflow() -> Any:
+    from converter import frameworks
+
+    return frameworks.tensorflow()
+
+
+def _import_onnx2tf() -> Any:
+    """Import onnx2tf without letting its import-time side effects leak into the process."""
+    if "onnx2tf" in sys.modules:
+        return sys.modules["onnx2tf"]
+    # onnx2tf/onnx2tf.py sets os.environ["TF_USE_LEGACY_KERAS"] = "1" and calls warnings.simplefilter("ignore", ...)
+    # for every warning category at import time; keep both local to the import.
+    saved_env = os.environ.get("TF_USE_LEGACY_KERAS")
+    with warnings.catch_warnings():
+        from converter import frameworks
+
+        with frameworks.silenced_stderr():
+            import onnx2tf  # noqa: PLC0415
+    if saved_env is None:
+        os.environ.pop("TF_USE_LEGACY_KERAS", None)
+    else:
+        os.environ["TF_USE_LEGACY_KERAS"] = saved_env
+    return onnx2tf
+
+
+def write_calibration_file(directory: Path) -> Path:
+    """Write the sample-image file onnx2tf would otherwise download (seeded uniform [0, 1) data, NHWC float32)."""
+    import numpy as np
+
+    path = Path(directory) / CALIBRATION_FILE
+    data = np.random.default_rng(0).random(CALIBRATION_SHAPE, dtype=np.float32)
+    np.save(path, data)
+    return path
+
+
+@contextlib.contextmanager
+def _private_cwd(workdir: Path) -> Iterator[Path]:
+    """Run with cwd = a fresh directory inside ``workdir`` holding the calibration file; restore cwd and PATH."""
+    with _LOCK:
+        run_dir = Path(tempfile.mkdtemp(prefix="onnx2tf-run-", dir=workdir))
+        # Offline trap: onnx2tf's download_test_image_data() reads CALIBRATION_FILE from os.getcwd() and otherwise
+        # fetches it from github.com/PINTO0309/onnx2tf/releases (then a Wasabi S3 mirror) with requests.get.
+        write_calibration_file(run_dir)
+        old_cwd = os.getcwd()
+        old_path = os.environ.get("PATH")
+        # onnx2tf runs `onnxsim` via subprocess by bare name; without the venv's bin on PATH it is skipped silently.
+        bin_dir = str(Path(sys.executable).parent)
+        os.environ["PATH"] = bin_dir + (os.pathsep + old_path if old_path else "")
+        os.chdir(run_dir)
+        try:
+            yield run_dir
+        finally:
+            os.chdir(old_cwd)
+            if old_path is None:
+                os.environ.pop("PATH", None)
+            else:
+                os.environ["PATH"] = old_path
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet(verbose: bool) -> Iterator[io.StringIO]:
+    """Capture Python stdout (onnx2tf prints) and fd 2 (TF C++ logging) unless verbose."""
+    buffer = io.StringIO()
+    if verbose:
+        yield buffer
+        return
+    from converter.frameworks import silenced_stderr
+
+    with silenced_stderr(), contextlib.redirect_stdout(buffer), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield buffer
+
+
+# ------------------------------------------------------------------------------------------------------ running
+
+
+_PROTOBUF_LIMIT = 2_000_000_000
+
+
+def _copy_onnx(source: Path, target: Path) -> Path:
+    """Copy an ONNX file and its external data (the dynamo exporter writes ``model.onnx.data`` beside it).
+
+    Small models are inlined into one file, which is what onnxsim and onnx2tf handle best; models beyond the 2 GB
+    protobuf limit keep one external data file next to the copy.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(str(source))
+    except Exception as err:  # noqa: BLE001
+        from converter.errors import ModelFileError
+
+        raise ModelFileError(f"cannot read ONNX file {source}: {_first_line(str(err))}") from err
+    size = sum(len(t.raw_data) for t in model.graph.initializer)
+    if size < _PROTOBUF_LIMIT:
+        onnx.save(model, str(target))
+    else:
+        onnx.save(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=target.name + ".data")
+    return target
+
+
+def _onnx_input_names(path: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
+
+
+def _run_onnx2tf(onnx2tf: Any, onnx_copy: Path, run_dir: Path, input_names: list[str], *, keep_layout: bool,
+                 verbose: bool) -> Any:
+    kwargs: dict[str, Any] = dict(
+        input_onnx_file_path=str(onnx_copy),
+        output_folder_path=str(run_dir / "onnx2tf_out"),
+        disable_model_save=True,  # skip all three tf_keras SavedModel serializations (module docstring)
+        output_signaturedefs=True,  # "/name" -> "wa/name": legal TF scope names
+        onnxruntime_output_memmap_dir=str(run_dir / "ort_memmap"),
+        non_verbose=not verbose,
+        verbosity="debug" if verbose else "error",
+    )
+    if keep_layout and input_names:
+        kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = input_names
+    with _quiet(verbose) as captured:
+        try:
+            return onnx2tf.convert(**kwargs)
+        except SystemExit as err:  # onnx2tf calls sys.exit(1) after printing an ERROR line
+            raise UnsupportedError(_failure_message(captured.getvalue(), None, onnx_copy)) from err
+        except ModuleNotFoundError as err:
+            name = getattr(err, "name", "") or ""
+            if name.startswith("onnx2tf.ops."):
+                op = name.rsplit(".", 1)[-1]
+                raise UnsupportedError(f"onnx2tf has no converter for ONNX op {op}") from err
+            raise
+        except Exception as err:  # noqa: BLE001 - onnx2tf raises anything; classify into one line
+            raise UnsupportedError(_failure_message(captured.getvalue(), err, onnx_copy)) from err
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _failure_message(log: str, err: BaseException | None, onnx_copy: Path) -> str:
+    node = getattr(err, "onnx_op_name", None) if err is not None else None
+    op_type = _op_type_of(onnx_copy, node) if node else None
+    where = f" at {op_type} node {node!r}" if op_type else (f" at node {node!r}" if node else "")
+    detail = ""
+    if err is not None:
+        detail = _first_line(str(err)) or type(err).__name__
+    if not detail:
+        errors = [_ANSI.sub("", line).strip() for line in log.splitlines() if "ERROR" in _ANSI.sub("", line)]
+        detail = errors[-1].split("ERROR:", 1)[-1].strip() if errors else "conversion stopped (sys.exit)"
+    return f"onnx2tf failed{where}: {detail}"[:400]
+
+
+def _op_type_of(onnx_copy: Path, node_name: str) -> str | None:
+    try:
+        import onnx
+
+        graph = onnx.load(str(onnx_copy), load_external_data=False).graph
+    except Exception:  # noqa: BLE001
+        return None
+    wanted = {node_name, node_name.replace("__", ":"), re.sub("^wa/", "/", node_name)}
+    for node in graph.node:
+        if node.name in wanted:
+            return node.op_type
+    return None
+
+
+def _first_line(text: str) -> str:
+    for line in _ANSI.sub("", text).strip().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "File ")):
+            return line[:300]
+    return ""
+
+
+# ------------------------------------------------------------------------------------------------------- saving
+
+
+def _clean_name(name: str) -> str:
+    """A name legal as a TF signature key / TensorSpec name."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name.split(":")[0]).lstrip("/")
+    return cleaned or "tensor"
+
+
+def _serving_function(tf: Any, model: Any, names_in: tuple[str, ...], names_out: tuple[str, ...]) -> tuple[Any, Any]:
+    """A ``tf.Module`` that tracks the model's variables (not the Keras model) and a traced ``serve`` function."""
+    spec = [tf.TensorSpec(shape=t.shape, dtype=t.dtype, name=n) for t, n in zip(model.inputs, names_in)]
+
+    @tf.function(input_signature=spec)
+    def serve(*args: Any) -> dict[str, Any]:
+        outputs = model(list(args) if len(args) > 1 else args[0], training=False)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return {name: tf.identity(out, name=name.replace("/", "_")) for name, out in zip(names_out, outputs)}
+
+    holder = tf.Module()
+    # Tracking the variables, not the tf_keras model, keeps tf.saved_model.save out of tf_keras' per-layer
+    # metadata serialization (upstream.md: ~95 % of onnx2tf's ResNet-18 time).
+    holder.model_variables = list(model.variables)
+    holder.serve = serve
+    return holder, serve.get_concrete_function()
+
+
+def _save_saved_model(tf: Any, holder: Any, concrete: Any, model: Any, path: Path) -> None:
+    if path.exists():
+        shutil.rmtree(path)
+    try:
+        tf.saved_model.save(holder, str(path), signatures={SIGNATURE_KEY: concrete})
+    except (AssertionError, KeyError, ValueError) as err:
+        # "Tried to export a function which references an 'untracked' resource": a layer owns a resource other
+        # than its variables (e.g. a lookup table). Fall back to onnx2tf's own (slow) way of saving the model.
+        if "untracked" not in str(err):
+            raise UnsupportedError(f"writing the SavedModel failed: {_first_line(str(err))}") from err
+        shutil.rmtree(path, ignore_errors=True)
+        tf.saved_model.save(model, str(path), signatures={SIGNATURE_KEY: concrete})
+
+
+def _save_tflite(tf: Any, holder: Any, concrete: Any, *, fp16: bool) -> bytes:
+    # onnx2tf uses TFLiteConverter.from_keras_model, which saves the tf_keras model to a temporary SavedModel (with
+    # the slow per-layer metadata). from_concrete_functions with our light tf.Module lowers through a SavedModel of
+    # that module instead (the MLIR saved-model path, same op coverage), without Keras metadata.
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
+    # Same op sets as onnx2tf: builtins, plus TF ops where TFLite has no builtin (needs the Flex delegate).
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    if fp16:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        return converter.convert()
+    except Exception as err:  # noqa: BLE001 - the TFLite converter raises ConverterError and others
+        kind = "float16" if fp16 else "float32"
+        raise UnsupportedError(f"TFLite {kind} conversion failed: {_first_line(str(err))}") from err
