@@ -156,6 +156,30 @@ class TorchSource:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _check_zip(path: Path, kind: str) -> None:
+    """torch's own reader logs a long traceback for a broken archive; say it in one line instead."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ModelFileError(f"{path}: not a readable {kind} (not a complete zip archive: {err})") from err
+
+
+class _quiet_logs:
+    """Silence torch's logging while it reads a file we may reject anyway."""
+
+    def __enter__(self) -> None:
+        import logging
+
+        self._prev = logging.root.manager.disable
+        logging.disable(logging.CRITICAL)
+
+    def __exit__(self, *exc: object) -> None:
+        import logging
+
+        logging.disable(self._prev)
+
+
 def _weights_only_load(path: Path) -> Any:
     import pickle
 
@@ -225,8 +249,10 @@ def load_torch_source(
             raise ModelClassError("a factory source cannot be combined with --model-class")
         return TorchSource(module.eval(), fmt)
     if fmt == Format.EXPORTED_PROGRAM:
+        _check_zip(path, "ExportedProgram")
         try:
-            ep = torch.export.load(str(path))
+            with _quiet_logs():
+                ep = torch.export.load(str(path))
         except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad archive
             raise ModelFileError(f"{path}: not a readable ExportedProgram ({str(err).splitlines()[0][:200]})") from err
         shapes, dtypes, names, dynamic = _ep_signature(ep)

@@ -17,7 +17,9 @@ _PARAMS = ["in_channels", "out_channels", "kernel_size", "stride", "padding", "d
 def padding_plan(padding: cst.BaseExpression | None, kernel: cst.BaseExpression, stride: cst.BaseExpression | None,
                  dilation: cst.BaseExpression | None, dims: int) -> str:
     """'valid', 'same' or 'explicit' (ZeroPadding + valid) — the exact Keras equivalent of torch padding."""
-    p = literal(padding, 0) if padding is not None else 0
+    p = literal(padding, "?") if padding is not None else 0
+    if p == "?":
+        return "explicit"
     if p == "valid":
         return "valid"
     if p == "same":
@@ -26,8 +28,8 @@ def padding_plan(padding: cst.BaseExpression | None, kernel: cst.BaseExpression,
     if pp is not None and all(v == 0 for v in pp):
         return "valid"
     k = pad_pair(literal(kernel), dims)
-    s = pad_pair(literal(stride, 1) if stride is not None else 1, dims)
-    d = pad_pair(literal(dilation, 1) if dilation is not None else 1, dims)
+    s = pad_pair(literal(stride, None) if stride is not None else 1, dims)
+    d = pad_pair(literal(dilation, None) if dilation is not None else 1, dims)
     if pp is not None and k and s and d and all(si == 1 for si in s) and all(
         di * (ki - 1) == 2 * pi for di, ki, pi in zip(d, k, pp)
     ):

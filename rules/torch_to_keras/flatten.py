@@ -26,7 +26,9 @@ class FlattenRule(CallRule):
 
     def flatten(self, node: cst.Call, name: str) -> cst.BaseExpression | None:
         a = bind_args(node, ["start_dim", "end_dim"])
-        if literal(a.get("start_dim"), None) not in (None, 1) or literal(a.get("end_dim"), None) not in (None, -1):
+        start = literal(a["start_dim"], "?") if "start_dim" in a else 1
+        end = literal(a["end_dim"], "?") if "end_dim" in a else -1
+        if start != 1 or end != -1:
             self.todo("only Flatten(start_dim=1, end_dim=-1) maps to keras.layers.Flatten")
             return None
         return call("keras.layers.Flatten", arg("channels_last", "data_format"))

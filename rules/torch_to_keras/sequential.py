@@ -13,6 +13,16 @@ class SequentialRule(CallRule):
                    "keras.Sequential([...]) (OrderedDict names are dropped; weights still map by position)")
     TARGETS = {"torch.nn.Sequential": "seq"}
     EXAMPLES = (
+        Example(model_src(("self.body = nn.Sequential(",
+                           "    nn.Flatten(),",
+                           "    self.head,  # comments survive",
+                           ")")),
+                model_src(("self.body = keras.Sequential([",
+                           "    nn.Flatten(),",
+                           "    self.head,  # comments survive",
+                           "])"), keras=True)),
+        Example(model_src(("self.shortcut = nn.Sequential()",)),
+                model_src(("self.shortcut = keras.layers.Identity()",), keras=True)),
         Example(model_src(("self.body = nn.Sequential(self.a, self.b)",)),
                 model_src(("self.body = keras.Sequential([self.a, self.b])",), keras=True)),
         Example(model_src(("self.body = nn.Sequential(*layers)",)),
@@ -24,7 +34,7 @@ class SequentialRule(CallRule):
     def seq(self, node: cst.Call, name: str) -> cst.BaseExpression | None:
         args = node.args
         if not args:
-            return call("keras.Sequential")
+            return call("keras.layers.Identity")  # an empty keras.Sequential cannot be called; torch's is identity
         if any(a.keyword is not None or a.star == "**" for a in args):
             self.todo("keyword arguments to nn.Sequential")
             return None
@@ -36,10 +46,13 @@ class SequentialRule(CallRule):
                 self.todo("nn.Sequential(OrderedDict(...)) with non-literal items")
                 return None
             return call("keras.Sequential", arg(list_of(items)))
-        elements: list[cst.BaseExpression] = []
-        for a in args:
-            elements.append(cst.StarredElement(a.value) if a.star == "*" else a.value)  # type: ignore[arg-type]
-        return call("keras.Sequential", arg(list_of(elements)))
+        # Keep the user's line breaks and comments: each argument's comma (and what follows it) moves into the list.
+        elements = [
+            cst.StarredElement(a.value, comma=a.comma) if a.star == "*" else cst.Element(a.value, comma=a.comma)
+            for a in args
+        ]
+        listing = cst.List(elements, lbracket=cst.LeftSquareBracket(whitespace_after=node.whitespace_before_args))
+        return cst.Call(func=cst.parse_expression("keras.Sequential"), args=[cst.Arg(listing)])
 
 
 def _is_ordered_dict(node: cst.Call) -> bool:
