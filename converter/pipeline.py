@@ -300,7 +300,8 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     if target != "onnx" and (not hops or hops[-1].passed or options.force):
         from converter.frameworks import keras as _keras
 
-        _keras()
+        with clock.step("import-tensorflow", "loading TensorFlow/Keras"):
+            _keras()
         import onnx
 
         from converter.keras_builder import BuildOptions, build_keras_model
@@ -325,8 +326,11 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 keras_export.save_saved_model(built.model, artifact_tmp)
                 route.append("tf savedmodel (keras export)")
             else:
+                from converter.frameworks import silenced_stderr
+
                 artifact_tmp = tmp / "model.tflite"
-                notes_l.extend(keras_export.save_tflite(built.model, artifact_tmp, fp16=options.fp16))
+                with silenced_stderr():  # the TFLite converter logs from C++ straight to fd 2
+                    notes_l.extend(keras_export.save_tflite(built.model, artifact_tmp, fp16=options.fp16))
                 route.append("tflite" + (" float16" if options.fp16 else " float32"))
         if options.verify:
             with clock.step("verify", f"verifying ONNX vs {target}"):

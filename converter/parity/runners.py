@@ -117,13 +117,16 @@ class TFLiteRunner:
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         import tensorflow as tf
 
-        interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
-        details = interp.get_input_details()
-        for d, f in zip(details, feeds):
-            if tuple(d["shape"]) != tuple(f.shape):
-                interp.resize_tensor_input(d["index"], list(f.shape), strict=False)
-        interp.allocate_tensors()
-        for d, f in zip(interp.get_input_details(), feeds):
-            interp.set_tensor(d["index"], np.ascontiguousarray(f.astype(d["dtype"])))
-        interp.invoke()
-        return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+        from converter.frameworks import silenced_stderr
+
+        with silenced_stderr():  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
+            interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+            details = interp.get_input_details()
+            for d, f in zip(details, feeds):
+                if tuple(d["shape"]) != tuple(f.shape):
+                    interp.resize_tensor_input(d["index"], list(f.shape), strict=False)
+            interp.allocate_tensors()
+            for d, f in zip(interp.get_input_details(), feeds):
+                interp.set_tensor(d["index"], np.ascontiguousarray(f.astype(d["dtype"])))
+            interp.invoke()
+            return [interp.get_tensor(d["index"]) for d in interp.get_output_details()]

@@ -1,0 +1,365 @@
+"""ResNet-18: raw onnx2tf (defaults) vs crossport end to end, in one run. Writes benchmarks/results/resnet18.json.
+
+Run from the repository root:  .venv/bin/python benchmarks/resnet18.py   (about 4 minutes on 2 CPUs)
+
+Measured, each in its own child process (so peak RSS is per step and imports are paid where a user pays them):
+
+1. raw upstream: ``torch.onnx.export(dynamo=True)`` of torchvision ``resnet18(weights=None)`` (seed 0, eval, batch 1)
+   then ``onnx2tf.convert(input_onnx_file_path=..., output_folder_path=...)`` with default settings (SavedModel +
+   float32 + float16 TFLite), in a private directory holding onnx2tf's calibration file so it runs offline. The
+   SavedModel / TFLite writes inside ``convert`` are timed by wrapping ``tf.saved_model.save`` and the TFLite
+   converters' ``convert`` (outermost calls only).
+2. crossport's onnx2tf adapter (``converter.routes.onnx2tf_adapter``) on the same ONNX file, same three artifacts,
+   with the outputs compared against onnxruntime.
+3. ``crossport convert model.pt2 -o out.keras`` and ``--to saved_model``: wall time of the subprocess, process start
+   and verification included; the report JSON gives verification results per hop.
+4. ``crossport --help`` wall time (median of 5) and whether the CLI imports torch / TensorFlow for ``--help``.
+
+Peak RSS of each child comes from ``os.wait4`` (the child's own ``ru_maxrss``, including children it reaped).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+RESULTS = ROOT / "benchmarks" / "results" / "resnet18.json"
+CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf looks for in its cwd
+SEED = 0
+
+
+# ------------------------------------------------------------------------------------------------ child stages
+
+
+def _write_calibration(directory: Path) -> None:
+    import numpy as np
+
+    data = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+    np.save(directory / CALIBRATION_FILE, data)
+
+
+def stage_pt2(work: Path) -> dict[str, Any]:
+    """Save the seeded model as an ExportedProgram with a dynamic batch (traced with batch 2)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(SEED)
+    model = torchvision.models.resnet18(weights=None).eval()
+    t0 = time.perf_counter()
+    program = torch.export.export(model, (torch.randn(2, 3, 224, 224),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    torch.export.save(program, str(work / "resnet18.pt2"))
+    return {"torch_export_and_save_s": time.perf_counter() - t0}
+
+
+def stage_raw(work: Path) -> dict[str, Any]:
+    """The upstream path a user would write, onnx2tf with default settings."""
+    t_start = time.perf_counter()
+    import torch
+    import torchvision
+
+    t_import_torch = time.perf_counter() - t_start
+    torch.manual_seed(SEED)
+    model = torchvision.models.resnet18(weights=None).eval()
+    export_dir = work / "onnx"
+    export_dir.mkdir()
+    onnx_path = export_dir / "resnet18.onnx"
+    t0 = time.perf_counter()
+    torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(onnx_path), dynamo=True)
+    t_export = time.perf_counter() - t0
+
+    # onnx2tf rewrites its input in place (onnxsim, op naming): give it a copy, keep the export for stage_adapter.
+    run_dir = work / "raw_run"
+    run_dir.mkdir()
+    for f in export_dir.iterdir():
+        shutil.copy(f, run_dir / f.name)
+    _write_calibration(run_dir)  # offline: onnx2tf would download this file into nothing otherwise
+    os.chdir(run_dir)
+
+    t0 = time.perf_counter()
+    import onnx2tf
+    import tensorflow as tf
+    from tensorflow.lite.python import lite
+
+    t_import_onnx2tf = time.perf_counter() - t0
+
+    phases: list[dict[str, float | str]] = []
+    depth = [0]
+    clock: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if depth[0]:
+                return fn(*args, **kwargs)
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                phases.append({"phase": name, "start_s": t - clock["start"], "seconds": time.perf_counter() - t})
+        return wrapper
+
+    tf.saved_model.save = timed("saved_model", tf.saved_model.save)
+    for cls in (lite.TFLiteKerasModelConverterV2, lite.TFLiteFrozenGraphConverterV2, lite.TFLiteSavedModelConverterV2):
+        cls.convert = timed("tflite", cls.convert)
+
+    out_dir = run_dir / "saved_model"
+    clock["start"] = time.perf_counter()
+    onnx2tf.convert(input_onnx_file_path=str(run_dir / "resnet18.onnx"), output_folder_path=str(out_dir))
+    t_convert = time.perf_counter() - clock["start"]
+
+    tflite = [p for p in phases if p["phase"] == "tflite"]
+    saved = [p for p in phases if p["phase"] == "saved_model"]
+    first_write = min((float(p["start_s"]) for p in phases), default=t_convert)
+    artifacts = sorted(
+        str(p.relative_to(out_dir)) for p in out_dir.iterdir()
+    )
+    return {
+        "input_shape": [1, 3, 224, 224],
+        "import_torch_s": t_import_torch,
+        "torch_onnx_export_s": t_export,
+        "import_onnx2tf_s": t_import_onnx2tf,
+        "onnx2tf_convert_s": t_convert,
+        "onnx2tf_breakdown_s": {
+            "before_first_write (onnxsim, graph build, strict-mode checks)": first_write,
+            "saved_model_write": sum(float(p["seconds"]) for p in saved),
+            "tflite_float32": float(tflite[0]["seconds"]) if tflite else None,
+            "tflite_float16": float(tflite[1]["seconds"]) if len(tflite) > 1 else None,
+        },
+        "phases": phases,
+        "export_plus_convert_s": t_export + t_convert,
+        "process_total_s": time.perf_counter() - t_start,
+        "artifacts": artifacts,
+        "calibration_download_attempted": False if (run_dir / CALIBRATION_FILE).is_file() else None,
+    }
+
+
+def stage_adapter(work: Path) -> dict[str, Any]:
+    """The same ONNX file through crossport's onnx2tf adapter (only requested artifacts, no tf_keras metadata)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from converter.routes.onnx2tf_adapter import convert_with_onnx2tf
+
+    out = work / "adapter"
+    out.mkdir()
+    t0 = time.perf_counter()
+    result = convert_with_onnx2tf(work / "onnx" / "resnet18.onnx", out, saved_model=True, tflite_fp32=True,
+                                  tflite_fp16=True)
+    wall = time.perf_counter() - t0
+
+    import onnxruntime as ort
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = np.random.default_rng(SEED).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    session = ort.InferenceSession(str(work / "onnx" / "resnet18.onnx"), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    x_nhwc = np.transpose(x, (0, 2, 3, 1))
+    (name_in,), (name_out,) = result.input_names, result.output_names
+    sm = tf.saved_model.load(str(result.saved_model)).signatures["serving_default"]
+    got_sm = sm(**{name_in: tf.constant(x_nhwc)})[name_out].numpy()
+    errors = {"saved_model": float(np.abs(got_sm - expected).max())}
+    for key, path in (("tflite_float32", result.tflite_fp32), ("tflite_float16", result.tflite_fp16)):
+        runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+        errors[key] = float(np.abs(runner(**{name_in: x_nhwc})[name_out] - expected).max())
+    s = result.seconds
+    return {
+        "wall_s": wall,
+        "seconds": {"onnx2tf_graph": s.graph, "saved_model_write": s.saved_model, "tflite_float32": s.tflite_fp32,
+                    "tflite_float16": s.tflite_fp16, "total": s.total},
+        "max_abs_error_vs_onnxruntime": errors,
+    }
+
+
+STAGES = {"pt2": stage_pt2, "raw": stage_raw, "adapter": stage_adapter}
+
+
+# ------------------------------------------------------------------------------------------------------ parent
+
+
+def run_child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``; return wall seconds, exit code and peak RSS (MiB) of that child from ``os.wait4``."""
+    with open(log, "wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"wall_s": wall, "exit_code": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def run_stage(name: str, work: Path) -> dict[str, Any]:
+    out = work / f"stage_{name}.json"
+    env = dict(os.environ)
+    # onnx2tf runs `onnxsim` by bare name; a user with the venv activated has it on PATH.
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    child = run_child([sys.executable, __file__, "--stage", name, str(work), str(out)], work / f"stage_{name}.log", env)
+    if child["exit_code"] != 0:
+        tail = (work / f"stage_{name}.log").read_text(errors="replace")[-3000:]
+        raise SystemExit(f"stage {name} failed (exit {child['exit_code']}):\n{tail}")
+    return {**json.loads(out.read_text()), "child": child}
+
+
+def run_crossport(pt2: Path, output: Path, report: Path, extra: list[str], work: Path) -> dict[str, Any]:
+    cmd = [str(VENV_BIN / "crossport"), "convert", str(pt2), "-o", str(output), "-q", "--report", str(report), *extra]
+    child = run_child(cmd, work / f"{output.name}.log")
+    data = json.loads(report.read_text()) if report.is_file() else {}
+    hops = [
+        {"hop": h["hop"], "passed": h["passed"],
+         "max_abs_error": max((o["max_abs_error"] for o in h.get("outputs", [])), default=None)}
+        for h in data.get("hops", [])
+    ]
+    return {"command": " ".join(["crossport", *cmd[1:]]), **child, "verified": data.get("verified"),
+            "passed": data.get("passed"), "route": data.get("route"), "hops": hops,
+            "timings_s": data.get("timings_s")}
+
+
+_IMPORT_PROBE = """
+import json, sys
+from click.testing import CliRunner
+from converter.cli import main
+runs = {}
+for args in (["--help"], ["convert", "--help"]):
+    r = CliRunner().invoke(main, args)
+    runs[" ".join(args)] = {"exit_code": r.exit_code, "torch": "torch" in sys.modules,
+                            "tensorflow": "tensorflow" in sys.modules, "onnx": "onnx" in sys.modules}
+print(json.dumps(runs))
+"""
+
+
+def measure_help() -> dict[str, Any]:
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        subprocess.run([str(VENV_BIN / "crossport"), "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - t0)
+    probe = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], check=True, capture_output=True, text=True, cwd=ROOT)
+    return {"median_s": statistics.median(times), "runs_s": times,
+            "imports": json.loads(probe.stdout.strip().splitlines()[-1])}
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    mem_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                    if line.startswith("MemTotal:")), 0)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    versions = {}
+    for pkg in ("crossport", "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnx2tf",
+                "tensorflow", "tf_keras", "keras", "numpy", "ai-edge-litert"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT)
+    return {
+        "nproc": int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or 0),
+        "cpu": cpu, "memory_gib": round(mem_kib / 1024**2, 1), "platform": platform.platform(),
+        "python": platform.python_version(), "versions": versions,
+        "git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip()),
+    }
+
+
+def table(r: dict[str, Any]) -> str:
+    raw, adapter = r["raw_onnx2tf"], r["crossport_onnx2tf_adapter"]
+    keras, sm = r["crossport_convert_keras"], r["crossport_convert_saved_model"]
+    b = raw["onnx2tf_breakdown_s"]
+
+    def f(x: float | None) -> str:
+        return "—" if x is None else f"{x:.1f}"
+
+    rows = [
+        "| step | wall time (s) | peak RSS (MiB) | notes |",
+        "|---|---:|---:|---|",
+        f"| raw: torch.onnx.export (dynamo) | {f(raw['torch_onnx_export_s'])} | | batch 1 |",
+        f"| raw: onnx2tf.convert, defaults | {f(raw['onnx2tf_convert_s'])} | | SavedModel + fp32 + fp16 TFLite |",
+        f"| &nbsp;&nbsp;before first write (onnxsim, graph, strict checks) | {f(b['before_first_write (onnxsim, graph, strict-mode checks)'])} | | |",
+        f"| &nbsp;&nbsp;SavedModel write | {f(b['saved_model_write'])} | | tf_keras model |",
+        f"| &nbsp;&nbsp;TFLite float32 | {f(b['tflite_float32'])} | | from_keras_model |",
+        f"| &nbsp;&nbsp;TFLite float16 | {f(b['tflite_float16'])} | | from_keras_model |",
+        f"| raw: export + convert | {f(raw['export_plus_convert_s'])} | | no verification |",
+        f"| raw: whole process (imports included) | {f(raw['child']['wall_s'])} | {raw['child']['peak_rss_mib']:.0f} | |",
+        f"| adapter: same ONNX, same 3 artifacts | {f(adapter['seconds']['total'])} | {adapter['child']['peak_rss_mib']:.0f} "
+        f"| graph {f(adapter['seconds']['onnx2tf_graph'])}, SavedModel {f(adapter['seconds']['saved_model_write'])}, "
+        f"fp32 {f(adapter['seconds']['tflite_float32'])}, fp16 {f(adapter['seconds']['tflite_float16'])} |",
+        f"| crossport convert → .keras | {f(keras['wall_s'])} | {keras['peak_rss_mib']:.0f} "
+        f"| process start + verification; passed={keras['passed']} |",
+        f"| crossport convert → SavedModel | {f(sm['wall_s'])} | {sm['peak_rss_mib']:.0f} "
+        f"| process start + verification; passed={sm['passed']} |",
+        f"| crossport --help (median of 5) | {r['crossport_help']['median_s']:.2f} | | imports torch: "
+        f"{r['crossport_help']['imports']['--help']['torch']}, tensorflow: "
+        f"{r['crossport_help']['imports']['--help']['tensorflow']} |",
+    ]
+    s = r["speedup"]
+    rows.append("")
+    rows.append(f"Speed-up (raw export + onnx2tf.convert ÷ crossport wall time): .keras ×{s['keras_vs_raw']:.1f}, "
+                f"SavedModel ×{s['saved_model_vs_raw']:.1f}; adapter vs raw onnx2tf.convert ×{s['adapter_vs_raw_convert']:.1f}.")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", nargs=3, metavar=("NAME", "WORKDIR", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    args = parser.parse_args()
+    if args.stage:
+        name, work, out = args.stage
+        Path(out).write_text(json.dumps(STAGES[name](Path(work)), indent=2))
+        return
+
+    work = Path(tempfile.mkdtemp(prefix="crossport-bench-resnet18-"))
+    print(f"work dir: {work}", file=sys.stderr)
+    results: dict[str, Any] = {"benchmark": "resnet18", "model": "torchvision resnet18(weights=None), seed 0, eval",
+                               "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
+    try:
+        print("raw onnx2tf (defaults) ...", file=sys.stderr)
+        results["raw_onnx2tf"] = run_stage("raw", work)
+        print("onnx2tf adapter ...", file=sys.stderr)
+        results["crossport_onnx2tf_adapter"] = run_stage("adapter", work)
+        print("saving .pt2 ...", file=sys.stderr)
+        results["pt2"] = run_stage("pt2", work)
+        pt2 = work / "resnet18.pt2"
+        print("crossport convert -> .keras ...", file=sys.stderr)
+        results["crossport_convert_keras"] = run_crossport(pt2, work / "out.keras", work / "report_keras.json", [], work)
+        print("crossport convert -> saved_model ...", file=sys.stderr)
+        results["crossport_convert_saved_model"] = run_crossport(
+            pt2, work / "out_saved_model", work / "report_saved_model.json", ["--to", "saved_model"], work)
+        print("crossport --help ...", file=sys.stderr)
+        results["crossport_help"] = measure_help()
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    raw_total = results["raw_onnx2tf"]["export_plus_convert_s"]
+    results["speedup"] = {
+        "keras_vs_raw": raw_total / results["crossport_convert_keras"]["wall_s"],
+        "saved_model_vs_raw": raw_total / results["crossport_convert_saved_model"]["wall_s"],
+        "adapter_vs_raw_convert": results["raw_onnx2tf"]["onnx2tf_convert_s"]
+        / results["crossport_onnx2tf_adapter"]["seconds"]["total"],
+        "definition": "raw torch.onnx.export + onnx2tf.convert seconds (in-process, no verification, imports "
+                      "excluded) divided by crossport's subprocess wall time (process start, imports and "
+                      "verification included); adapter ratio compares onnx2tf.convert alone with the adapter call",
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwrote {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Prove a rewrite: build the original torch model and the rewritten Keras model, move the weights, compare.
+
+Runs user code (both files) — callers reach this only through an explicit --verify/transfer opt-in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from converter.errors import ModelClassError, ShapeError
+from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.rewrite.loading import build, import_code, import_file, parse_init_kwargs
+from converter.rewrite.options import RewriteResult
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    input_shapes: tuple[tuple[int, ...], ...]
+    class_name: str | None = None
+    init_kwargs_json: str | None = None
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    class_name: str
+    layout: str
+    rows: tuple[OutputComparison, ...]
+    inputs: tuple[str, ...]
+    permuted_dense: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(r.passed for r in self.rows)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max((r.max_abs_error for r in self.rows), default=float("inf"))
+
+
+def parse_shapes(text: str) -> tuple[tuple[int, ...], ...]:
+    """``1x3x32x32`` or ``1x3x32x32,1x10`` -> shapes."""
+    try:
+        shapes = tuple(tuple(int(d) for d in part.strip().lower().split("x")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ShapeError(f"--input-shape {text!r}: expected dims joined by 'x', e.g. 1x3x32x32") from None
+    if not shapes or any(not s or any(d <= 0 for d in s) for s in shapes):
+        raise ShapeError(f"--input-shape {text!r}: every dimension must be a positive integer")
+    return shapes
+
+
+def choose_class(result: RewriteResult, requested: str | None) -> str:
+    if requested:
+        if requested not in result.model_classes:
+            raise ModelClassError(f"--class {requested}: not a torch model class in {result.filename} "
+                                  f"(found: {', '.join(result.model_classes) or 'none'})")
+        return requested
+    if not result.model_classes:
+        raise ModelClassError(f"{result.filename}: no nn.Module subclass to verify")
+    if len(result.top_models) != 1:
+        raise ModelClassError(f"{result.filename}: several candidate models ({', '.join(result.top_models)}); pass --class")
+    return result.top_models[0]
+
+
+def _sample_batches(shapes: Sequence[tuple[int, ...]], seed: int, int_high: int | None) -> list[tuple[str, list[np.ndarray]]]:
+    """Two seeded batches from different distributions (a model agreeing only on one is not verified)."""
+    batches = []
+    for index, kind in enumerate(("normal", "uniform")):
+        rng = np.random.default_rng(seed + index)
+        arrays = []
+        for shape in shapes:
+            if int_high is not None:
+                arrays.append(rng.integers(0, int_high, size=shape).astype(np.int64))
+            elif kind == "normal":
+                arrays.append(rng.standard_normal(shape).astype(np.float32))
+            else:
+                arrays.append(rng.uniform(-1.0, 1.0, size=shape).astype(np.float32))
+        batches.append((f"{kind}(seed={seed + index})" if int_high is None else f"int[0,{int_high})(seed={seed + index})",
+                        arrays))
+    return batches
+
+
+def _flat_outputs(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _flat_outputs(v)]
+    if isinstance(value, dict):
+        return [x for key in sorted(value) for x in _flat_outputs(value[key])]
+    return [value]
+
+
+def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOptions) -> VerifyReport:
+    """Compare the torch class in ``source_path`` with its rewrite in ``result.code`` on seeded inputs."""
+    from converter.cli._common import quiet_frameworks
+
+    quiet_frameworks()
+    import keras
+    import torch
+
+    from converter.weights import flatten_inputs, transfer_weights
+
+    class_name = choose_class(result, options.class_name)
+    kwargs = parse_init_kwargs(options.init_kwargs_json)
+    torch.manual_seed(options.seed)
+    original = build(import_file(source_path), class_name, kwargs, str(source_path))
+    original.eval()
+    embeddings = [m.num_embeddings for m in original.modules() if isinstance(m, torch.nn.Embedding)]
+    batches = _sample_batches(options.input_shapes, options.seed, min(embeddings) if embeddings else None)
+    channels_last = result.layout == "channels_last" and class_name in result.spatial_classes
+
+    def to_keras(a: np.ndarray) -> np.ndarray:
+        return np.moveaxis(a, 1, -1) if channels_last and a.ndim >= 3 and a.dtype != np.int64 else a
+
+    def from_keras(a: np.ndarray) -> np.ndarray:
+        return np.moveaxis(a, -1, 1) if channels_last and a.ndim >= 3 else a
+
+    first = [torch.from_numpy(a) for a in batches[0][1]]
+    try:
+        with torch.no_grad():
+            original(*first)  # also materialises Lazy* modules
+    except Exception as err:  # noqa: BLE001
+        raise ShapeError(f"the torch model failed on inputs {options.input_shapes}: {type(err).__name__}: {err}") from None
+    rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
+                      f"rewritten {source_path.name}")
+    try:
+        rewritten(*[to_keras(a) for a in batches[0][1]], training=False)
+    except Exception as err:  # noqa: BLE001
+        raise ShapeError(f"the rewritten Keras model failed on its first call: {type(err).__name__}: {err}") from None
+    flat = flatten_inputs(original, first) if result.layout == "channels_last" else {}
+    report = transfer_weights(original, rewritten, layout="channels_last" if channels_last else "channels_first",
+                              flatten_inputs=flat)
+    tol = Tolerance(options.atol, options.rtol)
+    rows: list[OutputComparison] = []
+    for label, arrays in batches:
+        with torch.no_grad():
+            expected = _flat_outputs(original(*[torch.from_numpy(a) for a in arrays]))
+        got = _flat_outputs(rewritten(*[to_keras(a) for a in arrays], training=False))
+        if len(got) != len(expected):
+            raise ShapeError(f"torch returns {len(expected)} outputs, Keras {len(got)}")
+        for i, (e, g) in enumerate(zip(expected, got)):
+            rows.append(compare_arrays(f"{label}:out{i}", from_keras(keras.ops.convert_to_numpy(g)),
+                                       e.detach().cpu().numpy(), tol))
+    return VerifyReport(class_name, result.layout, tuple(rows), tuple(b[0] for b in batches), report.permuted_dense)
+
+
+def format_report(report: VerifyReport) -> str:
+    """A per-output table; states eval mode, layout and the flatten permutations applied."""
+    head = (f"verify {report.class_name}: torch eval() vs Keras training=False, layout {report.layout}"
+            + (f", Dense rows permuted for: {', '.join(report.permuted_dense)}" if report.permuted_dense else ""))
+    cols = f"{'output':<28} {'shape':<16} {'max_abs':>10} {'max_rel':>10} {'mismatch':>10} {'cosine':>9} {'atol/rtol':>15}  result"
+    lines = [head, cols]
+    for r in report.rows:
+        shape = "x".join(str(d) for d in r.shape)
+        lines.append(
+            f"{r.name:<28} {shape:<16} {r.max_abs_error:>10.2e} {r.max_rel_error:>10.2e} "
+            f"{f'{r.mismatches}/{r.total}':>10} {r.cosine_similarity:>9.6f} {f'{r.atol:.0e}/{r.rtol:.0e}':>15}  "
+            + ("ok" if r.passed else f"FAIL (atol needed {r.atol_needed:.2e}) {r.note}".rstrip())
+        )
+    lines.append(f"verify {'passed' if report.passed else 'FAILED'}: max abs error {report.max_abs_error:.3e}")
+    return "\n".join(lines)
