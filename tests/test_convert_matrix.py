@@ -104,3 +104,15 @@ def test_keras_file_loads_with_plain_keras_in_fresh_process(saved_sources, tmp_p
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["keras", "saved_model", "tflite"])
+def test_onnx_source(target: str, saved_sources, tmp_path: Path) -> None:
+    """ONNX files are first-class sources: ONNX (onnxruntime) is the reference."""
+    onnx_file = tmp_path / "cnn.onnx"
+    assert convert(str(saved_sources["pt2"]), ConvertOptions(output=str(onnx_file))).passed
+    out = tmp_path / f"from_onnx{TARGET_SUFFIX[target]}"
+    result = convert(str(onnx_file), ConvertOptions(output=str(out), to=target))
+    assert result.passed, result.report.format_text()
+    assert result.report.hops[0].reference == "onnxruntime"
+    assert out.exists()

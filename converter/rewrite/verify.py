@@ -93,6 +93,22 @@ def _flat_outputs(value: Any) -> list[Any]:
     return [value]
 
 
+def _keras_runner(model: Any, layout: str) -> Any:
+    """Call the Keras model in inference mode.
+
+    TensorFlow's eager CPU kernels implement Conv2D/pooling only for NHWC; XLA compiles NCHW fine, so
+    channels_first models are run through ``tf.function(jit_compile=True)`` (as ``Model.predict`` does).
+    """
+    import keras
+
+    if layout == "channels_first" and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(lambda *xs: model(*xs, training=False), jit_compile=True, reduce_retracing=True)
+        return lambda xs: compiled(*xs)
+    return lambda xs: model(*xs, training=False)
+
+
 def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOptions) -> VerifyReport:
     """Compare the torch class in ``source_path`` with its rewrite in ``result.code`` on seeded inputs."""
     from converter.cli._common import quiet_frameworks
@@ -126,8 +142,9 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
         raise ShapeError(f"the torch model failed on inputs {options.input_shapes}: {type(err).__name__}: {err}") from None
     rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
                       f"rewritten {source_path.name}")
+    run_keras = _keras_runner(rewritten, result.layout)
     try:
-        rewritten(*[to_keras(a) for a in batches[0][1]], training=False)
+        run_keras([to_keras(a) for a in batches[0][1]])
     except Exception as err:  # noqa: BLE001
         raise ShapeError(f"the rewritten Keras model failed on its first call: {type(err).__name__}: {err}") from None
     flat = flatten_inputs(original, first) if result.layout == "channels_last" else {}
@@ -138,7 +155,7 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     for label, arrays in batches:
         with torch.no_grad():
             expected = _flat_outputs(original(*[torch.from_numpy(a) for a in arrays]))
-        got = _flat_outputs(rewritten(*[to_keras(a) for a in arrays], training=False))
+        got = _flat_outputs(run_keras([to_keras(a) for a in arrays]))
         if len(got) != len(expected):
             raise ShapeError(f"torch returns {len(expected)} outputs, Keras {len(got)}")
         for i, (e, g) in enumerate(zip(expected, got)):
