@@ -48,6 +48,7 @@ class ConvertOptions:
     seed: int = 0
     static_batch: bool = False
     report_path: str | None = None
+    route: str = "auto"  # "builder" (crossport's Keras 3 builder), "onnx2tf", or "auto" (builder, else onnx2tf)
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,13 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     artifact_tmp = onnx_path
     target_runner = None
     built = None
-    if target != "onnx" and (not hops or hops[-1].passed or options.force):
+    use_onnx2tf = options.route == "onnx2tf"
+    if options.route not in ("auto", "builder", "onnx2tf"):
+        raise CrossportError(f"--route {options.route!r}: expected auto, builder or onnx2tf")
+    if use_onnx2tf and target == "keras":
+        raise UnsupportedError("--route onnx2tf cannot produce a Keras 3 file (onnx2tf writes tf_keras models); "
+                               "use the default route for .keras")
+    if target != "onnx" and not use_onnx2tf and (not hops or hops[-1].passed or options.force):
         from converter.frameworks import keras as _keras
 
         with clock.step("import-tensorflow", "loading TensorFlow/Keras"):
@@ -308,9 +315,24 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
 
         with clock.step("build-keras", "building the Keras 3 model"):
             shapes = {s.name: s.shape for s in specs}
-            built = build_keras_model(onnx.load(str(onnx_path)),
-                                      BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
-                                                   model_name=_model_name(source)))
+            try:
+                built = build_keras_model(onnx.load(str(onnx_path)),
+                                          BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
+                                                       model_name=_model_name(source)))
+            except UnsupportedError as err:
+                if options.route != "auto" or target == "keras":
+                    raise
+                notes_l.append(f"crossport's Keras builder could not convert the graph ({err}); used onnx2tf")
+                use_onnx2tf = True
+    if use_onnx2tf and target != "onnx" and (not hops or hops[-1].passed or options.force):
+        artifact_tmp, target_runner, hop = _via_onnx2tf(target, options, clock, tmp, onnx_path, specs, sets,
+                                                        onnx_runner, source_layouts, output_names, tol, route)
+        if hop is not None:
+            hops.append(hop)
+            if source_runner is not None:
+                src = _with_rank3_layouts(source_runner, target_runner)
+                hops.append(run_hop(src, target_runner, sets, src.input_layouts, output_names, tol))
+    if built is not None:
         route.append("keras 3 (crossport builder)")
         from converter.parity import runners as R
         from converter.routes import keras_export
@@ -351,7 +373,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 hops.append(run_hop(onnx_runner, target_runner, sets, source_layouts, output_names, tol_target))
                 if source_runner is not None:
                     hops.append(run_hop(source_runner, target_runner, sets, source_layouts, output_names, tol_target))
-    elif target != "onnx":
+    if target != "onnx" and target_runner is None and options.verify and hops and not hops[-1].passed:
         notes_l.append("stopped after the first failed hop; the target was not built")
 
     verified = options.verify
@@ -372,7 +394,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     publish = passed or not verified or options.force
     if publish:
         _publish(artifact_tmp, output, options.force)
-    in_infos, out_infos = _tensor_infos(specs, exported, built, source_layouts, hops)
+    in_infos, out_infos = _tensor_infos(specs, exported, built, source_layouts, hops, target_runner)
     report = ConversionReport(
         source=source, source_format=source_format, target=target, output=str(output) if publish else None,
         route=tuple(route), opset=exported.opset, exporter=exported.exporter, inputs=in_infos, outputs=out_infos,
@@ -389,6 +411,54 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     return ConversionResult(output if publish else None, report)
 
 
+def _with_rank3_layouts(runner: Any, like: Any) -> Any:
+    """A copy of a channels-first reference runner whose rank-3 tensors are declared NCL (onnx2tf makes them NLC)."""
+    import copy
+
+    clone = copy.copy(runner)
+    clone.input_layouts = tuple(Layout.NCL if c == Layout.NLC else r for r, c in zip(runner.input_layouts,
+                                                                                    like.input_layouts))
+    clone.output_layouts = tuple(Layout.NCL if c == Layout.NLC else r for r, c in zip(runner.output_layouts,
+                                                                                     like.output_layouts))
+    return clone
+
+
+def _via_onnx2tf(target: str, options: ConvertOptions, clock: _Clock, tmp: Path, onnx_path: Path,
+                 specs: list[InputSpec], sets: list[Any], onnx_runner: Any, source_layouts: tuple[Layout, ...],
+                 output_names: list[str], tol: Tolerance, route: list[str]) -> tuple[Path, Any, HopResult | None]:
+    """The onnx2tf route (SavedModel / TFLite only), verified against onnxruntime."""
+    from converter.layout import layout_for
+    from converter.parity import runners as R
+    from converter.routes.onnx2tf_adapter import SIGNATURE_KEY, convert_with_onnx2tf
+
+    with clock.step("onnx2tf", "converting with onnx2tf"):
+        res = convert_with_onnx2tf(onnx_path, tmp / "onnx2tf", saved_model=target == "saved_model",
+                                   tflite_fp32=target == "tflite" and not options.fp16,
+                                   tflite_fp16=target == "tflite" and options.fp16, keep_layout=options.keep_layout)
+    route.append("onnx2tf")
+    in_layouts = tuple(layout_for(len(s.shape), not options.keep_layout) if len(s.shape) in (3, 4, 5)
+                       else Layout.NONE for s in specs)
+    probe = onnx_runner.run(sets[0].arrays)
+    out_layouts = tuple(layout_for(o.ndim, cl) if o.ndim in (3, 4, 5) else Layout.NONE
+                        for o, cl in zip(probe, res.output_channels_last))
+    if target == "saved_model":
+        artifact = res.saved_model
+        runner = R.SavedModelRunner(artifact, in_layouts, out_layouts, name="tf-savedmodel (onnx2tf)",
+                                    output_keys=res.output_names)
+    else:
+        artifact = res.tflite_fp16 if options.fp16 else res.tflite_fp32
+        runner = R.TFLiteRunner(artifact, in_layouts, out_layouts, name="tflite (onnx2tf)",
+                                input_keys=res.input_names, output_keys=res.output_names)
+    del SIGNATURE_KEY
+    hop = None
+    if options.verify:
+        ref = _with_rank3_layouts(onnx_runner, runner)
+        first = tuple(Layout.NCL if l == Layout.NLC else s for s, l in zip(source_layouts, in_layouts))
+        with clock.step("verify", f"verifying ONNX vs {target} (onnx2tf)"):
+            hop = run_hop(ref, runner, sets, first, output_names, tol)
+    return artifact, runner, hop
+
+
 def _model_name(source: str) -> str:
     import re
 
@@ -396,16 +466,26 @@ def _model_name(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", stem) or "model"
 
 
-def _tensor_infos(specs, exported, built, source_layouts, hops):
+def _tensor_infos(specs, exported, built, source_layouts, hops, target_runner=None):
     ins = []
     for i, s in enumerate(specs):
-        tgt = built.input_layouts.get(exported.input_names[i], Layout.NONE) if built else source_layouts[i]
+        if built:
+            tgt = built.input_layouts.get(exported.input_names[i], Layout.NONE)
+        elif target_runner is not None and i < len(target_runner.input_layouts):
+            tgt = target_runner.input_layouts[i]
+        else:
+            tgt = source_layouts[i]
         dyn = (None, *s.shape[1:]) if exported.dynamic_batch and s.shape else s.shape
         ins.append(TensorInfo(s.name, tuple(dyn), s.dtype, source_layouts[i].value, tgt.value))
     outs = []
     first = next((h for h in hops if h.outputs), None)
     for k, name in enumerate(exported.output_names):
-        tgt = built.output_layouts.get(name, Layout.NONE).value if built else "as source"
+        if built:
+            tgt = built.output_layouts.get(name, Layout.NONE).value
+        elif target_runner is not None and k < len(target_runner.output_layouts):
+            tgt = target_runner.output_layouts[k].value
+        else:
+            tgt = "as source"
         shape: tuple = ()
         if first is not None and k < len(first.outputs):
             shape = tuple(first.outputs[k].reference_shape)

@@ -93,6 +93,8 @@ class CallRule(Rule):
                 return updated_node
         elif not self.ctx.in_model_scope():
             return updated_node
+        if not isinstance(original_node.func, (cst.Name, cst.Attribute)):
+            return updated_node  # ``f(...)(x)``: the provider names call results too; only direct calls match
         name = self.ctx.qualified_name(original_node.func)
         method = self.TARGETS.get(name or "")
         if method is None:

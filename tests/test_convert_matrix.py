@@ -116,3 +116,24 @@ def test_onnx_source(target: str, saved_sources, tmp_path: Path) -> None:
     assert result.passed, result.report.format_text()
     assert result.report.hops[0].reference == "onnxruntime"
     assert out.exists()
+
+
+@pytest.mark.parametrize("target", ["saved_model", "tflite"])
+def test_onnx2tf_route(target: str, saved_sources, tmp_path: Path) -> None:
+    out = tmp_path / f"o2t{TARGET_SUFFIX[target]}"
+    result = convert(str(saved_sources["pt2"]), ConvertOptions(output=str(out), to=target, route="onnx2tf"))
+    assert result.passed, result.report.format_text()
+    assert "onnx2tf" in result.report.route and out.exists()
+    assert [h.passed for h in result.report.hops] == [True, True, True]
+
+
+def test_auto_route_falls_back_to_onnx2tf(tmp_path: Path) -> None:
+    """An op the Keras builder lacks (CumSum) still converts to SavedModel through onnx2tf, verified."""
+    src = tmp_path / "cum.py"
+    src.write_text("import torch\nclass Cum(torch.nn.Module):\n    def forward(self, x):\n"
+                   "        return torch.cumsum(x, dim=1) * 2\n")
+    out = tmp_path / "cum_sm"
+    result = convert(f"{src}:Cum", ConvertOptions(output=str(out), to="saved_model", input_shapes=((None, (2, 5)),)))
+    assert result.passed, result.report.format_text()
+    assert result.report.route[-1] == "onnx2tf"
+    assert any("CumSum" in n for n in result.report.notes)

@@ -12,6 +12,9 @@ import click
 # name -> "module:attribute"; one module per subcommand.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("converter.cli.convert", "Convert a saved model between PyTorch, ONNX and TensorFlow/Keras, verified."),
+    "rewrite": ("converter.cli.rewrite", "Rewrite PyTorch model source into Keras 3 source (libcst rules), optionally verified."),
+    "rules": ("converter.cli.rules", "List the source-rewriting rules and their descriptions."),
+    "transfer": ("converter.cli.transfer", "Load a PyTorch state_dict into rewritten Keras code and save a verified .keras model."),
 }
 
 

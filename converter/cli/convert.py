@@ -33,6 +33,9 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs.")
 @click.option("--no-verify", is_flag=True, help="Skip verification (the output says that nothing was verified).")
+@click.option("--route", type=click.Choice(["auto", "builder", "onnx2tf"]), default="auto", show_default=True,
+              help="builder: crossport's ONNX->Keras 3 builder; onnx2tf: onnx2tf (SavedModel/TFLite only); "
+                   "auto: the builder, falling back to onnx2tf when it meets an unsupported op.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
@@ -40,7 +43,7 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @verbosity_options
 def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
             model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
-            atol: float, rtol: float, seed: int, no_verify: bool, static_batch: bool, force: bool,
+            atol: float, rtol: float, seed: int, no_verify: bool, route: str, static_batch: bool, force: bool,
             report_path: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
     SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
@@ -69,7 +72,7 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             to=to, output=output, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
             input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, verify=not no_verify, force=force,
-            seed=seed, static_batch=static_batch, report_path=report_path,
+            seed=seed, static_batch=static_batch, report_path=report_path, route=route,
         )
         start = time.perf_counter()
 

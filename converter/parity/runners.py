@@ -86,6 +86,7 @@ class SavedModelRunner:
     input_layouts: tuple[Layout, ...]
     output_layouts: tuple[Layout, ...]
     name: str = "tf-savedmodel"
+    output_keys: tuple[str, ...] = ()  # signature output names in model order, when known
     _fn: Any = field(default=None, repr=False)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -98,7 +99,7 @@ class SavedModelRunner:
         spec = self._fn.structured_input_signature[1]
         names = sorted(spec, key=lambda k: list(spec).index(k))
         out = self._fn(**{n: tf.constant(f) for n, f in zip(names, feeds)})
-        keys = sorted(out, key=_output_key)
+        keys = list(self.output_keys) if self.output_keys else sorted(out, key=_output_key)
         return [out[k].numpy() for k in keys]
 
 
@@ -113,12 +114,20 @@ class TFLiteRunner:
     input_layouts: tuple[Layout, ...]
     output_layouts: tuple[Layout, ...]
     name: str = "tflite"
+    input_keys: tuple[str, ...] = ()  # signature input/output names, when the file has a signature with them
+    output_keys: tuple[str, ...] = ()
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         import tensorflow as tf
 
         from converter.frameworks import silenced_stderr
 
+        if self.input_keys and self.output_keys:
+            with silenced_stderr():
+                interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+                runner = interp.get_signature_runner()
+                out = runner(**{k: np.ascontiguousarray(f) for k, f in zip(self.input_keys, feeds)})
+            return [np.asarray(out[k]) for k in self.output_keys]
         with silenced_stderr():  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
             interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
             details = interp.get_input_details()

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 LAYOUTS = ("channels_first", "channels_last")
-#: Default layout: exact (no dimension rewriting), so more models translate without TODOs; see README_SECTION.md.
-DEFAULT_LAYOUT = "channels_first"
+#: Default layout: idiomatic NHWC Keras, which every Keras backend runs eagerly on CPU. channels_first output
+#: needs XLA on TensorFlow-CPU (eager NCHW Conv2D is unimplemented there). See README_SECTION.md.
+DEFAULT_LAYOUT = "channels_last"
 
 
 @dataclass(frozen=True)

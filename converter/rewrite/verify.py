@@ -114,19 +114,30 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     from converter.cli._common import quiet_frameworks
 
     quiet_frameworks()
-    import keras
     import torch
-
-    from converter.weights import flatten_inputs, transfer_weights
 
     class_name = choose_class(result, options.class_name)
     kwargs = parse_init_kwargs(options.init_kwargs_json)
     torch.manual_seed(options.seed)
     original = build(import_file(source_path), class_name, kwargs, str(source_path))
+    rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
+                      f"rewritten {source_path.name}")
+    return compare_models(original, rewritten, class_name=class_name, layout=result.layout,
+                          spatial=class_name in result.spatial_classes, options=options)
+
+
+def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: str, spatial: bool,
+                   options: VerifyOptions) -> VerifyReport:
+    """Run ``original`` once (materialising Lazy modules), build ``rewritten``, move weights, compare outputs."""
+    import keras
+    import torch
+
+    from converter.weights import flatten_inputs, transfer_weights
+
     original.eval()
     embeddings = [m.num_embeddings for m in original.modules() if isinstance(m, torch.nn.Embedding)]
     batches = _sample_batches(options.input_shapes, options.seed, min(embeddings) if embeddings else None)
-    channels_last = result.layout == "channels_last" and class_name in result.spatial_classes
+    channels_last = layout == "channels_last" and spatial
 
     def to_keras(a: np.ndarray) -> np.ndarray:
         return np.moveaxis(a, 1, -1) if channels_last and a.ndim >= 3 and a.dtype != np.int64 else a
@@ -140,14 +151,13 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
             original(*first)  # also materialises Lazy* modules
     except Exception as err:  # noqa: BLE001
         raise ShapeError(f"the torch model failed on inputs {options.input_shapes}: {type(err).__name__}: {err}") from None
-    rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
-                      f"rewritten {source_path.name}")
-    run_keras = _keras_runner(rewritten, result.layout)
+    run_keras = _keras_runner(rewritten, layout)
     try:
         run_keras([to_keras(a) for a in batches[0][1]])
     except Exception as err:  # noqa: BLE001
-        raise ShapeError(f"the rewritten Keras model failed on its first call: {type(err).__name__}: {err}") from None
-    flat = flatten_inputs(original, first) if result.layout == "channels_last" else {}
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ShapeError(f"the rewritten Keras model failed on its first call: {type(err).__name__}: {msg}") from None
+    flat = flatten_inputs(original, first) if channels_last else {}
     report = transfer_weights(original, rewritten, layout="channels_last" if channels_last else "channels_first",
                               flatten_inputs=flat)
     tol = Tolerance(options.atol, options.rtol)
@@ -161,7 +171,7 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
         for i, (e, g) in enumerate(zip(expected, got)):
             rows.append(compare_arrays(f"{label}:out{i}", from_keras(keras.ops.convert_to_numpy(g)),
                                        e.detach().cpu().numpy(), tol))
-    return VerifyReport(class_name, result.layout, tuple(rows), tuple(b[0] for b in batches), report.permuted_dense)
+    return VerifyReport(class_name, layout, tuple(rows), tuple(b[0] for b in batches), report.permuted_dense)
 
 
 def format_report(report: VerifyReport) -> str:

@@ -78,6 +78,7 @@ _LOCK = threading.RLock()
 class Onnx2TfTimings:
     """Seconds spent in each part of :func:`convert_with_onnx2tf`; a part that did not run is 0."""
 
+    setup: float  # importing TensorFlow/onnx2tf (first call only), copying the ONNX file, the calibration file
     graph: float  # onnx2tf itself: onnxsim, op naming, building the tf_keras graph, strict-mode checks
     saved_model: float
     tflite_fp32: float
@@ -112,10 +113,13 @@ def convert_with_onnx2tf(
 ) -> Onnx2TfResult:
     """Convert ``onnx_path`` with onnx2tf and write only the requested artifacts into ``workdir``.
 
-    Artifacts: ``workdir/saved_model/``, ``workdir/model_float32.tflite``, ``workdir/model_float16.tflite``.
-    ``workdir`` must exist and belong to the caller; onnx2tf itself runs in a fresh private subdirectory of it
-    (removed afterwards, also on failure), so concurrent conversions in different work dirs never see each other's files.
-    Raises :class:`UnsupportedError` (one line, naming the op where possible) when onnx2tf cannot convert the graph.
+    Artifacts: ``workdir/saved_model/``, ``workdir/model_float32.tflite``, ``workdir/model_float16.tflite``
+    (fixed names: give each conversion its own ``workdir``; it is created if missing). onnx2tf itself runs with its
+    cwd in a fresh private subdirectory of ``workdir`` holding the ONNX copy and the calibration file, removed
+    afterwards (also on failure); a process-wide lock serializes the chdir, so conversions never see each other's
+    files. Inputs that are 3/4/5-D become channels-last unless ``keep_layout``; see the result's shapes.
+    Raises :class:`UnsupportedError` (one line, naming the op where possible) when onnx2tf cannot convert the graph
+    or the requested artifact cannot be written.
     """
     if verbose is None:
         from converter.frameworks import _VERBOSE
@@ -132,6 +136,7 @@ def convert_with_onnx2tf(
         onnx_copy = _copy_onnx(onnx_path, run_dir / "model.onnx")
         input_names = _onnx_input_names(onnx_copy) if keep_layout else []
         t0 = time.perf_counter()
+        t_setup = t0 - start
         model = _run_onnx2tf(onnx2tf, onnx_copy, run_dir, input_names, keep_layout=keep_layout, verbose=verbose)
         t_graph = time.perf_counter() - t0
 
@@ -164,7 +169,7 @@ def convert_with_onnx2tf(
         saved_model=sm_path, tflite_fp32=fp32_path, tflite_fp16=fp16_path,
         input_names=names_in, input_shapes=shapes, output_names=names_out,
         output_channels_last=channels_last, keep_layout=keep_layout,
-        seconds=Onnx2TfTimings(graph=t_graph, saved_model=t_sm, tflite_fp32=t_fp32, tflite_fp16=t_fp16,
+        seconds=Onnx2TfTimings(setup=t_setup, graph=t_graph, saved_model=t_sm, tflite_fp32=t_fp32, tflite_fp16=t_fp16,
                                total=time.perf_counter() - start),
     )
 
@@ -355,7 +360,10 @@ def _first_line(text: str) -> str:
 def _clean_name(name: str) -> str:
     """A name legal as a TF signature key / TensorSpec name."""
     cleaned = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name.split(":")[0]).lstrip("/")
-    return cleaned or "tensor"
+    # TF op names must match ^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$ (the same rule behind onnx2tf's "-osd" advice).
+    if not cleaned or not re.match(r"[A-Za-z0-9.]", cleaned[0]):
+        cleaned = "t" + cleaned
+    return cleaned
 
 
 def _serving_function(tf: Any, model: Any, names_in: tuple[str, ...], names_out: tuple[str, ...]) -> tuple[Any, Any]:
@@ -381,14 +389,19 @@ def _save_saved_model(tf: Any, holder: Any, concrete: Any, model: Any, path: Pat
     if path.exists():
         shutil.rmtree(path)
     try:
-        tf.saved_model.save(holder, str(path), signatures={SIGNATURE_KEY: concrete})
-    except (AssertionError, KeyError, ValueError) as err:
-        # "Tried to export a function which references an 'untracked' resource": a layer owns a resource other
-        # than its variables (e.g. a lookup table). Fall back to onnx2tf's own (slow) way of saving the model.
-        if "untracked" not in str(err):
-            raise UnsupportedError(f"writing the SavedModel failed: {_first_line(str(err))}") from err
+        try:
+            tf.saved_model.save(holder, str(path), signatures={SIGNATURE_KEY: concrete})
+        except (AssertionError, KeyError, ValueError) as err:
+            # "Tried to export a function which references an 'untracked' resource" (onnx2tf handles the same error
+            # from its own save): a layer owns a resource other than its variables (e.g. a lookup table). Fall back
+            # to saving the tf_keras model itself — slow (per-layer metadata) but it tracks every resource.
+            if "untracked" not in str(err):
+                raise
+            shutil.rmtree(path, ignore_errors=True)
+            tf.saved_model.save(model, str(path), signatures={SIGNATURE_KEY: concrete})
+    except Exception as err:  # noqa: BLE001 - TF raises many types here
         shutil.rmtree(path, ignore_errors=True)
-        tf.saved_model.save(model, str(path), signatures={SIGNATURE_KEY: concrete})
+        raise UnsupportedError(f"writing the SavedModel failed: {_first_line(str(err))}") from err
 
 
 def _save_tflite(tf: Any, holder: Any, concrete: Any, *, fp16: bool) -> bytes:

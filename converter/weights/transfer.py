@@ -74,7 +74,10 @@ def _walk(t: Any, k: Any, path: str, sink: _Sink, rules: list[tuple[type, Any]])
                     raise WeightMappingError(f"{path.rstrip('.')}: expected one weighted Keras layer, found {len(weighted)}")
                 target = weighted[0]
             fn(t, target, path, sink)
-            if fn is layer_rules.linear and path.rstrip(".") in sink.flatten_inputs and sink.layout == "channels_last":
+            sample = sink.flatten_inputs.get(path.rstrip("."))
+            if fn is layer_rules.linear and sample is not None and sink.layout == "channels_last" and any(
+                d > 1 for d in sample[1:]
+            ):
                 sink.permuted.append(path.rstrip("."))
             return
     if isinstance(t, (nn.Sequential, nn.ModuleList)):

@@ -17,8 +17,9 @@ class _Refs(cst.CSTVisitor):
             root = root.value  # type: ignore[assignment]
         if isinstance(root, cst.Name) and root.value in self.aliases:
             self.found.append(cst.Module(body=[]).code_for_node(node))
-            return False
-        return True
+        else:
+            node.value.visit(self)  # ``keras.ops.relu``: the attribute name is not a reference to ``relu``
+        return False
 
     def visit_Name(self, node: cst.Name) -> None:
         if node.value in self.aliases:

@@ -45,10 +45,14 @@ class TensorMethodRule(CallRule):
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         func = updated_node.func
-        if not self.ctx.in_tensor_code() or not isinstance(func, cst.Attribute):
+        if not self.ctx.in_tensor_code() or not isinstance(func, cst.Attribute) or not isinstance(
+            original_node.func, cst.Attribute
+        ):
             return updated_node
-        qname = self.ctx.qualified_name(original_node.func) or ""
-        if qname.startswith(("torch", "keras", "numpy", "math")):
+        receiver = original_node.func.value if isinstance(original_node.func, cst.Attribute) else None
+        named = isinstance(receiver, (cst.Name, cst.Attribute))  # a call/subscript result is a tensor, not a module
+        qname = (self.ctx.qualified_name(receiver) or "") if named else ""
+        if qname.split(".")[0] in ("torch", "keras", "numpy", "np", "math", "tf", "tensorflow"):
             return updated_node
         target = func.value
         if isinstance(target, cst.Name) and target.value == "self":

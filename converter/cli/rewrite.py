@@ -1,0 +1,59 @@
+"""``crossport rewrite``: PyTorch model source -> Keras 3 source, optionally proven by weight transfer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from converter.cli._common import run_guarded, verbosity_options
+
+_LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims remapped, inputs transposed. "
+                "channels_first: keeps NCHW exactly (data_format='channels_first'); TensorFlow-CPU runs it only under XLA.")
+
+
+@click.command("rewrite", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Choice(["keras"]), required=True, help="Target framework.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file (or directory tree).")
+@click.option("--in-place", is_flag=True, help="Overwrite the source files (the only way to touch them).")
+@click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff instead of writing.")
+@click.option("--check", is_flag=True, help="Exit 1 if anything would change or a TODO remains; write nothing.")
+@click.option("--layout", type=click.Choice(["channels_last", "channels_first"]), default=None, help=_LAYOUT_HELP)
+@click.option("--force", is_flag=True, help="Overwrite an existing -o output.")
+@click.option("--verify", is_flag=True, help="Run both models (imports and runs your code) and compare outputs.")
+@click.option("--input-shape", help="Sample input shape(s) for --verify, e.g. 1x1x28x28 or 2x10,2x5.")
+@click.option("--class", "class_name", help="Model class to verify (default: the only top-level model).")
+@click.option("--init-kwargs", help="JSON object of constructor arguments, e.g. '{\"num_classes\": 10}'.")
+@click.option("--atol", type=float, default=1e-4, show_default=True)
+@click.option("--rtol", type=float, default=1e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@verbosity_options
+def command(sources: tuple[Path, ...], to: str, output: Path | None, in_place: bool, show_diff: bool, check: bool,
+            layout: str | None, force: bool, verify: bool, input_shape: str | None, class_name: str | None,
+            init_kwargs: str | None, atol: float, rtol: float, seed: int, verbose: bool, quiet: bool) -> None:
+    """Rewrite PyTorch model source (nn.Module, forward, nn.Sequential, F.*) into Keras 3 source.
+
+    Comments and non-model code survive; untranslatable constructs are kept and marked
+    '# crossport: TODO(<rule>): why'. Without -o/--in-place/--diff/--check the result goes to stdout.
+    """
+    modes = [m for m, on in (("output", output is not None), ("in_place", in_place), ("diff", show_diff),
+                             ("check", check)) if on]
+    if len(modes) > 1:
+        raise click.UsageError("choose one of -o, --in-place, --diff, --check")
+    if verify and not input_shape:
+        raise click.UsageError("--verify needs --input-shape, e.g. --input-shape 1x1x28x28")
+    if verify and (len(sources) != 1 or sources[0].is_dir()):
+        raise click.UsageError("--verify works on one source file")
+
+    def body() -> int:
+        from converter.rewrite.command import RewriteCommand, run_rewrite
+        from converter.rewrite.files import RewriteJob
+        from converter.rewrite.options import DEFAULT_LAYOUT, RewriteOptions
+
+        job = RewriteJob(sources=sources, mode=modes[0] if modes else "stdout", output=output, force=force,
+                         options=RewriteOptions(to=to, layout=layout or DEFAULT_LAYOUT))
+        return run_rewrite(RewriteCommand(job=job, verify=verify, input_shape=input_shape, class_name=class_name,
+                                          init_kwargs=init_kwargs, atol=atol, rtol=rtol, seed=seed, quiet=quiet,
+                                          verbose=verbose), echo=click.echo)
+
+    run_guarded(verbose, body)

@@ -1,0 +1,73 @@
+"""The rewrite command as a library function: rewrite, optionally verify, then write/diff/check/print."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from converter.errors import InputPathError
+from converter.rewrite.files import RewriteJob, rewrite_files, summary, unified_diff, write_atomic
+
+
+@dataclass(frozen=True)
+class RewriteCommand:
+    job: RewriteJob
+    verify: bool = False
+    input_shape: str | None = None
+    class_name: str | None = None
+    init_kwargs: str | None = None
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    seed: int = 0
+    quiet: bool = False
+    verbose: bool = False
+
+
+Echo = Callable[..., None]
+
+
+def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
+    """Returns the exit code: 0 done, 1 --check found changes/TODOs or --verify found a mismatch."""
+    job = cmd.job
+    if job.mode == "stdout" and (len(job.sources) != 1 or job.sources[0].is_dir()):
+        if not all(p.exists() for p in job.sources):
+            missing = next(p for p in job.sources if not p.exists())
+            raise InputPathError(f"{missing}: no such file or directory")
+        raise InputPathError("several sources: choose -o DIR, --in-place, --diff or --check")
+    outcomes = rewrite_files(job)
+    if not cmd.quiet:
+        for outcome in outcomes:
+            for line in summary(outcome):
+                echo(line, err=True)
+    if cmd.verify:
+        from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+
+        outcome = outcomes[0]
+        report = verify_rewrite(outcome.source, outcome.result, VerifyOptions(
+            input_shapes=parse_shapes(cmd.input_shape or ""), class_name=cmd.class_name,
+            init_kwargs_json=cmd.init_kwargs, atol=cmd.atol, rtol=cmd.rtol, seed=cmd.seed))
+        echo(format_report(report), err=job.mode == "stdout")
+        if not report.passed:
+            echo("crossport: verification failed; nothing was written", err=True)
+            return 1
+    if job.mode == "check":
+        dirty = [o for o in outcomes if o.result.changed or o.result.todos]
+        for o in dirty:
+            why = "would change" if o.result.changed else f"{len(o.result.todos)} TODO(s) remain"
+            echo(f"{o.source}: {why}", err=True)
+        return 1 if dirty else 0
+    if job.mode == "diff":
+        for o in outcomes:
+            text = unified_diff(o)
+            if text:
+                echo(text, nl=False)
+        return 0
+    if job.mode == "stdout":
+        echo(outcomes[0].result.code, nl=False)
+        return 0
+    for o in outcomes:
+        if o.target is None or (job.mode == "in_place" and not o.result.changed):
+            continue
+        write_atomic(o.target, o.result.code)
+        if not cmd.quiet:
+            echo(f"wrote {o.target}", err=True)
+    return 0

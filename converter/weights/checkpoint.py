@@ -1,0 +1,117 @@
+"""A trained PyTorch state_dict -> a trained Keras 3 model, through rewritten Keras code, verified before saving."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from converter.errors import InputPathError, ModelFileError, OutputError, UnsafeLoadError
+from converter.weights.errors import WeightMappingError
+
+
+@dataclass(frozen=True)
+class TransferJob:
+    checkpoint: Path
+    keras_source: Path
+    class_name: str
+    torch_source: Path
+    torch_class: str
+    output: Path
+    input_shape: str
+    init_kwargs_json: str | None = None
+    layout: str | None = None
+    force: bool = False
+    atol: float = 1e-4
+    rtol: float = 1e-4
+    seed: int = 0
+
+
+def parse_target(text: str) -> tuple[Path, str | None]:
+    """``file.py:Class`` -> (path, class); the class part is optional."""
+    path, sep, cls = text.rpartition(":")
+    if sep and path.endswith(".py") and cls.isidentifier():
+        return Path(path), cls
+    return Path(text), None
+
+
+def load_state_dict(path: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` only: a checkpoint never runs code."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise InputPathError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise UnsafeLoadError(f"{path}: not loadable with weights_only=True (it holds more than tensors): {first}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ModelFileError(f"{path}: cannot read the checkpoint: {err}") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelFileError(f"{path}: not a state_dict (a mapping of names to tensors)")
+    return obj
+
+
+def detect_layout(keras_code: str) -> str:
+    return "channels_first" if 'data_format="channels_first"' in keras_code else "channels_last"
+
+
+def run_transfer(job: TransferJob) -> tuple[Any, Path]:
+    """Returns (VerifyReport, output path). Writes the .keras file only when parity holds."""
+    from converter.cli._common import quiet_frameworks
+
+    quiet_frameworks()
+    import torch
+
+    from converter.rewrite import RewriteOptions, rewrite_source
+    from converter.rewrite.loading import build, import_file, parse_init_kwargs
+    from converter.rewrite.verify import VerifyOptions, compare_models, parse_shapes
+
+    if job.output.exists() and not job.force:
+        raise OutputError(f"{job.output}: exists; pass --force to overwrite")
+    if job.output.suffix != ".keras":
+        raise OutputError(f"{job.output}: the output must end in .keras")
+    keras_code = job.keras_source.read_text(encoding="utf-8") if job.keras_source.is_file() else None
+    if keras_code is None:
+        raise InputPathError(f"{job.keras_source}: no such file")
+    layout = job.layout or detect_layout(keras_code)
+    analysis = rewrite_source(job.torch_source.read_text(encoding="utf-8"), RewriteOptions(layout=layout),
+                              filename=str(job.torch_source))
+    kwargs = parse_init_kwargs(job.init_kwargs_json)
+    state = load_state_dict(job.checkpoint)
+    torch.manual_seed(job.seed)
+    original = build(import_file(job.torch_source), job.torch_class, kwargs, str(job.torch_source))
+    try:
+        original.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        raise WeightMappingError(f"{job.checkpoint} does not fit {job.torch_class}: {' '.join(lines[1:3])}") from None
+    rewritten = build(import_file(job.keras_source), job.class_name, kwargs, str(job.keras_source))
+    report = compare_models(original, rewritten, class_name=job.class_name, layout=layout,
+                            spatial=job.torch_class in analysis.spatial_classes,
+                            options=VerifyOptions(parse_shapes(job.input_shape), atol=job.atol, rtol=job.rtol,
+                                                  seed=job.seed))
+    if report.passed:
+        _save(rewritten, job.output)
+    return report, job.output
+
+
+def _save(model: Any, output: Path) -> None:
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".keras", dir=output.parent)
+        os.close(fd)
+        os.unlink(tmp)
+        model.save(tmp)
+        os.replace(tmp, output)
+    except OSError as err:
+        raise OutputError(f"{output}: cannot write: {err.strerror or err}") from None
