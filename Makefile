@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,3 +29,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf demo-out .pytest_cache
+
+fuzz: $(STAMP)
+	CROSSPORT_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q tests/test_fuzz_convert.py
