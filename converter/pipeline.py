@@ -345,7 +345,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 keras_export.save_keras(built.model, artifact_tmp)
             elif target == "saved_model":
                 artifact_tmp = tmp / "saved_model"
-                keras_export.save_saved_model(built.model, artifact_tmp)
+                sm_outputs = keras_export.save_saved_model(built.model, artifact_tmp)
                 route.append("tf savedmodel (keras export)")
             else:
                 from converter.frameworks import silenced_stderr
@@ -362,7 +362,8 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                     reloaded = keras.models.load_model(str(artifact_tmp))
                     target_runner = R.KerasRunner(reloaded, in_layouts, out_layouts, name="keras (.keras file)")
                 elif target == "saved_model":
-                    target_runner = R.SavedModelRunner(artifact_tmp, in_layouts, out_layouts)
+                    target_runner = R.SavedModelRunner(artifact_tmp, in_layouts, out_layouts, output_keys=sm_outputs,
+                                                       input_keys=tuple(t.name for t in built.model.inputs))
                 else:
                     target_runner = R.TFLiteRunner(artifact_tmp, in_layouts, out_layouts,
                                                    name="tflite" + (" fp16" if options.fp16 else ""))
@@ -444,7 +445,7 @@ def _via_onnx2tf(target: str, options: ConvertOptions, clock: _Clock, tmp: Path,
     if target == "saved_model":
         artifact = res.saved_model
         runner = R.SavedModelRunner(artifact, in_layouts, out_layouts, name="tf-savedmodel (onnx2tf)",
-                                    output_keys=res.output_names)
+                                    output_keys=res.output_names, input_keys=res.input_names)
     else:
         artifact = res.tflite_fp16 if options.fp16 else res.tflite_fp32
         runner = R.TFLiteRunner(artifact, in_layouts, out_layouts, name="tflite (onnx2tf)",

@@ -137,3 +137,17 @@ def test_auto_route_falls_back_to_onnx2tf(tmp_path: Path) -> None:
     assert result.passed, result.report.format_text()
     assert result.report.route[-1] == "onnx2tf"
     assert any("CumSum" in n for n in result.report.notes)
+
+
+def test_saved_model_signature_names_inputs_and_outputs(saved_sources, tmp_path: Path) -> None:
+    """TF Serving sees the PyTorch input names and named outputs, with a dynamic batch."""
+    import tensorflow as tf
+
+    out = tmp_path / "two_sm"
+    result = convert(str(saved_sources["two_in_two_out.pt2"]), ConvertOptions(output=str(out), to="saved_model"))
+    assert result.passed, result.report.format_text()
+    sig = tf.saved_model.load(str(out)).signatures["serving_default"]
+    inputs = sig.structured_input_signature[1]
+    assert set(inputs) == {"image", "features"}
+    assert inputs["image"].shape.as_list() == [None, 8, 8, 3]
+    assert len(sig.structured_outputs) == 2

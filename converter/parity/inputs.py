@@ -63,13 +63,21 @@ def _draw(spec: InputSpec, batch: int | None, rng: np.random.Generator, distribu
     raise ValueError(distribution)
 
 
-def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool = False) -> list[InputSet]:
-    """Two draws: standard normal, then uniform [0, 1) — with a different batch size when the batch is dynamic."""
+DISTRIBUTIONS = ("normal", "uniform", "large")
+
+
+def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool = False,
+                    distributions: tuple[str, ...] = ("normal", "uniform")) -> list[InputSet]:
+    """One draw per distribution (standard normal, uniform [0, 1), large = normal x 100), each with its own seed;
+    every second draw uses batch + 1 when the batch is dynamic, so a batch-size bug cannot hide."""
     for s in specs:
         check_spec(s)
+    unknown = [d for d in distributions if d not in DISTRIBUTIONS]
+    if unknown or not distributions:
+        raise ShapeError(f"unknown input distribution(s) {unknown}; expected some of {', '.join(DISTRIBUTIONS)}")
     sets = []
     base = specs[0].shape[0] if specs and specs[0].shape else 1
-    plan = [("normal", base), ("uniform", base + 1 if dynamic_batch else base)]
+    plan = [(d, base + 1 if dynamic_batch and k % 2 == 1 else base) for k, d in enumerate(distributions)]
     for k, (dist, batch) in enumerate(plan):
         rng = np.random.default_rng(seed + k)
         arrays = tuple(_draw(s, batch if dynamic_batch else None, rng, dist) for s in specs)

@@ -87,6 +87,7 @@ class SavedModelRunner:
     output_layouts: tuple[Layout, ...]
     name: str = "tf-savedmodel"
     output_keys: tuple[str, ...] = ()  # signature output names in model order, when known
+    input_keys: tuple[str, ...] = ()  # signature input names in model order, when known
     _fn: Any = field(default=None, repr=False)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -97,7 +98,13 @@ class SavedModelRunner:
             self._keep = loaded
             self._fn = loaded.signatures["serving_default"]
         spec = self._fn.structured_input_signature[1]
-        names = sorted(spec, key=lambda k: list(spec).index(k))
+        names = list(self.input_keys) if self.input_keys else list(spec)
+        if len(names) != len(feeds):
+            raise ValueError(f"the SavedModel signature takes {len(names)} inputs, got {len(feeds)}")
+        for n, f in zip(names, feeds):
+            # A shape that does not fit aborts inside TF's C++ runtime; refuse it here instead.
+            if not spec[n].shape.is_compatible_with(f.shape):
+                raise ValueError(f"input {n!r}: shape {list(f.shape)} does not fit the signature {spec[n].shape}")
         out = self._fn(**{n: tf.constant(f) for n, f in zip(names, feeds)})
         keys = list(self.output_keys) if self.output_keys else sorted(out, key=_output_key)
         return [out[k].numpy() for k in keys]

@@ -18,7 +18,7 @@ SPATIAL_NAMES = frozenset(
         "Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d", "ConvTranspose1d",
         "ConvTranspose2d", "ConvTranspose3d", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d",
         "AvgPool3d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "BatchNorm2d", "BatchNorm3d",
-        "LazyBatchNorm2d", "Upsample", "UpsamplingNearest2d", "Dropout2d",
+        "LazyBatchNorm2d", "Upsample", "UpsamplingNearest2d", "Dropout2d", "GroupNorm",
         "functional.conv1d", "functional.conv2d", "functional.max_pool1d", "functional.max_pool2d",
         "functional.avg_pool1d", "functional.avg_pool2d", "functional.adaptive_avg_pool2d", "functional.interpolate",
     )
@@ -36,6 +36,7 @@ class ClassInfo:
     used_as_block: bool = False
     rnn_attrs: dict[str, str] = field(default_factory=dict)
     uses: set[str] = field(default_factory=set)
+    assigned_attrs: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class _Collector(cst.CSTVisitor):
         self.called: set[str] = set()
         self.names: set[str] = set()
         self.rnn_attrs: dict[str, str] = {}
+        self.assigned_attrs: set[str] = set()
         self.has_backward = False
 
     def visit_Call(self, node: cst.Call) -> None:
@@ -82,6 +84,9 @@ class _Collector(cst.CSTVisitor):
             self.called.add(q)
 
     def visit_Assign(self, node: cst.Assign) -> None:
+        for t in node.targets:
+            if isinstance(t.target, cst.Attribute) and isinstance(t.target.value, cst.Name) and t.target.value.value == "self":
+                self.assigned_attrs.add(t.target.attr.value)
         if len(node.targets) != 1 or not isinstance(node.value, cst.Call):
             return
         target = node.targets[0].target
@@ -122,11 +127,13 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
                 stmt.body.visit(col)
                 collectors[info.name] = col
                 info.rnn_attrs = col.rnn_attrs
+                info.assigned_attrs = set(col.assigned_attrs)
                 info.spatial = bool(col.called & SPATIAL_NAMES)
                 for n in local_bases:  # inherit facts from a local base model class
                     if n in result.classes and result.classes[n].torch_model:
                         info.uses.add(n)
                         info.rnn_attrs = {**result.classes[n].rnn_attrs, **info.rnn_attrs}
+                        info.assigned_attrs |= result.classes[n].assigned_attrs
             continue
         if isinstance(stmt, cst.FunctionDef):
             col = _Collector(qname)

@@ -10,11 +10,13 @@ from collections import Counter
 from typing import Callable, Sequence
 
 import libcst as cst
-from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
-from libcst.metadata import PositionProvider, QualifiedNameProvider
+from libcst.metadata import QualifiedNameProvider
 
 from converter.rewrite import todo as todo_marks
+from converter.rewrite.imports import apply_import_changes
+from converter.rewrite.names import ImportResolver, ShadowWatch
 from converter.rewrite.analysis import Analysis, ClassInfo, analyse
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.options import RewriteOptions, RewriteResult
@@ -24,11 +26,16 @@ from rules.base import Rule
 class RuleRunner(VisitorBasedCodemodCommand):
     """Runs a batch of rules over a module in a single metadata-resolved pass."""
 
-    METADATA_DEPENDENCIES = (QualifiedNameProvider, PositionProvider)
+    METADATA_DEPENDENCIES = (QualifiedNameProvider,)
 
-    def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str) -> None:
+    def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str,
+                 precise: bool = False) -> None:
         super().__init__(context)
         self.layout = layout
+        #: precise: libcst's QualifiedNameProvider; else ImportResolver, valid while ShadowWatch stays quiet.
+        self.precise = precise
+        self._resolver: ImportResolver | None = None
+        self.watch: ShadowWatch | None = None
         self.analysis: Analysis = Analysis()
         self.rules = [cls(self) for cls in rule_classes]
         self.applied: Counter[str] = Counter()
@@ -43,6 +50,8 @@ class RuleRunner(VisitorBasedCodemodCommand):
 
     # -- the RuleContext protocol -------------------------------------------------------------------------
     def qualified_name(self, node: cst.CSTNode) -> str | None:
+        if self._resolver is not None:
+            return self._resolver.resolve(node)
         names = self.get_metadata(QualifiedNameProvider, node, None)
         if not names:
             return None
@@ -74,7 +83,11 @@ class RuleRunner(VisitorBasedCodemodCommand):
             self._statements[-1].append(todo_marks.marker(rule_id, why))
 
     def statement_has_todo(self) -> bool:
-        return bool(self._statements and self._statements[-1])
+        return bool(self._statements) and any(m.startswith(todo_marks.MARKER) for m in self._statements[-1])
+
+    def keep_comments(self, comments: list[str]) -> None:
+        if self._statements:
+            self._statements[-1].extend(comments)
 
     def add_import(self, module: str) -> None:
         AddImportsVisitor.add_needed_import(self.context, module)
@@ -82,17 +95,35 @@ class RuleRunner(VisitorBasedCodemodCommand):
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
 
-    def line_of(self, node: cst.CSTNode) -> int:
-        pos = self.get_metadata(PositionProvider, node, None)
-        return pos.start.line if pos is not None else 0
-
     # -- traversal ----------------------------------------------------------------------------------------
+    def transform_module(self, tree: cst.Module) -> cst.Module:
+        """Codemod's metadata-resolved transform, then the import visitors on the import header only."""
+        if self.precise:
+            tree = Codemod.transform_module(self, tree)
+        else:
+            self._resolver = ImportResolver(tree)
+            self.watch = ShadowWatch(self._resolver)
+            tree = self.transform_module_impl(tree)
+            if self.watch.shadowed:
+                return tree  # the caller reruns precisely; imports are not touched
+        return apply_import_changes(tree, self.context)
+
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        self.analysis = analyse(tree, self.qualified_name, self.line_of)
+        self.analysis = analyse(tree, self.qualified_name, _top_level_lines(tree))
         return tree.visit(self)
 
+    # Rules are dispatched by node type below; libcst's matcher-decorator machinery (MatcherDecoratableTransformer)
+    # is bypassed because it costs a dozen attribute lookups per node and no rule uses decorators.
+    def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
+        return None
+
+    def on_leave_attribute(self, original_node: cst.CSTNode, attribute: str) -> None:
+        return None
+
     def on_visit(self, node: cst.CSTNode) -> bool:
-        result = super().on_visit(node)
+        result = True
+        if self.watch is not None:
+            self.watch.check(node)
         if isinstance(node, cst.ClassDef):
             info = self.analysis.classes.get(node.name.value)
             self._classes.append(info if info is not None and info.torch_model else None)
@@ -103,8 +134,10 @@ class RuleRunner(VisitorBasedCodemodCommand):
         return result
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
-        updated = super().on_leave(original_node, updated_node)
-        for rule, handler in self._handlers.get(type(original_node).__name__, ()):
+        updated = updated_node
+        handlers = () if self.watch is not None and self.watch.shadowed else self._handlers.get(
+            type(original_node).__name__, ())
+        for rule, handler in handlers:
             if not isinstance(updated, type(original_node)):
                 break
             result = handler(original_node, updated)
@@ -120,6 +153,17 @@ class RuleRunner(VisitorBasedCodemodCommand):
         elif isinstance(original_node, cst.FunctionDef):
             self._functions.pop()
         return updated
+
+
+def _top_level_lines(tree: cst.Module):  # type: ignore[no-untyped-def]
+    """Line numbers of top-level statements (their ``def``/``class`` line), without PositionProvider's cost."""
+    lines: dict[int, int] = {}
+    line = 1 + len(tree.header)
+    for stmt in tree.body:
+        decorators = len(getattr(stmt, "decorators", ()))
+        lines[id(stmt)] = line + len(getattr(stmt, "leading_lines", ())) + decorators
+        line += tree.code_for_node(stmt).count("\n")
+    return lambda node: lines.get(id(node), 0)
 
 
 def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = None) -> list[type[Rule]]:
@@ -142,8 +186,13 @@ def rewrite_source(
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as err:
         raise SourceSyntaxError(f"{filename}:{err.raw_line}:{err.raw_column}: cannot parse: {err.message}") from None
-    runner = RuleRunner(CodemodContext(filename=filename), select_rules(options, rules), options.layout)
+    chosen = select_rules(options, rules)
+    runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout)
     new_module = runner.transform_module(module)
+    if runner.watch is not None and runner.watch.shadowed:
+        # An import alias is rebound somewhere (runner.watch.reason): resolve names with full scope analysis.
+        runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=True)
+        new_module = runner.transform_module(module)
     code = new_module.code
     analysis = runner.analysis
     return RewriteResult(

@@ -129,8 +129,10 @@ def summary(outcome: FileOutcome) -> list[str]:
         applied = ", ".join(f"{rule}×{n}" for rule, n in r.applied) or "nothing"
         lines.append(f"{name}: {len(r.model_classes)} model class(es) ({', '.join(r.model_classes)}), "
                      f"layout {r.layout}; rules applied: {applied}")
+    # TODO lines are lines of the rewritten code: name the file that holds it when there is one.
+    where = str(outcome.target) if outcome.target is not None else f"{name} (rewritten)"
     for todo in r.todos:
-        lines.append(f"{name}:{todo.line}: TODO({todo.rule_id}): {todo.why}")
+        lines.append(f"{where}:{todo.line}: TODO({todo.rule_id}): {todo.why}")
     for line, what in r.not_rewritten:
         lines.append(f"{name}:{line}: not rewritten (not model code): {what}")
     return lines

@@ -142,8 +142,12 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
     def to_keras(a: np.ndarray) -> np.ndarray:
         return np.moveaxis(a, 1, -1) if channels_last and a.ndim >= 3 and a.dtype != np.int64 else a
 
+    image_ranks = {len(s) for s in options.input_shapes if len(s) >= 3}
+
     def from_keras(a: np.ndarray) -> np.ndarray:
-        return np.moveaxis(a, -1, 1) if channels_last and a.ndim >= 3 else a
+        # An output with the rank of an image input is taken to carry a channel axis (NHWC -> NCHW); a reduced
+        # output (e.g. (N, H, W) after summing channels) is compared as it is.
+        return np.moveaxis(a, -1, 1) if channels_last and a.ndim in image_ranks else a
 
     first = [torch.from_numpy(a) for a in batches[0][1]]
     try:

@@ -24,16 +24,27 @@ def save_keras(model: Any, path: Path) -> None:
     model.save(str(path))
 
 
-def save_saved_model(model: Any, path: Path) -> None:
-    """A SavedModel with a ``serving_default`` signature taking the model's named inputs (TF Serving-ready)."""
+def signature_output_names(model: Any) -> tuple[str, ...]:
+    """Output keys of the serving signature: the Keras output layer names (named after the source's outputs)."""
+    return tuple(t._keras_history[0].name for t in model.outputs)  # noqa: SLF001 - Keras' public-ish history
+
+
+def save_saved_model(model: Any, path: Path) -> tuple[str, ...]:
+    """A SavedModel whose ``serving_default`` signature takes the named inputs and returns named outputs."""
     import keras
+
+    names = signature_output_names(model)
+
+    def serve(*args: Any) -> dict[str, Any]:
+        out = model(list(args), training=False)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        return dict(zip(names, outs))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(name="serve", fn=lambda *args: model(list(args) if len(args) > 1 else args[0],
-                                                              training=False),
-                         input_signature=_signature(model))
+    archive.add_endpoint(name="serve", fn=serve, input_signature=_signature(model))
     archive.write_out(str(path), verbose=False)
+    return names
 
 
 def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 from converter.errors import ShapeError
 from converter.weights.errors import WeightMappingError
 from converter.weights import layers as layer_rules
+from converter.weights.reserved import keras_attribute
 
 
 @dataclass(frozen=True)
@@ -102,12 +103,12 @@ def _walk(t: Any, k: Any, path: str, sink: _Sink, rules: list[tuple[type, Any]])
     for name, param in list(t.named_parameters(recurse=False)) + [
         (n, b) for n, b in t.named_buffers(recurse=False) if n not in t._non_persistent_buffers_set
     ]:
-        variable = getattr(k, name, None)
+        variable = getattr(k, keras_attribute(name), None)
         if variable is None or not hasattr(variable, "assign"):
             raise WeightMappingError(f"{path}{name}: no Keras variable at the same attribute path")
         sink.put(variable, param.detach().cpu().numpy(), f"{path}{name}")
     for name, child in t.named_children():
-        k_child = getattr(k, name, None)
+        k_child = getattr(k, keras_attribute(name), None)
         if k_child is None:
             if not list(child.parameters()) and not list(child.buffers()):
                 continue  # a weightless module the rewrite expressed differently (e.g. inlined)

@@ -1,0 +1,172 @@
+"""Decide the layout of every input/output on each side — from flags, then a conversion manifest, never guessed.
+
+Order of precedence per tensor: ``--layout [ref:|cand:]NAME=LAYOUT`` flags, then the crossport conversion report
+beside the candidate (``<candidate>.crossport.json``: reference = ``source_layout``, candidate = ``target_layout``),
+then "same on both sides". When only one side is named, the other takes its framework's convention
+(PyTorch/ONNX channels-first, TensorFlow channels-last). If shapes then differ by exactly a channels transpose,
+we stop with a one-line error that says what to pass (exit 7) instead of guessing.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from converter.errors import ModelFileError, ShapeError
+from converter.layout import Layout, channels_last_perm, invert, layout_for
+
+REFERENCE, CANDIDATE = "ref", "cand"
+
+
+@dataclass(frozen=True)
+class LayoutFlag:
+    """``--layout [ref:|cand:]NAME=LAYOUT``; NAME ``*`` means every tensor of that rank-compatible side."""
+
+    side: str
+    name: str
+    layout: Layout
+
+
+def parse_layout_flag(text: str) -> LayoutFlag:
+    side = CANDIDATE
+    body = text.strip()
+    for prefix, s in (("ref:", REFERENCE), ("reference:", REFERENCE), ("cand:", CANDIDATE), ("candidate:", CANDIDATE)):
+        if body.lower().startswith(prefix):
+            side, body = s, body[len(prefix):]
+            break
+    name, sep, value = body.rpartition("=")
+    if not sep or not name:
+        raise ShapeError(f"--layout {text!r}: expected NAME=LAYOUT, e.g. x=nhwc or ref:x=nchw")
+    try:
+        layout = Layout(value.upper()) if value.lower() != "none" else Layout.NONE
+    except ValueError as err:
+        choices = ", ".join(l.value.lower() for l in Layout)
+        raise ShapeError(f"--layout {text!r}: unknown layout {value!r}; expected one of {choices}") from err
+    return LayoutFlag(side, name, layout)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a crossport conversion report says about tensor layouts and the route."""
+
+    path: str
+    inputs: tuple[tuple[str, str, str], ...]  # (name, source layout, target layout)
+    outputs: tuple[tuple[str, str, str], ...]
+    route: tuple[str, ...] = ()
+    opset: int | None = None
+    source: str = ""
+
+
+def find_manifest(candidate: str, explicit: str | None) -> Manifest | None:
+    """``--manifest`` if given, else ``<candidate>.crossport.json`` beside the candidate, else None."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ModelFileError(f"--manifest {explicit}: no such file")
+    else:
+        path = Path(f"{str(candidate).rstrip('/')}.crossport.json")
+        if not path.is_file():
+            return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: not a readable crossport report ({err})") from err
+    if not isinstance(data, dict) or "inputs" not in data:
+        raise ModelFileError(f"{path}: not a crossport conversion report (no 'inputs')")
+
+    def rows(key: str) -> tuple[tuple[str, str, str], ...]:
+        out = []
+        for t in data.get(key, []):
+            src = str(t.get("source_layout", "none"))
+            tgt = str(t.get("target_layout", src))
+            out.append((str(t.get("name", "")), src, src if tgt == "as source" else tgt))
+        return tuple(out)
+
+    return Manifest(str(path), rows("inputs"), rows("outputs"), tuple(data.get("route", ())), data.get("opset"),
+                    str(data.get("source", "")))
+
+
+def _to_layout(text: str) -> Layout:
+    try:
+        return Layout(text) if text.lower() != "none" else Layout.NONE
+    except ValueError:
+        return Layout(text.upper())
+
+
+def convention(kind: str, rank: int) -> Layout:
+    """The framework's own convention: PyTorch/ONNX channels-first, TensorFlow channels-last (rank 3-5)."""
+    from converter.parity.loaders import CHANNELS_FIRST_KINDS
+
+    if rank not in (3, 4, 5):
+        return Layout.NONE
+    return layout_for(rank, kind not in CHANNELS_FIRST_KINDS)
+
+
+def resolve(names: Sequence[str], ranks: Sequence[int], ref_kind: str, cand_kind: str, flags: Sequence[LayoutFlag],
+            manifest_rows: Sequence[tuple[str, str, str]]) -> tuple[tuple[Layout, ...], tuple[Layout, ...], tuple[str, ...]]:
+    """Per tensor (by name, else position): (reference layouts, candidate layouts, where each decision came from)."""
+    ref, cand, why = [], [], []
+    by_name = {r[0]: r for r in manifest_rows}
+    for k, (name, rank) in enumerate(zip(names, ranks)):
+        r = _flag(flags, REFERENCE, name, k)
+        c = _flag(flags, CANDIDATE, name, k)
+        if r is not None or c is not None:
+            ref.append(r if r is not None else convention(ref_kind, rank))
+            cand.append(c if c is not None else convention(cand_kind, rank))
+            why.append("--layout")
+            continue
+        row = by_name.get(name) or (manifest_rows[k] if k < len(manifest_rows) else None)
+        if row is not None:
+            ref.append(_fit(_to_layout(row[1]), rank))
+            cand.append(_fit(_to_layout(row[2]), rank))
+            why.append("manifest")
+            continue
+        ref.append(Layout.NONE)
+        cand.append(Layout.NONE)
+        why.append("same")
+    return tuple(ref), tuple(cand), tuple(why)
+
+
+def _fit(layout: Layout, rank: int) -> Layout:
+    """A manifest layout for a tensor whose rank does not carry it (e.g. NCHW recorded for a rank-2 output)."""
+    if layout == Layout.NONE or rank not in (3, 4, 5):
+        return Layout.NONE
+    return layout_for(rank, layout.channels_last)
+
+
+def _flag(flags: Sequence[LayoutFlag], side: str, name: str, index: int) -> Layout | None:
+    for f in flags:
+        if f.side == side and (f.name == name or f.name == "*" or f.name == str(index)):
+            return f.layout
+    return None
+
+
+def moved_shape(shape: Sequence[int | None], source: Layout, target: Layout) -> tuple[int | None, ...]:
+    """The shape an array of ``shape`` in ``source`` layout has after ``converter.layout.to_layout`` to ``target``."""
+    shape = tuple(shape)
+    if source == target or Layout.NONE in (source, target) or source.channels_last == target.channels_last:
+        return shape
+    perm = channels_last_perm(len(shape)) if target.channels_last else invert(channels_last_perm(len(shape)))
+    return tuple(shape[p] for p in perm)
+
+
+def shapes_agree(a: Sequence[int | None], b: Sequence[int | None]) -> bool:
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def check_transpose(kind: str, name: str, ref_shape: Sequence[int | None], cand_shape: Sequence[int | None],
+                    why: str, flag_hint: str) -> None:
+    """Shapes that differ by a channels transpose with nothing saying so: stop and say what to pass."""
+    if why != "same" or shapes_agree(ref_shape, cand_shape) or len(ref_shape) not in (3, 4, 5):
+        return
+    rank = len(ref_shape)
+    for target in (layout_for(rank, True), layout_for(rank, False)):
+        for source in (layout_for(rank, False), layout_for(rank, True)):
+            if source != target and shapes_agree(moved_shape(ref_shape, source, target), cand_shape):
+                raise ShapeError(
+                    f"{kind} {name!r}: reference shape {list(ref_shape)} and candidate shape {list(cand_shape)} differ "
+                    f"by a channels transpose and nothing says which layout each side uses; pass "
+                    f"--layout {flag_hint}{name}={target.value.lower()} (the candidate's layout), or --manifest "
+                    "with the crossport conversion report"
+                )

@@ -1,0 +1,227 @@
+"""Open any model crossport can verify — a path or an in-memory model — as a runner plus its signature.
+
+Loading is safe by default: PyTorch files go through ``converter.formats`` (``weights_only=True``), Keras files
+load with ``safe_mode=True`` (a Lambda layer needs ``trust_code``). Layouts are *not* decided here: a runner starts
+with ``Layout.NONE`` everywhere and ``converter.parity.layouts`` sets them from the manifest or the flags.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from converter.errors import ModelFileError, UnsafeLoadError
+from converter.layout import Layout
+
+TORCH, ONNX, KERAS, SAVED_MODEL, TFLITE = "torch", "onnx", "keras", "saved_model", "tflite"
+CHANNELS_FIRST_KINDS = (TORCH, ONNX)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to open a model: architecture for a state_dict, and the trust opt-ins."""
+
+    model_class: str | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    trust_pickle: bool = False
+    trust_code: bool = False
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A runner and what the model says about its tensors (``None`` in a shape = dynamic)."""
+
+    source: str
+    kind: str
+    format: str
+    runner: Any
+    input_names: tuple[str, ...]
+    input_shapes: tuple[tuple[int | None, ...] | None, ...]
+    input_dtypes: tuple[str, ...]
+    output_names: tuple[str, ...]
+    handle: Any = None  # nn.Module / ExportedProgram / keras.Model / onnx path, for per-layer probes
+    notes: tuple[str, ...] = ()
+
+    @property
+    def has_signature(self) -> bool:
+        return bool(self.input_shapes) and all(s is not None for s in self.input_shapes)
+
+
+def load_model(model: Any, options: LoadOptions = LoadOptions()) -> LoadedModel:
+    """A path (any format ``converter.formats.sniff`` knows, or ``module:factory``) or an nn.Module / keras.Model."""
+    if isinstance(model, (str, Path)):
+        return _load_path(str(model), options)
+    if _is_torch_module(model):
+        return _torch(repr_name(model), "nn.Module", model, None, (), (), (), None)
+    if _is_keras_model(model):
+        return _keras_loaded(repr_name(model), "keras.Model", model)
+    raise ModelFileError(f"cannot verify a {type(model).__name__}: pass a path, a torch.nn.Module or a keras.Model")
+
+
+def repr_name(model: Any) -> str:
+    return f"<{type(model).__name__}>"
+
+
+def _is_torch_module(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
+
+
+def _is_keras_model(obj: Any) -> bool:
+    keras = sys.modules.get("keras")
+    return keras is not None and isinstance(obj, keras.Model)
+
+
+def _load_path(source: str, options: LoadOptions) -> LoadedModel:
+    from converter.formats import Format, load_torch_source, sniff
+
+    fmt = sniff(source)
+    if fmt in (Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT, Format.FACTORY):
+        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+        shapes: tuple = ()
+        if src.example_shapes:
+            shapes = tuple((None, *s[1:]) if src.dynamic_batch and s else s for s in src.example_shapes)
+        return _torch(source, fmt.value, src.module, src.exported_program, src.input_names, shapes,
+                      src.example_dtypes, src.notes)
+    if fmt == Format.ONNX:
+        return _onnx(source)
+    if fmt in (Format.KERAS, Format.H5):
+        return _keras_loaded(source, fmt.value, _load_keras(source, options.trust_code))
+    if fmt == Format.SAVED_MODEL:
+        return _saved_model(source)
+    if fmt == Format.TFLITE:
+        return _tflite(source)
+    raise ModelFileError(f"{source}: {fmt.value} cannot be verified")
+
+
+def _torch(source: str, fmt: str, module: Any, ep: Any, names: tuple[str, ...], shapes: tuple,
+           dtypes: tuple[str, ...], notes: tuple[str, ...] | None) -> LoadedModel:
+    from converter.parity.runners import TorchRunner
+
+    if not names:
+        names = _forward_names(module)
+    if shapes and not dtypes:
+        dtypes = ("float32",) * len(shapes)
+    runner = TorchRunner(module, (Layout.NONE,) * max(len(names), 1), (), name=f"pytorch ({fmt})")
+    return LoadedModel(source, TORCH, fmt, runner, tuple(names), tuple(shapes), tuple(dtypes), (),
+                       handle=ep if ep is not None else module, notes=tuple(notes or ()))
+
+
+def _forward_names(module: Any) -> tuple[str, ...]:
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError, AttributeError):
+        return ()
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _onnx(source: str) -> LoadedModel:
+    import onnxruntime as ort
+
+    from converter.parity.runners import OnnxRunner
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelFileError(f"{source}: onnxruntime cannot load it ({_first_line(err)})") from err
+    ins = session.get_inputs()
+    shapes = tuple(tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape) for i in ins)
+    dtypes = tuple(_ORT_TYPES.get(i.type, "float32") for i in ins)
+    runner = OnnxRunner(Path(source), (Layout.NONE,) * len(ins), (), _session=session)
+    return LoadedModel(source, ONNX, "onnx", runner, tuple(i.name for i in ins), shapes, dtypes,
+                       tuple(o.name for o in session.get_outputs()), handle=Path(source))
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+
+
+def _load_keras(source: str, trust_code: bool) -> Any:
+    from converter.frameworks import keras
+
+    k = keras()
+    try:
+        if source.lower().endswith((".h5", ".hdf5")):
+            return k.models.load_model(source, compile=False)
+        return k.models.load_model(source, compile=False, safe_mode=not trust_code)
+    except ValueError as err:
+        text = str(err)
+        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
+            raise UnsafeLoadError(f"{source}: contains a Lambda layer (Python code); loading it would run that code. "
+                                  "Pass --trust-code if you trust this file") from err
+        raise ModelFileError(f"{source}: not a readable Keras model ({_first_line(err)})") from err
+    except Exception as err:  # noqa: BLE001 - zip/h5py/keras raise many kinds for a bad file
+        raise ModelFileError(f"{source}: not a readable Keras model ({_first_line(err)})") from err
+
+
+def _keras_loaded(source: str, fmt: str, model: Any) -> LoadedModel:
+    from converter.parity.runners import KerasRunner
+
+    inputs = list(getattr(model, "inputs", None) or [])
+    names = tuple(str(getattr(t, "name", f"input{i}")).split(":")[0] for i, t in enumerate(inputs))
+    shapes = tuple(tuple(d if isinstance(d, int) else None for d in t.shape) for t in inputs)
+    dtypes = tuple(str(getattr(t, "dtype", "float32")).replace("tf.", "") for t in inputs)
+    try:
+        outs = tuple(str(n) for n in model.output_names)
+    except Exception:  # noqa: BLE001 - subclassed models have no output names
+        outs = ()
+    runner = KerasRunner(model, (Layout.NONE,) * len(inputs), (), name=f"keras ({fmt})")
+    return LoadedModel(source, KERAS, fmt, runner, names, shapes, dtypes, outs, handle=model)
+
+
+def _saved_model(source: str) -> LoadedModel:
+    from converter.frameworks import silenced_stderr, tensorflow
+    from converter.parity.runners import SavedModelRunner, _output_key
+
+    tf = tensorflow()
+    try:
+        with silenced_stderr():
+            loaded = tf.saved_model.load(source)
+        fn = loaded.signatures["serving_default"]
+    except KeyError as err:
+        raise ModelFileError(f"{source}: SavedModel has no 'serving_default' signature") from err
+    except Exception as err:  # noqa: BLE001
+        raise ModelFileError(f"{source}: not a readable SavedModel ({_first_line(err)})") from err
+    spec = fn.structured_input_signature[1]
+    names = tuple(spec)
+    shapes = tuple(tuple(d if isinstance(d, int) else None for d in spec[n].shape.as_list()) for n in names)
+    dtypes = tuple(spec[n].dtype.name for n in names)
+    out_keys = tuple(sorted(fn.structured_outputs, key=_output_key))
+    runner = SavedModelRunner(Path(source), (Layout.NONE,) * len(names), (), output_keys=out_keys, _fn=fn)
+    runner._keep = loaded  # keep the trackable alive while the signature is used
+    return LoadedModel(source, SAVED_MODEL, "saved_model", runner, names, shapes, dtypes, out_keys)
+
+
+def _tflite(source: str) -> LoadedModel:
+    from converter.frameworks import silenced_stderr, tensorflow
+    from converter.parity.runners import TFLiteRunner
+
+    tf = tensorflow()
+    try:
+        with silenced_stderr():
+            interp = tf.lite.Interpreter(model_path=source)
+            details = interp.get_input_details()
+            outs = interp.get_output_details()
+    except Exception as err:  # noqa: BLE001
+        raise ModelFileError(f"{source}: not a readable TFLite file ({_first_line(err)})") from err
+    shapes = tuple(tuple(None if s < 0 else int(d) for d, s in zip(x["shape"], x.get("shape_signature", x["shape"])))
+                   for x in details)
+    names = tuple(_tflite_name(x["name"]) for x in details)
+    dtypes = tuple(str(x["dtype"].__name__) for x in details)
+    runner = TFLiteRunner(Path(source), (Layout.NONE,) * len(details), ())
+    return LoadedModel(source, TFLITE, "tflite", runner, names, shapes, dtypes,
+                       tuple(_tflite_name(o["name"]) for o in outs))
+
+
+def _tflite_name(name: str) -> str:
+    """``serving_default_x:0`` -> ``x``: the name the model was built with."""
+    return name.removeprefix("serving_default_").split(":")[0]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

@@ -1,0 +1,300 @@
+"""ONNX -> PyTorch through onnx2torch (1.5.15): the only module that imports onnx2torch.
+
+Gaps filled here (see shared/reference/upstream.md):
+- onnx2torch has no LSTM/GRU converters and no opset-18 Reduce* (axes as an input): registered through its public
+  ``add_converter`` registry, backed by plain-torch modules in ``converter.to_torch.modules``.
+- Shape arithmetic (Shape/Gather/Concat feeding Reshape) makes its Reshape/Slice modules call ``.numpy()`` /
+  branch on tensor values, so ``torch.export`` fails: we constant-fold with onnxsim first and then bake the
+  remaining constant shape arguments into plain functions (``_bake_constant_shapes``).
+- Initializers become buffers, so the model has no trainable parameters (onnx2torch#194): ``converter.to_torch.
+  trainable`` promotes the right ones.
+- onnx2torch returns a multi-output node's whole tuple when one of its outputs is a graph output, and dedups
+  graph outputs from one node: every graph output gets its own Identity first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from converter.errors import UnsupportedError
+
+_REGISTERED = False
+DEFAULT_TENSOR_SIZE_THRESHOLD = "1GB"
+
+
+@dataclass(frozen=True)
+class TorchConversion:
+    """The converted module plus what the adapter changed on the way."""
+
+    module: Any  # torch.fx.GraphModule
+    onnx_model: Any  # the simplified ONNX model that was converted
+    notes: tuple[str, ...]
+
+
+def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Any, list[str]]:
+    """Constant-fold shape arithmetic with onnxsim, keeping symbolic dims (dynamic batch) when it can.
+
+    BatchNormalization is never folded into Conv (``skip_fuse_bn``): its scale/shift are trainable weights.
+    """
+    import onnxsim
+
+    notes: list[str] = []
+    try:
+        simplified, _ = onnxsim.simplify(model, check_n=0, skip_fuse_bn=True)
+    except Exception as err:  # noqa: BLE001 - onnxsim raises plain RuntimeErrors from C++
+        if not fixed_shapes:
+            raise UnsupportedError(f"ONNX simplification failed: {str(err).splitlines()[0][:200]}") from err
+        simplified, _ = onnxsim.simplify(model, check_n=0, skip_fuse_bn=True,
+                                         overwrite_input_shapes={k: list(v) for k, v in fixed_shapes.items()})
+        notes.append("onnxsim needed fixed input shapes; the batch size is static")
+    return simplified, notes
+
+
+def _identity_outputs(model: Any) -> Any:
+    """Give every graph output its own Identity node (see module docstring)."""
+    import onnx
+
+    graph = model.graph
+    for k, out in enumerate(graph.output):
+        inner = f"{out.name}__crossport_pre"
+        for node in graph.node:
+            for i, name in enumerate(node.output):
+                if name == out.name:
+                    node.output[i] = inner
+            for i, name in enumerate(node.input):
+                if name == out.name:
+                    node.input[i] = inner
+        graph.node.append(onnx.helper.make_node("Identity", [inner], [out.name], name=f"crossport_output_{k}"))
+    return model
+
+
+def convert(model: Any) -> TorchConversion:
+    """Convert a (simplified) ONNX model to a ``torch.fx.GraphModule`` that ``torch.export`` can trace."""
+    import onnx2torch
+
+    register_converters()
+    model = _identity_outputs(model)
+    try:
+        gm = onnx2torch.convert(model)
+    except NotImplementedError as err:
+        raise UnsupportedError(_unsupported_message(model, err)) from err
+    notes = _bake_constant_shapes(gm)
+    return TorchConversion(gm, model, tuple(notes))
+
+
+def _unsupported_message(model: Any, err: Exception) -> str:
+    import re
+
+    text = str(err)
+    m = re.search(r"operation_type='(\w+)', version=(\d+)", text)
+    if not m:
+        return f"onnx2torch cannot convert the graph: {text.splitlines()[0][:200]}"
+    op, version = m.group(1), m.group(2)
+    node = next((n for n in model.graph.node if n.op_type == op), None)
+    where = f" (first at node {node.name!r})" if node is not None and node.name else ""
+    return f"onnx2torch has no converter for ONNX op {op} at opset {version}{where}"
+
+
+# ---- baking constant shape arguments --------------------------------------------------------------------
+
+
+def _const(gm: Any, node: Any) -> Any:
+    """The tensor value of a get_attr node, or None when ``node`` is not a constant."""
+    if node is None:
+        return None
+    if getattr(node, "op", None) != "get_attr":
+        return _NOT_CONST
+    obj = gm
+    for part in node.target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+_NOT_CONST = object()
+
+
+def _ints(t: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in t.detach().cpu().reshape(-1).tolist())
+
+
+def _bake_constant_shapes(gm: Any) -> list[str]:
+    """Replace onnx2torch's value-dependent shape modules whose shape inputs are constants by plain functions."""
+    from converter.to_torch import modules as M
+
+    graph = gm.graph
+    changed = 0
+    remaining: set[str] = set()
+    for node in list(graph.nodes):
+        if node.op != "call_module":
+            continue
+        mod = gm.get_submodule(node.target)
+        kind = type(mod).__name__
+        args = list(node.args) + list(node.kwargs.values())
+        consts = [_const(gm, a) for a in args[1:]]
+        if kind not in _BAKERS:
+            continue
+        if any(c is _NOT_CONST for c in consts):
+            remaining.add(kind)
+            continue
+        fn, fn_args = _BAKERS[kind](M, node, gm)
+        with graph.inserting_before(node):
+            new = graph.call_function(fn, (node.args[0] if node.args else None, *fn_args))
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+        changed += 1
+    graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    notes = []
+    if remaining:
+        notes.append(f"shape arguments computed at run time remain in {', '.join(sorted(remaining))}; "
+                     "torch.export may fail on them")
+    return notes
+
+
+def _arg(gm: Any, node: Any, index: int, key: str) -> Any:
+    if len(node.args) > index:
+        value = node.args[index]
+    else:
+        value = node.kwargs.get(key)
+    c = _const(gm, value)
+    return None if c is None or c is _NOT_CONST else c
+
+
+def _bake_reshape(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    return M.reshape_static, (_ints(_arg(gm, node, 1, "shape")),)
+
+
+def _bake_slice(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    starts = _ints(_arg(gm, node, 1, "starts"))
+    ends = _ints(_arg(gm, node, 2, "ends"))
+    axes_t = _arg(gm, node, 3, "axes")
+    steps_t = _arg(gm, node, 4, "steps")
+    axes = _ints(axes_t) if axes_t is not None else tuple(range(len(starts)))
+    steps = _ints(steps_t) if steps_t is not None else (1,) * len(starts)
+    return M.slice_static, (starts, ends, axes, steps)
+
+
+def _bake_expand(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    return M.expand_static, (_ints(_arg(gm, node, 1, "shape")),)
+
+
+def _bake_tile(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    return M.tile_static, (_ints(_arg(gm, node, 1, "repeats")),)
+
+
+def _bake_unsqueeze(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    return M.unsqueeze_static, (_ints(_arg(gm, node, 1, "axes")),)
+
+
+def _bake_squeeze(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    return M.squeeze_static, (_ints(_arg(gm, node, 1, "axes")),)
+
+
+_BAKERS = {
+    "OnnxReshape": _bake_reshape,
+    "OnnxSlice": _bake_slice,
+    "OnnxExpand": _bake_expand,
+    "OnnxTile": _bake_tile,
+    "OnnxUnsqueezeDynamicAxes": _bake_unsqueeze,
+    "OnnxSqueezeDynamicAxes": _bake_squeeze,
+}
+
+
+# ---- converters onnx2torch lacks --------------------------------------------------------------------------
+
+
+def register_converters() -> None:
+    """Register LSTM, GRU and opset-18 Reduce* once per process through onnx2torch's public registry."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription, add_converter
+
+    def register(op: str, version: int, fn: Any) -> None:
+        # Skip ops a future onnx2torch release registers itself (add_converter raises on duplicates).
+        if OperationDescription("", op, version) not in _CONVERTER_REGISTRY:
+            add_converter(operation_type=op, version=version)(fn)
+
+    for version in (7, 14, 22):
+        register("LSTM", version, _convert_lstm)
+        register("GRU", version, _convert_gru)
+    from converter.to_torch.modules import REDUCE_OPS
+
+    for op in REDUCE_OPS:
+        register(op, 18, _convert_reduce_18)
+    _REGISTERED = True
+
+
+def _initializer(graph: Any, node: Any, index: int, required: bool = True) -> Any:
+    names = node.input_values
+    name = names[index] if index < len(names) else ""
+    if not name:
+        if required:
+            raise NotImplementedError(f"{node.operation_type} input {index} is missing")
+        return None
+    if name not in graph.initializers:
+        raise NotImplementedError(f"{node.operation_type} input {index} ({name}) must be a constant initializer")
+    return graph.initializers[name].to_torch()
+
+
+def _check_rnn_attrs(node: Any, default_acts: tuple[str, ...]) -> tuple[str, int]:
+    attrs = node.attributes
+    acts = tuple(a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", ()))
+    direction = attrs.get("direction", "forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if acts and tuple(a.lower() for a in acts) != tuple(a.lower() for a in default_acts * (2 if direction ==
+                                                                                               "bidirectional" else 1)):
+        raise NotImplementedError(f"{node.operation_type} with activations {acts} is not supported "
+                                  f"(operation_type='{node.operation_type}', version=0)")
+    if attrs.get("clip") is not None:
+        raise NotImplementedError(f"{node.operation_type} with clip is not supported")
+    return direction, int(attrs.get("layout", 0))
+
+
+def _mapping(node: Any, inputs: tuple[int, ...]) -> Any:
+    from onnx2torch.utils.common import OnnxMapping
+
+    names = node.input_values
+    return OnnxMapping(inputs=tuple(names[i] if i < len(names) else "" for i in inputs), outputs=node.output_values)
+
+
+def _convert_lstm(node: Any, graph: Any) -> Any:
+    from onnx2torch.utils.common import OperationConverterResult
+
+    from converter.to_torch.modules import OnnxLSTM
+
+    direction, layout = _check_rnn_attrs(node, ("Sigmoid", "Tanh", "Tanh"))
+    if int(node.attributes.get("input_forget", 0)):
+        raise NotImplementedError("LSTM input_forget=1 is not supported")
+    peep = _initializer(graph, node, 7, required=False)
+    if peep is not None and bool((peep != 0).any()):
+        raise NotImplementedError("LSTM peepholes are not supported")
+    module = OnnxLSTM(_initializer(graph, node, 1), _initializer(graph, node, 2),
+                      _initializer(graph, node, 3, required=False), direction, layout)
+    # sequence_lens (input 4) is not used: verification shows whether every sequence was full length.
+    return OperationConverterResult(torch_module=module, onnx_mapping=_mapping(node, (0, 5, 6)))
+
+
+def _convert_gru(node: Any, graph: Any) -> Any:
+    from onnx2torch.utils.common import OperationConverterResult
+
+    from converter.to_torch.modules import OnnxGRU
+
+    direction, layout = _check_rnn_attrs(node, ("Sigmoid", "Tanh"))
+    module = OnnxGRU(_initializer(graph, node, 1), _initializer(graph, node, 2),
+                     _initializer(graph, node, 3, required=False), direction, layout,
+                     int(node.attributes.get("linear_before_reset", 0)))
+    return OperationConverterResult(torch_module=module, onnx_mapping=_mapping(node, (0, 5)))
+
+
+def _convert_reduce_18(node: Any, graph: Any) -> Any:
+    from onnx2torch.utils.common import OperationConverterResult
+
+    from converter.to_torch.modules import OnnxReduce
+
+    axes_t = _initializer(graph, node, 1, required=False)
+    axes = tuple(int(a) for a in axes_t.reshape(-1).tolist()) if axes_t is not None else None
+    module = OnnxReduce(node.operation_type, axes, bool(node.attributes.get("keepdims", 1)),
+                        bool(node.attributes.get("noop_with_empty_axes", 0)))
+    return OperationConverterResult(torch_module=module, onnx_mapping=_mapping(node, (0,)))

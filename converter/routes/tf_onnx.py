@@ -1,0 +1,254 @@
+"""Keras (.keras / .h5) and SavedModel -> ONNX with tf2onnx (the library Keras' own ``export(format="onnx")``
+calls on the TensorFlow backend). Every tf2onnx / Keras-export workaround lives here.
+
+- ``Model.export(format="onnx")`` refuses a loaded model that was never called ("The model provided has never
+  called") and ``tf2onnx.convert.from_keras`` breaks on Keras 3 (tf2onnx#2329, #2348): we trace our own
+  ``tf.function`` with an explicit ``input_signature`` (the documented workaround) and call
+  ``tf2onnx.convert.from_function``.
+- tf2onnx's back-to-back optimizer folds BatchNormalization into the preceding Conv. That is fine for inference
+  but deletes BN's trainable gamma/beta, so the PyTorch model could not be fine-tuned like the Keras one: the fusion
+  is switched off for our export only.
+- tf2onnx recognises Keras 3's LSTM loop as an ONNX LSTM but leaves GRU (reset_after) as a ``Loop``, which
+  onnx2torch cannot convert: when a Loop remains and the recurrent layers have a fixed sequence length, we
+  re-export a clone with ``unroll=True`` (same weights, same maths, no Loop).
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from converter.errors import ModelFileError, ShapeError, UnsafeLoadError, UnsupportedError
+
+DEFAULT_OPSET = 17
+TRUST_FLAG = "--trust-code"
+
+
+@dataclass(frozen=True)
+class TfExport:
+    """What the ONNX export produced and how."""
+
+    path: Path
+    exporter: str
+    opset: int
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_batch: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TfSignature:
+    """One model input as Keras/TF sees it (channels-last as stored)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+def load_keras(path: str, trust_code: bool) -> Any:
+    """Load ``.keras`` / ``.h5`` with ``safe_mode`` unless the user trusts the file (a Lambda layer is code)."""
+    from converter.frameworks import keras
+
+    k = keras()
+    try:
+        return k.models.load_model(path, compile=False, safe_mode=not trust_code)
+    except ValueError as err:
+        text = str(err)
+        if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
+            raise UnsafeLoadError(f"{path}: contains Python code (e.g. a Lambda layer); loading it would run that "
+                                  f"code. Pass {TRUST_FLAG} if you trust this file") from err
+        raise ModelFileError(f"{path}: not a loadable Keras model ({_line(text)})") from err
+    except (OSError, TypeError, KeyError) as err:
+        raise ModelFileError(f"{path}: not a loadable Keras model ({_line(str(err))})") from err
+
+
+def keras_signature(model: Any, given: dict[str, tuple[int, ...]] | list[tuple[int, ...]]) -> list[TfSignature]:
+    """The model's inputs; ``given`` (from --input-shape) fills unknown dims. Subclassed models record their
+    build shape only."""
+    inputs = getattr(model, "inputs", None) or []
+    if inputs:
+        sigs = [TfSignature(t.name, tuple(t.shape), str(t.dtype).replace("tf.", "")) for t in inputs]
+    else:
+        cfg = model.get_build_config() if hasattr(model, "get_build_config") else None
+        shape = (cfg or {}).get("input_shape")
+        if shape is None and not given:
+            raise ShapeError("the Keras model does not record its input shape; pass --input-shape")
+        sigs = [TfSignature("input", tuple(shape) if shape is not None else (), "float32")]
+    if isinstance(given, dict) and given:
+        sigs = [TfSignature(s.name, given.get(s.name, s.shape), s.dtype) for s in sigs]
+    elif isinstance(given, list) and given:
+        if len(given) != len(sigs):
+            raise ShapeError(f"--input-shape given {len(given)} times; the model has {len(sigs)} inputs")
+        sigs = [TfSignature(s.name, tuple(g), s.dtype) for s, g in zip(sigs, given)]
+    return sigs
+
+
+@contextlib.contextmanager
+def _keep_batchnorm() -> Iterator[None]:
+    """Switch off tf2onnx's Conv+BatchNormalization fusion for the duration of one export (see module doc)."""
+    from tf2onnx.optimizer import back_to_back_optimizer as b2b
+
+    key = ("Conv", "BatchNormalization")
+    saved = b2b._func_map.get(key)
+    if saved is not None:
+        b2b._func_map[key] = lambda g, node, consumers: []
+    try:
+        yield
+    finally:
+        if saved is not None:
+            b2b._func_map[key] = saved
+
+
+def _export_fn(fn: Any, sig: list[Any], path: Path, opset: int) -> Any:
+    import tf2onnx
+
+    from converter.frameworks import silenced_stderr
+
+    with _keep_batchnorm(), silenced_stderr(), _quiet_tf2onnx():
+        try:
+            model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset,
+                                                           output_path=str(path))
+        except Exception as err:  # noqa: BLE001 - tf2onnx raises whatever TF raised
+            raise UnsupportedError(f"tf2onnx could not convert the model: {_line(str(err))}") from err
+    return model_proto
+
+
+@contextlib.contextmanager
+def _quiet_tf2onnx() -> Iterator[None]:
+    import logging
+
+    log = logging.getLogger("tf2onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def keras_to_onnx(model: Any, signature: list[TfSignature], path: Path, opset: int = DEFAULT_OPSET) -> TfExport:
+    """Trace ``model(inputs, training=False)`` and convert it with tf2onnx."""
+    import tensorflow as tf
+
+    notes: list[str] = []
+    proto = _export_keras(model, signature, path, opset)
+    if any(n.op_type in ("Loop", "Scan", "If") for n in proto.graph.node):
+        unrolled = _unrolled_clone(model)
+        if unrolled is not None and all(s.shape[1:] and None not in s.shape[1:] for s in signature):
+            proto = _export_keras(unrolled, signature, path, opset)
+            notes.append("tf2onnx left a recurrent layer as an ONNX Loop (no ONNX GRU for reset_after); exported "
+                         "the recurrent layers unrolled over the fixed sequence length instead")
+    del tf
+    loops = sorted({n.op_type for n in proto.graph.node if n.op_type in ("Loop", "Scan", "If")})
+    if loops:
+        raise UnsupportedError(f"the ONNX export contains control flow ({', '.join(loops)}) that onnx2torch cannot "
+                               "convert; give recurrent layers a fixed sequence length (--input-shape)")
+    return TfExport(path, "tf2onnx (tf.function trace)", opset, tuple(i.name for i in proto.graph.input),
+                    tuple(o.name for o in proto.graph.output), any(s.shape and s.shape[0] is None
+                                                                     for s in signature), tuple(notes))
+
+
+def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: int) -> Any:
+    import tensorflow as tf
+
+    sig = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=_tf_name(s.name, i)) for i, s in enumerate(signature)]
+
+    @tf.function(input_signature=sig)
+    def serve(*args: Any) -> Any:
+        out = model(list(args) if len(args) > 1 else args[0], training=False)
+        return list(out) if isinstance(out, (tuple, list)) else out
+
+    return _export_fn(serve, sig, path, opset)
+
+
+def _tf_name(name: str, index: int) -> str:
+    import re
+
+    clean = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name.split(":")[0])
+    return clean if clean and clean[0].isalpha() else f"input_{index}"
+
+
+def _unrolled_clone(model: Any) -> Any:
+    """A clone of ``model`` whose recurrent layers have ``unroll=True`` (same weights), or None."""
+    import keras
+
+    rnn_types = (keras.layers.RNN,)
+    found = [l for l in _all_layers(model) if isinstance(l, rnn_types)]
+    if not found:
+        return None
+
+    def clone_fn(layer: Any) -> Any:
+        if isinstance(layer, rnn_types):
+            cfg = layer.get_config()
+            cfg["unroll"] = True
+            return layer.__class__.from_config(cfg)
+        return layer.__class__.from_config(layer.get_config())
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=clone_fn)
+        clone.set_weights(model.get_weights())
+    except Exception:  # noqa: BLE001 - subclassed models cannot be cloned this way
+        return None
+    return clone
+
+
+def _all_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def saved_model_to_onnx(path: str, given: list[tuple[int, ...]], onnx_path: Path,
+                        opset: int = DEFAULT_OPSET) -> tuple[TfExport, list[TfSignature], Any]:
+    """Export a SavedModel's ``serving_default`` signature; returns the export, its inputs and a callable."""
+    from converter.frameworks import tensorflow
+
+    tf = tensorflow()
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as err:  # noqa: BLE001
+        raise ModelFileError(f"{path}: not a readable SavedModel ({_line(str(err))})") from err
+    if "serving_default" not in getattr(loaded, "signatures", {}):
+        raise ModelFileError(f"{path}: SavedModel has no serving_default signature")
+    fn = loaded.signatures["serving_default"]
+    spec = fn.structured_input_signature[1]
+    names = list(spec)
+    shapes = [tuple(spec[n].shape.as_list()) for n in names]
+    if given:
+        if len(given) != len(names):
+            raise ShapeError(f"--input-shape given {len(given)} times; the SavedModel has {len(names)} inputs")
+        shapes = [tuple(g) for g in given]
+    sigs = [TfSignature(n, s, spec[n].dtype.name) for n, s in zip(names, shapes)]
+    out_keys = sorted(fn.structured_outputs, key=_output_key)
+    tf_sig = [tf.TensorSpec(s.shape, spec[s.name].dtype, name=s.name) for s in sigs]
+
+    @tf.function(input_signature=tf_sig)
+    def serve(*args: Any) -> Any:
+        out = fn(**dict(zip(names, args)))
+        return [out[k] for k in out_keys]
+
+    proto = _export_fn(serve, tf_sig, onnx_path, opset)
+    export = TfExport(onnx_path, "tf2onnx (SavedModel signature)", opset, tuple(i.name for i in proto.graph.input),
+                      tuple(out_keys), any(s.shape and s.shape[0] is None for s in sigs))
+
+    def call(feeds: list[Any]) -> list[Any]:
+        out = fn(**{n: tf.constant(f) for n, f in zip(names, feeds)})
+        return [out[k].numpy() for k in out_keys]
+
+    call.keep = loaded  # type: ignore[attr-defined] - keep the loaded object (and its variables) alive
+    return export, sigs, call
+
+
+def _output_key(name: str) -> tuple[int, str]:
+    tail = name.rsplit("_", 1)[-1]
+    return (int(tail), name) if tail.isdigit() else (0, name)
+
+
+def _line(text: str) -> str:
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[0][:200] if lines else ""

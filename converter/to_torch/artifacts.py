@@ -1,0 +1,79 @@
+"""Write and reload the PyTorch artifacts: ``.pt2`` (torch.export) and TorchScript (torch.jit.trace).
+
+Both files hold ATen graphs and tensors only; loading them needs plain torch, never crossport or onnx2torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from converter.errors import UnsupportedError
+
+
+@dataclass(frozen=True)
+class SavedArtifact:
+    path: Path
+    dynamic_batch: bool
+    notes: tuple[str, ...]
+
+
+def _batch_dims(example: Sequence[Any]) -> tuple[dict[int, Any], ...]:
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    return tuple({0: batch} for _ in example)
+
+
+def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: bool) -> SavedArtifact:
+    """``torch.export`` the module (dynamic batch when asked and possible) and save it."""
+    import torch
+
+    notes: list[str] = []
+    module.eval()
+    ep = None
+    if dynamic_batch:
+        try:
+            ep = torch.export.export(module, tuple(example), dynamic_shapes=_batch_dims(example))
+        except Exception as err:  # noqa: BLE001 - torch.export raises many kinds of errors
+            notes.append(f"torch.export could not keep the batch dynamic ({_line(err)}); the .pt2 has a fixed "
+                         f"batch of {example[0].shape[0]}")
+    if ep is None:
+        try:
+            ep = torch.export.export(module, tuple(example))
+        except Exception as err:  # noqa: BLE001
+            raise UnsupportedError(f"torch.export failed on the converted model: {_line(err)}") from err
+    torch.export.save(ep, str(path))
+    return SavedArtifact(path, dynamic_batch and not notes, tuple(notes))
+
+
+def save_torchscript(module: Any, example: Sequence[Any], path: Path) -> SavedArtifact:
+    """Trace to TorchScript; tracing records one batch size's Python control flow, so we say the batch is
+    traced at the example size (shape arithmetic on ``x.shape[0]`` stays symbolic where torch.jit records it)."""
+    import warnings
+
+    import torch
+
+    module.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            traced = torch.jit.trace(module, tuple(example), check_trace=False)
+        except Exception as err:  # noqa: BLE001
+            raise UnsupportedError(f"torch.jit.trace failed on the converted model: {_line(err)}") from err
+        torch.jit.save(traced, str(path))
+    return SavedArtifact(path, False, ("TorchScript is traced: verified at the sample batch sizes only",))
+
+
+def load_artifact(path: Path, target: str) -> Any:
+    """Reload as a user would, with plain torch."""
+    import torch
+
+    if target == "pt2":
+        return torch.export.load(str(path)).module()
+    return torch.jit.load(str(path), map_location="cpu")
+
+
+def _line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"

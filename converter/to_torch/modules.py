@@ -1,0 +1,226 @@
+"""Plain-PyTorch building blocks the ONNX -> PyTorch route puts into converted models.
+
+Nothing here imports onnx2torch or crossport-only code at run time, so an ExportedProgram or TorchScript file
+traced through these modules loads with plain torch. Recurrent weights are ``nn.Parameter``s in ONNX's own
+gate order (LSTM: i, o, f, c; GRU: z, r, h), which avoids any reordering and keeps parity exact.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+def _directions(direction: str) -> tuple[bool, ...]:
+    """Per ONNX direction: a tuple of 'reverse?' flags, one per direction slot."""
+    return {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}[direction]
+
+
+class OnnxLSTM(nn.Module):
+    """ONNX LSTM (default activations, no peepholes). The two ONNX biases Wb + Rb are kept as one parameter,
+    so the trainable count equals Keras' (which has a single LSTM bias)."""
+
+    def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int) -> None:
+        super().__init__()
+        self.hidden_size = int(r.shape[-1])
+        self.reverse = _directions(direction)
+        self.layout = layout
+        self.weight_ih = nn.Parameter(w.clone())  # (dirs, 4H, in)
+        self.weight_hh = nn.Parameter(r.clone())  # (dirs, 4H, H)
+        bias = b[:, : 4 * self.hidden_size] + b[:, 4 * self.hidden_size:] if b is not None else \
+            torch.zeros(w.shape[0], 4 * self.hidden_size)
+        self.bias = nn.Parameter(bias.clone())  # (dirs, 4H)
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None,
+                c0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.layout == 1:
+            x = x.transpose(0, 1)  # -> (seq, batch, in)
+            h0 = h0.transpose(0, 1) if h0 is not None else None
+            c0 = c0.transpose(0, 1) if c0 is not None else None
+        seq, batch = x.shape[0], x.shape[1]
+        ys, hs, cs = [], [], []
+        for d, rev in enumerate(self.reverse):
+            h = h0[d] if h0 is not None else x.new_zeros(batch, self.hidden_size)
+            c = c0[d] if c0 is not None else x.new_zeros(batch, self.hidden_size)
+            xw = torch.matmul(x, self.weight_ih[d].t()) + self.bias[d]  # (seq, batch, 4H)
+            outs: list[torch.Tensor] = []
+            steps = range(seq - 1, -1, -1) if rev else range(seq)
+            for t in steps:
+                gates = xw[t] + torch.matmul(h, self.weight_hh[d].t())
+                i, o, f, g = gates.chunk(4, dim=-1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                outs.append(h)
+            if rev:
+                outs.reverse()
+            ys.append(torch.stack(outs, 0))
+            hs.append(h)
+            cs.append(c)
+        y = torch.stack(ys, 1)  # (seq, dirs, batch, H)
+        y_h, y_c = torch.stack(hs, 0), torch.stack(cs, 0)
+        if self.layout == 1:
+            return y.permute(2, 0, 1, 3), y_h.transpose(0, 1), y_c.transpose(0, 1)
+        return y, y_h, y_c
+
+
+class OnnxGRU(nn.Module):
+    """ONNX GRU (default activations). ``linear_before_reset=1`` is Keras' ``reset_after=True`` and PyTorch's
+    formulation; both biases stay separate parameters (Keras keeps them separate too: bias shape (2, 3H))."""
+
+    def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int,
+                 linear_before_reset: int) -> None:
+        super().__init__()
+        self.hidden_size = int(r.shape[-1])
+        self.reverse = _directions(direction)
+        self.layout = layout
+        self.linear_before_reset = bool(linear_before_reset)
+        self.weight_ih = nn.Parameter(w.clone())  # (dirs, 3H, in), gates z, r, h
+        self.weight_hh = nn.Parameter(r.clone())  # (dirs, 3H, H)
+        b = b if b is not None else torch.zeros(w.shape[0], 6 * self.hidden_size)
+        self.bias_ih = nn.Parameter(b[:, : 3 * self.hidden_size].clone())
+        self.bias_hh = nn.Parameter(b[:, 3 * self.hidden_size:].clone())
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.layout == 1:
+            x = x.transpose(0, 1)
+            h0 = h0.transpose(0, 1) if h0 is not None else None
+        seq, batch = x.shape[0], x.shape[1]
+        hsz = self.hidden_size
+        ys, hs = [], []
+        for d, rev in enumerate(self.reverse):
+            h = h0[d] if h0 is not None else x.new_zeros(batch, hsz)
+            xw = torch.matmul(x, self.weight_ih[d].t()) + self.bias_ih[d]  # (seq, batch, 3H)
+            w_hh, b_hh = self.weight_hh[d], self.bias_hh[d]
+            outs: list[torch.Tensor] = []
+            steps = range(seq - 1, -1, -1) if rev else range(seq)
+            for t in steps:
+                xz, xr, xh = xw[t].chunk(3, dim=-1)
+                hz = torch.matmul(h, w_hh[:hsz].t()) + b_hh[:hsz]
+                hr = torch.matmul(h, w_hh[hsz:2 * hsz].t()) + b_hh[hsz:2 * hsz]
+                z = torch.sigmoid(xz + hz)
+                r = torch.sigmoid(xr + hr)
+                if self.linear_before_reset:
+                    hh = r * (torch.matmul(h, w_hh[2 * hsz:].t()) + b_hh[2 * hsz:])
+                else:
+                    hh = torch.matmul(r * h, w_hh[2 * hsz:].t()) + b_hh[2 * hsz:]
+                n = torch.tanh(xh + hh)
+                h = (1 - z) * n + z * h
+                outs.append(h)
+            if rev:
+                outs.reverse()
+            ys.append(torch.stack(outs, 0))
+            hs.append(h)
+        y, y_h = torch.stack(ys, 1), torch.stack(hs, 0)
+        if self.layout == 1:
+            return y.permute(2, 0, 1, 3), y_h.transpose(0, 1)
+        return y, y_h
+
+
+_REDUCERS = {
+    "ReduceMean": lambda x, d, k: torch.mean(x, dim=d, keepdim=k),
+    "ReduceSum": lambda x, d, k: torch.sum(x, dim=d, keepdim=k),
+    "ReduceMax": lambda x, d, k: torch.amax(x, dim=d, keepdim=k),
+    "ReduceMin": lambda x, d, k: torch.amin(x, dim=d, keepdim=k),
+    "ReduceProd": lambda x, d, k: _prod(x, d, k),
+    "ReduceL1": lambda x, d, k: torch.sum(torch.abs(x), dim=d, keepdim=k),
+    "ReduceL2": lambda x, d, k: torch.sqrt(torch.sum(x * x, dim=d, keepdim=k)),
+    "ReduceLogSum": lambda x, d, k: torch.log(torch.sum(x, dim=d, keepdim=k)),
+    "ReduceLogSumExp": lambda x, d, k: torch.logsumexp(x, dim=d, keepdim=k),
+    "ReduceSumSquare": lambda x, d, k: torch.sum(x * x, dim=d, keepdim=k),
+}
+REDUCE_OPS = tuple(_REDUCERS)
+
+
+def _prod(x: torch.Tensor, dims: Sequence[int], keepdim: bool) -> torch.Tensor:
+    for d in sorted((d % x.dim() for d in dims), reverse=True):
+        x = torch.prod(x, dim=d, keepdim=keepdim)
+    return x
+
+
+class OnnxReduce(nn.Module):
+    """Reduce* with the axes known at conversion time (opset 18 passes them as an input)."""
+
+    def __init__(self, op: str, axes: tuple[int, ...] | None, keepdims: bool, noop_with_empty_axes: bool) -> None:
+        super().__init__()
+        self.op, self.axes, self.keepdims, self.noop = op, axes, keepdims, noop_with_empty_axes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.axes:
+            if self.noop:
+                return x
+            dims = list(range(x.dim()))
+        else:
+            dims = list(self.axes)
+        return _REDUCERS[self.op](x, dims, self.keepdims)
+
+
+# ---- shape ops with their shape arguments baked in (so torch.export sees no data-dependent control flow) ----
+
+
+def reshape_static(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """ONNX Reshape (allowzero=0): 0 copies the input dimension."""
+    dims = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return torch.reshape(x, dims)
+
+
+def slice_static(x: torch.Tensor, starts: tuple[int, ...], ends: tuple[int, ...], axes: tuple[int, ...],
+                 steps: tuple[int, ...]) -> torch.Tensor:
+    """ONNX Slice with constant starts/ends/axes/steps (negative steps via flip)."""
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = axis % x.dim()
+        size = x.shape[axis]
+        if step < 0:
+            x = torch.flip(x, dims=[axis])
+            start, end, step = -start - 1, -end - 1, -step
+        big = 2**62
+        start = max(-big, min(start, big))
+        end = max(-big, min(end, big))
+        index = [slice(None)] * x.dim()
+        index[axis] = slice(start, end, step)
+        x = x[tuple(index)]
+        del size
+    return x
+
+
+def expand_static(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """ONNX Expand: bidirectional broadcast to ``shape``."""
+    rank = max(x.dim(), len(shape))
+    xs = [1] * (rank - x.dim()) + list(x.shape)
+    ss = [1] * (rank - len(shape)) + list(shape)
+    target = [a if b == 1 else b for a, b in zip(xs, ss)]
+    return x.reshape(xs).expand(target)
+
+
+def tile_static(x: torch.Tensor, repeats: tuple[int, ...]) -> torch.Tensor:
+    return x.repeat(*repeats)
+
+
+def unsqueeze_static(x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    rank = x.dim() + len(axes)
+    for a in sorted(a % rank for a in axes):
+        x = torch.unsqueeze(x, a)
+    return x
+
+
+def squeeze_static(x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    for a in sorted((a % x.dim() for a in axes), reverse=True):
+        x = torch.squeeze(x, a)
+    return x
+
+
+class ChannelsFirst(nn.Module):
+    """Wrap a channels-last model so it takes and returns channels-first rank-4 tensors (``--nchw``)."""
+
+    def __init__(self, inner: nn.Module, inputs_nhwc: tuple[bool, ...], outputs_nhwc: tuple[bool, ...]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.inputs_nhwc = inputs_nhwc
+        self.outputs_nhwc = outputs_nhwc
+
+    def forward(self, *xs: torch.Tensor):  # noqa: ANN201 - one tensor or a tuple, like the wrapped model
+        feeds = [x.permute(0, 2, 3, 1) if flag else x for x, flag in zip(xs, self.inputs_nhwc)]
+        out = self.inner(*feeds)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        outs = tuple(o.permute(0, 3, 1, 2) if flag else o for o, flag in zip(outs, self.outputs_nhwc))
+        return outs if isinstance(out, (tuple, list)) else outs[0]

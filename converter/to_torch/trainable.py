@@ -1,0 +1,99 @@
+"""Decide which tensors of a converted model are trainable ``nn.Parameter``s.
+
+onnx2torch stores ONNX initializers as buffers (onnx2torch#194), and ONNX itself does not say which constants were
+weights. When the source is a Keras model we know: a tensor is trainable when its values are (a transposed /
+reshaped / split copy of) a Keras trainable weight. Exporters transpose kernels, reshape attention projections
+and split recurrent kernels, but never change values, so we match value multisets. Without a Keras reference
+(ONNX source) every float initializer with more than one element is made trainable, except BatchNorm statistics.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainableSummary:
+    trainable: int  # elements in parameters that require grad
+    frozen: int  # float elements kept as buffers / frozen
+    unmatched_reference: int  # reference trainable elements with no counterpart in the converted model
+
+
+def _tensors(module: Any) -> list[tuple[str, Any, bool]]:
+    """(qualified name, tensor, is_parameter) for every float tensor, shared tensors once."""
+    seen: set[int] = set()
+    out = []
+    for name, p in module.named_parameters(remove_duplicate=True):
+        seen.add(id(p))
+        out.append((name, p, True))
+    for name, b in module.named_buffers(remove_duplicate=True):
+        if id(b) in seen or not b.is_floating_point():
+            continue
+        if name.rsplit(".", 1)[-1] in ("running_mean", "running_var"):
+            continue
+        out.append((name, b, False))
+    return out
+
+
+def _set(module: Any, qualname: str, trainable: bool) -> None:
+    import torch
+
+    owner_name, _, attr = qualname.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    value = getattr(owner, attr)
+    if trainable:
+        if isinstance(value, torch.nn.Parameter):
+            value.requires_grad_(True)
+            return
+        delattr(owner, attr)
+        owner.register_parameter(attr, torch.nn.Parameter(value.detach().clone(), requires_grad=True))
+    elif isinstance(value, torch.nn.Parameter):
+        delattr(owner, attr)
+        owner.register_buffer(attr, value.detach().clone())
+
+
+def _key(a: np.ndarray) -> tuple[int, bytes]:
+    flat = np.sort(np.asarray(a, dtype=np.float32).reshape(-1))
+    return flat.size, flat.tobytes()
+
+
+def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None) -> TrainableSummary:
+    """Make the converted module's weights ``nn.Parameter``s: those matching ``reference`` (Keras trainable
+    weights), or every float initializer when there is no reference."""
+    tensors = _tensors(module)
+    if reference is None:
+        for name, t, _ in tensors:
+            _set(module, name, t.numel() > 1)
+        return _summary(module, 0)
+    pool: dict[tuple[int, bytes], int] = Counter(_key(w) for w in reference)
+    decided: dict[str, bool] = {}
+    for name, t, _ in tensors:  # exact copies first (transposes, reshapes)
+        key = _key(t.detach().cpu().numpy())
+        if pool.get(key, 0) > 0:
+            pool[key] -= 1
+            decided[name] = True
+    leftover: Counter = Counter()
+    for (size, blob), n in pool.items():
+        if n > 0:
+            values = np.frombuffer(blob, dtype=np.float32)
+            for _ in range(n):
+                leftover.update(values.tolist())
+    for name, t, _ in tensors:  # then pieces of a weight (split recurrent kernels, per-gate biases)
+        if name in decided or t.numel() <= 1 or not leftover:
+            continue
+        values = Counter(t.detach().cpu().float().reshape(-1).tolist())
+        if all(leftover.get(v, 0) >= c for v, c in values.items()):
+            leftover.subtract(values)
+            decided[name] = True
+    for name, _, _ in tensors:
+        _set(module, name, decided.get(name, False))
+    return _summary(module, int(sum(v for v in leftover.values() if v > 0)))
+
+
+def _summary(module: Any, unmatched: int) -> TrainableSummary:
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    frozen = sum(b.numel() for b in module.buffers() if b.is_floating_point())
+    return TrainableSummary(int(trainable), int(frozen), unmatched)
