@@ -31,4 +31,4 @@ clean:
 	rm -rf demo-out .pytest_cache
 
 fuzz: $(STAMP)
-	CROSSPORT_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q tests/test_fuzz_convert.py
+	rm -f fuzz-log.jsonl; CROSSPORT_FUZZ_EXAMPLES=200 CROSSPORT_FUZZ_LOG=fuzz-log.jsonl $(BIN)/python -m pytest -q tests/test_fuzz_convert.py; rc=$$?; $(BIN)/python -c "import json, collections; print(collections.Counter((json.loads(l)['target'], json.loads(l)['outcome']) for l in open('fuzz-log.jsonl')))"; exit $$rc

@@ -1,6 +1,6 @@
 """ResNet-18: raw onnx2tf (defaults) vs crossport end to end, in one run. Writes benchmarks/results/resnet18.json.
 
-Run from the repository root:  .venv/bin/python benchmarks/resnet18.py   (about 4 minutes on 2 CPUs)
+Run from the repository root:  .venv/bin/python benchmarks/resnet18.py   (about 6 minutes on 2 CPUs)
 
 Measured, each in its own child process (so peak RSS is per step and imports are paid where a user pays them):
 
@@ -11,8 +11,9 @@ Measured, each in its own child process (so peak RSS is per step and imports are
    converters' ``convert`` (outermost calls only).
 2. crossport's onnx2tf adapter (``converter.routes.onnx2tf_adapter``) on the same ONNX file, same three artifacts,
    with the outputs compared against onnxruntime.
-3. ``crossport convert model.pt2 -o out.keras`` and ``--to saved_model``: wall time of the subprocess, process start
-   and verification included; the report JSON gives verification results per hop.
+3. ``crossport convert model.pt2 -o out.keras``, ``--to saved_model`` and ``--to saved_model --route onnx2tf``
+   (crossport's pipeline through the adapter of step 2): wall time of the subprocess, process start and
+   verification included (median of ``--repeat`` runs, default 3); the report JSON gives verification per hop.
 4. ``crossport --help`` wall time (median of 5) and whether the CLI imports torch / TensorFlow for ``--help``.
 
 Peak RSS of each child comes from ``os.wait4`` (the child's own ``ru_maxrss``, including children it reaped).
@@ -200,8 +201,8 @@ def stage_adapter(work: Path) -> dict[str, Any]:
     s = result.seconds
     return {
         "wall_s": wall,
-        "seconds": {"setup_imports_and_copy": s.setup, "onnx2tf_graph": s.graph, "saved_model_write": s.saved_model, "tflite_float32": s.tflite_fp32,
-                    "tflite_float16": s.tflite_fp16, "total": s.total},
+        "seconds": {"setup_imports_and_copy": s.setup, "onnx2tf_graph": s.graph, "saved_model_write": s.saved_model,
+                    "tflite_float32": s.tflite_fp32, "tflite_float16": s.tflite_fp16, "total": s.total},
         "max_abs_error_vs_onnxruntime": errors,
     }
 
@@ -240,18 +241,41 @@ def run_stage(name: str, work: Path) -> dict[str, Any]:
     return {**json.loads(out.read_text()), "child": child}
 
 
-def run_crossport(pt2: Path, output: Path, report: Path, extra: list[str], work: Path) -> dict[str, Any]:
-    cmd = [str(VENV_BIN / "crossport"), "convert", str(pt2), "-o", str(output), "-q", "--report", str(report), *extra]
-    child = run_child(cmd, work / f"{output.name}.log")
-    data = json.loads(report.read_text()) if report.is_file() else {}
-    hops = [
-        {"hop": h["hop"], "passed": h["passed"],
-         "max_abs_error": max((o["max_abs_error"] for o in h.get("outputs", [])), default=None)}
-        for h in data.get("hops", [])
-    ]
-    return {"command": " ".join(["crossport", *cmd[1:]]), **child, "verified": data.get("verified"),
-            "passed": data.get("passed"), "route": data.get("route"), "hops": hops,
-            "timings_s": data.get("timings_s")}
+def run_crossport(pt2: Path, target: str, suffix: str, work: Path, repeat: int,
+                  extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``crossport convert`` ``repeat`` times (fresh output each time); wall time = median, peak RSS = max."""
+    runs = []
+    label = "_".join([target, *(a.lstrip("-") for a in extra)])
+    for i in range(repeat):
+        output, report = work / f"out_{label}_{i}{suffix}", work / f"report_{label}_{i}.json"
+        cmd = [str(VENV_BIN / "crossport"), "convert", str(pt2), "-o", str(output), "-q", "--report", str(report)]
+        if target != "keras":  # .keras is picked from the suffix
+            cmd += ["--to", target]
+        cmd += extra
+        child = run_child(cmd, work / f"crossport_{label}_{i}.log")
+        data = json.loads(report.read_text()) if report.is_file() else {}
+        hops = [
+            {"hop": h["hop"], "passed": h["passed"],
+             "max_abs_error": max((o["max_abs_error"] for o in h.get("outputs", [])), default=None)}
+            for h in data.get("hops", [])
+        ]
+        runs.append({**child, "verified": data.get("verified"), "passed": data.get("passed"),
+                     "route": data.get("route"), "hops": hops, "timings_s": data.get("timings_s")})
+    last = runs[-1]
+    return {
+        "command": "crossport convert resnet18.pt2 -o out{} -q --report r.json{}{}".format(
+            suffix, "" if target == "keras" else f" --to {target}", "".join(f" {a}" for a in extra)),
+        "repeat": repeat,
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "wall_s_runs": [r["wall_s"] for r in runs],
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "exit_codes": [r["exit_code"] for r in runs],
+        "verified": all(r["verified"] for r in runs), "passed": all(r["passed"] for r in runs),
+        "route": last["route"], "hops": last["hops"],
+        "loadavg_1m_before": min(r["loadavg_1m_before"] for r in runs),
+        "loadavg_1m_after": max(r["loadavg_1m_after"] for r in runs),
+        "runs": runs,
+    }
 
 
 _IMPORT_PROBE = """
@@ -304,11 +328,17 @@ def machine() -> dict[str, Any]:
 
 def table(r: dict[str, Any]) -> str:
     raw, adapter = r["raw_onnx2tf"], r["crossport_onnx2tf_adapter"]
+    a = adapter["seconds"]
     keras, sm = r["crossport_convert_keras"], r["crossport_convert_saved_model"]
+    o2t = r["crossport_convert_saved_model_onnx2tf_route"]
     b = raw["onnx2tf_breakdown_s"]
 
     def f(x: float | None) -> str:
         return "—" if x is None else f"{x:.1f}"
+
+    def worst(run: dict[str, Any]) -> str:
+        errors = [h["max_abs_error"] for h in run["hops"] if h["max_abs_error"] is not None]
+        return f"{max(errors):.1e}" if errors else "—"
 
     rows = [
         "| step | wall time (s) | peak RSS (MiB) | notes |",
@@ -320,16 +350,22 @@ def table(r: dict[str, Any]) -> str:
         f"| &nbsp;&nbsp;TFLite float32 | {f(b['tflite_float32'])} | | from_keras_model |",
         f"| &nbsp;&nbsp;TFLite float16 | {f(b['tflite_float16'])} | | from_keras_model |",
         f"| raw: export + convert | {f(raw['export_plus_convert_s'])} | | no verification |",
-        f"| raw: whole process (imports included) | {f(raw['child']['wall_s'])} | {raw['child']['peak_rss_mib']:.0f} | |",
-        f"| adapter: same ONNX, same 3 artifacts | {f(adapter['seconds']['total'])} | {adapter['child']['peak_rss_mib']:.0f} "
-        f"| imports+copy {f(adapter['seconds']['setup_imports_and_copy'])}, graph {f(adapter['seconds']['onnx2tf_graph'])}, "
-        f"SavedModel {f(adapter['seconds']['saved_model_write'])}, fp32 {f(adapter['seconds']['tflite_float32'])}, "
-        f"fp16 {f(adapter['seconds']['tflite_float16'])}; max abs err vs ORT "
+        f"| raw: whole process (imports included) | {f(raw['child']['wall_s'])} "
+        f"| {raw['child']['peak_rss_mib']:.0f} | |",
+        f"| adapter: same ONNX, same 3 artifacts | {f(a['total'])} | {adapter['child']['peak_rss_mib']:.0f} "
+        f"| imports+copy {f(a['setup_imports_and_copy'])}, graph {f(a['onnx2tf_graph'])}, "
+        f"SavedModel {f(a['saved_model_write'])}, fp32 {f(a['tflite_float32'])}, "
+        f"fp16 {f(a['tflite_float16'])}; max abs err vs ORT "
         f"{max(adapter['max_abs_error_vs_onnxruntime'][k] for k in ('saved_model', 'tflite_float32')):.1e} (fp32) |",
-        f"| crossport convert → .keras | {f(keras['wall_s'])} | {keras['peak_rss_mib']:.0f} "
-        f"| process start + verification; passed={keras['passed']} |",
-        f"| crossport convert → SavedModel | {f(sm['wall_s'])} | {sm['peak_rss_mib']:.0f} "
-        f"| process start + verification; passed={sm['passed']} |",
+        f"| crossport convert → .keras (median of {keras['repeat']}) | {f(keras['wall_s'])} "
+        f"| {keras['peak_rss_mib']:.0f} "
+        f"| process start + verification; passed={keras['passed']}, worst hop max abs err {worst(keras)} |",
+        f"| crossport convert → SavedModel (median of {sm['repeat']}) | {f(sm['wall_s'])} "
+        f"| {sm['peak_rss_mib']:.0f} "
+        f"| process start + verification; passed={sm['passed']}, worst hop max abs err {worst(sm)} |",
+        f"| crossport convert → SavedModel --route onnx2tf (median of {o2t['repeat']}) | {f(o2t['wall_s'])} "
+        f"| {o2t['peak_rss_mib']:.0f} | process start + verification; passed={o2t['passed']}, "
+        f"worst hop max abs err {worst(o2t)} |",
         f"| crossport --help (median of 5) | {r['crossport_help']['median_s']:.2f} | | imports torch: "
         f"{r['crossport_help']['imports']['--help']['torch']}, tensorflow: "
         f"{r['crossport_help']['imports']['--help']['tensorflow']} |",
@@ -337,7 +373,16 @@ def table(r: dict[str, Any]) -> str:
     s = r["speedup"]
     rows.append("")
     rows.append(f"Speed-up (raw export + onnx2tf.convert ÷ crossport wall time): .keras ×{s['keras_vs_raw']:.1f}, "
-                f"SavedModel ×{s['saved_model_vs_raw']:.1f}; adapter vs raw onnx2tf.convert ×{s['adapter_vs_raw_convert']:.1f}.")
+                f"SavedModel ×{s['saved_model_vs_raw']:.1f}, SavedModel via onnx2tf route "
+                f"×{s['saved_model_onnx2tf_route_vs_raw']:.1f}; "
+                f"adapter vs raw onnx2tf.convert ×{s['adapter_vs_raw_convert']:.1f}.")
+    loads = [v for k in ("raw_onnx2tf", "crossport_onnx2tf_adapter") for v in
+             (r[k]["child"]["loadavg_1m_before"], r[k]["child"]["loadavg_1m_after"])]
+    loads += [r[k][x] for k in ("crossport_convert_keras", "crossport_convert_saved_model",
+                                "crossport_convert_saved_model_onnx2tf_route")
+              for x in ("loadavg_1m_before", "loadavg_1m_after")]
+    rows.append(f"Machine: {r['machine']['nproc']} CPUs ({r['machine']['cpu']}), {r['machine']['memory_gib']} GiB; "
+                f"1-minute load average during the run {min(loads):.1f}–{max(loads):.1f}.")
     return "\n".join(rows)
 
 
@@ -345,6 +390,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", nargs=3, metavar=("NAME", "WORKDIR", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument("--repeat", type=int, default=3, help="crossport runs per target (median reported)")
     args = parser.parse_args()
     if args.stage:
         name, work, out = args.stage
@@ -363,11 +409,13 @@ def main() -> None:
         print("saving .pt2 ...", file=sys.stderr)
         results["pt2"] = run_stage("pt2", work)
         pt2 = work / "resnet18.pt2"
-        print("crossport convert -> .keras ...", file=sys.stderr)
-        results["crossport_convert_keras"] = run_crossport(pt2, work / "out.keras", work / "report_keras.json", [], work)
-        print("crossport convert -> saved_model ...", file=sys.stderr)
-        results["crossport_convert_saved_model"] = run_crossport(
-            pt2, work / "out_saved_model", work / "report_saved_model.json", ["--to", "saved_model"], work)
+        print(f"crossport convert -> .keras (x{args.repeat}) ...", file=sys.stderr)
+        results["crossport_convert_keras"] = run_crossport(pt2, "keras", ".keras", work, args.repeat)
+        print(f"crossport convert -> saved_model (x{args.repeat}) ...", file=sys.stderr)
+        results["crossport_convert_saved_model"] = run_crossport(pt2, "saved_model", "_saved_model", work, args.repeat)
+        print(f"crossport convert -> saved_model --route onnx2tf (x{args.repeat}) ...", file=sys.stderr)
+        results["crossport_convert_saved_model_onnx2tf_route"] = run_crossport(
+            pt2, "saved_model", "_saved_model", work, args.repeat, ("--route", "onnx2tf"))
         print("crossport --help ...", file=sys.stderr)
         results["crossport_help"] = measure_help()
     finally:
@@ -378,6 +426,8 @@ def main() -> None:
     results["speedup"] = {
         "keras_vs_raw": raw_total / results["crossport_convert_keras"]["wall_s"],
         "saved_model_vs_raw": raw_total / results["crossport_convert_saved_model"]["wall_s"],
+        "saved_model_onnx2tf_route_vs_raw": raw_total
+        / results["crossport_convert_saved_model_onnx2tf_route"]["wall_s"],
         "adapter_vs_raw_convert": results["raw_onnx2tf"]["onnx2tf_convert_s"]
         / results["crossport_onnx2tf_adapter"]["seconds"]["total"],
         "definition": "raw torch.onnx.export + onnx2tf.convert seconds (in-process, no verification, imports "

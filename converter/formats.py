@@ -32,8 +32,8 @@ class Format(str, Enum):
     TFLITE = "tflite"
 
 
-TARGET_SUFFIXES = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2"}
-TARGETS = ("keras", "saved_model", "tflite", "onnx")
+TARGET_SUFFIXES = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2", ".pt": "torchscript"}
+TARGETS = ("keras", "saved_model", "tflite", "onnx", "pt2", "torch", "torchscript")
 
 
 def sniff(source: str) -> Format:

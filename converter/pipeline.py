@@ -25,7 +25,8 @@ from converter.result import ConversionReport, TensorInfo
 
 ProgressFn = Callable[[str], None]
 
-_TARGET_DEFAULT_SUFFIX = {"keras": ".keras", "onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model"}
+_TARGET_DEFAULT_SUFFIX = {"keras": ".keras", "onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model",
+                          "pt2": ".pt2", "torch": ".pt2", "torchscript": ".pt"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ConvertOptions:
     static_batch: bool = False
     report_path: str | None = None
     route: str = "auto"  # "builder" (crossport's Keras 3 builder), "onnx2tf", or "auto" (builder, else onnx2tf)
+    nchw: bool = False  # torch targets: channels-first inputs/outputs, the permutation folded into the model
+    trust_code: bool = False  # Keras sources: load with safe_mode=False (Lambda layers run code)
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,10 @@ def convert(source: str, options: ConvertOptions | None = None, progress: Progre
     target = resolve_target(options)
     fmt = sniff(source)
     output = resolve_output(source, target, options)
+    from converter.to_torch import convert_to_torch, is_torch_target
+
+    if is_torch_target(target):
+        return convert_to_torch(source, fmt, target, output, options, progress)
     if fmt in (Format.KERAS, Format.H5, Format.SAVED_MODEL, Format.TFLITE):
         raise UnsupportedError(f"{source}: converting {fmt.value} sources is not supported yet; "
                                "crossport converts PyTorch and ONNX sources in this release")

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import libcst as cst
 
+from rules.cst_tools import Unbindable
+
 if TYPE_CHECKING:  # pragma: no cover
     from converter.rewrite.analysis import Analysis, ClassInfo
 
@@ -59,6 +61,9 @@ class RuleContext(Protocol):
     def statement_has_todo(self) -> bool:
         """Whether another rule already marked the statement being left."""
 
+    def keep_comments(self, comments: list[str]) -> None:
+        """Re-attach comments a rewrite would drop as comment lines above the enclosing statement."""
+
 
 class Rule:
     """Base class: subclasses set ``id``, ``description``, ``EXAMPLES`` and implement ``leave_*`` handlers."""
@@ -74,6 +79,80 @@ class Rule:
 
     def todo(self, why: str) -> None:
         self.ctx.todo(self.id, why)
+
+
+class _CommentCollector(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def visit_Comment(self, node: cst.Comment) -> None:
+        self.found.append(node.value)
+
+
+def _comment_list(node: cst.CSTNode) -> list[str]:
+    collector = _CommentCollector()
+    node.visit(collector)
+    return collector.found
+
+
+def _whitespace_comments(call: cst.Call) -> set[str]:
+    """Comments living in a call's own whitespace (after commas, before the first argument): the ones a rule
+    that rebuilds the argument list would drop. Cheap: no traversal of the argument values."""
+    found: set[str] = set()
+    spaces: list[object] = [call.whitespace_before_args]
+    for a in call.args:
+        spaces.append(a.whitespace_after_arg)
+        if isinstance(a.comma, cst.Comma):
+            spaces += [a.comma.whitespace_before, a.comma.whitespace_after]
+    for space in spaces:
+        if isinstance(space, cst.ParenthesizedWhitespace):
+            if space.first_line.comment is not None:
+                found.add(space.first_line.comment.value)
+            found.update(line.comment.value for line in space.empty_lines if line.comment is not None)
+    return found
+
+
+def _no_comment(space: cst.ParenthesizedWhitespace) -> cst.ParenthesizedWhitespace:
+    return space.with_changes(first_line=cst.TrailingWhitespace(), empty_lines=[])
+
+
+def _same_layout(original: cst.Call, result: cst.BaseExpression) -> cst.BaseExpression:
+    """One argument per line in, one argument per line out (the user's formatting survives the rewrite)."""
+    if not isinstance(result, cst.Call) or not result.args or len(original.args) < 2:
+        return result
+    if not isinstance(original.whitespace_before_args, cst.ParenthesizedWhitespace):
+        return result
+    first = original.args[0].comma
+    if not (isinstance(first, cst.Comma) and isinstance(first.whitespace_after, cst.ParenthesizedWhitespace)):
+        return result
+    sep = _no_comment(first.whitespace_after)
+    last = original.args[-1]
+    closing = last.comma.whitespace_after if isinstance(last.comma, cst.Comma) else last.whitespace_after_arg
+    if not isinstance(closing, cst.ParenthesizedWhitespace):
+        return result
+    if len(result.args) == 1 and isinstance(result.args[0].value, cst.List):
+        # keras.Sequential([padding, layer]) standing in for one layer: one element per line.
+        listing = result.args[0].value
+        if isinstance(listing.lbracket.whitespace_after, cst.ParenthesizedWhitespace) or not listing.elements:
+            return result  # already laid out (the sequential rule keeps the user's own line breaks)
+        elements = [e.with_changes(comma=cst.Comma(whitespace_after=sep)) for e in listing.elements[:-1]]
+        elements.append(listing.elements[-1].with_changes(comma=cst.Comma(whitespace_after=_no_comment(closing))))
+        listing = listing.with_changes(
+            lbracket=cst.LeftSquareBracket(whitespace_after=_no_comment(original.whitespace_before_args)),
+            elements=elements)
+        return result.with_changes(args=[result.args[0].with_changes(value=listing)])
+    args = [a.with_changes(comma=cst.Comma(whitespace_after=sep)) for a in result.args[:-1]]
+    args.append(result.args[-1].with_changes(comma=cst.Comma(whitespace_after=_no_comment(closing))))
+    return result.with_changes(whitespace_before_args=_no_comment(original.whitespace_before_args), args=args)
+
+
+def _comments(node: cst.CSTNode) -> set[str]:
+    return set(_comment_list(node))
+
+
+def _comments_order(node: cst.CSTNode):  # type: ignore[no-untyped-def]
+    order = {c: i for i, c in enumerate(_comment_list(node))}
+    return lambda c: order.get(c, 0)
 
 
 class CallRule(Rule):
@@ -99,17 +178,23 @@ class CallRule(Rule):
         method = self.TARGETS.get(name or "")
         if method is None:
             return updated_node
-        from rules.cst_tools import Unbindable
-
         try:
             result = getattr(self, method)(updated_node, name)
         except Unbindable as err:
             self.todo(f"cannot name the arguments of {name.rsplit('.', 1)[-1]}(...) ({err})")  # type: ignore[union-attr]
             return updated_node
+        except KeyError as err:
+            self.todo(f"{name.rsplit('.', 1)[-1]}(...) is missing the required argument {err.args[0]!r}")  # type: ignore[union-attr]
+            return updated_node
         if result is None:
             return updated_node
         self.ctx.add_import("keras")
-        return result
+        lost = _whitespace_comments(original_node)
+        if lost:
+            lost -= _comments(result)
+        if lost:
+            self.ctx.keep_comments(sorted(lost, key=_comments_order(original_node)))
+        return _same_layout(original_node, result)
 
     # -- helpers shared by call rules --------------------------------------------------------------------
     def data_format(self) -> list[cst.Arg]:

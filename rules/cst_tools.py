@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Any, Sequence
 
 import libcst as cst
@@ -54,7 +55,9 @@ def is_unknown(value: Any) -> bool:
     return value is _UNSET
 
 
+@functools.lru_cache(maxsize=4096)
 def expr(source: str) -> cst.BaseExpression:
+    """Parse once: libcst nodes are immutable, so one parsed ``keras.layers.Dense`` can appear many times."""
     return cst.parse_expression(source)
 
 

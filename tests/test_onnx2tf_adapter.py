@@ -155,3 +155,29 @@ def test_unknown_op_is_unsupported_error_naming_the_op(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
     assert os.getcwd() == cwd
     assert list((tmp_path / "work").iterdir()) == []  # the private run directory was removed
+
+
+def test_dynamic_batch_and_flatten_after_layout_change(tmp_path: Path) -> None:
+    """Dynamic batch stays dynamic, and Flatten -> Linear after NCHW->NHWC still matches (a reported onnx2tf trap)."""
+    import tensorflow as tf
+    import torch
+
+    from converter.routes.onnx2tf_adapter import convert_with_onnx2tf
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3),
+    ).eval()
+    path = tmp_path / "dyn.onnx"
+    torch.onnx.export(model, (torch.randn(2, 3, 16, 16),), str(path), dynamo=True, input_names=["x"],
+                      output_names=["y"], dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},),
+                      verbose=False)
+    result = convert_with_onnx2tf(path, tmp_path / "out", saved_model=True, tflite_fp32=True, tflite_fp16=False)
+    assert result.input_shapes == ((None, 16, 16, 3),)
+    serve = tf.saved_model.load(str(result.saved_model)).signatures["serving_default"]
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 16, 16)).astype(np.float32)
+        expected = _onnxruntime(path, x)
+        x_nhwc = np.transpose(x, (0, 2, 3, 1))
+        np.testing.assert_allclose(serve(x=tf.constant(x_nhwc))["y"].numpy(), expected, atol=ATOL, rtol=0)
+        np.testing.assert_allclose(_tflite(result.tflite_fp32, x_nhwc)["y"], expected, atol=ATOL, rtol=0)

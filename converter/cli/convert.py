@@ -18,7 +18,8 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source")
 @click.option("-o", "--output", help="Output path; its suffix picks the target (.keras, .onnx, .tflite, directory = SavedModel).")
-@click.option("--to", "to", type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx"], case_sensitive=False),
+@click.option("--to", "to", type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx", "torch", "pt2", "torchscript"],
+                                          case_sensitive=False),
               help="Target format (default: from the output suffix).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
               help="Input shape (repeat for several inputs). ExportedPrograms record it themselves.")
@@ -36,6 +37,9 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--route", type=click.Choice(["auto", "builder", "onnx2tf"]), default="auto", show_default=True,
               help="builder: crossport's ONNX->Keras 3 builder; onnx2tf: onnx2tf (SavedModel/TFLite only); "
                    "auto: the builder, falling back to onnx2tf when it meets an unsupported op.")
+@click.option("--nchw", is_flag=True, help="PyTorch targets: take/return channels-first image tensors (permutes folded into the model).")
+@click.option("--trust-code", is_flag=True,
+              help="Keras sources: load with safe_mode off (Lambda layers run code): only for files you trust.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
@@ -43,7 +47,8 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @verbosity_options
 def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
             model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
-            atol: float, rtol: float, seed: int, no_verify: bool, route: str, static_batch: bool, force: bool,
+            atol: float, rtol: float, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
+            static_batch: bool, force: bool,
             report_path: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
     SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
@@ -73,6 +78,7 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
+            nchw=nchw, trust_code=trust_code,
         )
         start = time.perf_counter()
 

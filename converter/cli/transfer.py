@@ -11,8 +11,10 @@ from converter.cli._common import run_guarded, verbosity_options
 @click.command("transfer", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--into", "into", required=True, help="Rewritten Keras source and class: OUT.py:Class.")
-@click.option("--source", "source", required=True,
-              help="The original PyTorch source (ORIG.py or ORIG.py:Class) the checkpoint belongs to.")
+@click.option("--source", "source",
+              help="The original PyTorch source (ORIG.py or ORIG.py:Class): used to verify the transfer.")
+@click.option("--unverified", is_flag=True,
+              help="Without --source: map by the Keras attribute paths and write the file unverified.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .keras file to write.")
 @click.option("--input-shape", required=True, help="Sample input shape(s) to build and verify, e.g. 1x1x28x28.")
 @click.option("--init-kwargs", help="JSON object of constructor arguments (same for both classes).")
@@ -22,10 +24,14 @@ from converter.cli._common import run_guarded, verbosity_options
 @click.option("--atol", type=float, default=1e-4, show_default=True)
 @click.option("--rtol", type=float, default=1e-4, show_default=True)
 @verbosity_options
-def command(checkpoint: Path, into: str, source: str, output: Path, input_shape: str, init_kwargs: str | None,
-            layout: str | None, force: bool, atol: float, rtol: float, verbose: bool, quiet: bool) -> None:
+def command(checkpoint: Path, into: str, source: str | None, unverified: bool, output: Path, input_shape: str,
+            init_kwargs: str | None, layout: str | None, force: bool, atol: float, rtol: float, verbose: bool,
+            quiet: bool) -> None:
     """Load CHECKPOINT (torch.load(weights_only=True)) into the original class, move the weights into the
-    rewritten Keras class, compare outputs, and save OUT only if they match."""
+    rewritten Keras class, compare outputs, and save OUT only if they match.
+
+    Without --source the checkpoint keys are mapped by the Keras model's attribute paths; nothing can be
+    compared, so the file is written only with --unverified."""
 
     def body() -> int:
         from converter.rewrite.verify import format_report
@@ -34,11 +40,14 @@ def command(checkpoint: Path, into: str, source: str, output: Path, input_shape:
         keras_path, keras_class = parse_target(into)
         if keras_class is None:
             raise click.UsageError("--into must be OUT.py:Class")
-        torch_path, torch_class = parse_target(source)
+        torch_path, torch_class = parse_target(source) if source else (None, None)
         report, path = run_transfer(TransferJob(
             checkpoint=checkpoint, keras_source=keras_path, class_name=keras_class, torch_source=torch_path,
             torch_class=torch_class or keras_class, output=output, input_shape=input_shape,
-            init_kwargs_json=init_kwargs, layout=layout, force=force, atol=atol, rtol=rtol))
+            init_kwargs_json=init_kwargs, layout=layout, force=force, atol=atol, rtol=rtol, unverified=unverified))
+        if report is None:
+            click.echo(f"wrote {path} (UNVERIFIED: no original class to compare against; pass --source to verify)")
+            return 0
         if not quiet or not report.passed:
             click.echo(format_report(report))
         if not report.passed:

@@ -87,6 +87,38 @@ def find_manifest(candidate: str, explicit: str | None) -> Manifest | None:
                     str(data.get("source", "")))
 
 
+CONVENTION = "convention"  # placeholder in merged rows: the side's framework convention for the tensor's rank
+
+
+def merge_rows(ref_manifest: Manifest | None, cand_manifest: Manifest | None, ref_kind: str, cand_kind: str,
+               key: str) -> tuple[tuple[str, str, str], ...]:
+    """Rows (name, reference layout, candidate layout) from the manifests beside the two models.
+
+    A model's own manifest gives its ``target_layout``. The other side, when it has none, takes the manifest's
+    ``source_layout`` if it is a PyTorch/ONNX model (crossport converts from those), else its framework convention.
+    """
+    from converter.parity.loaders import CHANNELS_FIRST_KINDS
+
+    own_c = getattr(cand_manifest, key) if cand_manifest else ()
+    own_r = getattr(ref_manifest, key) if ref_manifest else ()
+    base = own_c or own_r
+    rows = []
+    for k, (name, _, _) in enumerate(base):
+        c = _row(own_c, name, k)
+        r = _row(own_r, name, k)
+        cand_l = c[2] if c else (r[1] if cand_kind in CHANNELS_FIRST_KINDS else CONVENTION)
+        ref_l = r[2] if r else (c[1] if ref_kind in CHANNELS_FIRST_KINDS else CONVENTION)
+        rows.append((name, ref_l, cand_l))
+    return tuple(rows)
+
+
+def _row(rows: Sequence[tuple[str, str, str]], name: str, k: int) -> tuple[str, str, str] | None:
+    for r in rows:
+        if r[0] == name:
+            return r
+    return rows[k] if k < len(rows) else None
+
+
 def _to_layout(text: str) -> Layout:
     try:
         return Layout(text) if text.lower() != "none" else Layout.NONE
@@ -118,8 +150,8 @@ def resolve(names: Sequence[str], ranks: Sequence[int], ref_kind: str, cand_kind
             continue
         row = by_name.get(name) or (manifest_rows[k] if k < len(manifest_rows) else None)
         if row is not None:
-            ref.append(_fit(_to_layout(row[1]), rank))
-            cand.append(_fit(_to_layout(row[2]), rank))
+            ref.append(convention(ref_kind, rank) if row[1] == CONVENTION else _fit(_to_layout(row[1]), rank))
+            cand.append(convention(cand_kind, rank) if row[2] == CONVENTION else _fit(_to_layout(row[2]), rank))
             why.append("manifest")
             continue
         ref.append(Layout.NONE)
@@ -165,8 +197,12 @@ def check_transpose(kind: str, name: str, ref_shape: Sequence[int | None], cand_
         for source in (layout_for(rank, False), layout_for(rank, True)):
             if source != target and shapes_agree(moved_shape(ref_shape, source, target), cand_shape):
                 raise ShapeError(
-                    f"{kind} {name!r}: reference shape {list(ref_shape)} and candidate shape {list(cand_shape)} differ "
+                    f"{kind} {name!r}: reference shape {_fmt(ref_shape)} and candidate shape {_fmt(cand_shape)} differ "
                     f"by a channels transpose and nothing says which layout each side uses; pass "
                     f"--layout {flag_hint}{name}={target.value.lower()} (the candidate's layout), or --manifest "
                     "with the crossport conversion report"
                 )
+
+
+def _fmt(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

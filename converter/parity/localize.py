@@ -74,7 +74,8 @@ def localize(reference: LoadedModel, candidate: LoadedModel, ref_feeds: Sequence
     except _NoProbes as err:
         return LayerProfile((), None, 0, 0, str(err))
     cand_by_key = dict(_keyed(cand_probes))
-    cross = (reference.kind == KERAS) != (candidate.kind == KERAS)
+    cross = 1 if candidate.kind == KERAS else 0
+    cross -= 1 if reference.kind == KERAS else 0
     rows: list[LayerComparison] = []
     for index, (key, ref_arr) in enumerate(_keyed(ref_probes)):
         cand_arr = cand_by_key.get(key)
@@ -100,7 +101,7 @@ def _keyed(probes: Sequence[Probe]) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def _compare(key: str, index: int, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, cross: bool) -> LayerComparison:
+def _compare(key: str, index: int, ref: np.ndarray, cand: np.ndarray, tol: Tolerance, cross: int) -> LayerComparison:
     aligned = _align(ref, cand, cross)
     if aligned is None:
         return LayerComparison(key, index, tuple(ref.shape), float("nan"), float("nan"), float("nan"), 0.0, True,
@@ -114,11 +115,13 @@ def _compare(key: str, index: int, ref: np.ndarray, cand: np.ndarray, tol: Toler
                            cmp.reference_scale, passed, note)
 
 
-def _align(ref: np.ndarray, cand: np.ndarray, cross: bool) -> np.ndarray | None:
-    """Bring a candidate intermediate into the reference's axis order (Keras runs images channels-last)."""
-    perms = []
+def _align(ref: np.ndarray, cand: np.ndarray, cross: int) -> np.ndarray | None:
+    """Bring a candidate intermediate into the reference's axis order. Keras runs images channels-last:
+    ``cross`` is 1 when only the candidate is Keras, -1 when only the reference is, 0 otherwise."""
+    perms: list = []
     if ref.ndim in (3, 4, 5):
-        perms = [channels_last_perm(ref.ndim), invert(channels_last_perm(ref.ndim))]
+        to_first, to_last = invert(channels_last_perm(ref.ndim)), channels_last_perm(ref.ndim)
+        perms = [to_first, to_last] if cross >= 0 else [to_last, to_first]
     order = (perms + [None]) if cross else ([None] + perms)
     for perm in order:
         moved = cand if perm is None else np.transpose(cand, perm)

@@ -30,13 +30,15 @@ NOT_MODEL_MARKERS = ("torch.optim", "torch.utils.data", "torch.save", "torch.loa
 @dataclass
 class ClassInfo:
     name: str
-    line: int
     torch_model: bool
     spatial: bool = False
     used_as_block: bool = False
     rnn_attrs: dict[str, str] = field(default_factory=dict)
     uses: set[str] = field(default_factory=set)
     assigned_attrs: set[str] = field(default_factory=set)
+    #: RNN attributes whose call sites unpack the returned state, and the local names bound to that state.
+    state_attrs: set[str] = field(default_factory=set)
+    state_names: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class _Collector(cst.CSTVisitor):
         self.names: set[str] = set()
         self.rnn_attrs: dict[str, str] = {}
         self.assigned_attrs: set[str] = set()
+        self.unpacks: list[tuple[str, cst.BaseExpression]] = []
         self.has_backward = False
 
     def visit_Call(self, node: cst.Call) -> None:
@@ -89,6 +92,10 @@ class _Collector(cst.CSTVisitor):
                 self.assigned_attrs.add(t.target.attr.value)
         if len(node.targets) != 1 or not isinstance(node.value, cst.Call):
             return
+        if isinstance(node.targets[0].target, cst.Tuple):
+            func = node.value.func
+            if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value == "self":
+                self.unpacks.append((func.attr.value, node.targets[0].target))
         target = node.targets[0].target
         kind = RNN_KINDS.get(self.qname(node.value.func) or "")
         if kind and isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == "self":
@@ -120,7 +127,7 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
             is_model = "torch.nn.Module" in base_names or any(
                 n in result.classes and result.classes[n].torch_model for n in local_bases
             )
-            info = ClassInfo(name=stmt.name.value, line=line_of(stmt), torch_model=is_model)
+            info = ClassInfo(name=stmt.name.value, torch_model=is_model)
             result.classes[info.name] = info
             if is_model:
                 col = _Collector(qname)
@@ -128,6 +135,7 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
                 collectors[info.name] = col
                 info.rnn_attrs = col.rnn_attrs
                 info.assigned_attrs = set(col.assigned_attrs)
+                _record_states(info, col)
                 info.spatial = bool(col.called & SPATIAL_NAMES)
                 for n in local_bases:  # inherit facts from a local base model class
                     if n in result.classes and result.classes[n].torch_model:
@@ -167,6 +175,21 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
             ):
                 info.spatial = changed = True
     return result
+
+
+def _record_states(info: ClassInfo, col: _Collector) -> None:
+    """``out, (h, c) = self.lstm(x)`` / ``out, h = self.gru(x)``: the state is used, Keras must return it."""
+    for attr, target in col.unpacks:
+        kind = info.rnn_attrs.get(attr)
+        if kind not in ("lstm", "gru") or len(target.elements) != 2:
+            continue
+        state = target.elements[1].value
+        names = [e.value.value for e in state.elements if isinstance(e.value, cst.Name)] if isinstance(
+            state, cst.Tuple) else ([state.value] if isinstance(state, cst.Name) else [])
+        names = [n for n in names if n != "_"]
+        if names:
+            info.state_attrs.add(attr)
+            info.state_names.update(names)
 
 
 def _builder_spatial(name: str, cols: dict[str, _Collector], result: Analysis) -> bool:

@@ -1,8 +1,13 @@
 """Apply rules to one module: parse with libcst, resolve names once, run every rule in one traversal.
 
-The runner is a ``VisitorBasedCodemodCommand`` so libcst's ``AddImportsVisitor``/``RemoveImportsVisitor`` run
-after it; rules ask for imports through it. It keeps the scope facts rules need (which class, which method,
-whether dims are remapped) and attaches TODO comments to the innermost enclosing statement.
+The runner is a ``VisitorBasedCodemodCommand``; rules ask for imports through libcst's ``AddImportsVisitor`` /
+``RemoveImportsVisitor`` (run on the import header, see ``imports.py``). It keeps the scope facts rules need
+(which class, which method, whether dims are remapped) and attaches TODO comments to the innermost statement.
+
+Name resolution: libcst's ``QualifiedNameProvider`` (full scope analysis) costs ~2 s on a 2,000-line file, so
+by default names are resolved from the module's import table and ``ShadowWatch`` checks, during the same pass,
+that no imported name is rebound; if one is, the module is rewritten again with ``QualifiedNameProvider``. A
+test asserts both paths give identical output on every fixture and rule example.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from rules.base import Rule
 
 
 class RuleRunner(VisitorBasedCodemodCommand):
-    """Runs a batch of rules over a module in a single metadata-resolved pass."""
+    """Runs a batch of rules over a module in a single pass (Fixit-style batching: one traversal, not one per rule)."""
 
     METADATA_DEPENDENCIES = (QualifiedNameProvider,)
 
@@ -158,12 +163,17 @@ class RuleRunner(VisitorBasedCodemodCommand):
 def _top_level_lines(tree: cst.Module):  # type: ignore[no-untyped-def]
     """Line numbers of top-level statements (their ``def``/``class`` line), without PositionProvider's cost."""
     lines: dict[int, int] = {}
-    line = 1 + len(tree.header)
-    for stmt in tree.body:
-        decorators = len(getattr(stmt, "decorators", ()))
-        lines[id(stmt)] = line + len(getattr(stmt, "leading_lines", ())) + decorators
-        line += tree.code_for_node(stmt).count("\n")
-    return lambda node: lines.get(id(node), 0)
+
+    def line_of(node: cst.CSTNode) -> int:
+        if not lines:  # computed on first use: most files never need it
+            line = 1 + len(tree.header)
+            for stmt in tree.body:
+                decorators = len(getattr(stmt, "decorators", ()))
+                lines[id(stmt)] = line + len(getattr(stmt, "leading_lines", ())) + decorators
+                line += tree.code_for_node(stmt).count("\n")
+        return lines.get(id(node), 0)
+
+    return line_of
 
 
 def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = None) -> list[type[Rule]]:
@@ -180,14 +190,20 @@ def rewrite_source(
     options: RewriteOptions = RewriteOptions(),
     rules: Sequence[type[Rule]] | None = None,
     filename: str = "<string>",
+    precise: bool = False,
 ) -> RewriteResult:
-    """Rewrite PyTorch model source into Keras 3 source; never raises on untranslatable code (it marks it)."""
+    """Rewrite PyTorch model source into Keras 3 source; never raises on untranslatable code (it marks it).
+
+    ``precise=True`` always resolves names with libcst's QualifiedNameProvider (full scope analysis); by default
+    the import-table resolver is used and the engine switches to QualifiedNameProvider by itself whenever an
+    imported name is rebound anywhere in the module (see ``converter.rewrite.names``).
+    """
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as err:
         raise SourceSyntaxError(f"{filename}:{err.raw_line}:{err.raw_column}: cannot parse: {err.message}") from None
     chosen = select_rules(options, rules)
-    runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout)
+    runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise)
     new_module = runner.transform_module(module)
     if runner.watch is not None and runner.watch.shadowed:
         # An import alias is rebound somewhere (runner.watch.reason): resolve names with full scope analysis.

@@ -1,6 +1,7 @@
 """Import user model code (the explicit opt-in of --verify/transfer) and build a class from it."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -35,7 +36,8 @@ def import_file(path: Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
-        spec.loader.exec_module(module)
+        with contextlib.redirect_stdout(sys.stderr):  # the user's module-level prints must not mix into our stdout
+            spec.loader.exec_module(module)
     except Exception as err:  # noqa: BLE001 - user code can raise anything; report it as one line
         raise ModelClassError(f"{path}: importing the model source failed: {type(err).__name__}: {err}") from None
     finally:
@@ -50,7 +52,8 @@ def import_code(code: str, label: str, directory: Path | None = None) -> types.M
     if directory is not None:
         sys.path.insert(0, str(directory.resolve()))
     try:
-        exec(compile(code, label, "exec"), module.__dict__)  # noqa: S102 - the user opted in to running model code
+        with contextlib.redirect_stdout(sys.stderr):
+            exec(compile(code, label, "exec"), module.__dict__)  # noqa: S102 - the user opted in to running model code
     except Exception as err:  # noqa: BLE001
         raise ModelClassError(f"{label}: importing the rewritten code failed: {type(err).__name__}: {err}") from None
     finally:

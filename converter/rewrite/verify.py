@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import re
+
 import numpy as np
 
 from converter.errors import ModelClassError, ShapeError
@@ -123,11 +125,20 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
                       f"rewritten {source_path.name}")
     return compare_models(original, rewritten, class_name=class_name, layout=result.layout,
-                          spatial=class_name in result.spatial_classes, options=options)
+                          spatial=class_name in result.spatial_classes, options=options, todos=len(result.todos))
+
+
+def _cause(err: Exception) -> str:
+    """The informative line of an error; Keras wraps the real message in 'Exception encountered when calling'."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(err).splitlines()]
+    lines = [ln for ln in lines if ln]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered"):
+        return lines[1]
+    return lines[0] if lines else ""
 
 
 def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: str, spatial: bool,
-                   options: VerifyOptions) -> VerifyReport:
+                   options: VerifyOptions, todos: int = 0) -> VerifyReport:
     """Run ``original`` once (materialising Lazy modules), build ``rewritten``, move weights, compare outputs."""
     import keras
     import torch
@@ -159,8 +170,8 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
     try:
         run_keras([to_keras(a) for a in batches[0][1]])
     except Exception as err:  # noqa: BLE001
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ShapeError(f"the rewritten Keras model failed on its first call: {type(err).__name__}: {msg}") from None
+        raise ShapeError(f"the rewritten Keras model failed on its first call: {type(err).__name__}: {_cause(err)}"
+                         + (f" ({todos} TODO(s) remain in the rewritten code)" if todos else "")) from None
     flat = flatten_inputs(original, first) if channels_last else {}
     report = transfer_weights(original, rewritten, layout="channels_last" if channels_last else "channels_first",
                               flatten_inputs=flat)

@@ -25,17 +25,24 @@ Which of its flags skip which work (read in the installed ``onnx2tf/onnx2tf.py``
   Outputs are whatever layout onnx2tf ends with; :attr:`Onnx2TfResult.output_channels_last` reports it per output
   (onnx2tf stores it on the model as ``onnx_output_layouts``).
 - ``disable_strict_mode`` is left ``False``: strict mode is onnx2tf's per-op accuracy correction (it compares
-  with onnxruntime on the calibration/sample data while choosing transposes). It costs seconds, not minutes.
+  with onnxruntime on the calibration/sample data while choosing transposes). It costs seconds, not minutes:
+  onnx2tf's whole graph phase for ResNet-18, strict mode and onnxsim included, is ~6 s on 2 CPUs
+  (benchmarks/results/resnet18.json).
 - ``onnxruntime_output_memmap_dir`` is pointed into our private run directory so onnx2tf's memmap files do not end
   up in the system temp directory (upstream only removes its own temp dir at interpreter exit).
 
 Other upstream behaviour this module works around (each also commented where it happens):
 
-- Offline trap: when every input is a small-batch 4-D image tensor, onnx2tf loads
-  ``calibration_image_sample_data_20x128x128x3_float32.npy`` from the *current working directory* and otherwise
-  downloads it from GitHub releases (``utils/common_functions.download_test_image_data``). We run it with the cwd
-  set to a private run directory holding a generated file of that name, so nothing is downloaded.
-- onnx2tf rewrites its input ONNX file in place (onnxsim three times, then sng4onnx op naming). We hand it a copy.
+- Offline trap: when every input is 4-D with a static batch <= 20 and 3 channels (after the NHWC transpose), onnx2tf
+  loads ``calibration_image_sample_data_20x128x128x3_float32.npy`` from the *current working directory* and
+  otherwise downloads it (``utils/common_functions.download_test_image_data``: ``requests.get`` from GitHub
+  releases, then a Wasabi S3 mirror); its INT8 path does the same. We run it with the cwd set to a private run
+  directory holding a generated file of that name and shape (seeded uniform [0, 1) float32, where upstream ships
+  20 COCO images; onnx2tf only uses it as sample input for its onnxruntime comparisons), so nothing is downloaded.
+  A dynamic batch skips the load altogether.
+- onnx2tf rewrites its input ONNX file in place (onnxsim three times, then sng4onnx op naming). We hand it a copy;
+  the copy inlines external data (the dynamo exporter writes ``model.onnx.data`` beside the graph, which a bare file
+  copy would leave behind).
 - onnxsim is run as a subprocess called ``onnxsim`` found on ``PATH``; when the venv is not activated it is not
   found and onnx2tf silently skips simplification. We put the running interpreter's ``bin`` directory first on
   ``PATH`` for the duration of the call so the result does not depend on how the process was started.

@@ -14,7 +14,7 @@ Gaps filled here (see shared/reference/upstream.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from converter.errors import UnsupportedError
 
@@ -29,10 +29,12 @@ class TorchConversion:
     module: Any  # torch.fx.GraphModule
     onnx_model: Any  # the simplified ONNX model that was converted
     notes: tuple[str, ...]
+    runtime_shapes: tuple[str, ...]  # onnx2torch modules left computing shapes from tensor values
 
 
-def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[Any, list[str]]:
-    """Constant-fold shape arithmetic with onnxsim, keeping symbolic dims (dynamic batch) when it can.
+def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None,
+             force_fixed: bool = False) -> tuple[Any, list[str]]:
+    """Constant-fold shape arithmetic with onnxsim, keeping symbolic dims (dynamic batch) unless ``force_fixed``.
 
     BatchNormalization is never folded into Conv (``skip_fuse_bn``): its scale/shift are trainable weights.
     """
@@ -40,13 +42,16 @@ def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None)
 
     notes: list[str] = []
     try:
+        if force_fixed and fixed_shapes:
+            raise RuntimeError("fixed shapes requested")
         simplified, _ = onnxsim.simplify(model, check_n=0, skip_fuse_bn=True)
     except Exception as err:  # noqa: BLE001 - onnxsim raises plain RuntimeErrors from C++
         if not fixed_shapes:
             raise UnsupportedError(f"ONNX simplification failed: {str(err).splitlines()[0][:200]}") from err
         simplified, _ = onnxsim.simplify(model, check_n=0, skip_fuse_bn=True,
                                          overwrite_input_shapes={k: list(v) for k, v in fixed_shapes.items()})
-        notes.append("onnxsim needed fixed input shapes; the batch size is static")
+        if not force_fixed:
+            notes.append("onnxsim needed fixed input shapes; the batch size is static")
     return simplified, notes
 
 
@@ -68,9 +73,15 @@ def _identity_outputs(model: Any) -> Any:
     return model
 
 
-def convert(model: Any) -> TorchConversion:
-    """Convert a (simplified) ONNX model to a ``torch.fx.GraphModule`` that ``torch.export`` can trace."""
+def convert(model: Any, examples: Sequence[Sequence[Any]] = ()) -> TorchConversion:
+    """Convert a (simplified) ONNX model to a ``torch.fx.GraphModule`` that ``torch.export`` can trace.
+
+    With ``examples`` (the same inputs at two batch sizes), batch-dependent shape arithmetic is made symbolic
+    (``onnx2torch_shapes``) so the batch can stay dynamic.
+    """
     import onnx2torch
+
+    from converter.routes.onnx2torch_shapes import SymbolicShapeError, make_batch_symbolic
 
     register_converters()
     model = _identity_outputs(model)
@@ -78,8 +89,18 @@ def convert(model: Any) -> TorchConversion:
         gm = onnx2torch.convert(model)
     except NotImplementedError as err:
         raise UnsupportedError(_unsupported_message(model, err)) from err
-    notes = _bake_constant_shapes(gm)
-    return TorchConversion(gm, model, tuple(notes))
+    notes: list[str] = []
+    if len(examples) >= 2:
+        try:
+            if make_batch_symbolic(gm, examples):
+                notes.append("batch-dependent shape arithmetic was made symbolic (x.size(0)) to keep the batch "
+                             "dynamic")
+        except SymbolicShapeError as err:
+            return TorchConversion(gm, model, (f"cannot keep the batch symbolic: {err}",), ("symbolic shapes",))
+    remaining = _bake_constant_shapes(gm)
+    if remaining:
+        notes.append(f"shape arguments computed at run time remain in {', '.join(remaining)}")
+    return TorchConversion(gm, model, tuple(notes), remaining)
 
 
 def _unsupported_message(model: Any, err: Exception) -> str:
@@ -89,7 +110,8 @@ def _unsupported_message(model: Any, err: Exception) -> str:
     m = re.search(r"operation_type='(\w+)', version=(\d+)", text)
     if not m:
         return f"onnx2torch cannot convert the graph: {text.splitlines()[0][:200]}"
-    op, version = m.group(1), m.group(2)
+    op = m.group(1)
+    version = next((str(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), m.group(2))
     node = next((n for n in model.graph.node if n.op_type == op), None)
     where = f" (first at node {node.name!r})" if node is not None and node.name else ""
     return f"onnx2torch has no converter for ONNX op {op} at opset {version}{where}"
@@ -117,7 +139,7 @@ def _ints(t: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in t.detach().cpu().reshape(-1).tolist())
 
 
-def _bake_constant_shapes(gm: Any) -> list[str]:
+def _bake_constant_shapes(gm: Any) -> tuple[str, ...]:
     """Replace onnx2torch's value-dependent shape modules whose shape inputs are constants by plain functions."""
     from converter.to_torch import modules as M
 
@@ -145,11 +167,7 @@ def _bake_constant_shapes(gm: Any) -> list[str]:
     graph.eliminate_dead_code()
     gm.delete_all_unused_submodules()
     gm.recompile()
-    notes = []
-    if remaining:
-        notes.append(f"shape arguments computed at run time remain in {', '.join(sorted(remaining))}; "
-                     "torch.export may fail on them")
-    return notes
+    return tuple(sorted(remaining))
 
 
 def _arg(gm: Any, node: Any, index: int, key: str) -> Any:

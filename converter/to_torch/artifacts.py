@@ -18,11 +18,18 @@ class SavedArtifact:
     notes: tuple[str, ...]
 
 
-def _batch_dims(example: Sequence[Any]) -> tuple[dict[int, Any], ...]:
+def _batch_dims(module: Any, example: Sequence[Any]) -> tuple[Any, ...]:
+    """One shared symbolic batch for every input; a ``forward(*xs)`` takes them as one tuple argument."""
+    import inspect
+
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    return tuple({0: batch} for _ in example)
+    dims = tuple({0: batch} for _ in example)
+    params = inspect.signature(module.forward).parameters.values()
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+        return (dims,)
+    return dims
 
 
 def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: bool) -> SavedArtifact:
@@ -34,7 +41,7 @@ def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: boo
     ep = None
     if dynamic_batch:
         try:
-            ep = torch.export.export(module, tuple(example), dynamic_shapes=_batch_dims(example))
+            ep = torch.export.export(module, tuple(example), dynamic_shapes=_batch_dims(module, example))
         except Exception as err:  # noqa: BLE001 - torch.export raises many kinds of errors
             notes.append(f"torch.export could not keep the batch dynamic ({_line(err)}); the .pt2 has a fixed "
                          f"batch of {example[0].shape[0]}")

@@ -158,9 +158,10 @@ class OnnxReduce(nn.Module):
 # ---- shape ops with their shape arguments baked in (so torch.export sees no data-dependent control flow) ----
 
 
-def reshape_static(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """ONNX Reshape (allowzero=0): 0 copies the input dimension."""
-    dims = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+def reshape_static(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """ONNX Reshape (allowzero=0): 0 copies the input dimension. Entries may be SymInts (dynamic batch);
+    only Python ints are compared, so tracing adds no guard on them."""
+    dims = [x.shape[i] if isinstance(s, int) and s == 0 else s for i, s in enumerate(shape)]
     return torch.reshape(x, dims)
 
 
@@ -183,16 +184,21 @@ def slice_static(x: torch.Tensor, starts: tuple[int, ...], ends: tuple[int, ...]
     return x
 
 
-def expand_static(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+def expand_static(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """ONNX Expand: bidirectional broadcast to ``shape``."""
     rank = max(x.dim(), len(shape))
     xs = [1] * (rank - x.dim()) + list(x.shape)
     ss = [1] * (rank - len(shape)) + list(shape)
-    target = [a if b == 1 else b for a, b in zip(xs, ss)]
+    target = [a if isinstance(b, int) and b == 1 else b for a, b in zip(xs, ss)]
     return x.reshape(xs).expand(target)
 
 
-def tile_static(x: torch.Tensor, repeats: tuple[int, ...]) -> torch.Tensor:
+def constant_of_shape(shape: Sequence[int], value: float, dtype: torch.dtype) -> torch.Tensor:
+    """ONNX ConstantOfShape with a (possibly symbolic) shape."""
+    return torch.full(list(shape), value, dtype=dtype)
+
+
+def tile_static(x: torch.Tensor, repeats: Sequence[int]) -> torch.Tensor:
     return x.repeat(*repeats)
 
 

@@ -16,7 +16,7 @@ class TransferJob:
     checkpoint: Path
     keras_source: Path
     class_name: str
-    torch_source: Path
+    torch_source: Path | None
     torch_class: str
     output: Path
     input_shape: str
@@ -26,6 +26,7 @@ class TransferJob:
     atol: float = 1e-4
     rtol: float = 1e-4
     seed: int = 0
+    unverified: bool = False
 
 
 def parse_target(text: str) -> tuple[Path, str | None]:
@@ -84,12 +85,15 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     if keras_code is None:
         raise InputPathError(f"{job.keras_source}: no such file")
     layout = job.layout or detect_layout(keras_code)
-    analysis = rewrite_source(job.torch_source.read_text(encoding="utf-8"), RewriteOptions(layout=layout),
-                              filename=str(job.torch_source))
+    if job.torch_source is None:
+        return _transfer_unverified(job, layout)
+    torch_source: Path = job.torch_source
+    analysis = rewrite_source(torch_source.read_text(encoding="utf-8"), RewriteOptions(layout=layout),
+                              filename=str(torch_source))
     kwargs = parse_init_kwargs(job.init_kwargs_json)
     state = load_state_dict(job.checkpoint)
     torch.manual_seed(job.seed)
-    original = build(import_file(job.torch_source), job.torch_class, kwargs, str(job.torch_source))
+    original = build(import_file(torch_source), job.torch_class, kwargs, str(torch_source))
     try:
         original.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -103,6 +107,41 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     if report.passed:
         _save(rewritten, job.output)
     return report, job.output
+
+
+_IMAGE_MARKERS = ("keras.layers.Conv", "Pooling", "keras.ops.max_pool", "keras.ops.average_pool", "UpSampling",
+                  "ZeroPadding", "Cropping", "GroupNormalization")
+
+
+def _transfer_unverified(job: TransferJob, layout: str) -> tuple[None, Path]:
+    """No original class: map the checkpoint by the Keras model's attribute paths; nothing can be compared."""
+    import numpy as np
+
+    from converter.errors import CrossportError
+    from converter.rewrite.loading import build, import_file, parse_init_kwargs
+    from converter.rewrite.verify import parse_shapes
+    from converter.weights.from_state_dict import keras_flatten_inputs, load_state_dict_into_keras
+
+    if not job.unverified:
+        raise CrossportError("without --source there is no reference model to verify against; pass --unverified to "
+                             "write the .keras file anyway (the report says so)")
+    state = load_state_dict(job.checkpoint)
+    model = build(import_file(job.keras_source), job.class_name, parse_init_kwargs(job.init_kwargs_json),
+                  str(job.keras_source))
+    rng = np.random.default_rng(job.seed)
+    shapes = parse_shapes(job.input_shape)
+    keras_code = job.keras_source.read_text(encoding="utf-8")
+    # --input-shape is torch's (N, C, ...); it is an image input (moved to NHWC) when the code has image layers.
+    image = layout == "channels_last" and any(t in keras_code for t in _IMAGE_MARKERS)
+    inputs = []
+    for shape in shapes:
+        x = rng.standard_normal(shape).astype(np.float32)
+        inputs.append(np.moveaxis(x, 1, -1) if image and x.ndim >= 3 else x)
+    model(*inputs, training=False)
+    flatten = keras_flatten_inputs(model, inputs) if layout == "channels_last" else {}
+    load_state_dict_into_keras(state, model, layout, flatten)
+    _save(model, job.output)
+    return None, job.output
 
 
 def _save(model: Any, output: Path) -> None:

@@ -28,6 +28,9 @@ class AnnotationsRule(Rule):
         Example(model_src(forward=("return x",)).replace("def forward(self, x):", "def forward(self, x: torch.Tensor) -> torch.Tensor:"),
                 model_src(forward=("return x",))),
         Example(model_src(forward=("return x",)).replace("def forward(self, x):", "def forward(self, x: int) -> list:")),
+        Example("import torch.nn as nn\n\n\ndef block(n: int, act: nn.Module = None) -> nn.Sequential:\n"
+                "    return nn.Sequential(nn.Linear(n, n))\n",
+                "import torch.nn as nn\n\n\ndef block(n: int, act=None):\n    return nn.Sequential(nn.Linear(n, n))\n"),
     )
 
     def _is_torch(self, node: cst.Annotation) -> bool:
@@ -36,11 +39,14 @@ class AnnotationsRule(Rule):
         return refs.found
 
     def leave_Param(self, original_node: cst.Param, updated_node: cst.Param) -> cst.Param:
-        if self.ctx.current_class() is None or original_node.annotation is None or not self._is_torch(original_node.annotation):
+        if not self.ctx.in_model_scope() or original_node.annotation is None or not self._is_torch(original_node.annotation):
             return updated_node
-        return updated_node.with_changes(annotation=None)
+        equal = updated_node.equal
+        if updated_node.default is not None:  # `x: T = None` -> `x=None` (PEP 8 spacing without an annotation)
+            equal = cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace(""))
+        return updated_node.with_changes(annotation=None, equal=equal)
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
-        if self.ctx.current_class() is None or original_node.returns is None or not self._is_torch(original_node.returns):
+        if not self.ctx.in_model_scope() or original_node.returns is None or not self._is_torch(original_node.returns):
             return updated_node
         return updated_node.with_changes(returns=None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, bind_args, call, is_unknown, list_of, literal, pad_pair
+from rules.cst_tools import arg, bind_args, call, list_of, lit, literal, pad_pair
 
 _PARAMS = ["in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias",
            "padding_mode", "device", "dtype"]
@@ -55,6 +55,9 @@ class ConvRule(CallRule):
                           keras=True)),
         Example(model_src(("self.conv = nn.Conv1d(4, 4, 5)",)),
                 model_src(("self.conv = keras.layers.Conv1D(4, 5)",), keras=True), layout="channels_last"),
+        Example(model_src(("self.conv = nn.Conv2d(", "    3,  # RGB in", "    16,", "    kernel_size=5,", ")")),
+                model_src(("# RGB in", "self.conv = keras.layers.Conv2D(", "    16,", "    5,",
+                           '    data_format="channels_first",', ")"), keras=True)),
         Example(model_src(("self.conv = nn.LazyConv2d(6, 5)",)),
                 model_src(('self.conv = keras.layers.Conv2D(6, 5, data_format="channels_first")',), keras=True)),
         Example(model_src(("self.conv = nn.Conv2d(3, 3, 3, padding=1, padding_mode='reflect')",)),
@@ -74,7 +77,9 @@ class ConvRule(CallRule):
         if mode != "zeros":
             self.todo(f"padding_mode={mode!r} has no Keras layer equivalent")
             return None
-        if "stride" in a and "dilation" in a and literal(a["stride"], 2) != 1 and literal(a["dilation"], 2) != 1:
+        stride_v, dilation_v = literal(a.get("stride"), None), literal(a.get("dilation"), None)
+        if isinstance(stride_v, int) and isinstance(dilation_v, int) and stride_v > 1 and dilation_v > 1:
+            # Only when both are known: otherwise Keras itself raises at construction, never silently differs.
             self.todo("Keras refuses strides > 1 together with dilation_rate > 1")
             return None
         plan = padding_plan(a.get("padding"), a["kernel_size"], a.get("stride"), a.get("dilation"), dims)
@@ -93,8 +98,11 @@ class ConvRule(CallRule):
         if plan != "explicit":
             return layer
         padding = a["padding"]
-        if is_unknown(literal(padding)) is False and isinstance(literal(padding), str):
-            self.todo(f"padding={literal(padding)!r} with these arguments has no exact Keras equivalent")
+        value = literal(padding, None)
+        if isinstance(value, str):
+            self.todo(f"padding={value!r} with these arguments has no exact Keras equivalent")
             return None
+        if dims == 1 and isinstance(value, tuple) and len(value) == 1:
+            padding = lit(value[0])  # torch (p,) == Keras ZeroPadding1D(p); a Keras 2-tuple means (left, right)
         pad = call(f"keras.layers.ZeroPadding{dims}D", arg(padding), *self.data_format())
         return call("keras.Sequential", arg(list_of([pad, layer])))

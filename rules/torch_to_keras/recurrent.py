@@ -1,7 +1,9 @@
 """nn.LSTM / nn.GRU (batch_first, one layer, one direction) -> keras.layers.LSTM/GRU(return_sequences=True).
 
-The call site ``out, _ = self.rnn(x)`` becomes ``out = self.rnn(x)``: torch returns (output, state) where the
-state has a leading layers axis Keras does not have, so code that uses the state is marked instead.
+The call site ``out, _ = self.rnn(x)`` becomes ``out = self.rnn(x)``. When the state is used,
+``out, (h, c) = self.lstm(x)`` becomes ``out, h, c = self.lstm(x)`` with ``return_state=True``; torch's state
+has a leading (num_layers * directions) axis Keras does not have, so ``h[-1]``, ``h[0]`` and ``h.squeeze(0)``
+become ``h`` and any other use of ``h`` is marked.
 """
 from __future__ import annotations
 
@@ -31,6 +33,15 @@ def unpack_first(rule: CallRule, original: cst.Assign, updated: cst.Assign, kind
         if isinstance(second, cst.Name) and second.value == "_":
             first = updated.targets[0].target.elements[0].value  # type: ignore[attr-defined]
             return updated.with_changes(targets=[cst.AssignTarget(first)])
+    if isinstance(target, cst.Tuple) and len(target.elements) == 2 and self_attr(value.func) in info.state_attrs:
+        first, state = updated.targets[0].target.elements  # type: ignore[attr-defined]
+        if isinstance(state.value, cst.Tuple):  # out, (h, c) -> out, h, c
+            flat = [first.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))]
+            inner = list(state.value.elements)
+            flat += [e.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))) for e in inner[:-1]]
+            flat.append(inner[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT))
+            return updated.with_changes(targets=[cst.AssignTarget(cst.Tuple(flat, lpar=[], rpar=[]))])
+        return updated  # GRU: out, h = ... has the same shape in Keras with return_state=True
     rule.todo(f"{what} state outputs differ between frameworks (torch returns (output, state)); use `out, _ = ...`")
     return updated
 
@@ -38,7 +49,8 @@ def unpack_first(rule: CallRule, original: cst.Assign, updated: cst.Assign, kind
 class RecurrentRule(CallRule):
     id = "recurrent"
     description = ("nn.LSTM / nn.GRU with batch_first=True, one layer, one direction -> keras.layers.LSTM/GRU("
-                   "hidden, return_sequences=True[, reset_after=True]); `out, _ = self.rnn(x)` -> `out = self.rnn(x)`")
+                   "hidden, return_sequences=True[, reset_after=True]); `out, _ = self.rnn(x)` -> `out = self.rnn(x)`; "
+                   "`out, (h, c) = ...` -> return_state=True and `out, h, c = ...` with h[-1]/h[0]/h.squeeze(0) -> h")
     TARGETS = {"torch.nn.LSTM": "lstm", "torch.nn.GRU": "gru"}
     EXAMPLES = (
         Example(model_src(("self.rnn = nn.LSTM(16, 32, batch_first=True)",), ("out, _ = self.rnn(x)", "return out")),
@@ -46,6 +58,15 @@ class RecurrentRule(CallRule):
                           keras=True)),
         Example(model_src(("self.rnn = nn.GRU(16, 32, batch_first=True)",)),
                 model_src(("self.rnn = keras.layers.GRU(32, return_sequences=True, reset_after=True)",), keras=True)),
+        Example(model_src(("self.rnn = nn.LSTM(16, 32, batch_first=True)",),
+                          ("_, (h, c) = self.rnn(x)", "return h[-1] + c.squeeze(0)")),
+                model_src(("self.rnn = keras.layers.LSTM(32, return_sequences=True, return_state=True)",),
+                          ("_, h, c = self.rnn(x)", "return h + c"), keras=True)),
+        Example(model_src(("self.rnn = nn.GRU(16, 32, batch_first=True)",), ("out, h = self.rnn(x)", "return h")),
+                model_src(("self.rnn = keras.layers.GRU(32, return_sequences=True, reset_after=True, return_state=True)",),
+                          ("out, h = self.rnn(x)",
+                           "# crossport: TODO(recurrent): h is an RNN state: torch's has a leading (layers) axis "
+                           "Keras' has not", "return h"), keras=True)),
         Example(model_src(("self.rnn = nn.LSTM(16, 32)",)),
                 model_src(("# crossport: TODO(recurrent): batch_first=False (time-major) input: Keras RNNs are batch-major",
                            "self.rnn = nn.LSTM(16, 32)"))),
@@ -73,11 +94,72 @@ class RecurrentRule(CallRule):
             return None
         return call("keras.layers.GRU", arg(a["hidden_size"]), arg(True, "return_sequences"), arg(True, "reset_after"))
 
+    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(ctx)
+        self._state_reads: set[int] = set()
+
     def leave_Assign(self, original_node: cst.Assign, updated_node: cst.Assign) -> cst.Assign:
+        info = self.ctx.current_class()
+        target = self_attr(original_node.targets[0].target) if len(original_node.targets) == 1 else None
+        value = updated_node.value
+        if (info is not None and target in info.state_attrs and isinstance(value, cst.Call)
+                and isinstance(value.func, cst.Attribute) and value.func.attr.value in ("LSTM", "GRU")):
+            return updated_node.with_changes(value=value.with_changes(
+                args=call("f", *value.args, arg(True, "return_state")).args))
         return unpack_first(self, original_node, updated_node, ("lstm", "gru"), "recurrent")
 
+    def _is_state(self, node: cst.BaseExpression) -> bool:
+        info = self.ctx.current_class()
+        return info is not None and self.ctx.in_tensor_code() and isinstance(node, cst.Name) and (
+            node.value in info.state_names)
+
     def leave_Subscript(self, original_node: cst.Subscript, updated_node: cst.Subscript) -> cst.BaseExpression:
+        if self._is_state(original_node.value) and len(original_node.slice) == 1 and isinstance(
+            original_node.slice[0].slice, cst.Index
+        ) and literal(original_node.slice[0].slice.value, None) in (0, -1):
+            name = cst.Name(original_node.value.value)  # type: ignore[attr-defined]
+            self._state_reads.add(id(name))
+            return name
         return subscript_zero(self, original_node, updated_node, ("lstm", "gru"))
+
+    def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
+        func = original_node.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "squeeze" and self._is_state(func.value) and (
+            len(original_node.args) == 1 and literal(original_node.args[0].value, None) == 0
+        ):
+            name = cst.Name(func.value.value)  # type: ignore[attr-defined]
+            self._state_reads.add(id(name))
+            return name
+        return super().leave_Call(original_node, updated_node)
+
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
+                                  updated_node: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        info = self.ctx.current_class()
+        if info is None or not info.state_names or not self.ctx.in_tensor_code():
+            return updated_node
+        finder = _BareState(info.state_names, self._state_reads)
+        for small in updated_node.body:
+            if isinstance(small, cst.Assign):
+                small.value.visit(finder)
+            else:
+                small.visit(finder)
+        if finder.found:
+            self.todo(f"{finder.found} is an RNN state: torch's has a leading (layers) axis Keras' has not")
+        return updated_node
+
+
+class _BareState(cst.CSTVisitor):
+    def __init__(self, names: set[str], allowed: set[int]) -> None:
+        self.names, self.allowed = names, allowed
+        self.found = ""
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value in self.names and id(node) not in self.allowed and not self.found:
+            self.found = node.value
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)
+        return False
 
 
 def subscript_zero(rule: CallRule, original: cst.Subscript, updated: cst.Subscript, kinds: tuple[str, ...]) -> cst.BaseExpression:

@@ -54,5 +54,27 @@ class SuperInitRule(Rule):
             return updated_node
         params = updated_node.params
         if params.star_kwarg is None:
-            params = params.with_changes(star_kwarg=cst.Param(name=cst.Name("kwargs")))
+            kwargs = _kwargs_param(updated_node)
+            params = params.with_changes(star_kwarg=kwargs)
+            if kwargs.comma is not cst.MaybeSentinel.DEFAULT:  # one parameter per line: put **kwargs on its own line
+                plist = list(params.kwonly_params) or list(params.params)
+                moved = plist[-1].with_changes(comma=cst.Comma(whitespace_after=updated_node.whitespace_before_params))
+                if params.kwonly_params:
+                    params = params.with_changes(kwonly_params=[*plist[:-1], moved])
+                else:
+                    params = params.with_changes(params=[*plist[:-1], moved])
         return updated_node.with_changes(params=params, body=updated_node.body.with_changes(body=body))
+
+
+def _kwargs_param(func: cst.FunctionDef) -> cst.Param:
+    """``**kwargs`` in the style of the signature: on its own line when the parameters are one per line."""
+    params = func.params
+    last = (list(params.params) + list(params.kwonly_params))[-1:] or []
+    comma = last[0].comma if last else cst.MaybeSentinel.DEFAULT
+    if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace) and isinstance(
+        func.whitespace_before_params, cst.ParenthesizedWhitespace
+    ):
+        # f(\n    a,\n    b,\n) -> f(\n    a,\n    b,\n    **kwargs,\n): done by the caller re-using these pieces.
+        return cst.Param(name=cst.Name("kwargs"), star="**",
+                         comma=cst.Comma(whitespace_after=comma.whitespace_after))
+    return cst.Param(name=cst.Name("kwargs"), star="**")

@@ -7,7 +7,7 @@ from typing import Callable
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, bind_args, call, expr, lit, literal, tuple_of, Unbindable
+from rules.cst_tools import arg, bind_args, call, expr, lit, literal, tuple_of
 
 UNARY = {
     n: n for n in ("exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tan", "erf", "floor", "ceil", "round",

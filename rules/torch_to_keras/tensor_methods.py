@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, call, expr, lit, literal, tuple_of, Unbindable
+from rules.cst_tools import arg, call, expr, literal, tuple_of, Unbindable
 from rules.torch_to_keras.tensor_functions import BINARY, UNARY, TensorOps
 
 _VARARG_SHAPE = {"view": "reshape", "reshape": "reshape", "permute": "permute"}
@@ -38,6 +38,11 @@ class TensorMethodRule(CallRule):
         Example(model_src(forward=("a, b = x.chunk(2, dim=-1)", "return a * b")),
                 model_src(forward=("# crossport: TODO(tensor-methods): tensor method .chunk() has no keras.ops "
                                    "translation here", "a, b = x.chunk(2, dim=-1)", "return a * b"))),
+        Example(model_src(("self.conv = nn.Conv2d(3, 3, 1)",), ("b, c, h, w = x.shape", "return x")),
+                model_src(("self.conv = nn.Conv2d(3, 3, 1)",),
+                          ("# crossport: TODO(tensor-methods): x.shape in a channels_last image model is the NHWC "
+                           "shape; index it by axis instead", "b, c, h, w = x.shape", "return x")),
+                layout="channels_last"),
         Example(model_src(("self.conv = nn.Conv2d(3, 3, 1)",), ("return x.shape[1]",)),
                 model_src(("self.conv = nn.Conv2d(3, 3, 1)",), ("return keras.ops.shape(x)[-1]",), keras=True),
                 layout="channels_last"),
@@ -81,6 +86,9 @@ class TensorMethodRule(CallRule):
         if method == "size":
             shape = call("keras.ops.shape", arg(target))
             if not args:
+                if self.ctx.remaps_dims():
+                    self.todo("x.size() in a channels_last image model is the NHWC shape; index it by axis instead")
+                    return None
                 return shape
             if len(args) != 1 or args[0].keyword not in (None,) and args[0].keyword.value != "dim":  # type: ignore[union-attr]
                 return None
@@ -103,6 +111,16 @@ class TensorMethodRule(CallRule):
             return ops.build(method, [arg(target), *args])
         return None
 
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
+                                  updated_node: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        """A bare ``x.shape`` (e.g. ``b, c, h, w = x.shape``) is NHWC in a channels_last image model: mark it."""
+        if self.ctx.in_tensor_code() and self.ctx.remaps_dims():
+            finder = _BareShape()
+            updated_node.visit(finder)
+            if finder.found:
+                self.todo("x.shape in a channels_last image model is the NHWC shape; index it by axis instead")
+        return updated_node
+
     def leave_Subscript(self, original_node: cst.Subscript, updated_node: cst.Subscript) -> cst.BaseExpression:
         """``x.shape[1]`` -> ``keras.ops.shape(x)[-1]`` when channel dims move (channels_last image model)."""
         value = updated_node.value
@@ -119,3 +137,12 @@ class TensorMethodRule(CallRule):
             return updated_node
         self.ctx.add_import("keras")
         return cst.Subscript(value=call("keras.ops.shape", arg(value.value)), slice=[cst.SubscriptElement(cst.Index(new))])
+
+
+class _BareShape(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.found = False
+
+    def visit_Attribute(self, node: cst.Attribute) -> None:
+        if node.attr.value == "shape" and cst.Module(body=[]).code_for_node(node.value) != "keras.ops":
+            self.found = True

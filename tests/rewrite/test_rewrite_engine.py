@@ -102,3 +102,25 @@ def test_generated_2000_line_file_is_fast() -> None:
     elapsed = time.perf_counter() - start
     assert len(src.splitlines()) >= 2000 and result.todos == ()
     assert elapsed < 8.0, f"rewriting 2,000 lines took {elapsed:.2f}s"
+
+
+def test_rebound_alias_falls_back_to_full_scope_analysis() -> None:
+    src = ("import torch.nn as nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+           "        self.fc = nn.Linear(2, 3)\n\n\ndef helper(factory):\n    nn = factory\n    return nn.Linear(1)\n")
+    out = rewrite_source(src).code
+    assert "self.fc = keras.layers.Dense(3)" in out
+    assert "    nn = factory\n    return nn.Linear(1)\n" in out  # the local `nn` is not torch.nn
+
+
+def test_fast_name_resolution_agrees_with_qualified_name_provider() -> None:
+    """The import-table resolver must give exactly what libcst's QualifiedNameProvider gives."""
+    from pathlib import Path
+
+    from rules import discover_rules
+
+    fixtures = sorted((Path(__file__).resolve().parents[2] / "fixtures" / "sources").glob("*.py"))
+    cases = [(p.read_text(), "channels_last") for p in fixtures]
+    cases += [(rule.EXAMPLES[0].before, rule.EXAMPLES[0].layout) for rule in discover_rules("keras")]
+    for src, layout in cases:
+        options = RewriteOptions(layout=layout)
+        assert rewrite_source(src, options).code == rewrite_source(src, options, precise=True).code

@@ -1,0 +1,133 @@
+"""``crossport verify``: parse flags into ``VerifyOptions`` and call ``converter.parity.verify.verify``."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import click
+
+from converter.cli._common import quiet_frameworks, run_guarded, verbosity_options
+
+
+@click.command("verify", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("reference")
+@click.argument("candidate", required=False)
+@click.option("--golden", "golden_dir", type=click.Path(file_okay=False),
+              help="Check REFERENCE (the only model given) against golden files saved with --save-golden.")
+@click.option("--save-golden", "save_golden", type=click.Path(file_okay=False),
+              help="Store the inputs, reference outputs and a manifest here, for later --golden checks.")
+@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False),
+              help="Real inputs: a .npz with one array per input (by name, else in order), in the reference's layout.")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
+              help="Input shape in the reference's layout (default: the models' signatures).")
+@click.option("--input-dtype", help="dtype of generated inputs (default: from the signature, else float32).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first generated input set.")
+@click.option("--dist", "distributions", multiple=True, type=click.Choice(["normal", "uniform", "large"]),
+              help="Input distributions, one set each (default: normal, uniform [0,1), large = normal x 100).")
+@click.option("--int-range", metavar="LO,HI", help="Range [LO, HI) for integer inputs (e.g. token ids).")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b|.")
+@click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance (b = reference).")
+@click.option("--tol", "tols", multiple=True, metavar="NAME=ATOL,RTOL", help="Tolerance for one output.")
+@click.option("--layout", "layouts", multiple=True, metavar="[ref:|cand:]NAME=LAYOUT",
+              help="Layout of a tensor (nchw, nhwc, ncl, nlc, ncdhw, ndhwc, none); without a prefix: the candidate's.")
+@click.option("--manifest", type=click.Path(dir_okay=False),
+              help="crossport conversion report giving the layouts (default: <candidate>.crossport.json if present).")
+@click.option("--model-class", help="For a state_dict: the architecture, as package.module:Class or file.py:Class.")
+@click.option("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class or a factory.")
+@click.option("--trust-pickle", is_flag=True, help="Allow unpickling a whole nn.Module (runs code from the file).")
+@click.option("--trust-code", is_flag=True, help="Allow Keras Lambda layers (safe_mode=False; runs code from the file).")
+@click.option("--layers", is_flag=True, help="Per-layer error profile even when the outputs match.")
+@click.option("--no-localize", is_flag=True, help="Do not look for the first divergent layer on a mismatch.")
+@click.option("--report", "reports", multiple=True, type=click.Path(dir_okay=False),
+              help="Write the report: .json (schema crossport.verify v1) or .html (self-contained). Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
+@verbosity_options
+def command(reference: str, candidate: str | None, golden_dir: str | None, save_golden: str | None,
+            inputs_path: str | None, input_shapes: tuple[str, ...], input_dtype: str | None, seed: int,
+            distributions: tuple[str, ...], int_range: str | None, atol: float, rtol: float, tols: tuple[str, ...],
+            layouts: tuple[str, ...], manifest: str | None, model_class: str | None, model_kwargs: str,
+            trust_pickle: bool, trust_code: bool, layers: bool, no_localize: bool, reports: tuple[str, ...],
+            as_json: bool, verbose: bool, quiet: bool) -> None:
+    """Run REFERENCE and CANDIDATE on the same inputs and compare every output.
+
+    Models: .pt2, TorchScript, state_dict (+ --model-class), module:factory, .onnx, .keras, .h5, SavedModel
+    directory, .tflite. With --golden DIR, give only the model to check.
+
+    Exit codes: 0 outputs match, 1 mismatch, 3 bad path, 4 unreadable model, 6 report not writable,
+    7 inputs/shapes/layouts do not fit (the message says what to pass), 8 unsafe load refused, 9 model class,
+    70 internal error.
+    """
+    quiet_frameworks()
+
+    def body() -> int:
+        from converter import frameworks
+        from converter.errors import CrossportError
+        from converter.parity.loaders import LoadOptions
+        from converter.parity.verify import VerifyOptions, verify
+        from converter.shapes_cli import parse_input_shape
+
+        frameworks.set_verbose(verbose)
+        try:
+            kwargs = json.loads(model_kwargs)
+        except json.JSONDecodeError as err:
+            raise CrossportError(f"--model-kwargs is not valid JSON: {err}") from err
+        if not isinstance(kwargs, dict):
+            raise CrossportError("--model-kwargs must be a JSON object")
+        if golden_dir and candidate:
+            raise click.UsageError("with --golden give only the model to check: crossport verify CAND --golden DIR")
+        if not golden_dir and not candidate:
+            raise click.UsageError("missing CANDIDATE (or --golden DIR)")
+        options = VerifyOptions(
+            inputs=inputs_path, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
+            input_dtype=input_dtype, seed=seed, distributions=tuple(distributions) or ("normal", "uniform", "large"),
+            int_range=_int_range(int_range), atol=atol, rtol=rtol, tolerances=tuple(_tol(t) for t in tols),
+            layouts=tuple(layouts), manifest=manifest,
+            load=LoadOptions(model_class, kwargs, trust_pickle, trust_code), layers=layers,
+            localize=not no_localize, save_golden=save_golden,
+            command=" ".join(shlex.quote(a) for a in ["crossport", "verify", *sys.argv[2:]]),
+        )
+        if golden_dir:
+            from converter.parity.golden import verify_golden
+
+            report = verify_golden(reference, golden_dir, options)
+        else:
+            report = verify(reference, candidate, options)
+        for path in reports:
+            report.write(path)
+        if as_json:
+            click.echo(report.to_json())
+        elif not quiet or not report.passed:
+            click.echo(report.format_text())
+        else:
+            click.echo("crossport verify: PASSED")
+        return 0 if report.passed else 1
+
+    run_guarded(verbose, body)
+
+
+def _int_range(text: str | None) -> tuple[int, int] | None:
+    from converter.errors import ShapeError
+
+    if not text:
+        return None
+    try:
+        lo, hi = (int(x) for x in text.replace(":", ",").split(","))
+    except ValueError as err:
+        raise ShapeError(f"--int-range {text!r}: expected LO,HI, e.g. 0,30522") from err
+    if hi <= lo:
+        raise ShapeError(f"--int-range {text!r}: HI must be greater than LO")
+    return lo, hi
+
+
+def _tol(text: str) -> tuple[str, float, float]:
+    from converter.errors import ShapeError
+
+    name, sep, values = text.rpartition("=")
+    try:
+        atol, rtol = (float(x) for x in values.split(","))
+    except ValueError:
+        sep = ""
+    if not sep or not name:
+        raise ShapeError(f"--tol {text!r}: expected NAME=ATOL,RTOL, e.g. logits=1e-3,1e-3")
+    return name, atol, rtol

@@ -1,0 +1,322 @@
+"""Keras / SavedModel / ONNX -> ONNX -> onnx2torch -> PyTorch artifact, verified hop by hop.
+
+Hops: source (Keras or the SavedModel signature) vs onnxruntime; onnxruntime vs the converted PyTorch module;
+source vs the saved artifact reloaded with plain torch. Everything is written to a private temp dir and moved into
+place only after every hop passed (or ``--force``).
+
+Layout: Keras image models take NHWC; by default the PyTorch model keeps that contract (and the report says so).
+``--nchw`` wraps the model so rank-4 inputs/outputs are channels-first, the permutation inside the saved graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from converter.errors import CrossportError, ShapeError
+from converter.formats import Format
+from converter.layout import Layout
+from converter.parity.compare import Tolerance
+from converter.parity.inputs import InputSpec, make_input_sets
+from converter.parity.report import HopResult, run_hop
+from converter.result import ConversionReport, TensorInfo
+
+TORCH_TARGETS = ("pt2", "torch", "torchscript")
+SUFFIX = {"pt2": ".pt2", "torchscript": ".pt"}
+
+
+def is_torch_target(target: str) -> bool:
+    return target in TORCH_TARGETS
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """The source model as a runner plus what verification needs to know about it."""
+
+    runner: Any  # a parity runner, or None for an ONNX source (onnxruntime is then the reference)
+    specs: tuple[InputSpec, ...]
+    layouts: tuple[Layout, ...]  # of the inputs, as the source takes them
+    dynamic_batch: bool
+    onnx_path: Path
+    exporter: str
+    opset: int | None
+    output_names: tuple[str, ...]
+    trainable_reference: tuple[np.ndarray, ...] | None  # Keras trainable weights, when known
+    notes: tuple[str, ...]
+
+
+@dataclass
+class _CallRunner:
+    """A runner around a plain callable (the SavedModel signature)."""
+
+    fn: Callable[[list[np.ndarray]], list[np.ndarray]]
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    name: str
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(o) for o in self.fn(list(feeds))]
+
+
+def _image_layout(rank: int | None) -> Layout:
+    return Layout.NHWC if rank == 4 else Layout.NONE
+
+
+def _given_shapes(options: Any) -> tuple[dict[str, tuple[int, ...]], list[tuple[int, ...]]]:
+    named = {n: tuple(s) for n, s in options.input_shapes if n}
+    unnamed = [tuple(s) for n, s in options.input_shapes if not n]
+    return named, unnamed
+
+
+def _specs_from_signature(sigs: list[Any], options: Any) -> tuple[list[InputSpec], bool]:
+    dynamic = any(s.shape and s.shape[0] is None for s in sigs) and not options.static_batch
+    specs = []
+    for s in sigs:
+        dims = list(s.shape)
+        if dims and dims[0] is None:
+            dims[0] = 2
+        if any(d is None for d in dims):
+            raise ShapeError(f"input {s.name!r} has unknown dimensions {tuple(s.shape)}; pass --input-shape "
+                             f"{s.name}=" + "x".join(str(d or 8) for d in s.shape))
+        if dynamic and dims and dims[0] == 1:
+            dims[0] = 2  # torch.export specializes a dimension whose example size is 1
+        dtype = "float32" if "float" in s.dtype else s.dtype
+        specs.append(InputSpec(s.name, tuple(int(d) for d in dims), dtype))
+    return specs, dynamic
+
+
+def _load_keras_source(source: str, options: Any, tmp: Path, clock: Any) -> LoadedSource:
+    from converter.routes import tf_onnx
+
+    with clock.step("load", f"loading {source} (safe_mode={'off' if options.trust_code else 'on'})"):
+        model = tf_onnx.load_keras(source, options.trust_code)
+    named, unnamed = _given_shapes(options)
+    sigs = tf_onnx.keras_signature(model, named or unnamed)
+    specs, dynamic = _specs_from_signature(sigs, options)
+    if options.static_batch:
+        sigs = [tf_onnx.TfSignature(s.name, sp.shape, s.dtype) for s, sp in zip(sigs, specs)]
+    layouts = tuple(_image_layout(len(s.shape)) for s in specs)
+    onnx_path = tmp / "model.onnx"
+    with clock.step("export-onnx", "exporting to ONNX (tf2onnx)"):
+        export = tf_onnx.keras_to_onnx(model, sigs, onnx_path)
+    def call(feeds: list[np.ndarray]) -> list[np.ndarray]:
+        # One tensor for a one-input model: a subclassed model's call() gets exactly what it was written for.
+        out = model(feeds[0] if len(feeds) == 1 else list(feeds), training=False)
+        return [np.asarray(o) for o in (out if isinstance(out, (tuple, list)) else (out,))]
+
+    runner = _CallRunner(call, layouts, (), name="keras")
+    probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
+    runner.output_layouts = tuple(_image_layout(o.ndim) for o in probe)
+    reference = tuple(np.asarray(w.numpy() if hasattr(w, "numpy") else w) for w in model.trainable_weights)
+    return LoadedSource(runner, tuple(specs), layouts, dynamic and export.dynamic_batch, onnx_path, export.exporter,
+                        export.opset, export.output_names, reference, export.notes)
+
+
+def _load_saved_model_source(source: str, options: Any, tmp: Path, clock: Any) -> LoadedSource:
+    from converter.routes import tf_onnx
+
+    named, unnamed = _given_shapes(options)
+    onnx_path = tmp / "model.onnx"
+    with clock.step("export-onnx", f"loading {source} and exporting its serving_default signature (tf2onnx)"):
+        export, sigs, call = tf_onnx.saved_model_to_onnx(source, unnamed or list(named.values()), onnx_path)
+    specs, dynamic = _specs_from_signature(sigs, options)
+    layouts = tuple(_image_layout(len(s.shape)) for s in specs)
+    runner = _CallRunner(call, layouts, (), name="tf-savedmodel")
+    probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
+    runner.output_layouts = tuple(_image_layout(o.ndim) for o in probe)
+    notes = ("a SavedModel does not say which variables are trainable; every float weight is trainable",)
+    return LoadedSource(runner, tuple(specs), layouts, dynamic and export.dynamic_batch, onnx_path, export.exporter,
+                        export.opset, export.output_names, None, notes)
+
+
+def _load_onnx_source(source: str, options: Any, tmp: Path, clock: Any) -> LoadedSource:
+    import shutil
+
+    import onnx
+
+    from converter.routes.tf_onnx import TfSignature
+
+    with clock.step("load", f"loading {source}"):
+        try:
+            model = onnx.load(source)
+            onnx.checker.check_model(model)
+        except Exception as err:  # noqa: BLE001
+            raise CrossportError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+    init = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in init]
+    named, unnamed = _given_shapes(options)
+    sigs = []
+    for k, gi in enumerate(inputs):
+        tt = gi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        given = named.get(gi.name) or (unnamed[k] if k < len(unnamed) else None)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+        sigs.append(TfSignature(gi.name, tuple(given) if given else dims, dtype))
+    dynamic_src = any(s.shape and s.shape[0] is None for s in sigs)
+    specs, dynamic = _specs_from_signature(sigs, options)
+    onnx_path = tmp / "model.onnx"
+    shutil.copyfile(source, onnx_path)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    layouts = tuple(Layout.NONE for _ in specs)  # an ONNX file's own order, whatever it is
+    return LoadedSource(None, tuple(specs), layouts, dynamic and dynamic_src, onnx_path, "given", opset,
+                        tuple(o.name for o in model.graph.output), None, ())
+
+
+def _convert_module(src: LoadedSource, sets: Sequence[Any], notes: list[str]) -> tuple[Any, bool]:
+    """onnxsim + onnx2torch, keeping the batch symbolic; when the graph's shape arithmetic cannot be made
+    symbolic, fold again at the sample shapes (the batch is then fixed) so that torch.export can trace it."""
+    import onnx
+    import torch
+
+    from converter.routes import onnx2torch_adapter
+
+    fixed = {s.name: s.shape for s in src.specs}
+    if src.dynamic_batch:
+        simplified, sim_notes = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed)
+        examples = [tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in s.arrays) for s in sets[:2]]
+        conv = onnx2torch_adapter.convert(simplified, examples)
+        if not conv.runtime_shapes and not sim_notes:
+            notes.extend(conv.notes)
+            return conv, True
+        notes.append(f"the graph computes shapes from the batch size ({'; '.join(conv.notes)}); folded at batch "
+                     f"{src.specs[0].shape[0]}, so the PyTorch batch is fixed")
+    simplified, _ = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed, force_fixed=True)
+    conv = onnx2torch_adapter.convert(simplified)
+    notes.extend(conv.notes)
+    return conv, False
+
+
+def convert_to_torch(source: str, fmt: Format, target: str, output: Path, options: Any,
+                     progress: Callable[[str], None] | None = None) -> Any:
+    """Convert ``source`` to a PyTorch artifact and verify it; returns ``converter.pipeline.ConversionResult``."""
+    from converter.pipeline import ConversionResult, _Clock, _publish, _versions, _workdir
+
+    target = "pt2" if target == "torch" else target
+    if options.route not in ("auto", "onnx"):
+        raise CrossportError(f"--route {options.route!r}: PyTorch targets use the ONNX route (auto or onnx)")
+    clock = _Clock(progress)
+    tol = Tolerance(options.atol, options.rtol)
+    with _workdir(output.parent if output.parent.exists() else Path.cwd()) as tmp:
+        if fmt in (Format.KERAS, Format.H5):
+            src = _load_keras_source(source, options, tmp, clock)
+        elif fmt == Format.SAVED_MODEL:
+            src = _load_saved_model_source(source, options, tmp, clock)
+        elif fmt == Format.ONNX:
+            src = _load_onnx_source(source, options, tmp, clock)
+        else:
+            raise CrossportError(f"{source}: {fmt.value} -> {target} is not a supported route")
+        return _finish(source, fmt, target, output, options, clock, tol, tmp, src, ConversionResult, _publish,
+                       _versions)
+
+
+def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, clock: Any, tol: Tolerance,
+            tmp: Path, src: LoadedSource, ConversionResult: Any, publish: Any, versions: Any) -> Any:
+    import onnx
+    import torch
+
+    from converter.parity.runners import OnnxRunner, TorchRunner
+    from converter.routes import onnx2torch_adapter
+    from converter.to_torch import artifacts
+    from converter.to_torch.modules import ChannelsFirst
+    from converter.to_torch.trainable import assign_trainable
+
+    notes = list(src.notes)
+    hops: list[HopResult] = []
+    sets = make_input_sets(list(src.specs), seed=options.seed, dynamic_batch=src.dynamic_batch)
+    out_names = list(src.output_names)
+    onnx_runner = OnnxRunner(src.onnx_path, src.layouts, ())
+    probe = onnx_runner.run(sets[0].arrays)
+    static_sets = make_input_sets(list(src.specs), seed=options.seed, dynamic_batch=False)
+    onnx_runner.output_layouts = (src.runner.output_layouts if src.runner is not None
+                                  else tuple(Layout.NONE for _ in probe))
+    route = [fmt.value, f"onnx ({src.exporter}, opset {src.opset})"]
+    if src.runner is not None and options.verify:
+        with clock.step("verify", "verifying source vs ONNX (onnxruntime)"):
+            hops.append(run_hop(src.runner, onnx_runner, sets, src.layouts, out_names, tol))
+    reference = src.runner or onnx_runner
+
+    with clock.step("onnx2torch", "simplifying ONNX (onnxsim) and converting with onnx2torch"):
+        conv, batch_dynamic = _convert_module(src, sets, notes)
+        summary = assign_trainable(conv.module, src.trainable_reference)
+    route.append("onnxsim -> onnx2torch (+ crossport converters)")
+    module: Any = conv.module
+    in_nhwc = tuple(l == Layout.NHWC for l in src.layouts)
+    out_nhwc = tuple(l == Layout.NHWC for l in onnx_runner.output_layouts)
+    if options.nchw:
+        module = ChannelsFirst(module, in_nhwc, out_nhwc)
+        notes.append("--nchw: rank-4 inputs/outputs are NCHW; the NHWC<->NCHW permutes are part of the model")
+    t_in = tuple(Layout.NCHW if options.nchw and f else l for l, f in zip(src.layouts, in_nhwc))
+    t_out = tuple(Layout.NCHW if options.nchw and f else l for l, f in zip(onnx_runner.output_layouts, out_nhwc))
+    torch_runner = TorchRunner(module, t_in, t_out, name="pytorch (converted)")
+    if options.verify:
+        with clock.step("verify", "verifying ONNX vs the converted PyTorch module"):
+            hops.append(run_hop(onnx_runner, torch_runner, sets if batch_dynamic else static_sets, src.layouts,
+                                out_names, tol))
+
+    from converter.layout import to_layout
+
+    example = [torch.from_numpy(np.ascontiguousarray(to_layout(a, l, tl)))
+               for a, l, tl in zip(sets[0].arrays, src.layouts, t_in)]
+    artifact_tmp = tmp / f"model{SUFFIX[target]}"
+    dynamic_out = False
+    target_runner = None
+    if not hops or all(h.passed for h in hops) or options.force:
+        with clock.step("save", f"writing {target} ({'torch.export' if target == 'pt2' else 'torch.jit.trace'})"):
+            if target == "pt2":
+                saved = artifacts.save_pt2(module, example, artifact_tmp, batch_dynamic)
+            else:
+                saved = artifacts.save_torchscript(module, example, artifact_tmp)
+        notes.extend(saved.notes)
+        # a traced TorchScript file is checked on both batch sizes below; that is what makes it "dynamic"
+        dynamic_out = saved.dynamic_batch or (target == "torchscript" and batch_dynamic)
+        route.append("torch.export (.pt2)" if target == "pt2" else "torchscript (torch.jit.trace)")
+        if options.verify:
+            with clock.step("verify", f"reloading the {target} file with plain torch and verifying it"):
+                reloaded = artifacts.load_artifact(artifact_tmp, target)
+                target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
+                run_sets = sets if dynamic_out or (target != "pt2" and batch_dynamic) else static_sets
+                hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol))
+    else:
+        notes.append("stopped after the first failed hop; no PyTorch file was written")
+    verified = options.verify
+    passed = verified and all(h.passed for h in hops) and target_runner is not None
+    trainable = {"pytorch": summary.trainable}
+    if src.trainable_reference is not None:
+        trainable["keras"] = int(sum(int(np.prod(w.shape)) for w in src.trainable_reference))
+        if trainable["keras"] != summary.trainable:
+            notes.append(f"trainable parameter counts differ: Keras {trainable['keras']:,}, "
+                         f"PyTorch {summary.trainable:,} (an exporter folded or dropped weights)")
+    written = (passed or not verified or options.force) and artifact_tmp.exists()
+    if written:
+        publish(artifact_tmp, output, options.force)
+    layout_note = ("layout: the PyTorch model keeps the source's NHWC for image tensors; pass --nchw for "
+                   "channels-first" if any(in_nhwc) and not options.nchw else "")
+    if layout_note:
+        notes.append(layout_note)
+    in_infos = tuple(TensorInfo(s.name, (None, *s.shape[1:]) if dynamic_out else s.shape, s.dtype, l.value,
+                                tl.value) for s, l, tl in zip(src.specs, src.layouts, t_in))
+    first = next((h for h in hops if h.outputs), None)
+    out_infos = []
+    for k, name in enumerate(out_names):
+        shape: tuple = tuple(first.outputs[k].reference_shape) if first and k < len(first.outputs) else ()
+        if dynamic_out and shape:
+            shape = (None, *shape[1:])
+        lay = onnx_runner.output_layouts[k] if k < len(onnx_runner.output_layouts) else Layout.NONE
+        tl = t_out[k] if k < len(t_out) else lay
+        out_infos.append(TensorInfo(name, shape, "float32", lay.value, tl.value))
+    report = ConversionReport(
+        source=source, source_format=fmt.value, target=target, output=str(output) if written else None,
+        route=tuple(route), opset=src.opset, exporter=src.exporter, inputs=in_infos, outputs=tuple(out_infos),
+        dynamic_batch=dynamic_out, verified=verified, passed=passed,
+        forced=options.force and verified and not passed, hops=tuple(hops),
+        input_sets=tuple(s.describe() for s in sets) if verified else (), atol=options.atol, rtol=options.rtol,
+        timings=dict(clock.timings),
+        versions=versions(("crossport", "torch", "onnx", "onnxruntime", "onnx2torch", "onnxsim", "tf2onnx",
+                           "tensorflow", "keras", "numpy")),
+        trainable_params=trainable, notes=tuple(notes),
+    )
+    if options.report_path:
+        report.write(Path(options.report_path))
+    return ConversionResult(output if written else None, report)

@@ -1,0 +1,185 @@
+"""`crossport rewrite` / `rules` / `transfer` through Click's CliRunner, plus the no-heavy-imports promise."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from converter.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCES = REPO / "fixtures" / "sources"
+MNIST = SOURCES / "mnist_cnn.py"
+
+
+def invoke(*args: str) -> "object":
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_help_lists_options() -> None:
+    result = invoke("rewrite", "--help")
+    assert result.exit_code == 0
+    for option in ("--to", "-o", "--in-place", "--diff", "--check", "--layout", "--verify", "--input-shape"):
+        assert option in result.output
+
+
+def test_stdout_is_the_rewritten_code_and_summary_lists_non_model_code() -> None:
+    result = invoke("rewrite", str(MNIST), "--to", "keras")
+    assert result.exit_code == 0
+    assert "class Net(keras.Model):" in result.stdout
+    assert "not rewritten (not model code): def train" in result.stderr
+
+
+def test_diff() -> None:
+    result = invoke("rewrite", str(MNIST), "--to", "keras", "--diff")
+    assert result.exit_code == 0
+    assert "-class Net(nn.Module):" in result.stdout and "+class Net(keras.Model):" in result.stdout
+
+
+def test_check_exit_codes(tmp_path: Path) -> None:
+    assert invoke("rewrite", str(MNIST), "--to", "keras", "--check").exit_code == 1
+    out = tmp_path / "net.py"
+    assert invoke("rewrite", str(MNIST), "--to", "keras", "-o", str(out)).exit_code == 0
+    assert invoke("rewrite", str(out), "--to", "keras", "--check").exit_code == 0  # idempotent: nothing to do
+
+
+def test_check_fails_while_a_todo_remains(tmp_path: Path) -> None:
+    src = tmp_path / "pool.py"
+    src.write_text("import torch.nn as nn\n\n\nclass P(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                   "        self.pool = nn.MaxPool2d(3, 2, 1)\n")
+    out = tmp_path / "out.py"
+    result = invoke("rewrite", str(src), "--to", "keras", "-o", str(out))
+    assert result.exit_code == 0 and f"{out}:9: TODO(pooling)" in result.stderr
+    check = invoke("rewrite", str(out), "--to", "keras", "--check")
+    assert check.exit_code == 1 and "TODO" in check.stderr
+
+
+def test_output_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "net.py"
+    out.write_text("keep me\n")
+    result = invoke("rewrite", str(MNIST), "--to", "keras", "-o", str(out))
+    assert result.exit_code == 6 and "--force" in result.stderr
+    assert out.read_text() == "keep me\n"
+    assert invoke("rewrite", str(MNIST), "--to", "keras", "-o", str(out), "--force").exit_code == 0
+    assert "keras.Model" in out.read_text()
+
+
+def test_directory_tree_output(tmp_path: Path) -> None:
+    out = tmp_path / "tree"
+    result = invoke("rewrite", str(SOURCES), "--to", "keras", "-o", str(out), "-q")
+    assert result.exit_code == 0
+    assert {p.name for p in out.glob("*.py")} >= {"mnist_cnn.py", "unet.py"}
+
+
+def test_in_place_is_the_only_way_to_touch_the_source(tmp_path: Path) -> None:
+    src = tmp_path / "net.py"
+    src.write_text(MNIST.read_text())
+    assert invoke("rewrite", str(src), "--to", "keras", "-o", str(src)).exit_code == 6
+    assert invoke("rewrite", str(src), "--to", "keras", "--in-place").exit_code == 0
+    assert "keras.Model" in src.read_text()
+
+
+def test_unparsable_file_is_one_line_with_exit_code(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("class Net(nn.Module:\n    pass\n")
+    result = invoke("rewrite", str(bad), "--to", "keras")
+    assert result.exit_code == 4
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "bad.py" in result.stderr
+
+
+def test_missing_file_exit_code(tmp_path: Path) -> None:
+    result = invoke("rewrite", str(tmp_path / "nope.py"), "--to", "keras")
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+
+
+def test_file_without_model_class(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.py"
+    plain.write_text("import numpy as np\n\nx = np.zeros(3)\n")
+    result = invoke("rewrite", str(plain), "--to", "keras")
+    assert result.exit_code == 0 and result.stdout == plain.read_text()
+    assert "no torch nn.Module subclass found" in result.stderr
+    verify = invoke("rewrite", str(plain), "--to", "keras", "--verify", "--input-shape", "1x3")
+    assert verify.exit_code == 9 and "no nn.Module subclass" in verify.stderr
+
+
+def test_exclusive_modes_are_a_usage_error() -> None:
+    assert invoke("rewrite", str(MNIST), "--to", "keras", "--diff", "--check").exit_code == 2
+
+
+def test_verify_passes_prints_table_and_writes(tmp_path: Path) -> None:
+    out = tmp_path / "mlp.py"
+    result = invoke("rewrite", str(SOURCES / "mlp_layernorm.py"), "--to", "keras", "-o", str(out), "--verify",
+                    "--input-shape", "3x20", "--init-kwargs", '{"hidden": 16}')
+    assert result.exit_code == 0, result.output
+    assert "max_abs" in result.output and "verify passed" in result.output and out.exists()
+
+
+def test_verify_mismatch_exits_1_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "mlp.py"
+    result = invoke("rewrite", str(SOURCES / "mlp_layernorm.py"), "--to", "keras", "-o", str(out), "--verify",
+                    "--input-shape", "3x20", "--atol", "0", "--rtol", "0")
+    assert result.exit_code == 1 and not out.exists()
+    assert "verify FAILED" in result.output
+
+
+def test_rules_lists_every_rule() -> None:
+    from rules import discover_rules
+
+    result = invoke("rules")
+    assert result.exit_code == 0
+    for rule in discover_rules("keras"):
+        assert rule.id in result.stdout
+
+
+def test_transfer_checkpoint_into_keras(tmp_path: Path) -> None:
+    import torch
+
+    sys.path.insert(0, str(SOURCES))
+    try:
+        from gru_seq import GRUTagger
+    finally:
+        sys.path.remove(str(SOURCES))
+    model = GRUTagger()
+    ckpt = tmp_path / "gru.pt"
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    code = tmp_path / "gru_keras.py"
+    assert invoke("rewrite", str(SOURCES / "gru_seq.py"), "--to", "keras", "-o", str(code), "-q").exit_code == 0
+    out = tmp_path / "gru.keras"
+    result = invoke("transfer", str(ckpt), "--into", f"{code}:GRUTagger", "--source", str(SOURCES / "gru_seq.py"),
+                    "-o", str(out), "--input-shape", "2x5x8")
+    assert result.exit_code == 0, result.output
+    assert out.exists() and "verify passed" in result.output
+    again = invoke("transfer", str(ckpt), "--into", f"{code}:GRUTagger", "--source", str(SOURCES / "gru_seq.py"),
+                   "-o", str(out), "--input-shape", "2x5x8")
+    assert again.exit_code == 6
+
+
+def test_transfer_refuses_pickled_objects(tmp_path: Path) -> None:
+    import torch
+
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"weights": torch.zeros(1), "cfg": object.__new__(_Opaque)}, ckpt)
+    (tmp_path / "x.py").write_text("X = 1\n")
+    result = invoke("transfer", str(ckpt), "--into", f"{tmp_path / 'x.py'}:X", "--source", str(MNIST),
+                    "-o", str(tmp_path / "x.keras"), "--input-shape", "1x1x28x28")
+    assert result.exit_code == 8, result.output
+    assert "weights_only" in result.stderr
+
+
+class _Opaque:
+    pass
+
+
+@pytest.mark.parametrize("args", [["rewrite", str(MNIST), "--to", "keras"], ["rules"], ["--help"]])
+def test_no_heavy_imports_without_verify(args: list[str]) -> None:
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom converter.cli import main\n"
+        f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules)\nprint(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
