@@ -52,6 +52,7 @@ class ConvertOptions:
     route: str = "auto"  # "builder" (crossport's Keras 3 builder), "onnx2tf", or "auto" (builder, else onnx2tf)
     nchw: bool = False  # torch targets: channels-first inputs/outputs, the permutation folded into the model
     trust_code: bool = False  # Keras sources: load with safe_mode=False (Lambda layers run code)
+    emit_source: str | None = None  # torch targets: also write model.py + weights.pt to this directory
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ class RuleContext(Protocol):
     def statement_has_todo(self) -> bool:
         """Whether another rule already marked the statement being left."""
 
+    def statement_words(self, node: cst.CSTNode) -> frozenset[str]:
+        """Every identifier (names and attribute names) in ``node``; cached, for cheap pre-checks."""
+
     def keep_comments(self, comments: list[str]) -> None:
         """Re-attach comments a rewrite would drop as comment lines above the enclosing statement."""
 

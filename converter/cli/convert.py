@@ -40,6 +40,8 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--nchw", is_flag=True, help="PyTorch targets: take/return channels-first image tensors (permutes folded into the model).")
 @click.option("--trust-code", is_flag=True,
               help="Keras sources: load with safe_mode off (Lambda layers run code): only for files you trust.")
+@click.option("--emit-source", "emit_source", type=click.Path(file_okay=False), metavar="DIR",
+              help="PyTorch targets: also write model.py (a plain nn.Module) + weights.pt to DIR, verified.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
@@ -48,7 +50,7 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
             model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             atol: float, rtol: float, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
-            static_batch: bool, force: bool,
+            emit_source: str | None, static_batch: bool, force: bool,
             report_path: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
     SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
@@ -78,7 +80,7 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
-            nchw=nchw, trust_code=trust_code,
+            nchw=nchw, trust_code=trust_code, emit_source=emit_source,
         )
         start = time.perf_counter()
 

@@ -128,12 +128,12 @@ def verify_golden(candidate: Any, directory: str | Path, options: Any) -> Any:
     """Check ``candidate`` against golden files; tolerances default to the ones stored with them."""
     from converter.parity import layouts as L
     from converter.parity.loaders import LoadedModel, load_model
-    from converter.parity.verify import compare_models
+    from converter.parity.verify import compare_models, match_inputs_by_name
 
     g = load(directory)
     m = g.manifest
-    cand = load_model(candidate, options.load)
     names = tuple(t["name"] for t in m["inputs"])
+    cand = match_inputs_by_name(load_model(candidate, options.load), names)
     in_ref = tuple(Layout(t["reference_layout"]) for t in m["inputs"])
     flags = tuple(L.parse_layout_flag(f) for f in options.layouts)
     stored_cand = tuple((t["name"], t["reference_layout"], t["candidate_layout"]) for t in m["inputs"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from converter.errors import ModelFileError, ShapeError
 from converter.layout import Layout, channels_last_perm, invert, layout_for

@@ -10,7 +10,7 @@ import inspect
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from converter.errors import ModelFileError, UnsafeLoadError
 from converter.layout import Layout
@@ -43,6 +43,11 @@ class LoadedModel:
     output_names: tuple[str, ...]
     handle: Any = None  # nn.Module / ExportedProgram / keras.Model / onnx path, for per-layer probes
     notes: tuple[str, ...] = ()
+    feed_order: tuple[int, ...] = ()  # for each own input, its index among the reference's inputs (matched by name)
+
+    def own_order(self, feeds: Sequence[Any]) -> list[Any]:
+        """Feeds given in the reference's input order, in this model's own order."""
+        return [feeds[i] for i in self.feed_order] if self.feed_order else list(feeds)
 
     @property
     def has_signature(self) -> bool:

@@ -187,6 +187,7 @@ def keras_module(name: str, modules: set[str] | None) -> str | None:
 
 
 def _probes(model: LoadedModel, feeds: Sequence[np.ndarray], modules: set[str] | None) -> list[Probe]:
+    feeds = model.own_order(feeds)
     if model.kind == TORCH:
         return _torch_probes(model, feeds)
     if model.kind == ONNX:
@@ -194,14 +195,20 @@ def _probes(model: LoadedModel, feeds: Sequence[np.ndarray], modules: set[str] |
     return _keras_probes(model, feeds, modules)
 
 
+# ExportedProgram -> its unflattened module (the module hierarchy hooks need), for the last program probed.
+_UNFLATTENED: dict[int, tuple[Any, Any]] = {}
+
+
 def _torch_module(model: LoadedModel) -> Any:
     import torch
 
     handle = model.handle
     if isinstance(handle, torch.export.ExportedProgram):
-        if not hasattr(model, "_unflattened"):
-            object.__setattr__(model, "_unflattened", torch.export.unflatten(handle))
-        return getattr(model, "_unflattened")
+        cached = _UNFLATTENED.get(id(handle))
+        if cached is None or cached[0] is not handle:
+            _UNFLATTENED.clear()  # keep one: a test session may check many models
+            cached = _UNFLATTENED[id(handle)] = (handle, torch.export.unflatten(handle))
+        return cached[1]
     if isinstance(handle, torch.jit.ScriptModule):
         return None
     return handle if isinstance(handle, torch.nn.Module) else None

@@ -65,6 +65,7 @@ def verify(reference: Any, candidate: Any, options: VerifyOptions = VerifyOption
     out_rows = L.merge_rows(ref_manifest, manifest, ref.kind, cand.kind, "outputs")
     flags = tuple(L.parse_layout_flag(f) for f in options.layouts)
     names = ref.input_names or cand.input_names or tuple(r[0] for r in in_rows)
+    cand = match_inputs_by_name(cand, names)
     sets = _given_sets(inputs, options, names)
     specs: list[InputSpec] = []
     dynamic = False
@@ -72,7 +73,8 @@ def verify(reference: Any, candidate: Any, options: VerifyOptions = VerifyOption
         specs, dynamic = _specs(ref, cand, options, names, flags, in_rows)
         sets = make_input_sets(specs, seed=options.seed, dynamic_batch=dynamic, distributions=options.distributions)
         names = tuple(s.name for s in specs)
-    names = tuple(names) or tuple(f"input{k}" for k in range(len(sets[0].arrays)))
+    n_in = len(sets[0].arrays)
+    names = tuple(names)[:n_in] if len(names) >= n_in else tuple(f"input{k}" for k in range(n_in))
     ranks = [a.ndim for a in sets[0].arrays]
     in_ref, in_cand, in_why = L.resolve(names, ranks, ref.kind, cand.kind, flags, in_rows)
     _check_inputs(names, sets[0].arrays, cand, in_ref, in_cand, in_why)
@@ -91,6 +93,35 @@ def verify(reference: Any, candidate: Any, options: VerifyOptions = VerifyOption
 
 
 # ---- inputs --------------------------------------------------------------------------------------------------
+
+
+class _FeedOrder:
+    """A runner taking feeds in the reference's input order and passing them on in the model's own order."""
+
+    def __init__(self, runner: Any, order: Sequence[int]) -> None:
+        self.inner = runner
+        self.name = runner.name
+        self.order = list(order)
+        self.input_layouts: tuple[Layout, ...] = runner.input_layouts
+        self.output_layouts: tuple[Layout, ...] = runner.output_layouts
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.inner.run([feeds[i] for i in self.order])
+
+
+def match_inputs_by_name(cand: LoadedModel, names: Sequence[str]) -> LoadedModel:
+    """Inputs are matched by name where both sides name them (a SavedModel signature sorts them), else by order."""
+    own = tuple(cand.input_names)
+    if not own or len(own) != len(names) or set(own) != set(names) or own == tuple(names):
+        return cand
+    order = tuple(list(names).index(n) for n in own)  # own input j <- reference input order[j]
+    back = [own.index(n) for n in names]  # reference input k <- own input back[k]
+
+    def by_ref(values: Sequence[Any]) -> tuple:
+        return tuple(values[j] for j in back) if len(values) == len(own) else tuple(values)
+
+    return replace(cand, runner=_FeedOrder(cand.runner, order), input_names=tuple(names),
+                   input_shapes=by_ref(cand.input_shapes), input_dtypes=by_ref(cand.input_dtypes), feed_order=order)
 
 
 def _given_sets(inputs: Any, options: VerifyOptions, names: Sequence[str]) -> list[InputSet] | None:
@@ -318,11 +349,11 @@ def _output_names(ref: LoadedModel, cand: LoadedModel, manifest_outputs: Sequenc
     """Names for the outputs, and the candidate order that matches them by name (None: by position)."""
     r = tuple(ref.output_names) if len(ref.output_names) == n_ref else ()
     c = tuple(cand.output_names) if len(cand.output_names) == n_cand else ()
-    order = None
-    if r and c and set(r) == set(c) and r != c:
-        order = [c.index(n) for n in r]
     m = tuple(row[0] for row in manifest_outputs) if len(manifest_outputs) == n_ref else ()
     names = r or m or c or tuple(f"output{k}" for k in range(n_ref))
+    order = None
+    if c and set(names) == set(c) and names != c:
+        order = [c.index(n) for n in names]
     if len(set(names)) != len(names):
         names = tuple(f"output{k}" for k in range(n_ref))
     return names, order

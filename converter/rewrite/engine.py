@@ -52,6 +52,7 @@ class RuleRunner(VisitorBasedCodemodCommand):
         self._classes: list[ClassInfo | None] = []
         self._functions: list[str] = []
         self._statements: list[list[str]] = []
+        self._words: dict[int, tuple[cst.CSTNode, frozenset[str]]] = {}
 
     # -- the RuleContext protocol -------------------------------------------------------------------------
     def qualified_name(self, node: cst.CSTNode) -> str | None:
@@ -86,6 +87,17 @@ class RuleRunner(VisitorBasedCodemodCommand):
     def todo(self, rule_id: str, why: str) -> None:
         if self._statements:
             self._statements[-1].append(todo_marks.marker(rule_id, why))
+
+    def statement_words(self, node: cst.CSTNode) -> frozenset[str]:
+        """Every identifier in ``node`` (names and attribute names), computed once per node: statement-level rules
+        test membership first and only walk the statement when a word they care about is present."""
+        cached = self._words.get(id(node))
+        if cached is None or cached[0] is not node:
+            collector = _Words()
+            node.visit(collector)
+            cached = (node, frozenset(collector.words))
+            self._words = {id(node): cached}
+        return cached[1]
 
     def statement_has_todo(self) -> bool:
         return bool(self._statements) and any(m.startswith(todo_marks.MARKER) for m in self._statements[-1])
@@ -158,6 +170,14 @@ class RuleRunner(VisitorBasedCodemodCommand):
         elif isinstance(original_node, cst.FunctionDef):
             self._functions.pop()
         return updated
+
+
+class _Words(cst.CSTVisitor):
+    def __init__(self) -> None:
+        self.words: set[str] = set()
+
+    def visit_Name(self, node: cst.Name) -> None:
+        self.words.add(node.value)
 
 
 def _top_level_lines(tree: cst.Module):  # type: ignore[no-untyped-def]

@@ -3,6 +3,11 @@
 Gaps filled here (see shared/reference/upstream.md):
 - onnx2torch has no LSTM/GRU converters and no opset-18 Reduce* (axes as an input): registered through its public
   ``add_converter`` registry, backed by plain-torch modules in ``converter.to_torch.modules``.
+- onnx2torch is tested to opset 16 and looks converters up by the op's ``since_version``: ``torch.onnx.export``
+  now writes opset 18-20, where Shape/Reshape/Cast/... have new versions that only widen the allowed dtypes
+  (bfloat16, float8, int4). Those versions are registered as aliases of onnx2torch's own converter
+  (``_DTYPE_ONLY``); the few whose semantics grew (Pad axes/wrap, AveragePool dilations, Resize antialias,
+  ReduceMax/Min on bool) are aliased only when the node does not use the new feature.
 - Shape arithmetic (Shape/Gather/Concat feeding Reshape) makes its Reshape/Slice modules call ``.numpy()`` /
   branch on tensor values, so ``torch.export`` fails: we constant-fold with onnxsim first and then bake the
   remaining constant shape arguments into plain functions (``_bake_constant_shapes``).
@@ -19,7 +24,7 @@ from typing import Any, Sequence
 from converter.errors import UnsupportedError
 
 _REGISTERED = False
-DEFAULT_TENSOR_SIZE_THRESHOLD = "1GB"
+_KEEP_WEIGHTS = ("fuse_bn_into_conv", "eliminate_nop_with_unit", "eliminate_duplicate_initializer", "fuse_qkv")
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,9 @@ def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None,
              force_fixed: bool = False) -> tuple[Any, list[str]]:
     """Constant-fold shape arithmetic with onnxsim, keeping symbolic dims (dynamic batch) unless ``force_fixed``.
 
-    BatchNormalization is never folded into Conv (``skip_fuse_bn``): its scale/shift are trainable weights.
+    Optimizations that would merge or delete trainable weights are skipped (``_KEEP_WEIGHTS``): BatchNorm folded
+    into Conv, a zero bias Add removed as a no-op, equal initializers (fresh BN gammas, zero biases) merged into one
+    shared tensor, and Q/K/V MatMuls fused into one.
     """
     import onnxsim
 
@@ -44,11 +51,11 @@ def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None,
     try:
         if force_fixed and fixed_shapes:
             raise RuntimeError("fixed shapes requested")
-        simplified, _ = onnxsim.simplify(model, check_n=0, skip_fuse_bn=True)
+        simplified, _ = onnxsim.simplify(model, check_n=0, skipped_optimizers=list(_KEEP_WEIGHTS))
     except Exception as err:  # noqa: BLE001 - onnxsim raises plain RuntimeErrors from C++
         if not fixed_shapes:
             raise UnsupportedError(f"ONNX simplification failed: {str(err).splitlines()[0][:200]}") from err
-        simplified, _ = onnxsim.simplify(model, check_n=0, skip_fuse_bn=True,
+        simplified, _ = onnxsim.simplify(model, check_n=0, skipped_optimizers=list(_KEEP_WEIGHTS),
                                          overwrite_input_shapes={k: list(v) for k, v in fixed_shapes.items()})
         if not force_fixed:
             notes.append("onnxsim needed fixed input shapes; the batch size is static")
@@ -241,7 +248,81 @@ def register_converters() -> None:
 
     for op in REDUCE_OPS:
         register(op, 18, _convert_reduce_18)
+    for op in ("ReduceMax", "ReduceMin"):
+        register(op, 20, _convert_reduce_18)  # 20 only adds bool inputs, which torch.amax/amin accept
+    _alias_newer_versions(register)
     _REGISTERED = True
+
+
+# ops whose versions after onnx2torch's newest only add dtypes (bfloat16, float8, int4, ...), or add features we
+# check for in ``_GUARDS`` before reusing onnx2torch's converter
+_DTYPE_ONLY = (
+    "Identity", "Reshape", "Shape", "Size", "Cast", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Constant",
+    "ConstantOfShape", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual", "Where", "Cos", "Sin", "Tan",
+    "Elu", "Selu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Round", "Dropout", "MaxPool", "Conv",
+    "ConvTranspose", "GlobalAveragePool", "GlobalMaxPool", "InstanceNormalization", "IsInf", "IsNaN", "EyeLike",
+    "AveragePool", "Pad", "Resize", "Split", "LRN", "Gather", "Expand", "Tile", "Slice", "Concat",
+)
+_MAX_OPSET = 22
+
+
+def _pad_guard(node: Any, graph: Any) -> str:
+    if len(node.input_values) > 3 and node.input_values[3]:
+        return "Pad with an axes input"
+    mode = node.attributes.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    return "Pad mode 'wrap'" if mode == "wrap" else ""
+
+
+def _pool_guard(node: Any, graph: Any) -> str:
+    dilations = node.attributes.get("dilations")
+    return "AveragePool with dilations" if dilations and any(int(d) != 1 for d in dilations) else ""
+
+
+def _resize_guard(node: Any, graph: Any) -> str:
+    attrs = node.attributes
+    if int(attrs.get("antialias", 0)) or attrs.get("axes") is not None:
+        return "Resize with antialias or axes"
+    policy = attrs.get("keep_aspect_ratio_policy", "stretch")
+    return "Resize keep_aspect_ratio_policy" if (policy.decode() if isinstance(policy, bytes) else policy) != \
+        "stretch" else ""
+
+
+_GUARDS = {"Pad": _pad_guard, "AveragePool": _pool_guard, "Resize": _resize_guard}
+
+
+def _guarded(converter: Any, guard: Any) -> Any:
+    def convert(node: Any, graph: Any) -> Any:
+        problem = guard(node, graph)
+        if problem:
+            raise NotImplementedError(f"{problem} is not supported (operation_type='{node.operation_type}', "
+                                      f"version=0)")
+        return converter(node, graph)
+
+    return convert
+
+
+def _alias_newer_versions(register: Any) -> None:
+    """Register onnx2torch's newest converter of each ``_DTYPE_ONLY`` op for the op's later ONNX versions."""
+    from onnx import defs
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY
+
+    newest: dict[str, int] = {}
+    for d in _CONVERTER_REGISTRY:
+        if d.domain == "" and d.operation_type in _DTYPE_ONLY:
+            newest[d.operation_type] = max(newest.get(d.operation_type, 0), d.version)
+    for op, have in newest.items():
+        base = _CONVERTER_REGISTRY[next(d for d in _CONVERTER_REGISTRY if d.domain == ""
+                                        and d.operation_type == op and d.version == have)]
+        guard = _GUARDS.get(op)
+        versions = set()
+        for opset in range(have + 1, _MAX_OPSET + 1):
+            try:
+                versions.add(defs.get_schema(op, max_inclusive_version=opset, domain="").since_version)
+            except Exception:  # noqa: BLE001 - op unknown at that opset
+                continue
+        for version in sorted(v for v in versions if v > have):
+            register(op, version, _guarded(base, guard) if guard else base)
 
 
 def _initializer(graph: Any, node: Any, index: int, required: bool = True) -> Any:
@@ -289,7 +370,7 @@ def _convert_lstm(node: Any, graph: Any) -> Any:
     if peep is not None and bool((peep != 0).any()):
         raise NotImplementedError("LSTM peepholes are not supported")
     module = OnnxLSTM(_initializer(graph, node, 1), _initializer(graph, node, 2),
-                      _initializer(graph, node, 3, required=False), direction, layout)
+                      _initializer(graph, node, 3, required=False), direction, layout, len(node.output_values))
     # sequence_lens (input 4) is not used: verification shows whether every sequence was full length.
     return OperationConverterResult(torch_module=module, onnx_mapping=_mapping(node, (0, 5, 6)))
 
@@ -302,7 +383,7 @@ def _convert_gru(node: Any, graph: Any) -> Any:
     direction, layout = _check_rnn_attrs(node, ("Sigmoid", "Tanh"))
     module = OnnxGRU(_initializer(graph, node, 1), _initializer(graph, node, 2),
                      _initializer(graph, node, 3, required=False), direction, layout,
-                     int(node.attributes.get("linear_before_reset", 0)))
+                     int(node.attributes.get("linear_before_reset", 0)), len(node.output_values))
     return OperationConverterResult(torch_module=module, onnx_mapping=_mapping(node, (0, 5)))
 
 

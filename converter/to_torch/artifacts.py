@@ -36,6 +36,15 @@ def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: boo
     """``torch.export`` the module (dynamic batch when asked and possible) and save it."""
     import torch
 
+    ep, dynamic, notes = export_program(module, example, dynamic_batch)
+    torch.export.save(ep, str(path))
+    return SavedArtifact(path, dynamic, notes)
+
+
+def export_program(module: Any, example: Sequence[Any], dynamic_batch: bool) -> tuple[Any, bool, tuple[str, ...]]:
+    """``torch.export`` with a symbolic batch when asked, else (or when that fails) at the example's batch."""
+    import torch
+
     notes: list[str] = []
     module.eval()
     ep = None
@@ -50,8 +59,7 @@ def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: boo
             ep = torch.export.export(module, tuple(example))
         except Exception as err:  # noqa: BLE001
             raise UnsupportedError(f"torch.export failed on the converted model: {_line(err)}") from err
-    torch.export.save(ep, str(path))
-    return SavedArtifact(path, dynamic_batch and not notes, tuple(notes))
+    return ep, dynamic_batch and not notes, tuple(notes)
 
 
 def save_torchscript(module: Any, example: Sequence[Any], path: Path) -> SavedArtifact:

@@ -6,10 +6,15 @@ gate order (LSTM: i, o, f, c; GRU: z, r, h), which avoids any reordering and kee
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+
+def _select(outputs: tuple[torch.Tensor, ...], n: int) -> Any:
+    """onnx2torch indexes a module's result only when the ONNX node declares several outputs."""
+    return outputs[0] if n == 1 else outputs[:n]
 
 
 def _directions(direction: str) -> tuple[bool, ...]:
@@ -21,8 +26,10 @@ class OnnxLSTM(nn.Module):
     """ONNX LSTM (default activations, no peepholes). The two ONNX biases Wb + Rb are kept as one parameter,
     so the trainable count equals Keras' (which has a single LSTM bias)."""
 
-    def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int) -> None:
+    def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int,
+                 n_outputs: int = 3) -> None:
         super().__init__()
+        self.n_outputs = n_outputs  # the ONNX node may declare only Y (then the module returns a tensor)
         self.hidden_size = int(r.shape[-1])
         self.reverse = _directions(direction)
         self.layout = layout
@@ -32,8 +39,11 @@ class OnnxLSTM(nn.Module):
             torch.zeros(w.shape[0], 4 * self.hidden_size)
         self.bias = nn.Parameter(bias.clone())  # (dirs, 4H)
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None,
-                c0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, c0: torch.Tensor | None = None) -> Any:
+        return _select(self._run(x, h0, c0), self.n_outputs)
+
+    def _run(self, x: torch.Tensor, h0: torch.Tensor | None,
+             c0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.layout == 1:
             x = x.transpose(0, 1)  # -> (seq, batch, in)
             h0 = h0.transpose(0, 1) if h0 is not None else None
@@ -69,8 +79,9 @@ class OnnxGRU(nn.Module):
     formulation; both biases stay separate parameters (Keras keeps them separate too: bias shape (2, 3H))."""
 
     def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int,
-                 linear_before_reset: int) -> None:
+                 linear_before_reset: int, n_outputs: int = 2) -> None:
         super().__init__()
+        self.n_outputs = n_outputs
         self.hidden_size = int(r.shape[-1])
         self.reverse = _directions(direction)
         self.layout = layout
@@ -81,7 +92,10 @@ class OnnxGRU(nn.Module):
         self.bias_ih = nn.Parameter(b[:, : 3 * self.hidden_size].clone())
         self.bias_hh = nn.Parameter(b[:, 3 * self.hidden_size:].clone())
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> Any:
+        return _select(self._run(x, h0), self.n_outputs)
+
+    def _run(self, x: torch.Tensor, h0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if self.layout == 1:
             x = x.transpose(0, 1)
             h0 = h0.transpose(0, 1) if h0 is not None else None
@@ -170,7 +184,6 @@ def slice_static(x: torch.Tensor, starts: tuple[int, ...], ends: tuple[int, ...]
     """ONNX Slice with constant starts/ends/axes/steps (negative steps via flip)."""
     for start, end, axis, step in zip(starts, ends, axes, steps):
         axis = axis % x.dim()
-        size = x.shape[axis]
         if step < 0:
             x = torch.flip(x, dims=[axis])
             start, end, step = -start - 1, -end - 1, -step
@@ -180,7 +193,6 @@ def slice_static(x: torch.Tensor, starts: tuple[int, ...], ends: tuple[int, ...]
         index = [slice(None)] * x.dim()
         index[axis] = slice(start, end, step)
         x = x[tuple(index)]
-        del size
     return x
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from converter.errors import CrossportError, ShapeError
+from converter.errors import CrossportError, OutputError, ShapeError
 from converter.formats import Format
 from converter.layout import Layout
 from converter.parity.compare import Tolerance
@@ -43,7 +43,7 @@ class LoadedSource:
     exporter: str
     opset: int | None
     output_names: tuple[str, ...]
-    trainable_reference: tuple[np.ndarray, ...] | None  # Keras trainable weights, when known
+    trainable_reference: tuple[np.ndarray, ...] | None  # the source's trainable weights, when it says
     notes: tuple[str, ...]
 
 
@@ -109,7 +109,7 @@ def _load_keras_source(source: str, options: Any, tmp: Path, clock: Any) -> Load
     runner = _CallRunner(call, layouts, (), name="keras")
     probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
     runner.output_layouts = tuple(_image_layout(o.ndim) for o in probe)
-    reference = tuple(np.asarray(w.numpy() if hasattr(w, "numpy") else w) for w in model.trainable_weights)
+    reference = export.trainable
     return LoadedSource(runner, tuple(specs), layouts, dynamic and export.dynamic_batch, onnx_path, export.exporter,
                         export.opset, export.output_names, reference, export.notes)
 
@@ -126,14 +126,13 @@ def _load_saved_model_source(source: str, options: Any, tmp: Path, clock: Any) -
     runner = _CallRunner(call, layouts, (), name="tf-savedmodel")
     probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
     runner.output_layouts = tuple(_image_layout(o.ndim) for o in probe)
-    notes = ("a SavedModel does not say which variables are trainable; every float weight is trainable",)
+    notes = export.notes if export.trainable is not None else (
+        *export.notes, "the SavedModel does not list trainable variables; every float weight is trainable")
     return LoadedSource(runner, tuple(specs), layouts, dynamic and export.dynamic_batch, onnx_path, export.exporter,
-                        export.opset, export.output_names, None, notes)
+                        export.opset, export.output_names, export.trainable, notes)
 
 
 def _load_onnx_source(source: str, options: Any, tmp: Path, clock: Any) -> LoadedSource:
-    import shutil
-
     import onnx
 
     from converter.routes.tf_onnx import TfSignature
@@ -153,11 +152,13 @@ def _load_onnx_source(source: str, options: Any, tmp: Path, clock: Any) -> Loade
         dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
         given = named.get(gi.name) or (unnamed[k] if k < len(unnamed) else None)
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+        if given and dims and dims[0] is None and not options.static_batch:
+            given = (None, *given[1:])  # --input-shape fills the other dims; a symbolic batch stays symbolic
         sigs.append(TfSignature(gi.name, tuple(given) if given else dims, dtype))
     dynamic_src = any(s.shape and s.shape[0] is None for s in sigs)
     specs, dynamic = _specs_from_signature(sigs, options)
     onnx_path = tmp / "model.onnx"
-    shutil.copyfile(source, onnx_path)
+    onnx.save(model, str(onnx_path))  # one self-contained file: the source may keep weights in a .data file
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     layouts = tuple(Layout.NONE for _ in specs)  # an ONNX file's own order, whatever it is
     return LoadedSource(None, tuple(specs), layouts, dynamic and dynamic_src, onnx_path, "given", opset,
@@ -194,6 +195,10 @@ def convert_to_torch(source: str, fmt: Format, target: str, output: Path, option
     from converter.pipeline import ConversionResult, _Clock, _publish, _versions, _workdir
 
     target = "pt2" if target == "torch" else target
+    if options.emit_source:
+        emit_dir = Path(options.emit_source)
+        if emit_dir.exists() and (not emit_dir.is_dir() or any(emit_dir.iterdir())) and not options.force:
+            raise OutputError(f"{emit_dir}: already exists; pass --force to replace it")
     if options.route not in ("auto", "onnx"):
         raise CrossportError(f"--route {options.route!r}: PyTorch targets use the ONNX route (auto or onnx)")
     clock = _Clock(progress)
@@ -213,11 +218,9 @@ def convert_to_torch(source: str, fmt: Format, target: str, output: Path, option
 
 def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, clock: Any, tol: Tolerance,
             tmp: Path, src: LoadedSource, ConversionResult: Any, publish: Any, versions: Any) -> Any:
-    import onnx
     import torch
 
     from converter.parity.runners import OnnxRunner, TorchRunner
-    from converter.routes import onnx2torch_adapter
     from converter.to_torch import artifacts
     from converter.to_torch.modules import ChannelsFirst
     from converter.to_torch.trainable import assign_trainable
@@ -280,35 +283,40 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
                 hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol))
     else:
         notes.append("stopped after the first failed hop; no PyTorch file was written")
+    emitted = None
+    if options.emit_source and (target_runner is not None or not options.verify):
+        emitted = _emit(module, example, batch_dynamic, tmp, source, src, t_in, t_out, options, clock, notes)
+        if options.verify:
+            with clock.step("verify", "verifying the emitted model.py + weights.pt"):
+                from converter.to_torch.source import load_emitted
+
+                runner = TorchRunner(load_emitted(emitted), t_in, t_out, name="pytorch (emitted model.py)")
+                hops.append(run_hop(reference, runner, sets if dynamic_out else static_sets, src.layouts,
+                                    out_names, tol))
     verified = options.verify
     passed = verified and all(h.passed for h in hops) and target_runner is not None
     trainable = {"pytorch": summary.trainable}
     if src.trainable_reference is not None:
-        trainable["keras"] = int(sum(int(np.prod(w.shape)) for w in src.trainable_reference))
-        if trainable["keras"] != summary.trainable:
-            notes.append(f"trainable parameter counts differ: Keras {trainable['keras']:,}, "
+        trainable[fmt.value if fmt == Format.SAVED_MODEL else "keras"] = int(sum(int(np.prod(w.shape))
+                                                                               for w in src.trainable_reference))
+        source_count = next(v for k, v in trainable.items() if k != "pytorch")
+        if source_count != summary.trainable:
+            notes.append(f"trainable parameter counts differ: source {source_count:,}, "
                          f"PyTorch {summary.trainable:,} (an exporter folded or dropped weights)")
     written = (passed or not verified or options.force) and artifact_tmp.exists()
     if written:
         publish(artifact_tmp, output, options.force)
+        if emitted is not None:
+            _publish_dir(emitted, Path(options.emit_source))
+            notes.append(f"wrote {options.emit_source}/model.py and weights.pt (plain nn.Module + state_dict)")
     layout_note = ("layout: the PyTorch model keeps the source's NHWC for image tensors; pass --nchw for "
                    "channels-first" if any(in_nhwc) and not options.nchw else "")
     if layout_note:
         notes.append(layout_note)
-    in_infos = tuple(TensorInfo(s.name, (None, *s.shape[1:]) if dynamic_out else s.shape, s.dtype, l.value,
-                                tl.value) for s, l, tl in zip(src.specs, src.layouts, t_in))
-    first = next((h for h in hops if h.outputs), None)
-    out_infos = []
-    for k, name in enumerate(out_names):
-        shape: tuple = tuple(first.outputs[k].reference_shape) if first and k < len(first.outputs) else ()
-        if dynamic_out and shape:
-            shape = (None, *shape[1:])
-        lay = onnx_runner.output_layouts[k] if k < len(onnx_runner.output_layouts) else Layout.NONE
-        tl = t_out[k] if k < len(t_out) else lay
-        out_infos.append(TensorInfo(name, shape, "float32", lay.value, tl.value))
+    in_infos, out_infos = _tensor_infos(src, hops, out_names, onnx_runner.output_layouts, t_in, t_out, dynamic_out)
     report = ConversionReport(
         source=source, source_format=fmt.value, target=target, output=str(output) if written else None,
-        route=tuple(route), opset=src.opset, exporter=src.exporter, inputs=in_infos, outputs=tuple(out_infos),
+        route=tuple(route), opset=src.opset, exporter=src.exporter, inputs=in_infos, outputs=out_infos,
         dynamic_batch=dynamic_out, verified=verified, passed=passed,
         forced=options.force and verified and not passed, hops=tuple(hops),
         input_sets=tuple(s.describe() for s in sets) if verified else (), atol=options.atol, rtol=options.rtol,
@@ -320,3 +328,44 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     if options.report_path:
         report.write(Path(options.report_path))
     return ConversionResult(output if written else None, report)
+
+
+def _emit(module: Any, example: Sequence[Any], dynamic: bool, tmp: Path, source: str, src: LoadedSource,
+          t_in: tuple[Layout, ...], t_out: tuple[Layout, ...], options: Any, clock: Any, notes: list[str]) -> Path:
+    from converter.to_torch import artifacts
+    from converter.to_torch.source import emit_source
+
+    with clock.step("emit-source", "writing model.py + weights.pt"):
+        program, _, export_notes = artifacts.export_program(module, example, dynamic)
+        layouts = ", ".join(l.value for l in t_in)
+        out = emit_source(program, tmp / "emitted_source", source, [s.name for s in src.specs], list(src.output_names),
+                          layouts)
+    notes.extend(n for n in export_notes if n not in notes)
+    return out.directory
+
+
+def _publish_dir(tmp_dir: Path, target: Path) -> None:
+    """Move the emitted source directory into place (replacing it only under --force, checked earlier)."""
+    import shutil
+
+    if target.exists():
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(tmp_dir), str(target))
+
+
+def _tensor_infos(src: LoadedSource, hops: list[HopResult], out_names: list[str], out_layouts: tuple[Layout, ...],
+                  t_in: tuple[Layout, ...], t_out: tuple[Layout, ...],
+                  dynamic: bool) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """What the report says about each input/output: shape (None = dynamic batch), dtype, layout in -> out."""
+    ins = tuple(TensorInfo(s.name, (None, *s.shape[1:]) if dynamic else s.shape, s.dtype, l.value, tl.value)
+                for s, l, tl in zip(src.specs, src.layouts, t_in))
+    first = next((h for h in hops if h.outputs), None)
+    outs = []
+    for k, name in enumerate(out_names):
+        shape: tuple = tuple(first.outputs[k].reference_shape) if first and k < len(first.outputs) else ()
+        if dynamic and shape:
+            shape = (None, *shape[1:])
+        lay = out_layouts[k] if k < len(out_layouts) else Layout.NONE
+        outs.append(TensorInfo(name, shape, "float32", lay.value, (t_out[k] if k < len(t_out) else lay).value))
+    return ins, tuple(outs)

@@ -31,15 +31,17 @@ class ForwardCallRule(Rule):
             and original_node.value.value == "self"
             and original_node.attr.value == "training"
         ):
+            self._uses_training = True
             return cst.Name("training")
         return updated_node
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef) -> cst.FunctionDef:
         if original_node.name.value != "forward" or self.ctx.current_class() is None:
             return updated_node
+        uses_training, self._uses_training = self._uses_training, False
         params = updated_node.params
         names = {p.name.value for p in (*params.params, *params.kwonly_params)}
-        if "training" not in names and _references(updated_node.body, "training"):
+        if "training" not in names and uses_training:
             new = cst.Param(name=cst.Name("training"), default=cst.Name("None"),
                             equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""),
                                                   whitespace_after=cst.SimpleWhitespace("")))
@@ -51,27 +53,3 @@ class ForwardCallRule(Rule):
             else:
                 params = params.with_changes(kwonly_params=[*params.kwonly_params, new])
         return updated_node.with_changes(name=cst.Name("call"), params=params)
-
-
-class _Finder(cst.CSTVisitor):
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.found = False
-
-    def visit_Name(self, node: cst.Name) -> None:
-        if node.value == self.name:
-            self.found = True
-
-    def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
-        return False
-
-    def visit_Arg(self, node: cst.Arg) -> bool:
-        node.value.visit(self)
-        return False
-
-
-def _references(node: cst.CSTNode, name: str) -> bool:
-    finder = _Finder(name)
-    node.visit(finder)
-    return finder.found

@@ -42,6 +42,8 @@ class LeftoverTorchRule(Rule):
             return updated_node
         if any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in updated_node.body):
             return updated_node
+        if not self.ctx.statement_words(updated_node) & self.ctx.analysis.torch_aliases:
+            return updated_node
         refs = _Refs(self.ctx.analysis.torch_aliases)
         for small in updated_node.body:
             small.visit(refs)

@@ -137,6 +137,8 @@ class RecurrentRule(CallRule):
         info = self.ctx.current_class()
         if info is None or not info.state_names or not self.ctx.in_tensor_code():
             return updated_node
+        if not info.state_names & self.ctx.statement_words(updated_node):
+            return updated_node
         finder = _BareState(info.state_names, self._state_reads)
         for small in updated_node.body:
             if isinstance(small, cst.Assign):

@@ -152,7 +152,8 @@ class TensorOps:
     def _max_min(self, node: cst.Call, op: str) -> cst.BaseExpression | None:
         if len(node.args) == 1 and node.args[0].keyword is None:
             return call(f"keras.ops.{op}", arg(node.args[0].value))
-        self.rule.todo(f"torch.{op} with dim returns (values, indices); use keras.ops.{op} and keras.ops.arg{op}")
+        # With dim it returns (values, indices): the rule max-min-dim rewrites `[0]`, `.values`, unpacking, ...;
+        # anything else is marked by leftover-torch / max-min-dim.
         return None
 
     def op_max(self, node: cst.Call) -> cst.BaseExpression | None:

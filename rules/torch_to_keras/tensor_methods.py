@@ -114,7 +114,7 @@ class TensorMethodRule(CallRule):
     def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
                                   updated_node: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
         """A bare ``x.shape`` (e.g. ``b, c, h, w = x.shape``) is NHWC in a channels_last image model: mark it."""
-        if self.ctx.in_tensor_code() and self.ctx.remaps_dims():
+        if self.ctx.in_tensor_code() and self.ctx.remaps_dims() and "shape" in self.ctx.statement_words(updated_node):
             finder = _BareShape()
             updated_node.visit(finder)
             if finder.found:

@@ -31,6 +31,7 @@ def artifacts(saved_sources: dict[str, Path], tmp_path_factory: pytest.TempPathF
     out["tflite"] = _convert(pt2, d / "small_cnn.tflite")
     out["two.pt2"] = saved_sources["two_in_two_out.pt2"]
     out["two.keras"] = _convert(saved_sources["two_in_two_out.pt2"], d / "two.keras")
+    out["two.saved_model"] = _convert(saved_sources["two_in_two_out.pt2"], d / "two_savedmodel", to="saved_model")
     out["broken"] = broken_keras(out["keras"], d / "broken.keras", "bn2")
     return out
 

@@ -23,7 +23,6 @@ def readme_example() -> str:
 
 FAILING = '''
 import pytest
-from converter.frameworks import keras
 
 
 @pytest.mark.parity(atol=2e-4, rtol=1e-4, reason="deliberately broken copy")

@@ -142,3 +142,52 @@ def test_json_report_schema(artifacts: dict[str, Path], tmp_path: Path) -> None:
     assert {"max_abs_error", "max_rel_error", "mismatches", "cosine_similarity", "worst_index",
             "atol_needed"} <= set(o)
     assert data["route"][0] == "pt2" and "verify" in data["command"]
+
+
+def test_h5_against_keras_and_json_output(tmp_path: Path) -> None:
+    from converter.frameworks import keras
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = k.Sequential([k.Input((6,), name="x"), k.layers.Dense(5, activation="tanh"), k.layers.Dense(3)])
+    model.save(str(tmp_path / "m.h5"))
+    model.save(str(tmp_path / "m.keras"))
+    code, out = cli(str(tmp_path / "m.h5"), str(tmp_path / "m.keras"), "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["reference"]["format"] == "h5" and data["candidate"]["format"] == "keras"
+    assert data["input_sets"][0]["shapes"] == [[2, 6]]  # dynamic batch filled in from the signature
+
+
+def test_torchscript_reference_takes_shapes_from_the_candidate(artifacts: dict[str, Path]) -> None:
+    report = verify(str(artifacts["torchscript"]), str(artifacts["keras"]))  # candidate NHWC -> reference NCHW
+    assert report.passed and report.inputs[0].shape == (2, 3, 16, 16)
+
+
+def test_unwritable_report_exits_6(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    code, out = cli(str(artifacts["pt2"]), str(artifacts["onnx"]), "--report", str(tmp_path / "no" / "r.json"))
+    assert code == 6 and "cannot write the report" in out
+
+
+def test_outputs_matched_by_name() -> None:
+    from types import SimpleNamespace
+
+    from converter.parity.verify import _output_names
+
+    ref = SimpleNamespace(output_names=("logits", "emb"))
+    cand = SimpleNamespace(output_names=("emb", "logits"))
+    assert _output_names(ref, cand, (), 2, 2) == (("logits", "emb"), [1, 0])
+    unnamed = SimpleNamespace(output_names=())
+    assert _output_names(unnamed, cand, (), 2, 2) == (("emb", "logits"), None)
+    assert _output_names(unnamed, unnamed, (), 2, 2) == (("output0", "output1"), None)
+
+
+def test_inputs_matched_by_name_when_the_signature_sorts_them(artifacts: dict[str, Path], tmp_path: Path) -> None:
+    """A SavedModel signature lists inputs alphabetically (features, image); PyTorch's order is (image, features)."""
+    for ref, cand in (("two.pt2", "two.saved_model"), ("two.saved_model", "two.pt2"), ("two.keras", "two.saved_model")):
+        report = verify(str(artifacts[ref]), str(artifacts[cand]), VerifyOptions(distributions=("normal",)))
+        assert report.passed, report.format_text()
+    golden = tmp_path / "golden"
+    assert cli(str(artifacts["two.pt2"]), str(artifacts["two.keras"]), "--save-golden", str(golden), "-q")[0] == 0
+    code, out = cli(str(artifacts["two.saved_model"]), "--golden", str(golden))
+    assert code == 0, out

@@ -155,6 +155,12 @@ def test_transfer_checkpoint_into_keras(tmp_path: Path) -> None:
     again = invoke("transfer", str(ckpt), "--into", f"{code}:GRUTagger", "--source", str(SOURCES / "gru_seq.py"),
                    "-o", str(out), "--input-shape", "2x5x8")
     assert again.exit_code == 6
+    bare = tmp_path / "gru_unverified.keras"
+    refused = invoke("transfer", str(ckpt), "--into", f"{code}:GRUTagger", "-o", str(bare), "--input-shape", "2x5x8")
+    assert refused.exit_code == 10 and "--unverified" in refused.stderr and not bare.exists()
+    written = invoke("transfer", str(ckpt), "--into", f"{code}:GRUTagger", "-o", str(bare), "--input-shape", "2x5x8",
+                     "--unverified")
+    assert written.exit_code == 0 and "UNVERIFIED" in written.stdout and bare.exists()
 
 
 def test_transfer_refuses_pickled_objects(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ CASES = [
     ("nn.Conv2d(3, 4, 1)", "2x3x5x6", "return F.pad(self.layer(x), (1, 2, 0, 3)) + F.pad(x, [1, 1, 2, 1], mode='reflect').mean()"),
     ("nn.GRU(4, 6, batch_first=True)", "2x5x4", "return self.layer(x)[0]"),
     ("nn.Embedding(11, 4)", "2x6", "return self.layer(x).sum(dim=1)"),
+    ("nn.Conv2d(3, 4, 1)", "2x3x5x5", "return torch.max(self.layer(x), 1, keepdim=True)[0] * x.min(dim=1, keepdim=True).values"),
+    ("nn.Linear(6, 4)", "2x3x6", "v, _ = torch.max(self.layer(x), dim=1)\n        return v + x.amax(dim=(1, 2)).unsqueeze(1)"),
     ("nn.LSTM(4, 6, batch_first=True)", "2x5x4", "out, _ = self.layer(x)\n        return out"),
     ("nn.LSTM(4, 6, batch_first=True)", "2x5x4", "_, (h, c) = self.layer(x)\n        return h[-1] * c.squeeze(0)"),
     ("nn.GRU(4, 6, batch_first=True)", "2x5x4", "out, h = self.layer(x)\n        return out.mean(dim=1) + h[0]"),

@@ -76,3 +76,50 @@ def test_unbuilt_keras_model_is_a_shape_error() -> None:
     _, t, k = _models()
     with pytest.raises(ShapeError):
         transfer_weights(t, k)
+
+
+KERAS_SIDE = {
+    "mnist_cnn": ("Net", (2, 1, 28, 28)), "lenet_sequential": ("LeNet", (2, 1, 28, 28)),
+    "vgg_blocks": ("VGG", (2, 3, 32, 32)), "resnet_block": ("TinyResNet", (2, 3, 16, 16)),
+    "transformer_encoder": ("TinyTransformer", (2, 6, 32)), "embedding_lstm": ("LSTMClassifier", (2, 12)),
+    "gru_seq": ("GRUTagger", (2, 5, 8)), "modulelist_param": ("GatedResidualMLP", (4, 16)),
+    "unet": ("TinyUNet", (1, 1, 16, 16)), "mlp_layernorm": ("MLP", (4, 20)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_SIDE))
+def test_state_dict_into_keras_without_the_torch_class(name: str) -> None:
+    """The Keras-driven mapping (transfer without --source) gives the same numbers as the torch model."""
+    from pathlib import Path
+
+    import torch
+
+    from converter.parity.compare import Tolerance, compare_arrays
+    from converter.rewrite import RewriteOptions, rewrite_source
+    from converter.rewrite.loading import build, import_code, import_file
+    from converter.weights.from_state_dict import keras_flatten_inputs, load_state_dict_into_keras
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "sources" / f"{name}.py"
+    class_name, shape = KERAS_SIDE[name]
+    result = rewrite_source(path.read_text(), RewriteOptions(layout="channels_last"))
+    torch.manual_seed(0)
+    original = build(import_file(path), class_name, {}, name)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 50, size=shape) if name == "embedding_lstm" else rng.standard_normal(shape).astype(np.float32)
+    original.train()
+    with torch.no_grad():
+        original(torch.from_numpy(x))  # materialise Lazy modules and move BatchNorm statistics off their init
+    original.eval()
+    with torch.no_grad():
+        expected = original(torch.from_numpy(x)).numpy()
+    image = class_name in result.spatial_classes
+    kx = np.moveaxis(x, 1, -1) if image and x.ndim >= 3 else x
+    model = build(import_code(result.code, name), class_name, {}, name)
+    model(kx, training=False)
+    flat = keras_flatten_inputs(model, [kx])
+    load_state_dict_into_keras(original.state_dict(), model, "channels_last", flat)
+    got = np.asarray(model(kx, training=False))
+    if image and got.ndim == x.ndim:
+        got = np.moveaxis(got, -1, 1)
+    report = compare_arrays(name, got, expected, Tolerance())
+    assert report.passed, report

@@ -12,7 +12,17 @@ path, kind, data_path, expected = sys.argv[1], sys.argv[2], sys.argv[3], int(sys
 data = np.load(data_path)
 inputs = [torch.from_numpy(data[f"in{i}"]) for i in range(int(data["n_in"]))]
 wanted = [data[f"out{i}"] for i in range(int(data["n_out"]))]
-module = torch.export.load(path).module() if kind == "pt2" else torch.jit.load(path)
+if kind == "pt2":
+    module = torch.export.load(path).module()
+elif kind == "torchscript":
+    module = torch.jit.load(path)
+else:  # an emitted source directory: model.py + weights.pt
+    sys.path.insert(0, path)
+    from model import Model  # noqa: E402
+
+    module = Model()
+    module.load_state_dict(torch.load(f"{path}/weights.pt", weights_only=True))
+    module.eval()
 with torch.no_grad():
     out = module(*inputs)
 outs = out if isinstance(out, (tuple, list)) else (out,)

@@ -28,6 +28,30 @@ def test_fixture_to_pt2(name: str, keras_files: dict[str, Path], tmp_path: Path)
     plain_torch_check(out, "pt2", feeds, outs, trainable, tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["h5", "saved_model"])
+def test_h5_and_saved_model_sources(kind: str, tmp_path: Path) -> None:
+    from converter.pipeline import ConvertOptions, convert
+    from fixtures import keras_models
+
+    model = keras_models.build("cnn")
+    src = tmp_path / ("cnn.h5" if kind == "h5" else "cnn_saved_model")
+    if kind == "h5":
+        model.save(str(src))
+    else:
+        model.export(str(src), format="tf_saved_model", verbose=False)
+    out = tmp_path / "cnn.pt2"
+    result = convert(str(src), ConvertOptions(output=str(out)))
+    report = result.report
+    assert report.passed, report.format_text()
+    assert report.source_format == kind and report.dynamic_batch
+    source_count = report.trainable_params["keras" if kind == "h5" else "saved_model"]
+    assert report.trainable_params["pytorch"] == source_count == 3058
+    import numpy as np
+
+    feeds = [np.random.default_rng(1).standard_normal((3, 16, 16, 3)).astype(np.float32)]
+    plain_torch_check(out, "pt2", feeds, [np.asarray(model(feeds[0], training=False))], source_count, tmp_path)
+
+
 def test_cnn_keeps_dynamic_batch_and_nhwc(keras_files: dict[str, Path], tmp_path: Path) -> None:
     from converter.pipeline import ConvertOptions, convert
 
@@ -61,6 +85,23 @@ def test_mlp_to_torchscript(keras_files: dict[str, Path], tmp_path: Path) -> Non
     assert result.report.passed, result.report.format_text()
     feeds, outs, trainable = keras_reference(keras_files["mlp"], 2)
     plain_torch_check(out, "torchscript", feeds, outs, trainable, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cnn", "lstm_text", "transformer_block"])
+def test_emit_source(name: str, keras_files: dict[str, Path], tmp_path: Path) -> None:
+    from converter.pipeline import ConvertOptions, convert
+
+    src_dir = tmp_path / f"{name}_src"
+    result = convert(str(keras_files[name]), ConvertOptions(output=str(tmp_path / f"{name}.pt2"),
+                                                           emit_source=str(src_dir)))
+    assert result.report.passed, result.report.format_text()
+    assert result.report.hops[-1].candidate == "pytorch (emitted model.py)"
+    assert (src_dir / "model.py").is_file() and (src_dir / "weights.pt").is_file()
+    text = (src_dir / "model.py").read_text()
+    code = text.split('"""', 2)[2]
+    assert "class Model(nn.Module)" in code and "converter" not in code and "onnx2torch" not in code
+    feeds, outs, trainable = keras_reference(keras_files[name], 3)
+    plain_torch_check(src_dir, "source", feeds, outs, trainable, tmp_path)
 
 
 def test_lambda_layer_needs_trust_flag(tmp_path: Path) -> None:
@@ -101,3 +142,25 @@ def test_cli_keras_to_torch(keras_files: dict[str, Path], tmp_path: Path) -> Non
                                     "-q"])
     assert res.exit_code == 0, res.output
     assert out.is_file()
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_to_pt2(tmp_path: Path) -> None:
+    """keras.applications.MobileNetV2(weights=None) with seeded BN statistics and biases -> .pt2, loaded by
+    plain torch in a fresh process, trained one step."""
+    from converter.frameworks import keras
+    from converter.pipeline import ConvertOptions, convert
+    from fixtures.keras_models import randomize_statistics
+
+    k = keras()
+    k.utils.set_random_seed(0)
+    model = randomize_statistics(k.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3)), 0)
+    src = tmp_path / "mobilenet_v2.keras"
+    model.save(str(src))
+    out = tmp_path / "mobilenet_v2.pt2"
+    result = convert(str(src), ConvertOptions(output=str(out)))
+    assert result.report.passed, result.report.format_text()
+    assert result.report.dynamic_batch
+    assert result.report.trainable_params["pytorch"] == result.report.trainable_params["keras"]
+    feeds, outs, trainable = keras_reference(src, 2)
+    plain_torch_check(out, "pt2", feeds, outs, trainable, tmp_path)
