@@ -45,6 +45,9 @@ class ConversionReport:
 
     @property
     def failed_hop(self) -> HopResult | None:
+        """The first failed hop of a failed run (intermediate hops localize where it went wrong)."""
+        if self.passed:
+            return None
         return next((h for h in self.hops if not h.passed), None)
 
     def to_dict(self) -> dict[str, Any]:

@@ -74,7 +74,6 @@ def _sample(inp: GraphInput, batch: int, rng: np.random.Generator) -> np.ndarray
 def probe(model, inputs: list[GraphInput]) -> tuple[dict[str, StaticShape], dict[str, np.ndarray]]:
     """Run every intermediate value at batch 2 and 3; return shapes and the values at batch 2."""
     import onnx
-    import onnxruntime as ort
 
     probe_model = onnx.ModelProto()
     probe_model.CopyFrom(model)
@@ -96,27 +95,15 @@ def probe(model, inputs: list[GraphInput]) -> tuple[dict[str, StaticShape], dict
                 else:
                     probe_model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
                 existing.add(name)
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
+    surrogates: set[str] = set()
     try:
-        sess = ort.InferenceSession(probe_model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as err:  # noqa: BLE001
-        msg = str(err).splitlines()[0]
-        if "domain" in msg.lower() or "not a registered function" in msg.lower() or "NOT_IMPLEMENTED" in msg:
-            raise UnsupportedError(f"onnxruntime cannot run this graph: {msg}") from err
-        raise ModelFileError(f"onnxruntime cannot load the ONNX graph: {msg}") from err
-    names = [o.name for o in sess.get_outputs()]
-    rng = np.random.default_rng(0)
-    dynamic = any(i.batch_dynamic for i in inputs)
-    runs = []
-    for batch in ((2, 3) if dynamic else (inputs[0].shape[0] if inputs and inputs[0].shape else 1,)):
-        feeds = {i.name: _sample(i, batch, rng) for i in inputs}
-        try:
-            runs.append(dict(zip(names, sess.run(names, feeds))))
-        except Exception as err:  # noqa: BLE001
-            raise ShapeError(f"the ONNX graph does not run on inputs {[(i.name, i.shape) for i in inputs]}: "
-                             f"{str(err).splitlines()[0]}") from err
+        names, runs = _run(probe_model, inputs)
+    except _LayerNormRefused:
+        # onnxruntime refuses LayerNormalization over a size-1 axis ("Size of X.shape[axis:] must be larger than
+        # 1") although the graph is valid (torch and Keras return the bias). The probe only needs those nodes'
+        # shapes, which Identity preserves; their values are then wrong, so they are never constant-folded.
+        probe_model, surrogates = _layernorm_as_identity(probe_model)
+        names, runs = _run(probe_model, inputs)
     shapes: dict[str, StaticShape] = {}
     for name in names:
         a = np.asarray(runs[0][name])
@@ -132,4 +119,55 @@ def probe(model, inputs: list[GraphInput]) -> tuple[dict[str, StaticShape], dict
         shape = (2, *i.shape[1:]) if i.batch_dynamic else i.shape
         dims = ((None, *i.shape[1:]) if i.batch_dynamic else i.shape)
         shapes[i.name] = StaticShape(tuple(dims), tuple(shape))
-    return shapes, runs[0]
+    return shapes, {k: v for k, v in runs[0].items() if k not in surrogates}
+
+
+class _LayerNormRefused(Exception):
+    pass
+
+
+def _run(model, inputs: list[GraphInput]) -> tuple[list[str], list[dict[str, np.ndarray]]]:
+    """All outputs of ``model`` at batch 2 and 3 (or at the fixed batch)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001
+        msg = str(err).splitlines()[0]
+        if "domain" in msg.lower() or "not a registered function" in msg.lower() or "NOT_IMPLEMENTED" in msg:
+            raise UnsupportedError(f"onnxruntime cannot run this graph: {msg}") from err
+        raise ModelFileError(f"onnxruntime cannot load the ONNX graph: {msg}") from err
+    names = [o.name for o in sess.get_outputs()]
+    rng = np.random.default_rng(0)
+    dynamic = any(i.batch_dynamic for i in inputs)
+    runs = []
+    for batch in ((2, 3) if dynamic else (inputs[0].shape[0] if inputs and inputs[0].shape else 1,)):
+        feeds = {i.name: _sample(i, batch, rng) for i in inputs}
+        try:
+            runs.append(dict(zip(names, sess.run(names, feeds))))
+        except Exception as err:  # noqa: BLE001
+            msg = str(err).splitlines()[0]
+            if "LayerNormalization" in msg and "must be larger than 1" in msg:
+                raise _LayerNormRefused(msg) from err
+            raise ShapeError(f"the ONNX graph does not run on inputs {[(i.name, i.shape) for i in inputs]}: "
+                             f"{msg}") from err
+    return names, runs
+
+
+def _layernorm_as_identity(model):
+    """A copy where every LayerNormalization whose statistics outputs are unused becomes Identity(X)."""
+    import onnx
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    replaced: set[str] = set()
+    for node in out.graph.node:
+        if node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx") and not any(node.output[1:]):
+            x, y = node.input[0], node.output[0]
+            node.Clear()
+            node.CopyFrom(onnx.helper.make_node("Identity", [x], [y], name=f"probe_identity_{y}"))
+            replaced.add(y)
+    return out, replaced

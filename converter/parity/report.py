@@ -24,14 +24,23 @@ class HopResult:
     per_set: tuple[tuple[str, bool, float], ...]  # (input set label, passed, max abs error)
     compared_layout: tuple[str, ...]
     error: str = ""
+    # "end-to-end" hops (source -> delivered artifact) decide the verdict; "intermediate" hops (source -> ONNX,
+    # ONNX -> target) localize a failure. An intermediate runtime may be the one that is off (onnxruntime's
+    # LayerNormalization on ill-conditioned inputs, a kernel it refuses), which must not fail a faithful result.
+    role: str = "end-to-end"
 
     @property
     def name(self) -> str:
         return f"{self.reference} -> {self.candidate}"
 
+    @property
+    def decisive(self) -> bool:
+        return self.role == "end-to-end"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "hop": self.name, "reference": self.reference, "candidate": self.candidate, "passed": self.passed,
+            "role": self.role,
             "compared_layout": list(self.compared_layout), "error": self.error,
             "outputs": [o.to_dict() for o in self.outputs],
             "input_sets": [{"label": l, "passed": p, "max_abs_error": e} for l, p, e in self.per_set],
@@ -101,6 +110,18 @@ def _merge(primary: OutputComparison, other: OutputComparison | None) -> OutputC
     )
 
 
+def verdict(hops: Sequence[HopResult]) -> bool:
+    """Passed when there is at least one end-to-end hop and every end-to-end hop passed."""
+    decisive = [h for h in hops if h.decisive]
+    return bool(decisive) and all(h.passed for h in decisive)
+
+
+def as_intermediate(hop: HopResult) -> HopResult:
+    from dataclasses import replace
+
+    return replace(hop, role="intermediate")
+
+
 def _failed(reference: Any, candidate: Any, message: str, compared: tuple[str, ...]) -> HopResult:
     return HopResult(reference.name, candidate.name, False, (), (), compared, error=message)
 
@@ -112,8 +133,8 @@ def _line(err: BaseException) -> str:
 
 def format_hop(hop: HopResult) -> list[str]:
     """Human-readable lines for one hop."""
-    mark = "PASS" if hop.passed else "FAIL"
-    lines = [f"  [{mark}] {hop.name}"]
+    mark = "PASS" if hop.passed else ("FAIL" if hop.decisive else "WARN")
+    lines = [f"  [{mark}] {hop.name}" + ("" if hop.decisive else " (intermediate)")]
     if hop.error:
         lines.append(f"         error: {hop.error}")
     for o in hop.outputs:
