@@ -53,6 +53,7 @@ class ConvertOptions:
     nchw: bool = False  # torch targets: channels-first inputs/outputs, the permutation folded into the model
     trust_code: bool = False  # Keras sources: load with safe_mode=False (Lambda layers run code)
     emit_source: str | None = None  # torch targets: also write model.py + weights.pt to this directory
+    manifest: bool = True  # write the report beside the output as <output>.crossport.json (verify reads layouts)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
         out = Path.cwd() / f"{stem}{_TARGET_DEFAULT_SUFFIX[target]}"
     if out.exists() and not options.force:
         raise OutputError(f"{out}: already exists; pass --force to replace it")
+    if options.manifest:
+        _check_manifest_slot(manifest_path(out), options.force)
     if out.exists() and out.is_dir() and target != "saved_model":
         raise OutputError(f"{out}: is a directory; a {target} output is a file")
     parent = out.parent if str(out.parent) else Path(".")
@@ -99,6 +102,35 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
     if not os.access(parent, os.W_OK):
         raise OutputError(f"{parent}: output directory is not writable")
     return out
+
+
+def manifest_path(output: Path) -> Path:
+    """``<output>.crossport.json``: where ``crossport verify`` looks for a candidate's layouts and route."""
+    return Path(f"{str(output).rstrip('/')}.crossport.json")
+
+
+def _check_manifest_slot(path: Path, force: bool) -> None:
+    """Refuse to clobber a file at the manifest path unless it is a crossport report (or --force)."""
+    if not path.exists() or force:
+        return
+    import json
+
+    try:
+        ours = json.loads(path.read_text()).get("kind", "").startswith("crossport.")
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise OutputError(f"{path}: exists and is not a crossport report; move it, pass --no-manifest, or --force")
+
+
+def _write_manifest(result: "ConversionResult") -> None:
+    """Written after the model was published, through a temp file, so a manifest never describes a missing model."""
+    if result.artifact is None:
+        return
+    path = manifest_path(result.artifact)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(result.report.to_json() + "\n")
+    os.replace(tmp, path)
 
 
 @contextmanager
@@ -184,6 +216,13 @@ def convert(source: str, options: ConvertOptions | None = None, progress: Progre
     options = replace(options or ConvertOptions(), **overrides)
     if isinstance(options.input_shapes, dict):
         options = replace(options, input_shapes=tuple(options.input_shapes.items()))
+    result = _convert(source, options, progress)
+    if options.manifest:
+        _write_manifest(result)
+    return result
+
+
+def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) -> ConversionResult:
     target = resolve_target(options)
     fmt = sniff(source)
     output = resolve_output(source, target, options)

@@ -112,7 +112,7 @@ def _cases(saved: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int,
         ("no input shape", ["convert", "fixtures.models:small_cnn", "-o", str(tmp / "a.keras")], 7, "--input-shape"),
         ("bad target suffix", ["convert", str(saved["pt2"]), "-o", str(tmp / "a.bin")], 10, "pass --to"),
         ("bad kwargs json", ["convert", "fixtures.models:small_cnn", "-o", str(tmp / "a.keras"), *CNN,
-                             "--model-kwargs", "{nope"], 10, "not valid JSON"),
+                             "--model-kwargs", "{nope"], 9, "not valid JSON"),
     ]
 
 

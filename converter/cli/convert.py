@@ -1,7 +1,6 @@
 """``crossport convert``: parse flags into ``ConvertOptions`` and call ``converter.pipeline.convert``."""
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import time
@@ -45,13 +44,15 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
+@click.option("--no-manifest", is_flag=True,
+              help="Do not write <output>.crossport.json (the report `crossport verify` reads layouts from).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
 def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
             model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             atol: float, rtol: float, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
             emit_source: str | None, static_batch: bool, force: bool,
-            report_path: str | None, as_json: bool, verbose: bool, quiet: bool) -> None:
+            report_path: str | None, no_manifest: bool, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
     SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
 
@@ -63,24 +64,19 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
 
     def body() -> int:
         from converter import frameworks
-        from converter.errors import CrossportError
+        from converter.jsonargs import parse_json_object
         from converter.pipeline import ConvertOptions, convert
         from converter.shapes_cli import parse_input_shape
 
         frameworks.set_verbose(verbose)
         signal.signal(signal.SIGTERM, _raise_interrupt)
-        try:
-            kwargs = json.loads(model_kwargs)
-        except json.JSONDecodeError as err:
-            raise CrossportError(f"--model-kwargs is not valid JSON: {err}") from err
-        if not isinstance(kwargs, dict):
-            raise CrossportError("--model-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
+        kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
             to=to, output=output, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
             input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
-            nchw=nchw, trust_code=trust_code, emit_source=emit_source,
+            nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
         )
         start = time.perf_counter()
 

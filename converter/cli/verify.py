@@ -1,7 +1,6 @@
 """``crossport verify``: parse flags into ``VerifyOptions`` and call ``converter.parity.verify.verify``."""
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 
@@ -62,18 +61,13 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
 
     def body() -> int:
         from converter import frameworks
-        from converter.errors import CrossportError
+        from converter.jsonargs import parse_json_object
         from converter.parity.loaders import LoadOptions
         from converter.parity.verify import VerifyOptions, verify
         from converter.shapes_cli import parse_input_shape
 
         frameworks.set_verbose(verbose)
-        try:
-            kwargs = json.loads(model_kwargs)
-        except json.JSONDecodeError as err:
-            raise CrossportError(f"--model-kwargs is not valid JSON: {err}") from err
-        if not isinstance(kwargs, dict):
-            raise CrossportError("--model-kwargs must be a JSON object")
+        kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         if golden_dir and candidate:
             raise click.UsageError("with --golden give only the model to check: crossport verify CAND --golden DIR")
         if not golden_dir and not candidate:
