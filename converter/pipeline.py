@@ -378,7 +378,8 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
             try:
                 built = build_keras_model(onnx.load(str(onnx_path)),
                                           BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
-                                                       model_name=_model_name(source)))
+                                                       model_name=_model_name(source),
+                                                       parameter_names=_parameter_names(torch_module)))
             except UnsupportedError as err:
                 if options.route != "auto" or target == "keras":
                     raise
@@ -471,6 +472,12 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     if options.report_path:
         report.write(Path(options.report_path))
     return ConversionResult(output if publish else None, report)
+
+
+def _parameter_names(module: Any) -> frozenset[str]:
+    if module is None or not hasattr(module, "named_parameters"):
+        return frozenset()
+    return frozenset(name for name, p in module.named_parameters() if p.requires_grad)
 
 
 def _with_rank3_layouts(runner: Any, like: Any) -> Any:

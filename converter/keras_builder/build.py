@@ -26,6 +26,9 @@ class BuildOptions:
     keep_layout: bool = False
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     model_name: str = "crossport_model"
+    # Names of the source's trainable parameters: an elementwise scale by one of them (ConvNeXt's layer_scale)
+    # becomes a trainable layer instead of a baked-in constant.
+    parameter_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         for o in node.output:
             nodes_by_output[o] = node
 
-    ctx = BuildContext(nodes_by_output, consts, shapes, consumers, opset)
+    ctx = BuildContext(nodes_by_output, consts, shapes, consumers, opset, parameter_names=options.parameter_names)
 
     keras_inputs = []
     input_layouts: dict[str, Layout] = {}

@@ -57,6 +57,7 @@ class BuildContext:
     shapes: dict[str, StaticShape]
     consumers: dict[str, list[Any]]
     opset: int
+    parameter_names: frozenset[str] = frozenset()
     env: dict[str, KT] = field(default_factory=dict)
     used_names: set[str] = field(default_factory=set)
     skipped_nodes: set[str] = field(default_factory=set)

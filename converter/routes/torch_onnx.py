@@ -3,9 +3,17 @@
 - The dynamo exporter's default optimizer folds BatchNorm into the preceding Conv/Gemm (onnxscript rewrite rules
   ``FuseBatchNormInto*``). That loses the BatchNorm parameters, so a Keras model built from the graph would have
   fewer trainable weights than the PyTorch model. We export unoptimized and run the same optimizer without the
-  fusion rules.
+  fusion rules (nor the ``RemoveOptionalBias*`` rules, which drop all-zero biases). Its
+  ``DeduplicateInitializersPass`` merges weights that happen to be equal (every freshly
+  initialised LayerNorm has gamma = 1, beta = 0), so one layer's weight name ends up on another and the Keras
+  layers get the wrong PyTorch names; we skip that pass too.
 - ``torch.export`` specializes a dimension whose example size is 1 (upstream.md), so a dynamic batch is traced
   with batch 2.
+- ``adaptive_avg_pool2d`` on a tensor that is not contiguous (ConvNeXt pools the result of a permute) is
+  decomposed by the exporter into ``mean`` + ``as_strided``, lowered to ONNX as Shape -> Range -> Gather over the
+  batch: a batch-dependent index computation no converter can keep dynamic. A contiguous copy in front of the
+  pool (free in ONNX) keeps the graph a plain ReduceMean. We export the module ourselves (``torch.export``,
+  non-strict, as the exporter's first strategy does) so the pass can run on the program.
 - TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``). Its EVAL mode
   also folds BatchNorm into Conv (``_jit_pass_onnx_eval_peephole``); PRESERVE on an eval-mode module keeps it.
 """
@@ -33,18 +41,33 @@ class ExportResult:
     dynamic_batch: bool
 
 
+# Rules that delete trainable parameters: BatchNorm folded into Conv/Gemm, and all-zero biases removed (every
+# freshly initialised torchvision ConvNeXt conv has a zero bias; the Keras layer would lose it).
+_PARAMETER_DROPPING_RULES = ("FuseBatchNorm", "RemoveOptionalBias")
+
+
 @contextlib.contextmanager
-def _without_bn_fusion() -> Iterator[None]:
-    """Temporarily drop onnxscript's BatchNorm-fusion rewrite rules (see module docstring)."""
+def _optimizer_keeping_parameters() -> Iterator[None]:
+    """Temporarily drop onnxscript's BatchNorm-fusion rules and initializer deduplication (module docstring)."""
+    import onnx_ir.passes.common as common_passes
     from onnxscript import rewriter
 
+    class _KeepInitializers(common_passes.DeduplicateInitializersPass):
+        def call(self, model):  # noqa: ANN001, ANN201 - onnx_ir pass protocol
+            import onnx_ir as ir
+
+            return ir.passes.PassResult(model, modified=False)
+
     original = rewriter._DEFAULT_REWRITE_RULES  # noqa: SLF001 - no public switch for this (onnxscript 0.7)
-    kept = [r for r in original if "FuseBatchNorm" not in str(getattr(r, "name", ""))]
+    kept = [r for r in original if not str(getattr(r, "name", "")).startswith(_PARAMETER_DROPPING_RULES)]
+    dedup = common_passes.DeduplicateInitializersPass
     rewriter._DEFAULT_REWRITE_RULES = type(original)(kept) if isinstance(original, tuple) else kept  # noqa: SLF001
+    common_passes.DeduplicateInitializersPass = _KeepInitializers
     try:
         yield
     finally:
         rewriter._DEFAULT_REWRITE_RULES = original  # noqa: SLF001
+        common_passes.DeduplicateInitializersPass = dedup
 
 
 @contextlib.contextmanager
@@ -95,12 +118,13 @@ def export(
         dynamic_shapes = tuple({0: batch} if t.dim() > 0 else None for t in example_inputs)
     try:
         with _quiet():
+            program_in = _contiguous_before_adaptive_pools(_as_program(module, example_inputs, dynamic_shapes))
             program = torch.onnx.export(
-                module, example_inputs, dynamo=True, optimize=False, opset_version=OPSET,
+                program_in, example_inputs, dynamo=True, optimize=False, opset_version=OPSET,
                 input_names=names_in, output_names=names_out, dynamic_shapes=dynamic_shapes,
                 verbose=False, report=False,
             )
-            with _without_bn_fusion():
+            with _optimizer_keeping_parameters():
                 program.optimize()
             program.save(str(path))
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; we classify below
@@ -112,6 +136,42 @@ def export(
             raise ShapeError(f"the model does not run on the given input shapes: {_first_line(text)}") from err
         raise UnsupportedError(f"torch.onnx.export (dynamo) failed: {_first_line(text)}") from err
     return ExportResult(path, "dynamo", OPSET, tuple(names_in), tuple(names_out), dynamic_batch)
+
+
+def _as_program(module: Any, example_inputs: tuple[Any, ...], dynamic_shapes: Any) -> Any:
+    import torch
+
+    if isinstance(module, torch.export.ExportedProgram):
+        return module
+    return torch.export.export(module, example_inputs, dynamic_shapes=dynamic_shapes, strict=False)
+
+
+_ADAPTIVE_POOLS = ("aten.adaptive_avg_pool2d.default", "aten._adaptive_avg_pool2d.default",
+                   "aten.adaptive_max_pool2d.default", "aten.adaptive_avg_pool1d.default")
+
+
+def _contiguous_before_adaptive_pools(program: Any) -> Any:
+    """Feed adaptive pools a contiguous tensor (see module docstring); the program is changed in place."""
+    import torch
+
+    graph = program.graph_module.graph
+    changed = False
+    for node in list(graph.nodes):
+        if node.op != "call_function" or str(node.target) not in _ADAPTIVE_POOLS:
+            continue
+        src = node.args[0]
+        val = getattr(src, "meta", {}).get("val")
+        if val is None or val.is_contiguous():
+            continue
+        with graph.inserting_before(node):
+            copy = graph.call_function(torch.ops.aten.clone.default, (src,),
+                                       {"memory_format": torch.contiguous_format})
+        copy.meta = {**src.meta, "val": val.clone(memory_format=torch.contiguous_format)}
+        node.replace_input_with(src, copy)
+        changed = True
+    if changed:
+        program.graph_module.recompile()
+    return program
 
 
 def _export_legacy(module, example_inputs, path, names_in, names_out, dynamic_batch) -> ExportResult:
