@@ -117,6 +117,8 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         tensor = keras.Input(batch_shape=batch, dtype=str(inp.dtype), name=name)
         keras_inputs.append(tensor)
         ctx.env[inp.name] = KT(tensor, perm)
+        if inp.batch_dynamic and ctx.batch_source is None:
+            ctx.batch_source = tensor
         input_layouts[inp.name] = layout_for(rank, channels_last) if (channels_last or rank in (4, 5)) else Layout.NONE
 
     needed = _needed_nodes(graph, set(consts))
@@ -130,6 +132,8 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         foldable = all(ctx.has(i) and ctx.get(i).is_const for n, i in enumerate(node.input) if i and n not in skip)
         if node.op_type in _SHAPE_OPS:
             foldable = all(None not in shapes[i].dims for i in live if i in shapes)
+        if any(None in shapes[o].dims for o in node.output if o in shapes):
+            foldable = False  # its size follows the batch (a class token expanded to it): not a constant
         if foldable and node.op_type != "Constant" and all(o in values for o in node.output if o):
             for o in node.output:
                 if o:

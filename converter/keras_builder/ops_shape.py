@@ -23,7 +23,10 @@ def _reshape_to(ctx: BuildContext, node, x: KT, out_name: str) -> KT:
     n_dynamic = sum(d is None for d in target)
     if n_dynamic == 0:
         return KT(ops.reshape(x.value, tuple(int(d) for d in target)), identity(len(target)))
-    if n_dynamic == 1 and target[0] is None and src and src[0] is None:
+    batch_kept = bool(src) and ctx.shape(out_name).at_b1[0] == ctx.shape(node.input[0]).at_b1[0]
+    if n_dynamic == 1 and target[0] is None and src and src[0] is None and batch_kept:
+        # A batch-preserving reshape: the Keras layer. (Attention folds heads into the batch axis, B*H -> B, H:
+        # there the leading dim changes meaning and only a plain reshape with -1 is right.)
         return KT(keras.layers.Reshape(tuple(int(d) for d in target[1:]), name=ctx.layer_name(node))(x.value),
                   identity(len(target)))
     if n_dynamic == 1:
@@ -277,6 +280,15 @@ def expand(ctx: BuildContext, node) -> list[KT]:
 
     x = ctx.to_identity(ctx.get(node.input[0]))
     target = ctx.shape(node.output[0]).dims
+    if target and target[0] is None and None not in target[1:] and ctx.batch_source is not None:
+        # e.g. ViT's class token expanded to the batch: add it to zeros of shape (B, 1, ..., 1) taken from a
+        # graph input (exact: zeros_like ignores the input's values, NaN included).
+        batch = ctx.batch_source
+        zeros = ops.zeros_like(batch[(slice(None),) + (slice(0, 1),) * (len(batch.shape) - 1)])
+        zeros = ops.reshape(zeros, (-1,) + (1,) * (len(target) - 1))
+        value = x.value.astype("float32") if x.is_const and x.value.dtype.kind == "f" else x.value
+        full = ops.add(zeros, ops.broadcast_to(value, (1, *(int(d) for d in target[1:]))))
+        return [KT(full, identity(len(target)))]
     if any(d is None for d in target):
         raise UnsupportedError(f"Expand node {node.name!r}: expanding to a batch-dependent shape is not supported")
     return [KT(ops.broadcast_to(x.value, tuple(int(d) for d in target)), identity(len(target)))]

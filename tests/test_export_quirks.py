@@ -1,5 +1,5 @@
-"""ConvNeXt's export quirks (tests/fixtures: ConvNeXtStyle): the batch stays dynamic, every parameter stays a
-trainable Keras weight under its PyTorch name, and the result verifies."""
+"""Export quirks of real architectures, in miniature: ConvNeXt (fixtures.models.ConvNeXtStyle) and torchvision's
+VisionTransformer. The batch stays dynamic, parameters stay trainable under their PyTorch names, results verify."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,3 +43,27 @@ def test_convnext_style_keeps_batch_parameters_and_names(tmp_path: Path) -> None
             assert scale_layers, f"no Keras layer carries {owner}"
         else:
             assert keras_counts.get(keras_name) == count, (owner, keras_counts)
+
+
+def test_vision_transformer_keeps_a_dynamic_batch(tmp_path: Path) -> None:
+    """nn.MultiheadAttention folds the heads into the batch axis (B*H -> B, H) and the class token is expanded
+    to the batch: both must follow the batch at run time, checked at batch 2 and 3 by verification."""
+    import torch
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    from converter import ConvertOptions, convert
+
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                              num_classes=5).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # torchvision zero-initialises the head: outputs would be trivially 0
+            p.normal_(0.0, 0.3)
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x).abs().max() > 0.1
+    ep = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    torch.export.save(ep, str(tmp_path / "vit.pt2"))
+    result = convert(str(tmp_path / "vit.pt2"), ConvertOptions(output=str(tmp_path / "vit.keras")))
+    assert result.passed, result.report.format_text()
+    assert result.report.dynamic_batch
+    assert {s["shapes"][0][0] for s in result.report.input_sets} == {2, 3}
