@@ -92,6 +92,16 @@ class BuildContext:
             return None
         return self.const(node.input[index], node, what)
 
+    def bias(self, node: Any, index: int) -> np.ndarray | None:
+        """An optional bias input — None when it is a zero filler the exporter added for a layer without bias
+        (known when the source's parameter names are: a real zero bias, e.g. a fresh ConvNeXt's, is kept)."""
+        b = self.optional_const(node, index, "bias")
+        if b is None or not self.parameter_names:
+            return b
+        if node.input[index] not in self.parameter_names and not np.any(b):
+            return None
+        return b
+
     def shape(self, name: str) -> StaticShape:
         s = self.shapes.get(name)
         if s is None:

@@ -46,7 +46,7 @@ def conv(ctx: BuildContext, node) -> list[KT]:
 
     x = ctx.get(node.input[0])
     w = ctx.const(node.input[1], node, "weights")
-    b = ctx.optional_const(node, 2, "bias")
+    b = ctx.bias(node, 2)
     rank = w.ndim
     spatial = rank - 2
     if spatial not in (1, 2, 3):
@@ -97,7 +97,7 @@ def conv_transpose(ctx: BuildContext, node) -> list[KT]:
 
     x = ctx.get(node.input[0])
     w = ctx.const(node.input[1], node, "weights")
-    b = ctx.optional_const(node, 2, "bias")
+    b = ctx.bias(node, 2)
     if w.ndim != 4 or int(ctx.attr(node, "group", 1)) != 1:
         raise UnsupportedError(f"ConvTranspose node {node.name!r}: only 2-D, group=1 transposed convolutions are supported")
     strides = tuple(ctx.attr(node, "strides", [1, 1]))

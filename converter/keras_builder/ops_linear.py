@@ -55,8 +55,8 @@ def gemm(ctx: BuildContext, node) -> list[KT]:
         w = ctx.consts[node.input[1]]
         kernel = (w.T if trans_b else w) * alpha
         bias = None
-        if len(node.input) > 2 and node.input[2]:
-            c = ctx.const(node.input[2], node, "bias")
+        c = ctx.bias(node, 2)
+        if c is not None:
             bias = np.broadcast_to(c * beta, (kernel.shape[1],)).copy() if c.size in (1, kernel.shape[1]) else None
             if bias is None:
                 raise UnsupportedError(f"Gemm node {node.name!r}: a bias of shape {c.shape} is not supported")
@@ -112,7 +112,7 @@ def layer_norm(ctx: BuildContext, node) -> list[KT]:
     if tuple(x.perm[axis:]) != tail:
         x = ctx.to_identity(x)
     scale = ctx.const(node.input[1], node, "scale")
-    bias = ctx.optional_const(node, 2, "bias")
+    bias = ctx.bias(node, 2)
     norm_shape = tuple(ctx.shape(node.input[0]).at_b1[axis:])
     axes = list(range(axis, rank))
     layer = keras.layers.LayerNormalization(axis=axes if len(axes) > 1 else axes[0], epsilon=eps,
