@@ -67,3 +67,6 @@ def test_vision_transformer_keeps_a_dynamic_batch(tmp_path: Path) -> None:
     assert result.passed, result.report.format_text()
     assert result.report.dynamic_batch
     assert {s["shapes"][0][0] for s in result.report.input_sets} == {2, 3}
+    # class_token and encoder.pos_embedding stay trainable (Embedding tables), so the counts agree
+    counts = result.report.trainable_params
+    assert counts["pytorch"] == counts["keras"] == sum(p.numel() for p in model.parameters())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from converter.errors import UnsupportedError
+from converter.keras_builder import params
 from converter.keras_builder.context import KT, BuildContext
 from converter.keras_builder.registry import handles
 
@@ -155,10 +156,9 @@ def _binary(fn_name: str, layer: str | None = None):
         if len([i for i in node.input if i]) != 2:
             raise UnsupportedError(f"{node.op_type} node {node.name!r}: only two operands are supported")
         a, b = ctx.get(node.input[0]), ctx.get(node.input[1])
-        if node.op_type == "Mul":
-            scaled = _trainable_channel_scale(ctx, node, a, b)
-            if scaled is not None:
-                return [scaled]
+        kept = params.as_layer(ctx, node, a, b)
+        if kept is not None:
+            return [kept]
         av, bv, perm = _align(ctx, a, b)
         if layer and not isinstance(av, np.ndarray) and not isinstance(bv, np.ndarray) \
                 and tuple(av.shape) == tuple(bv.shape):
@@ -166,33 +166,6 @@ def _binary(fn_name: str, layer: str | None = None):
         return [KT(getattr(ops, fn_name)(_const_operand(av), _const_operand(bv)), perm)]
 
     return handler
-
-
-def _trainable_channel_scale(ctx: BuildContext, node, a: KT, b: KT) -> KT | None:
-    """``x * p`` with ``p`` a source parameter that scales the channel axis only: a 1x1 depthwise convolution
-    without bias — exact, a built-in Keras layer, and ``p`` stays trainable."""
-    import keras
-
-    names = [node.input[0], node.input[1]]
-    for k, (t, c) in enumerate(((a, b), (b, a))):
-        pname = names[1 - k]
-        if t.is_const or not c.is_const or pname not in ctx.parameter_names or t.rank not in (3, 4):
-            continue
-        t = ctx.materialize(t)
-        scale = np.asarray(ctx.const_for(c.value, t), dtype="float32")
-        channels = tuple(t.value.shape)[-1]
-        if scale.ndim != t.rank or scale.shape[-1] != channels or any(d != 1 for d in scale.shape[:-1]):
-            continue
-        if t.rank == 4:
-            layer = keras.layers.DepthwiseConv2D(1, use_bias=False, name=ctx.layer_name(node, weight=pname))
-            kernel = scale.reshape(1, 1, channels, 1)
-        else:
-            layer = keras.layers.DepthwiseConv1D(1, use_bias=False, name=ctx.layer_name(node, weight=pname))
-            kernel = scale.reshape(1, channels, 1)
-        out = layer(t.value)
-        layer.set_weights([kernel])
-        return KT(out, t.perm)
-    return None
 
 
 for _op, (_fn, _layer) in {

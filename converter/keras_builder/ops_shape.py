@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from converter.errors import UnsupportedError
+from converter.keras_builder import params
 from converter.keras_builder.context import KT, BuildContext, drop_axes
 from converter.keras_builder.registry import handles
 from converter.layout import channels_last_perm, identity
@@ -281,14 +282,8 @@ def expand(ctx: BuildContext, node) -> list[KT]:
     x = ctx.to_identity(ctx.get(node.input[0]))
     target = ctx.shape(node.output[0]).dims
     if target and target[0] is None and None not in target[1:] and ctx.batch_source is not None:
-        # e.g. ViT's class token expanded to the batch: add it to zeros of shape (B, 1, ..., 1) taken from a
-        # graph input (exact: zeros_like ignores the input's values, NaN included).
-        batch = ctx.batch_source
-        zeros = ops.zeros_like(batch[(slice(None),) + (slice(0, 1),) * (len(batch.shape) - 1)])
-        zeros = ops.reshape(zeros, (-1,) + (1,) * (len(target) - 1))
-        value = x.value.astype("float32") if x.is_const and x.value.dtype.kind == "f" else x.value
-        full = ops.add(zeros, ops.broadcast_to(value, (1, *(int(d) for d in target[1:]))))
-        return [KT(full, identity(len(target)))]
+        # e.g. ViT's class token expanded to the batch
+        return [params.expand_to_batch(ctx, node, x, tuple(int(d) for d in target[1:]))]
     if any(d is None for d in target):
         raise UnsupportedError(f"Expand node {node.name!r}: expanding to a batch-dependent shape is not supported")
     return [KT(ops.broadcast_to(x.value, tuple(int(d) for d in target)), identity(len(target)))]
