@@ -23,18 +23,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import ROOT, VENV_BIN, child_env, machine, measure_help, run_child  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "resnet18.json"
 CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # what onnx2tf looks for in its cwd
 SEED = 0
@@ -213,28 +214,13 @@ STAGES = {"pt2": stage_pt2, "raw": stage_raw, "adapter": stage_adapter}
 # ------------------------------------------------------------------------------------------------------ parent
 
 
-def run_child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``cmd``; return wall seconds, exit code and peak RSS (MiB) of that child from ``os.wait4``.
-
-    The 1-minute load average before and after is recorded too: on a 2-CPU machine anything else running skews
-    the timings, and the numbers say so."""
-    load_before = os.getloadavg()[0]
-    with open(log, "wb") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": wall, "exit_code": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "loadavg_1m_before": load_before, "loadavg_1m_after": os.getloadavg()[0]}
-
-
-def run_stage(name: str, work: Path) -> dict[str, Any]:
+def run_stage(name: str, work: Path, timeout_s: float | None = None) -> dict[str, Any]:
+    """Run one stage in a child process (the zoo benchmark calls this for its raw-upstream baseline)."""
     out = work / f"stage_{name}.json"
-    env = dict(os.environ)
-    # onnx2tf runs `onnxsim` by bare name; a user with the venv activated has it on PATH.
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    child = run_child([sys.executable, __file__, "--stage", name, str(work), str(out)], work / f"stage_{name}.log", env)
+    child = run_child([sys.executable, __file__, "--stage", name, str(work), str(out)], work / f"stage_{name}.log",
+                      child_env(), timeout_s=timeout_s).to_dict()
+    if child["timed_out"]:
+        raise SystemExit(f"stage {name} timed out after {timeout_s:.0f} s")
     if child["exit_code"] != 0:
         tail = (work / f"stage_{name}.log").read_text(errors="replace")[-3000:]
         raise SystemExit(f"stage {name} failed (exit {child['exit_code']}):\n{tail}")
@@ -252,7 +238,7 @@ def run_crossport(pt2: Path, target: str, suffix: str, work: Path, repeat: int,
         if target != "keras":  # .keras is picked from the suffix
             cmd += ["--to", target]
         cmd += extra
-        child = run_child(cmd, work / f"crossport_{label}_{i}.log")
+        child = run_child(cmd, work / f"crossport_{label}_{i}.log").to_dict()
         data = json.loads(report.read_text()) if report.is_file() else {}
         hops = [
             {"hop": h["hop"], "passed": h["passed"],
@@ -275,54 +261,6 @@ def run_crossport(pt2: Path, target: str, suffix: str, work: Path, repeat: int,
         "loadavg_1m_before": min(r["loadavg_1m_before"] for r in runs),
         "loadavg_1m_after": max(r["loadavg_1m_after"] for r in runs),
         "runs": runs,
-    }
-
-
-_IMPORT_PROBE = """
-import json, sys
-from click.testing import CliRunner
-from converter.cli import main
-runs = {}
-for args in (["--help"], ["convert", "--help"]):
-    r = CliRunner().invoke(main, args)
-    runs[" ".join(args)] = {"exit_code": r.exit_code, "torch": "torch" in sys.modules,
-                            "tensorflow": "tensorflow" in sys.modules, "onnx": "onnx" in sys.modules}
-print(json.dumps(runs))
-"""
-
-
-def measure_help() -> dict[str, Any]:
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        subprocess.run([str(VENV_BIN / "crossport"), "--help"], check=True, capture_output=True)
-        times.append(time.perf_counter() - t0)
-    probe = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], check=True, capture_output=True, text=True, cwd=ROOT)
-    return {"median_s": statistics.median(times), "runs_s": times,
-            "imports": json.loads(probe.stdout.strip().splitlines()[-1])}
-
-
-def machine() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    mem_kib = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                    if line.startswith("MemTotal:")), 0)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    versions = {}
-    for pkg in ("crossport", "torch", "torchvision", "onnx", "onnxruntime", "onnxscript", "onnxsim", "onnx2tf",
-                "tensorflow", "tf_keras", "keras", "numpy", "ai-edge-litert"):
-        try:
-            versions[pkg] = version(pkg)
-        except PackageNotFoundError:
-            versions[pkg] = None
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=ROOT)
-    return {
-        "nproc": int(subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or 0),
-        "cpu": cpu, "memory_gib": round(mem_kib / 1024**2, 1), "platform": platform.platform(),
-        "python": platform.python_version(), "versions": versions,
-        "git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip()),
     }
 
 

@@ -50,6 +50,7 @@ def sniff(source: str) -> Format:
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise ModelFileError(f"{source}: file is empty")
+    _check_zip_container(path, suffix)
     if suffix == ".onnx":
         return Format.ONNX
     if suffix == ".keras":
@@ -76,6 +77,27 @@ def sniff(source: str) -> Format:
         f"{source}: unknown model suffix {suffix!r}; expected .pt2, .pt/.pth, .onnx, .keras, .h5, .tflite "
         "or a SavedModel directory"
     )
+
+
+_ZIP_SUFFIXES = {".pt2": "an ExportedProgram (.pt2)", ".keras": "a Keras 3 model (.keras)"}
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".jit")
+
+
+def _check_zip_container(path: Path, suffix: str) -> None:
+    """Name a truncated or foreign file by its container before a loader does it with a misleading message
+    (Keras says "File not found" for a .keras that is not a zip; torch says "Invalid argument")."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise InputPathError(f"{path}: cannot read ({err.strerror or err})") from err
+    looks_zip = head == b"PK\x03\x04"
+    if suffix in _ZIP_SUFFIXES and not looks_zip:
+        raise ModelFileError(f"{path}: not {_ZIP_SUFFIXES[suffix]}: such files are zip archives and this one is "
+                             "not; check the file or its suffix")
+    if (suffix in _ZIP_SUFFIXES or suffix in _TORCH_SUFFIXES) and looks_zip and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: truncated or corrupt (a zip archive without its central directory); "
+                             "save or download it again")
 
 
 # ---- model class / factory specs -------------------------------------------------------------------------
@@ -189,13 +211,18 @@ def _weights_only_load(path: Path) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
-        if "weights_only" in text or "Unsupported global" in text or "WeightsUnpickler" in text:
+        # "Unsupported global" is a pickle naming a class or function to import and call: code. Anything else the
+        # weights-only unpickler rejects ("Unsupported operand 139", bad load keys) is bytes that are not a pickle.
+        lowered = text.lower()
+        if "unsupported global" in lowered or "unsupported class" in lowered or "global " in lowered:
             raise UnsafeLoadError(
                 f"{path}: holds pickled Python objects (e.g. a whole nn.Module saved with torch.save(model)); "
                 "loading it would run code from the file. Save a state_dict and pass --model-class, "
                 "or pass --trust-pickle if you trust this file"
             ) from err
-        raise ModelFileError(f"{path}: not a readable PyTorch file ({text.splitlines()[0]})") from err
+        detail = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("Unsupported")),
+                      text.splitlines()[0] if text else "")
+        raise ModelFileError(f"{path}: not a readable PyTorch file (corrupt or not a checkpoint: {detail[:120]})") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise ModelFileError(f"{path}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
 
@@ -293,3 +320,114 @@ def load_torch_source(
             )
         return TorchSource(module.eval(), fmt)
     raise ModelFileError(f"{path}: {fmt.value} is not a PyTorch format")
+
+
+# ---- content checks shared by convert and verify -----------------------------------------------------------
+
+STANDARD_ONNX_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def custom_domain_ops(model: Any) -> list[str]:
+    """``domain:OpType`` of every node outside the standard ONNX domains (onnxruntime's contrib ops included).
+
+    Such an op has no converter and no reference implementation, so it is named up front instead of surfacing as
+    onnxruntime's "is not a registered function/op" half-way through a run."""
+    found: list[str] = []
+    local = {f.name for f in getattr(model, "functions", [])}
+    for node in model.graph.node:
+        if node.domain not in STANDARD_ONNX_DOMAINS and node.op_type not in local:
+            tag = f"{node.domain}:{node.op_type}"
+            if tag not in found:
+                found.append(tag)
+    return found
+
+
+def check_onnx_ops(model: Any, source: str) -> None:
+    from converter.errors import UnsupportedError
+
+    custom = custom_domain_ops(model)
+    if custom:
+        raise UnsupportedError(f"{source}: uses custom-domain op(s) {', '.join(custom)}; no runtime or converter "
+                               "implements them. Export the model without custom ops (standard ONNX opsets only)")
+
+
+def nonfinite_weights(named: Any, inf_ok: bool = False) -> list[tuple[str, int, int]]:
+    """(name, NaN count, Inf count) for each float array in ``named`` (pairs of name and array-like) that holds
+    non-finite values. ``inf_ok``: only NaN counts (ONNX initializers and torch buffers may hold -inf masks)."""
+    import numpy as np
+
+    bad = []
+    for name, value in named:
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f" or arr.size == 0:
+            continue
+        nans = int(np.count_nonzero(np.isnan(arr)))
+        infs = 0 if inf_ok else int(np.count_nonzero(np.isinf(arr)))
+        if nans or infs:
+            bad.append((name, nans, infs))
+    return bad
+
+
+def raise_if_nonfinite(source: str, bad: list[tuple[str, int, int]], hint: str) -> None:
+    """One line naming the first broken tensor and how many are affected: verifying such a model compares NaN with
+    NaN, which proves nothing, so it is refused before any conversion work."""
+    if not bad:
+        return
+    name, nans, infs = bad[0]
+    more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+    raise ModelFileError(f"{source}: weight {name!r} holds {nans} NaN and {infs} Inf value(s){more}; its outputs "
+                         f"cannot be verified. Fix or retrain the model{hint}")
+
+
+def torch_nonfinite(module: Any) -> list[tuple[str, int, int]]:
+    """Parameters must be finite; buffers only NaN-free (attention masks legitimately hold -inf)."""
+    try:
+        params = [(n, p.detach().cpu().numpy()) for n, p in module.named_parameters()]
+        buffers = [(n, b.detach().cpu().numpy()) for n, b in module.named_buffers()
+                   if b.dtype.is_floating_point]
+    except Exception:  # noqa: BLE001 - a ScriptModule/GraphModule may not expose everything; nothing to check
+        return []
+    return nonfinite_weights(params) + nonfinite_weights(buffers, inf_ok=True)
+
+
+def onnx_nonfinite(model: Any) -> list[tuple[str, int, int]]:
+    from onnx import numpy_helper
+
+    arrays = []
+    for init in model.graph.initializer:
+        try:
+            arrays.append((init.name, numpy_helper.to_array(init)))
+        except Exception:  # noqa: BLE001 - external data not loaded, exotic dtypes: not ours to judge here
+            continue
+    return nonfinite_weights(arrays, inf_ok=True)
+
+
+def keras_file_nonfinite(path: str) -> list[tuple[str, int, int]]:
+    """Scan the weights of a ``.keras`` / ``.h5`` file with h5py only: nothing in the file is deserialized into
+    Python objects, so this runs no code from it. An unreadable file yields [] and is reported by the loader."""
+    import io
+
+    try:
+        import h5py
+    except ImportError:
+        return []
+    found: list[tuple[str, Any]] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind == "f":
+            found.append((name, obj[()]))
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                if "model.weights.h5" not in zf.namelist():
+                    return []
+                data = io.BytesIO(zf.read("model.weights.h5"))
+            with h5py.File(data, "r") as h5:
+                h5.visititems(visit)
+        else:
+            with h5py.File(path, "r") as h5:
+                h5.visititems(visit)
+    except Exception:  # noqa: BLE001 - corrupt files are the loader's to report, with its own message
+        return []
+    return nonfinite_weights(found)

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from converter.errors import CrossportError, InputPathError, OutputError, ShapeError, UnsupportedError
-from converter.formats import TARGET_SUFFIXES, TARGETS, Format, load_torch_source, sniff
+from converter.errors import (CrossportError, InputPathError, ModelFileError, OutputError, ShapeError,
+                              UnsupportedError)
+from converter.formats import (TARGET_SUFFIXES, TARGETS, Format, check_onnx_ops, keras_file_nonfinite,
+                               load_torch_source, onnx_nonfinite, raise_if_nonfinite, sniff, torch_nonfinite)
 from converter.layout import Layout
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.parity.inputs import InputSpec, make_input_sets
@@ -99,9 +101,20 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         raise OutputError(f"{parent}: output directory does not exist")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{parent}: output directory is not writable")
+    if not parent.is_dir():
+        raise OutputError(f"{parent}: is a file, not a directory; the output {out.name} cannot be written there")
+    _probe_writable(parent)
     return out
+
+
+def _probe_writable(directory: Path) -> None:
+    """Create and remove a file: unlike ``os.access`` this also answers for root, read-only mounts and
+    pseudo-filesystems, so an unwritable output is refused before minutes of conversion work."""
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".crossport-probe-", dir=directory):
+            pass
+    except OSError as err:
+        raise OutputError(f"{directory}: output directory is not writable ({err.strerror or err})") from err
 
 
 def manifest_path(output: Path) -> Path:
@@ -229,6 +242,8 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     from converter.to_torch import convert_to_torch, is_torch_target
 
     if is_torch_target(target):
+        if not options.force:
+            _refuse_nonfinite_file(source, fmt)
         return convert_to_torch(source, fmt, target, output, options, progress)
     if fmt in (Format.KERAS, Format.H5, Format.SAVED_MODEL, Format.TFLITE):
         raise UnsupportedError(f"{source}: converting {fmt.value} sources is not supported yet; "
@@ -244,6 +259,8 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
 
             torch.manual_seed(options.seed)
             src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+        if not options.force:
+            raise_if_nonfinite(source, torch_nonfinite(src.module), _FORCE_HINT)
         specs = _input_specs(src, options, src.input_names)
         dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
         if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
@@ -260,7 +277,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
                 probe = torch_runner.run(sets[0].arrays)
             except Exception as err:  # noqa: BLE001 - user model code
                 shapes = [list(a.shape) for a in sets[0].arrays]
-                raise ShapeError(f"the model does not run on inputs of shape {shapes}: "
+                raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
                                  f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
         torch_runner.output_layouts = tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe)
         from converter.routes import torch_onnx
@@ -293,7 +310,10 @@ def _convert_onnx_source(source: str, target: str, output: Path, options: Conver
             model = onnx.load(source)
             onnx.checker.check_model(model)
         except Exception as err:  # noqa: BLE001
-            raise CrossportError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+            raise ModelFileError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+    check_onnx_ops(model, source)
+    if not options.force:
+        raise_if_nonfinite(source, onnx_nonfinite(model), _FORCE_HINT)
     if target == "onnx":
         raise CrossportError("source and target are both ONNX; pick --to keras, saved_model or tflite")
     given = {n: s for n, s in options.input_shapes if n}
@@ -307,7 +327,12 @@ def _convert_onnx_source(source: str, target: str, output: Path, options: Conver
     onnx_path = tmp / "model.onnx"
     _save_onnx_copy(model, onnx_path)  # not a file copy: the source may keep its weights in external .data files
     runner = OnnxRunner(onnx_path, layouts, ())
-    probe = runner.run(sets[0].arrays)
+    try:
+        probe = runner.run(sets[0].arrays)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own exception types
+        shapes = [list(a.shape) for a in sets[0].arrays]
+        raise ModelFileError(f"{source}: onnxruntime cannot run it on inputs of shape {shapes} (check "
+                             f"--input-shape): {str(err).strip().splitlines()[0][:200]}") from err
     runner.output_layouts = tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     from converter.routes.torch_onnx import ExportResult
@@ -330,6 +355,25 @@ def _save_onnx_copy(model: Any, path: Path) -> None:
     else:
         onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                   location=path.name + ".data")
+
+
+_FORCE_HINT = ", or pass --force to convert it anyway"
+
+
+def _refuse_nonfinite_file(source: str, fmt: Format) -> None:
+    """Keras/H5 and ONNX sources on the PyTorch route: scanned before the route loads them (h5py / protobuf only,
+    no code from the file runs)."""
+    if fmt in (Format.KERAS, Format.H5):
+        raise_if_nonfinite(source, keras_file_nonfinite(source), _FORCE_HINT)
+    elif fmt == Format.ONNX:
+        import onnx
+
+        try:
+            model = onnx.load(source)
+        except Exception:  # noqa: BLE001 - unreadable: the route reports it with its own message
+            return
+        check_onnx_ops(model, source)
+        raise_if_nonfinite(source, onnx_nonfinite(model), _FORCE_HINT)
 
 
 def graph_inputs_safe(model: Any) -> list[Any]:

@@ -19,6 +19,25 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class RouteAttempt:
+    """One route ``--route auto`` considered: ``used``, ``failed verification``, ``rejected`` (it raised or
+    produced something we refuse to publish) or ``skipped`` (ruled out before running)."""
+
+    route: str
+    outcome: str
+    reason: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"route": self.route, "outcome": self.outcome, "reason": self.reason,
+                "seconds": round(self.seconds, 3)}
+
+    def describe(self) -> str:
+        text = f"{self.route} {self.outcome}"
+        return text + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
 class ConversionReport:
     source: str
     source_format: str
@@ -42,6 +61,10 @@ class ConversionReport:
     trainable_params: dict[str, int]
     notes: tuple[str, ...] = field(default_factory=tuple)
     error: str = ""
+    # Added in schema 1.1 (additive; v1 readers ignore them): the named route that produced the output and every
+    # route tried on the way. Empty for directions with a single route.
+    route_name: str = ""
+    route_attempts: tuple[RouteAttempt, ...] = ()
 
     @property
     def failed_hop(self) -> HopResult | None:
@@ -65,6 +88,8 @@ class ConversionReport:
             "input_sets": list(self.input_sets), "hops": [h.to_dict() for h in self.hops],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "versions": self.versions,
             "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
+            "schema_minor": 1, "route_name": self.route_name or None,
+            "route_attempts": [a.to_dict() for a in self.route_attempts],
         }
 
     def to_json(self) -> str:
@@ -77,6 +102,8 @@ class ConversionReport:
         lines = [f"crossport: {self.source} ({self.source_format}) -> {self.target}"
                  + (f" at {self.output}" if self.output else "")]
         lines.append(f"  route: {' -> '.join(self.route)}" + (f" (opset {self.opset})" if self.opset else ""))
+        if self.route_attempts:
+            lines.append("  routes tried: " + "; ".join(a.describe() for a in self.route_attempts))
         for t in self.inputs:
             lines.append(f"  input  {t.name}: {list(t.shape)} {t.dtype}  layout {t.source_layout} -> {t.target_layout}")
         for t in self.outputs:

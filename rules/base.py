@@ -43,6 +43,12 @@ class RuleContext(Protocol):
     def in_model_scope(self) -> bool:
         """Inside a torch model class or a block-building helper function."""
 
+    def current_model(self) -> "ClassInfo | None":
+        """The enclosing model class, or (--to torch) the builder function being turned into a module."""
+
+    def current_function(self) -> str | None:
+        """The innermost enclosing function's name."""
+
     def in_tensor_code(self) -> bool:
         """Inside a method (other than ``__init__``) of a torch model class: tensors flow here."""
 
@@ -52,8 +58,11 @@ class RuleContext(Protocol):
     def todo(self, rule_id: str, why: str) -> None:
         """Mark the enclosing statement with ``# crossport: TODO(rule_id): why`` and record a warning."""
 
-    def add_import(self, module: str) -> None:
-        """Ask for ``import module`` in the output (through AddImportsVisitor)."""
+    def add_import(self, module: str, asname: str | None = None) -> None:
+        """Ask for ``import module [as asname]`` in the output (through AddImportsVisitor)."""
+
+    def facts_for(self, node: cst.CSTNode, what: str = "") -> object | None:
+        """--to torch with --input-shape: the Keras input shape recorded for the layer the original call builds."""
 
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         """Schedule an import statement for removal if nothing uses it after the rewrite (RemoveImportsVisitor)."""
@@ -191,13 +200,17 @@ class CallRule(Rule):
             return updated_node
         if result is None:
             return updated_node
-        self.ctx.add_import("keras")
+        self.add_imports()
         lost = _whitespace_comments(original_node)
         if lost:
             lost -= _comments(result)
         if lost:
             self.ctx.keep_comments(sorted(lost, key=_comments_order(original_node)))
         return _same_layout(original_node, result)
+
+    def add_imports(self) -> None:
+        """The imports a rewritten call needs (Keras rules: ``import keras``)."""
+        self.ctx.add_import("keras")
 
     # -- helpers shared by call rules --------------------------------------------------------------------
     def data_format(self) -> list[cst.Arg]:

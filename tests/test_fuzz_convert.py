@@ -1,52 +1,97 @@
 """Property: a random architecture either converts and verifies, or fails with a named unsupported feature.
 
-Never a silent mismatch, never a crash. CI runs a bounded, seeded number of examples; `make fuzz` runs many more
-(CROSSPORT_FUZZ_EXAMPLES).
+Both directions go through the ``crossport convert`` command (Click's runner, in-process, so TensorFlow and torch
+are imported once): PyTorch ``.pt2`` -> ``.keras`` / ``.tflite``, and Keras ``.keras`` -> ``.pt2``. Never a silent
+mismatch, never a crash (exit 70 / 10 or a traceback). CI runs a bounded, seeded number of examples per direction;
+``make fuzz`` runs many more (``CROSSPORT_FUZZ_EXAMPLES``). ``CROSSPORT_FUZZ_LOG`` gets one JSON line per example
+(direction, target, outcome, the ArchSpec) so the README's figures can be counted and a failure reproduced.
+
+Every failure the fuzzer finds is pinned below as an explicit regression example.
 """
 from __future__ import annotations
 
+import json
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from converter import ConvertOptions, convert  # noqa: E402
-from converter.errors import UnsupportedError  # noqa: E402
-from fixtures.random_arch import ArchSpec, LayerSpec  # noqa: E402
+from converter.cli import main  # noqa: E402
+from fixtures.random_arch import KERAS_KINDS, ArchSpec, LayerSpec  # noqa: E402
 
-KINDS = ["conv", "bn", "relu", "gelu", "sigmoid", "dropout", "maxpool", "avgpool", "layernorm"]
+TORCH_KINDS = ["conv", "bn", "relu", "gelu", "sigmoid", "dropout", "maxpool", "avgpool", "layernorm"]
 EXAMPLES = int(os.environ.get("CROSSPORT_FUZZ_EXAMPLES", "12"))
 LOG = os.environ.get("CROSSPORT_FUZZ_LOG")  # append one JSON line per example: outcome counts for the README
+# With a log (``make fuzz``) a failing example does not stop the run: every outcome is counted, and
+# test_fuzz_log_has_no_failures (last in this file) fails the run if any example of this session failed.
+RUN_ID = f"{os.getpid()}-{time.time():.0f}"
+TORCH_TO_KERAS, KERAS_TO_TORCH = "torch->keras", "keras->torch"
 
 
-def _record(outcome: str, spec: ArchSpec, target: str, detail: str = "") -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """How one conversion ended, judged only from what a user sees: exit code, stdout report, stderr line."""
+
+    name: str  # pass | named-unsupported | named-runtime-failure | MISMATCH | CRASH
+    detail: str = ""
+
+
+def _record(direction: str, target: str, spec: ArchSpec, outcome: Outcome) -> None:
     if LOG:
-        import json
-
         with open(LOG, "a") as fh:
-            fh.write(json.dumps({"outcome": outcome, "target": target, "layers": [l.kind for l in spec.layers],
-                                 "detail": detail}) + "\n")
-
-layer = st.builds(LayerSpec, kind=st.sampled_from(KINDS), a=st.integers(0, 12), b=st.integers(1, 2),
-                  c=st.integers(0, 2))
-arch = st.builds(ArchSpec, in_channels=st.integers(1, 4), size=st.integers(5, 17),
-                 layers=st.lists(layer, min_size=1, max_size=6).map(tuple), head=st.sampled_from([0, 3, 7]),
-                 seed=st.integers(0, 10_000))
+            fh.write(json.dumps({"run": RUN_ID, "direction": direction, "target": target, "outcome": outcome.name,
+                                 "layers": [layer.kind for layer in spec.layers], "spec": repr(spec),
+                                 "detail": outcome.detail[:500]}) + "\n")
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(spec=arch, target=st.sampled_from(["keras", "tflite"]))
-def test_random_architectures_convert_or_name_the_gap(spec: ArchSpec, target: str, tmp_path_factory) -> None:
+def _convert_cli(src: Path, out: Path) -> Outcome:
+    """Run ``crossport convert SRC -o OUT --json`` and classify the result; assert the per-outcome invariants."""
+    result = CliRunner().invoke(main, ["convert", str(src), "-o", str(out), "--json"], catch_exceptions=True)
+    stderr_lines = [line for line in result.stderr.splitlines() if line.startswith("crossport:")]
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        return Outcome("CRASH", f"uncaught {type(result.exception).__name__}: {result.exception}")
+    if "Traceback" in result.output:
+        return Outcome("CRASH", result.output[-800:])
+    strays = [p.name for p in out.parent.iterdir() if p.name.startswith(".crossport-")]
+    assert not strays, f"temporary directories left behind: {strays}"
+    if result.exit_code == 0:
+        report = json.loads(result.stdout)
+        assert report["passed"] and out.exists(), result.stdout[-800:]
+        return Outcome("pass", json.dumps(report["trainable_params"]))
+    if result.exit_code == 5:
+        assert len(stderr_lines) == 1 and not out.exists(), result.output[-800:]
+        return Outcome("named-unsupported", stderr_lines[0])
+    if result.exit_code == 1:
+        assert not out.exists(), "a failed verification published its output"
+        report = json.loads(result.stdout)
+        hop = next(h for h in report["hops"] if not h["passed"]) if report["hops"] else None
+        if hop is not None and hop["error"]:
+            # A runtime refused the model (e.g. onnxruntime's LayerNormalization over a size-1 axis): reported with
+            # the hop and the runtime's message, nothing published — a named failure, not a silent one.
+            return Outcome("named-runtime-failure", f"{hop['hop']}: {hop['error']}")
+        return Outcome("MISMATCH", json.dumps(hop or report)[:1500])
+    return Outcome("CRASH", f"exit {result.exit_code}: {result.output[-800:]}")
+
+
+def _assert_acceptable(outcome: Outcome, spec: ArchSpec, keep_going: bool = False) -> None:
+    if keep_going and LOG:
+        return  # recorded; judged by test_fuzz_log_has_no_failures
+    assert outcome.name not in ("MISMATCH", "CRASH"), f"{outcome.name} for {spec!r}:\n{outcome.detail}"
+
+
+def check_torch_to_keras(spec: ArchSpec, target: str, tmp: Path) -> Outcome:
+    """Build ``spec`` in PyTorch, save an ExportedProgram with a dynamic batch, convert it to ``target``."""
     import torch
 
     from fixtures import random_arch
 
-    tmp = tmp_path_factory.mktemp("fuzz")
     model = random_arch.build(spec)
     x = torch.randn(2, spec.in_channels, spec.size, spec.size)
     with torch.no_grad():
@@ -55,22 +100,74 @@ def test_random_architectures_convert_or_name_the_gap(spec: ArchSpec, target: st
     src = tmp / "m.pt2"
     torch.export.save(ep, str(src))
     out = tmp / ("m.keras" if target == "keras" else "m.tflite")
-    try:
-        result = convert(str(src), ConvertOptions(output=str(out)))
-    except UnsupportedError as err:
-        assert str(err)  # a named gap is an acceptable outcome
-        assert not out.exists()
-        _record("named-unsupported", spec, target, str(err))
-        return
-    hop = result.report.failed_hop
-    if hop is not None and hop.error:
-        # A runtime refused the model (e.g. onnxruntime's LayerNormalization over a size-1 axis): reported with the
-        # hop and the runtime's message, nothing published — a named failure, not a silent one.
-        _record("named-runtime-failure", spec, target, hop.error)
-        assert not out.exists() and hop.name in result.report.format_text()
-        return
-    _record("pass" if result.passed else "MISMATCH", spec, target)
-    assert result.passed, f"silent mismatch for {spec}:\n{result.report.format_text()}"
-    assert out.exists()
-    if target == "keras":
-        assert result.report.trainable_params["pytorch"] == result.report.trainable_params["keras"]
+    outcome = _convert_cli(src, out)
+    _record(TORCH_TO_KERAS, target, spec, outcome)
+    if outcome.name == "pass" and target == "keras":
+        params = json.loads(outcome.detail)
+        assert params["pytorch"] == params["keras"], f"trainable parameters differ for {spec!r}: {params}"
+    return outcome
+
+
+def check_keras_to_torch(spec: ArchSpec, tmp: Path) -> Outcome:
+    """Build ``spec`` in Keras (NHWC), save ``.keras``, convert it to a ``.pt2`` ExportedProgram."""
+    from fixtures import random_arch
+
+    src = tmp / "m.keras"
+    random_arch.build_keras(spec).save(str(src))
+    outcome = _convert_cli(src, tmp / "m.pt2")
+    _record(KERAS_TO_TORCH, "pt2", spec, outcome)
+    return outcome
+
+
+def _arch(kinds: list[str] | tuple[str, ...]) -> st.SearchStrategy[ArchSpec]:
+    layer = st.builds(LayerSpec, kind=st.sampled_from(list(kinds)), a=st.integers(0, 12), b=st.integers(1, 2),
+                      c=st.integers(0, 2))
+    return st.builds(ArchSpec, in_channels=st.integers(1, 4), size=st.integers(5, 17),
+                     layers=st.lists(layer, min_size=1, max_size=6).map(tuple), head=st.sampled_from([0, 3, 7]),
+                     seed=st.integers(0, 10_000))
+
+
+# No shrinking: one conversion takes seconds, shrinking takes many; the log and the failure message carry the
+# full ArchSpec, which becomes a regression example below.
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(spec=_arch(TORCH_KINDS), target=st.sampled_from(["keras", "tflite"]))
+def test_random_torch_architectures_convert_or_name_the_gap(spec: ArchSpec, target: str, tmp_path_factory) -> None:
+    _assert_acceptable(check_torch_to_keras(spec, target, tmp_path_factory.mktemp("fuzz")), spec, keep_going=True)
+
+
+@FUZZ
+@given(spec=_arch(KERAS_KINDS))
+def test_random_keras_architectures_convert_or_name_the_gap(spec: ArchSpec, tmp_path_factory) -> None:
+    _assert_acceptable(check_keras_to_torch(spec, tmp_path_factory.mktemp("fuzz")), spec, keep_going=True)
+
+
+# ---- regressions: every failure the fuzzer found, as an explicit example ---------------------------------
+
+L = LayerSpec
+TORCH_REGRESSIONS: list = []
+KERAS_REGRESSIONS: list = []
+
+
+@pytest.mark.parametrize("spec,target", TORCH_REGRESSIONS)
+def test_torch_regression(spec: ArchSpec, target: str, tmp_path: Path) -> None:
+    _assert_acceptable(check_torch_to_keras(spec, target, tmp_path), spec)
+
+
+@pytest.mark.parametrize("spec", KERAS_REGRESSIONS)
+def test_keras_regression(spec: ArchSpec, tmp_path: Path) -> None:
+    _assert_acceptable(check_keras_to_torch(spec, tmp_path), spec)
+
+
+@pytest.mark.skipif(not LOG, reason="without CROSSPORT_FUZZ_LOG every example asserts on its own")
+def test_fuzz_log_has_no_failures() -> None:
+    """Last in the file: with a log, the examples above only record; this fails the run on any failure."""
+    rows = [json.loads(line) for line in Path(LOG).read_text().splitlines() if line.strip()]
+    mine = [r for r in rows if r.get("run") == RUN_ID]
+    bad = [f"{r['direction']} {r['target']} {r['outcome']}: {r['spec']}\n    {r['detail'][:300]}" for r in mine
+           if r["outcome"] in ("MISMATCH", "CRASH")]
+    assert not bad, f"{len(bad)} of {len(mine)} examples failed:\n" + "\n".join(bad)

@@ -33,9 +33,12 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs.")
 @click.option("--no-verify", is_flag=True, help="Skip verification (the output says that nothing was verified).")
-@click.option("--route", type=click.Choice(["auto", "builder", "onnx2tf"]), default="auto", show_default=True,
-              help="builder: crossport's ONNX->Keras 3 builder; onnx2tf: onnx2tf (SavedModel/TFLite only); "
-                   "auto: the builder, falling back to onnx2tf when it meets an unsupported op.")
+@click.option("--route", type=click.Choice(["auto", "builder", "onnx2tf", "onnx", "keras-native"]), default="auto",
+              show_default=True,
+              help="TF/Keras targets: builder (crossport's ONNX->Keras 3 builder) or onnx2tf (SavedModel/TFLite only). "
+                   "PyTorch targets: onnx (ONNX -> onnx2torch) or keras-native (Keras files reloaded under Keras' "
+                   "torch backend, .pt2 only). auto tries that direction's routes in order and keeps the first "
+                   "that verifies; the report lists the routes tried.")
 @click.option("--nchw", is_flag=True, help="PyTorch targets: take/return channels-first image tensors (permutes folded into the model).")
 @click.option("--trust-code", is_flag=True,
               help="Keras sources: load with safe_mode off (Lambda layers run code): only for files you trust.")
@@ -78,6 +81,13 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
         )
+        from converter.pipeline import resolve_target
+        from converter.to_torch.routes import RouteUsageError, check_route
+
+        try:
+            check_route(route, resolve_target(options))
+        except RouteUsageError as err:
+            raise click.UsageError(str(err)) from err
         start = time.perf_counter()
 
         def progress(message: str) -> None:

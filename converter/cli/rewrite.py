@@ -13,7 +13,8 @@ _LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims rem
 
 @click.command("rewrite", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--to", "to", type=click.Choice(["keras"]), required=True, help="Target framework.")
+@click.option("--to", "to", type=click.Choice(["keras", "torch"]), required=True,
+              help="Target framework: keras (from PyTorch source) or torch (from Keras / tf.keras source).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file (or directory tree).")
 @click.option("--in-place", is_flag=True, help="Overwrite the source files (the only way to touch them).")
 @click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff instead of writing.")
@@ -21,7 +22,9 @@ _LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims rem
 @click.option("--layout", type=click.Choice(["channels_last", "channels_first"]), default=None, help=_LAYOUT_HELP)
 @click.option("--force", is_flag=True, help="Overwrite an existing -o output.")
 @click.option("--verify", is_flag=True, help="Run both models (imports and runs your code) and compare outputs.")
-@click.option("--input-shape", help="Sample input shape(s) for --verify, e.g. 1x1x28x28 or 2x10,2x5.")
+@click.option("--input-shape", help="Sample input shape(s) for --verify, e.g. 1x1x28x28 or 2x10,2x5. With --to torch: "
+              "Keras' channels-last shape (1x28x28x1); runs the Keras model once to write concrete in_features/"
+              "in_channels (opt-in to running your code).")
 @click.option("--class", "class_name", help="Model class to verify (default: the only top-level model).")
 @click.option("--init-kwargs", help="JSON object of constructor arguments, e.g. '{\"num_classes\": 10}'.")
 @click.option("--atol", type=float, default=1e-4, show_default=True)
@@ -31,7 +34,8 @@ _LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims rem
 def command(sources: tuple[Path, ...], to: str, output: Path | None, in_place: bool, show_diff: bool, check: bool,
             layout: str | None, force: bool, verify: bool, input_shape: str | None, class_name: str | None,
             init_kwargs: str | None, atol: float, rtol: float, seed: int, verbose: bool, quiet: bool) -> None:
-    """Rewrite PyTorch model source (nn.Module, forward, nn.Sequential, F.*) into Keras 3 source.
+    """Rewrite PyTorch model source (nn.Module, forward, nn.Sequential, F.*) into Keras 3 source, or Keras source
+    (Sequential, functional API, subclassed Model/Layer; keras or tf.keras) into PyTorch (--to torch).
 
     Comments and non-model code survive; untranslatable constructs are kept and marked
     '# crossport: TODO(<rule>): why'. Without -o/--in-place/--diff/--check the result goes to stdout.

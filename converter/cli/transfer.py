@@ -1,4 +1,5 @@
-"""``crossport transfer``: a PyTorch state_dict -> a trained Keras model built from rewritten source."""
+"""``crossport transfer``: a PyTorch state_dict -> a trained Keras model built from rewritten source, or a trained
+``.keras`` model -> a PyTorch state_dict / exported program through ``--to torch`` rewritten source."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,16 @@ from converter.cli._common import run_guarded, verbosity_options
 
 @click.command("transfer", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("--into", "into", required=True, help="Rewritten Keras source and class: OUT.py:Class.")
+@click.option("--into", "into", required=True,
+              help="Rewritten source and class (or builder function): OUT.py:Class.")
 @click.option("--source", "source",
               help="The original PyTorch source (ORIG.py or ORIG.py:Class): used to verify the transfer.")
 @click.option("--unverified", is_flag=True,
               help="Without --source: map by the Keras attribute paths and write the file unverified.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .keras file to write.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="The .keras file to write (from a torch checkpoint), or .pt / .pt2 (from a .keras model).")
+@click.option("--trust-keras", is_flag=True,
+              help="Load the .keras file with safe_mode=False (runs code stored in it, e.g. Lambda layers).")
 @click.option("--input-shape", required=True, help="Sample input shape(s) to build and verify, e.g. 1x1x28x28.")
 @click.option("--init-kwargs", help="JSON object of constructor arguments (same for both classes).")
 @click.option("--layout", type=click.Choice(["channels_last", "channels_first"]),
@@ -24,16 +29,45 @@ from converter.cli._common import run_guarded, verbosity_options
 @click.option("--atol", type=float, default=1e-4, show_default=True)
 @click.option("--rtol", type=float, default=1e-4, show_default=True)
 @verbosity_options
-def command(checkpoint: Path, into: str, source: str | None, unverified: bool, output: Path, input_shape: str,
-            init_kwargs: str | None, layout: str | None, force: bool, atol: float, rtol: float, verbose: bool,
-            quiet: bool) -> None:
+def command(checkpoint: Path, into: str, source: str | None, unverified: bool, output: Path, trust_keras: bool,
+            input_shape: str, init_kwargs: str | None, layout: str | None, force: bool, atol: float, rtol: float,
+            verbose: bool, quiet: bool) -> None:
     """Load CHECKPOINT (torch.load(weights_only=True)) into the original class, move the weights into the
     rewritten Keras class, compare outputs, and save OUT only if they match.
 
     Without --source the checkpoint keys are mapped by the Keras model's attribute paths; nothing can be
-    compared, so the file is written only with --unverified."""
+    compared, so the file is written only with --unverified.
+
+    A CHECKPOINT ending in .keras goes the other way: it is loaded (safe_mode=True unless --trust-keras; --source
+    names the Keras source of custom layers), its weights move into the class of the --to torch rewrite, outputs
+    are compared (--input-shape in Keras' channels-last order) and -o model.pt / model.pt2 is written if they match."""
 
     def body() -> int:
+        if checkpoint.suffix == ".keras":
+            return _from_keras()
+        return _from_torch()
+
+    def _from_keras() -> int:
+        from converter.rewrite.verify import format_report
+        from converter.weights.checkpoint import parse_target
+        from converter.weights.keras_checkpoint import KerasTransferJob, run_keras_transfer
+
+        torch_path, entry = parse_target(into)
+        if entry is None:
+            raise click.UsageError("--into must be OUT.py:Class")
+        report, path = run_keras_transfer(KerasTransferJob(
+            model_file=checkpoint, torch_source=torch_path, entry=entry, output=output, input_shape=input_shape,
+            keras_source=parse_target(source)[0] if source else None, init_kwargs_json=init_kwargs,
+            trust=trust_keras, force=force, atol=atol, rtol=rtol))
+        if not quiet or not report.passed:
+            click.echo(format_report(report))
+        if not report.passed:
+            click.echo("crossport: verification failed; nothing was written", err=True)
+            return 1
+        click.echo(f"wrote {path}")
+        return 0
+
+    def _from_torch() -> int:
         from converter.rewrite.verify import format_report
         from converter.weights.checkpoint import TransferJob, parse_target, run_transfer
 

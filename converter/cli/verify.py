@@ -12,11 +12,11 @@ from converter.cli._common import quiet_frameworks, run_guarded, verbosity_optio
 @click.command("verify", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("reference")
 @click.argument("candidate", required=False)
-@click.option("--golden", "golden_dir", type=click.Path(file_okay=False),
+@click.option("--golden", "golden_dir", metavar="DIRECTORY",
               help="Check REFERENCE (the only model given) against golden files saved with --save-golden.")
-@click.option("--save-golden", "save_golden", type=click.Path(file_okay=False),
+@click.option("--save-golden", "save_golden", metavar="DIRECTORY",
               help="Store the inputs, reference outputs and a manifest here, for later --golden checks.")
-@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False),
+@click.option("--inputs", "inputs_path", metavar="FILE.npz",
               help="Real inputs: a .npz with one array per input (by name, else in order), in the reference's layout.")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
               help="Input shape in the reference's layout (default: the models' signatures).")
@@ -38,7 +38,7 @@ from converter.cli._common import quiet_frameworks, run_guarded, verbosity_optio
 @click.option("--trust-code", is_flag=True, help="Allow Keras Lambda layers (safe_mode=False; runs code from the file).")
 @click.option("--layers", is_flag=True, help="Per-layer error profile even when the outputs match.")
 @click.option("--no-localize", is_flag=True, help="Do not look for the first divergent layer on a mismatch.")
-@click.option("--report", "reports", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--report", "reports", multiple=True, metavar="FILE",
               help="Write the report: .json (schema crossport.verify v1) or .html (self-contained). Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
 @verbosity_options
@@ -61,6 +61,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
 
     def body() -> int:
         from converter import frameworks
+        from converter.errors import OutputError, ShapeError
         from converter.jsonargs import parse_json_object
         from converter.parity.loaders import LoadOptions
         from converter.parity.verify import VerifyOptions, verify
@@ -72,6 +73,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
             raise click.UsageError("with --golden give only the model to check: crossport verify CAND --golden DIR")
         if not golden_dir and not candidate:
             raise click.UsageError("missing CANDIDATE (or --golden DIR)")
+        _check_paths(golden_dir, save_golden, inputs_path, reports)
         options = VerifyOptions(
             inputs=inputs_path, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
             input_dtype=input_dtype, seed=seed, distributions=tuple(distributions) or ("normal", "uniform", "large"),
@@ -81,14 +83,20 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
             localize=not no_localize, save_golden=save_golden,
             command=" ".join(shlex.quote(a) for a in ["crossport", "verify", *sys.argv[2:]]),
         )
-        if golden_dir:
-            from converter.parity.golden import verify_golden
+        try:
+            if golden_dir:
+                from converter.parity.golden import verify_golden
 
-            report = verify_golden(reference, golden_dir, options)
-        else:
-            report = verify(reference, candidate, options)
+                report = verify_golden(reference, golden_dir, options)
+            else:
+                report = verify(reference, candidate, options)
+        except ShapeError as err:
+            raise ShapeError(_with_input_source(str(err), inputs_path, input_shapes)) from err
         for path in reports:
-            report.write(path)
+            try:
+                report.write(path)
+            except OSError as err:
+                raise OutputError(f"--report {path}: cannot write ({err.strerror or err})") from err
         if as_json:
             click.echo(report.to_json())
         elif not quiet or not report.passed:
@@ -98,6 +106,60 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
         return 0 if report.passed else 1
 
     run_guarded(verbose, body)
+
+
+def _check_paths(golden_dir: str | None, save_golden: str | None, inputs_path: str | None,
+                 reports: tuple[str, ...]) -> None:
+    """Wrong kinds of path, refused before any model is loaded: a missing or file --golden, a file --save-golden,
+    a directory --inputs, a --report that cannot be written."""
+    import os
+    from pathlib import Path
+
+    from converter.errors import InputPathError, OutputError
+
+    if golden_dir and not Path(golden_dir).is_dir():
+        what = "is a file, not a directory" if Path(golden_dir).exists() else "no such directory"
+        raise InputPathError(f"--golden {golden_dir}: {what}")
+    if save_golden and Path(save_golden).exists() and not Path(save_golden).is_dir():
+        raise InputPathError(f"--save-golden {save_golden}: is a file, not a directory")
+    if inputs_path and Path(inputs_path).is_dir():
+        raise InputPathError(f"--inputs {inputs_path}: is a directory; pass a .npz file")
+    if inputs_path and Path(inputs_path).is_file():
+        _check_npz_dtypes(inputs_path)
+    for report in reports:
+        path = Path(report)
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise OutputError(f"--report {report}: is a directory; pass a .json or .html file path")
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise OutputError(f"--report {report}: cannot write there ({parent} is not a writable directory)")
+
+
+def _check_npz_dtypes(inputs_path: str) -> None:
+    """Strings, objects or dates in --inputs cannot be fed to any model: say which array, before loading models.
+    An unreadable file is left to the loader, which reports it."""
+    import numpy as np
+
+    from converter.errors import ShapeError
+
+    try:
+        with np.load(inputs_path, allow_pickle=False) as data:
+            kinds = {k: data[k].dtype for k in data.files}
+    except Exception:  # noqa: BLE001 - reported by the verify loader with its own message
+        return
+    for key, dtype in kinds.items():
+        if dtype.kind not in "biuf":
+            raise ShapeError(f"--inputs {inputs_path}: array {key!r} has dtype {dtype}; model inputs must be "
+                             "float, int or bool arrays")
+
+
+def _with_input_source(message: str, inputs_path: str | None, input_shapes: tuple[str, ...]) -> str:
+    """Say which flag supplied the inputs that do not fit, so the user knows what to change."""
+    if inputs_path and inputs_path not in message:
+        return f"--inputs {inputs_path}: {message}"
+    if input_shapes and "--input-shape" not in message:
+        return f"{message} (from --input-shape {' '.join(input_shapes)})"
+    return message
 
 
 def _int_range(text: str | None) -> tuple[int, int] | None:

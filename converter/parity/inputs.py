@@ -2,6 +2,7 @@
 easy inputs is not called verified."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,11 @@ from converter.errors import ShapeError
 
 # Refuse input sets that would not fit comfortably in memory (bytes per array).
 MAX_INPUT_BYTES = 2 * 1024**3
+# Each input set is held several times over during a verification: by the source runtime, by onnxruntime, by the
+# target, as float64 in the comparison, plus activations at least as large. Budget that many copies against the
+# memory actually available, so an impossible --input-shape is refused before anything is allocated (the OOM killer
+# would otherwise end the process with no message and possibly a half-written work directory).
+COPIES_PER_SET = 8
 
 
 @dataclass(frozen=True)
@@ -36,13 +42,56 @@ class InputSet:
                 "shapes": [list(a.shape) for a in self.arrays], "dtypes": [str(a.dtype) for a in self.arrays]}
 
 
+def _nbytes(shape: tuple[int, ...], dtype: str) -> float:
+    """Bytes of one array, in float arithmetic so an absurd shape cannot overflow."""
+    return float(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+
+
+def available_memory() -> int | None:
+    """Memory the kernel says can be allocated without swapping (MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_spec(spec: InputSpec) -> None:
     if any(d <= 0 for d in spec.shape):
-        raise ShapeError(f"input {spec.name!r}: shape {spec.shape} has a non-positive dimension")
-    nbytes = int(np.prod(spec.shape, dtype=np.float64)) * np.dtype(spec.dtype).itemsize
+        raise ShapeError(f"input {spec.name!r}: shape {spec.shape} has a non-positive dimension; "
+                         "every --input-shape dimension must be a positive integer")
+    try:
+        np.dtype(spec.dtype)
+    except TypeError as err:
+        raise ShapeError(f"input {spec.name!r}: unknown dtype {spec.dtype!r} (check --input-dtype)") from err
+    nbytes = _nbytes(spec.shape, spec.dtype)
     if nbytes > MAX_INPUT_BYTES:
         raise ShapeError(
-            f"input {spec.name!r}: shape {spec.shape} needs {nbytes / 2**30:.1f} GiB per batch; refusing to allocate"
+            f"input {spec.name!r}: shape {spec.shape} needs {nbytes / 2**30:.1f} GiB per batch; refusing to allocate "
+            f"more than {MAX_INPUT_BYTES / 2**30:.0f} GiB per input (pass a smaller --input-shape)"
+        )
+
+
+def check_memory(specs: list[InputSpec], n_sets: int, dynamic_batch: bool) -> None:
+    """Refuse, before allocating, input sets whose verification would need more memory than is available."""
+    per_set = 0.0
+    for s in specs:
+        shape = (s.shape[0] + 1, *s.shape[1:]) if dynamic_batch and s.shape else s.shape
+        per_set += _nbytes(shape, s.dtype)
+    need = per_set * n_sets * COPIES_PER_SET
+    avail = available_memory()
+    if avail is not None and need > avail:
+        shapes = ", ".join(f"{s.name}={'x'.join(map(str, s.shape))}" for s in specs)
+        raise ShapeError(
+            f"--input-shape {shapes}: verifying needs about {need / 2**30:.1f} GiB ({n_sets} input sets of "
+            f"{per_set / 2**30:.2f} GiB, each held ~{COPIES_PER_SET}x), more than the {avail / 2**30:.1f} GiB "
+            "available; refusing to allocate. Pass a smaller --input-shape (e.g. batch 1-2)"
         )
 
 
@@ -72,6 +121,7 @@ def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool =
     every second draw uses batch + 1 when the batch is dynamic, so a batch-size bug cannot hide."""
     for s in specs:
         check_spec(s)
+    check_memory(specs, len(distributions), dynamic_batch)
     unknown = [d for d in distributions if d not in DISTRIBUTIONS]
     if unknown or not distributions:
         raise ShapeError(f"unknown input distribution(s) {unknown}; expected some of {', '.join(DISTRIBUTIONS)}")

@@ -80,11 +80,13 @@ def _is_keras_model(obj: Any) -> bool:
 
 
 def _load_path(source: str, options: LoadOptions) -> LoadedModel:
-    from converter.formats import Format, load_torch_source, sniff
+    from converter.formats import (Format, keras_file_nonfinite, load_torch_source, raise_if_nonfinite, sniff,
+                                   torch_nonfinite)
 
     fmt = sniff(source)
     if fmt in (Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT, Format.FACTORY):
         src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+        raise_if_nonfinite(source, torch_nonfinite(src.module), _NONFINITE_HINT)
         shapes: tuple = ()
         if src.example_shapes:
             shapes = tuple((None, *s[1:]) if src.dynamic_batch and s else s for s in src.example_shapes)
@@ -93,12 +95,17 @@ def _load_path(source: str, options: LoadOptions) -> LoadedModel:
     if fmt == Format.ONNX:
         return _onnx(source)
     if fmt in (Format.KERAS, Format.H5):
+        raise_if_nonfinite(source, keras_file_nonfinite(source), _NONFINITE_HINT)
         return _keras_loaded(source, fmt.value, _load_keras(source, options.trust_code))
     if fmt == Format.SAVED_MODEL:
         return _saved_model(source)
     if fmt == Format.TFLITE:
         return _tflite(source)
     raise ModelFileError(f"{source}: {fmt.value} cannot be verified")
+
+
+# Comparing a model whose weights are NaN compares NaN with NaN: it would "pass" and prove nothing.
+_NONFINITE_HINT = " (a model with non-finite weights has nothing to compare)"
 
 
 def _torch(source: str, fmt: str, module: Any, ep: Any, names: tuple[str, ...], shapes: tuple,
@@ -127,6 +134,7 @@ def _onnx(source: str) -> LoadedModel:
 
     from converter.parity.runners import OnnxRunner
 
+    _check_onnx_file(source)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:
@@ -139,6 +147,20 @@ def _onnx(source: str) -> LoadedModel:
     runner = OnnxRunner(Path(source), (Layout.NONE,) * len(ins), (), _session=session)
     return LoadedModel(source, ONNX, "onnx", runner, tuple(i.name for i in ins), shapes, dtypes,
                        tuple(o.name for o in session.get_outputs()), handle=Path(source))
+
+
+def _check_onnx_file(source: str) -> None:
+    """Name a custom-domain op or NaN weights before onnxruntime fails on them with its own, longer message."""
+    import onnx
+
+    from converter.formats import check_onnx_ops, onnx_nonfinite, raise_if_nonfinite
+
+    try:
+        model = onnx.load(source)
+    except Exception as err:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise ModelFileError(f"{source}: not a readable ONNX model ({_first_line(err)})") from err
+    check_onnx_ops(model, source)
+    raise_if_nonfinite(source, onnx_nonfinite(model), _NONFINITE_HINT)
 
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",

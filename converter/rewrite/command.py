@@ -1,11 +1,11 @@
 """The rewrite command as a library function: rewrite, optionally verify, then write/diff/check/print."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from converter.errors import InputPathError
-from converter.rewrite.files import RewriteJob, rewrite_files, summary, unified_diff, write_atomic
+from converter.rewrite.files import FileOutcome, RewriteJob, rewrite_files, summary, unified_diff, write_atomic
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,22 @@ class RewriteCommand:
 Echo = Callable[..., None]
 
 
+def _with_facts(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tuple[RewriteJob, list[FileOutcome]]:
+    """--to torch --input-shape: run the Keras model once (explicit opt-in) and rewrite again with its shapes."""
+    from converter.rewrite.keras_probe import probe
+    from converter.rewrite.loading import parse_init_kwargs
+    from converter.rewrite.verify import choose_class, parse_shapes
+
+    if len(outcomes) != 1:
+        raise InputPathError("--input-shape with --to torch works on one source file")
+    outcome = outcomes[0]
+    entry = choose_class(outcome.result, cmd.class_name)
+    facts = probe(outcome.source, entry, parse_shapes(cmd.input_shape or ""), parse_init_kwargs(cmd.init_kwargs),
+                  cmd.seed)
+    job = replace(cmd.job, options=replace(cmd.job.options, facts=facts))
+    return job, rewrite_files(job)
+
+
 def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
     """Returns the exit code: 0 done, 1 --check found changes/TODOs or --verify found a mismatch."""
     job = cmd.job
@@ -34,6 +50,8 @@ def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
             raise InputPathError(f"{missing}: no such file or directory")
         raise InputPathError("several sources: choose -o DIR, --in-place, --diff or --check")
     outcomes = rewrite_files(job)
+    if job.options.to == "torch" and cmd.input_shape:
+        job, outcomes = _with_facts(cmd, outcomes)
     if not cmd.quiet:
         for outcome in outcomes:
             for line in summary(outcome):
@@ -42,7 +60,10 @@ def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
         from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
 
         outcome = outcomes[0]
-        report = verify_rewrite(outcome.source, outcome.result, VerifyOptions(
+        verifier = verify_rewrite
+        if job.options.to == "torch":
+            from converter.rewrite.verify_torch import verify_keras_rewrite as verifier
+        report = verifier(outcome.source, outcome.result, VerifyOptions(
             input_shapes=parse_shapes(cmd.input_shape or ""), class_name=cmd.class_name,
             init_kwargs_json=cmd.init_kwargs, atol=cmd.atol, rtol=cmd.rtol, seed=cmd.seed))
         echo(format_report(report), err=job.mode == "stdout")

@@ -12,7 +12,7 @@ test asserts both paths give identical output on every fixture and rule example.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import libcst as cst
 from libcst.codemod import Codemod, CodemodContext, VisitorBasedCodemodCommand
@@ -23,6 +23,7 @@ from converter.rewrite import todo as todo_marks
 from converter.rewrite.imports import apply_import_changes
 from converter.rewrite.names import ImportResolver, ShadowWatch
 from converter.rewrite.analysis import Analysis, ClassInfo, analyse
+from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
@@ -34,9 +35,12 @@ class RuleRunner(VisitorBasedCodemodCommand):
     METADATA_DEPENDENCIES = (QualifiedNameProvider,)
 
     def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str,
-                 precise: bool = False) -> None:
+                 precise: bool = False, to: str = "keras", facts: Mapping[str, object] | None = None) -> None:
         super().__init__(context)
         self.layout = layout
+        #: the target framework: "keras" rewrites torch sources, "torch" rewrites Keras sources.
+        self.to = to
+        self.facts = dict(facts or {})
         #: precise: libcst's QualifiedNameProvider; else ImportResolver, valid while ShadowWatch stays quiet.
         self.precise = precise
         self._resolver: ImportResolver | None = None
@@ -57,18 +61,28 @@ class RuleRunner(VisitorBasedCodemodCommand):
     # -- the RuleContext protocol -------------------------------------------------------------------------
     def qualified_name(self, node: cst.CSTNode) -> str | None:
         if self._resolver is not None:
-            return self._resolver.resolve(node)
-        names = self.get_metadata(QualifiedNameProvider, node, None)
-        if not names:
-            return None
-        ordered = sorted(q.name for q in names)
-        for name in ordered:
-            if name.startswith("torch"):
-                return name
-        return ordered[0]
+            found = self._resolver.resolve(node)
+        else:
+            names = self.get_metadata(QualifiedNameProvider, node, None)
+            if not names:
+                return None
+            ordered = sorted(q.name for q in names)
+            found = next((n for n in ordered if n.startswith(("torch", "keras", "tensorflow"))), ordered[0])
+        return canonical_keras(found) if self.to == "torch" and found else found
 
     def current_class(self) -> ClassInfo | None:
         return self._classes[-1] if self._classes else None
+
+    def current_model(self) -> ClassInfo | None:
+        """The enclosing model class, or (--to torch) the builder function being turned into one."""
+        if self._classes:
+            return self._classes[-1]
+        if self._functions and self._functions[0] in self.analysis.builders:
+            return self.analysis.classes.get(self._functions[0])
+        return None
+
+    def current_function(self) -> str | None:
+        return self._functions[-1] if self._functions else None
 
     def in_model_scope(self) -> bool:
         if self._classes:
@@ -76,6 +90,8 @@ class RuleRunner(VisitorBasedCodemodCommand):
         return bool(self._functions) and self._functions[0] in self.analysis.builders
 
     def in_tensor_code(self) -> bool:
+        if self.to == "torch" and not self._classes and self._functions:
+            return self._functions[0] in self.analysis.functional  # a functional-API builder: tensors flow there
         return bool(self._classes) and self._classes[-1] is not None and bool(self._functions) and (
             self._functions[-1] != "__init__"
         )
@@ -106,8 +122,14 @@ class RuleRunner(VisitorBasedCodemodCommand):
         if self._statements:
             self._statements[-1].extend(comments)
 
-    def add_import(self, module: str) -> None:
-        AddImportsVisitor.add_needed_import(self.context, module)
+    def add_import(self, module: str, asname: str | None = None) -> None:
+        AddImportsVisitor.add_needed_import(self.context, module, asname=asname)
+
+    def facts_for(self, node: cst.CSTNode, what: str = "") -> object | None:
+        """The recorded Keras input shape (or ``what``: another recorded fact, e.g. ``"#heads"``) of the layer built
+        by the original call ``node``; None without facts."""
+        key = self.analysis.sites.get(id(node))
+        return None if key is None else self.facts.get(key + what)
 
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
@@ -126,7 +148,8 @@ class RuleRunner(VisitorBasedCodemodCommand):
         return apply_import_changes(tree, self.context)
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        self.analysis = analyse(tree, self.qualified_name, _top_level_lines(tree))
+        analyser = analyse_keras if self.to == "torch" else analyse
+        self.analysis = analyser(tree, self.qualified_name, _top_level_lines(tree))
         return tree.visit(self)
 
     # Rules are dispatched by node type below; libcst's matcher-decorator machinery (MatcherDecoratableTransformer)
@@ -212,7 +235,7 @@ def rewrite_source(
     filename: str = "<string>",
     precise: bool = False,
 ) -> RewriteResult:
-    """Rewrite PyTorch model source into Keras 3 source; never raises on untranslatable code (it marks it).
+    """Rewrite model source into the other framework (``options.to``); never raises on untranslatable code (it marks it).
 
     ``precise=True`` always resolves names with libcst's QualifiedNameProvider (full scope analysis); by default
     the import-table resolver is used and the engine switches to QualifiedNameProvider by itself whenever an
@@ -223,11 +246,14 @@ def rewrite_source(
     except cst.ParserSyntaxError as err:
         raise SourceSyntaxError(f"{filename}:{err.raw_line}:{err.raw_column}: cannot parse: {err.message}") from None
     chosen = select_rules(options, rules)
-    runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise)
+    facts = dict(options.facts)
+    runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise, to=options.to,
+                        facts=facts)
     new_module = runner.transform_module(module)
     if runner.watch is not None and runner.watch.shadowed:
         # An import alias is rebound somewhere (runner.watch.reason): resolve names with full scope analysis.
-        runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=True)
+        runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=True, to=options.to,
+                            facts=facts)
         new_module = runner.transform_module(module)
     code = new_module.code
     analysis = runner.analysis
@@ -240,6 +266,7 @@ def rewrite_source(
         model_classes=tuple(c.name for c in analysis.model_classes()),
         top_models=tuple(c.name for c in analysis.top_models()),
         spatial_classes=tuple(c.name for c in analysis.model_classes() if c.spatial),
-        layout=options.layout,
+        layout=options.layout if options.to == "keras" else "channels_first",
         filename=filename,
+        to=options.to,
     )

@@ -124,11 +124,14 @@ def summary(outcome: FileOutcome) -> list[str]:
     name = str(outcome.source)
     lines: list[str] = []
     if not r.model_classes:
-        lines.append(f"{name}: no torch nn.Module subclass found; nothing to rewrite")
+        what = "Keras model (Model/Layer class, Sequential or functional builder)" if r.to == "torch" else (
+            "torch nn.Module subclass")
+        lines.append(f"{name}: no {what} found; nothing to rewrite")
     else:
         applied = ", ".join(f"{rule}×{n}" for rule, n in r.applied) or "nothing"
+        layout = "NCHW torch from channels-last Keras" if r.to == "torch" else f"layout {r.layout}"
         lines.append(f"{name}: {len(r.model_classes)} model class(es) ({', '.join(r.model_classes)}), "
-                     f"layout {r.layout}; rules applied: {applied}")
+                     f"{layout}; rules applied: {applied}")
     # TODO lines are lines of the rewritten code: name the file that holds it when there is one.
     where = str(outcome.target) if outcome.target is not None else f"{name} (rewritten)"
     for todo in r.todos:

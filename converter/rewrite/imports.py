@@ -76,7 +76,8 @@ def apply_import_changes(tree: cst.Module, context: CodemodContext) -> cst.Modul
     n = 0
     while n < len(body) and _is_header_statement(body[n], n):
         n += 1
-    roots = _bound_names(body[:n]) | {"keras"}
+    added = scratch.get(AddImportsVisitor.CONTEXT_KEY, [])
+    roots = _bound_names(body[:n]) | {"keras"} | {(i.alias or i.module_name).split(".")[0] for i in added}
     chains = _Chains(roots)
     for stmt in body[n:]:
         stmt.visit(chains)

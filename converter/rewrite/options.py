@@ -7,6 +7,7 @@ LAYOUTS = ("channels_first", "channels_last")
 #: Default layout: idiomatic NHWC Keras, which every Keras backend runs eagerly on CPU. channels_first output
 #: needs XLA on TensorFlow-CPU (eager NCHW Conv2D is unimplemented there). See README_SECTION.md.
 DEFAULT_LAYOUT = "channels_last"
+TARGETS = ("keras", "torch")
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,13 @@ class RewriteOptions:
     to: str = "keras"
     layout: str = DEFAULT_LAYOUT
     only_rules: tuple[str, ...] = ()
+    #: --to torch with --input-shape: input shape (Keras order, batch None) of each layer site, from one run of the
+    #: user's Keras code (``converter.rewrite.keras_probe``); keys are the site keys of ``keras_analysis``.
+    facts: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.to != "keras":
-            raise ValueError(f"only --to keras is implemented (got {self.to!r})")
+        if self.to not in TARGETS:
+            raise ValueError(f"--to must be one of {TARGETS} (got {self.to!r})")
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS} (got {self.layout!r})")
 
@@ -44,6 +48,8 @@ class RewriteResult:
     layout: str = "channels_first"
     filename: str = "<string>"
     notes: tuple[str, ...] = field(default=())
+    #: the target framework of the rewrite ("keras" or "torch").
+    to: str = "keras"
 
     @property
     def changed(self) -> bool:

@@ -15,6 +15,8 @@ Gaps filled here (see shared/reference/upstream.md):
   trainable`` promotes the right ones.
 - onnx2torch returns a multi-output node's whole tuple when one of its outputs is a graph output, and dedups
   graph outputs from one node: every graph output gets its own Identity first.
+- onnx2torch raises on Reshape ``allowzero=1`` (the dynamo exporter's default): dropped where it is a no-op
+  (``_drop_needless_allowzero``).
 """
 from __future__ import annotations
 
@@ -92,6 +94,7 @@ def convert(model: Any, examples: Sequence[Sequence[Any]] = ()) -> TorchConversi
 
     register_converters()
     model = _identity_outputs(model)
+    _drop_needless_allowzero(model)
     try:
         gm = onnx2torch.convert(model)
     except NotImplementedError as err:
@@ -108,6 +111,22 @@ def convert(model: Any, examples: Sequence[Sequence[Any]] = ()) -> TorchConversi
     if remaining:
         notes.append(f"shape arguments computed at run time remain in {', '.join(remaining)}")
     return TorchConversion(gm, model, tuple(notes), remaining)
+
+
+def _drop_needless_allowzero(model: Any) -> None:
+    """onnx2torch refuses Reshape ``allowzero=1`` (NotImplementedError), which torch.onnx's dynamo exporter writes
+    on every Reshape. It only changes what a 0 in the target shape means; with a constant shape holding no 0 the
+    attribute is a no-op, so it is removed there (a shape with a 0, or computed at run time, still fails loudly)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        keep = [a for a in node.attribute if not (a.name == "allowzero" and a.i == 1)]
+        if len(keep) != len(node.attribute) and 0 not in numpy_helper.to_array(inits[node.input[1]]).tolist():
+            del node.attribute[:]
+            node.attribute.extend(keep)
 
 
 def _unsupported_message(model: Any, err: Exception) -> str:

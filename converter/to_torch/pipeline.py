@@ -1,15 +1,17 @@
-"""Keras / SavedModel / ONNX -> ONNX -> onnx2torch -> PyTorch artifact, verified hop by hop.
+"""Keras / SavedModel / ONNX -> PyTorch artifact, verified hop by hop, through one of two routes
+(``converter.to_torch.routes``): ``onnx`` (ONNX -> onnx2torch) or ``keras-native`` (Keras' torch backend,
+``converter.to_torch.native``). ``--route auto`` tries them in ``AUTO_ORDER`` and keeps the first that verifies.
 
-Hops: source (Keras or the SavedModel signature) vs onnxruntime; onnxruntime vs the converted PyTorch module;
-source vs the saved artifact reloaded with plain torch. Everything is written to a private temp dir and moved into
-place only after every hop passed (or ``--force``).
+ONNX-route hops: source (Keras or the SavedModel signature) vs onnxruntime; onnxruntime vs the converted PyTorch
+module; source vs the saved artifact reloaded with plain torch. Everything is written to a private temp dir and
+moved into place only after every hop passed (or ``--force``, on the last route tried).
 
 Layout: Keras image models take NHWC; by default the PyTorch model keeps that contract (and the report says so).
 ``--nchw`` wraps the model so rank-4 inputs/outputs are channels-first, the permutation inside the saved graph.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,6 +47,7 @@ class LoadedSource:
     output_names: tuple[str, ...]
     trainable_reference: tuple[np.ndarray, ...] | None  # the source's trainable weights, when it says
     notes: tuple[str, ...]
+    layer_names: tuple[str, ...] = ()  # Keras layer names, for readable names in --emit-source
 
 
 @dataclass
@@ -87,7 +90,21 @@ def _specs_from_signature(sigs: list[Any], options: Any) -> tuple[list[InputSpec
     return specs, dynamic
 
 
-def _load_keras_source(source: str, options: Any, tmp: Path, clock: Any) -> LoadedSource:
+@dataclass(frozen=True)
+class KerasSource:
+    """A Keras model loaded once (TensorFlow backend): the verification reference for every route."""
+
+    model: Any
+    sigs: tuple[Any, ...]  # converter.routes.tf_onnx.TfSignature, batch None when dynamic
+    runner: Any
+    specs: tuple[InputSpec, ...]
+    layouts: tuple[Layout, ...]
+    dynamic_batch: bool
+    output_names: tuple[str, ...]
+    trainable: int  # Keras' trainable element count
+
+
+def _load_keras(source: str, options: Any, clock: Any) -> KerasSource:
     from converter.routes import tf_onnx
 
     with clock.step("load", f"loading {source} (safe_mode={'off' if options.trust_code else 'on'})"):
@@ -98,9 +115,7 @@ def _load_keras_source(source: str, options: Any, tmp: Path, clock: Any) -> Load
     if options.static_batch:
         sigs = [tf_onnx.TfSignature(s.name, sp.shape, s.dtype) for s, sp in zip(sigs, specs)]
     layouts = tuple(_image_layout(len(s.shape)) for s in specs)
-    onnx_path = tmp / "model.onnx"
-    with clock.step("export-onnx", "exporting to ONNX (tf2onnx)"):
-        export = tf_onnx.keras_to_onnx(model, sigs, onnx_path)
+
     def call(feeds: list[np.ndarray]) -> list[np.ndarray]:
         # One tensor for a one-input model: a subclassed model's call() gets exactly what it was written for.
         out = model(feeds[0] if len(feeds) == 1 else list(feeds), training=False)
@@ -109,9 +124,25 @@ def _load_keras_source(source: str, options: Any, tmp: Path, clock: Any) -> Load
     runner = _CallRunner(call, layouts, (), name="keras")
     probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
     runner.output_layouts = tuple(_image_layout(o.ndim) for o in probe)
-    reference = export.trainable
-    return LoadedSource(runner, tuple(specs), layouts, dynamic and export.dynamic_batch, onnx_path, export.exporter,
-                        export.opset, export.output_names, reference, export.notes)
+    names = tuple(getattr(model, "output_names", None) or ())
+    if len(names) != len(probe):
+        names = tuple(f"output_{k}" for k in range(len(probe)))
+    trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
+    return KerasSource(model, tuple(sigs), runner, tuple(specs), layouts, dynamic, names, trainable)
+
+
+def _keras_onnx_source(ks: KerasSource, tmp: Path, clock: Any) -> LoadedSource:
+    """The ONNX route's first hop for a Keras source: tf2onnx export of the loaded model."""
+    from converter.routes import tf_onnx
+
+    onnx_path = tmp / "model.onnx"
+    with clock.step("export-onnx", "exporting to ONNX (tf2onnx)"):
+        export = tf_onnx.keras_to_onnx(ks.model, list(ks.sigs), onnx_path)
+    from converter.routes.tf_onnx_repair import all_layers
+
+    names = tuple(l.name for l in all_layers(ks.model))
+    return LoadedSource(ks.runner, ks.specs, ks.layouts, ks.dynamic_batch and export.dynamic_batch, onnx_path,
+                        export.exporter, export.opset, export.output_names, export.trainable, export.notes, names)
 
 
 def _load_saved_model_source(source: str, options: Any, tmp: Path, clock: Any) -> LoadedSource:
@@ -127,7 +158,8 @@ def _load_saved_model_source(source: str, options: Any, tmp: Path, clock: Any) -
     probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
     runner.output_layouts = tuple(_image_layout(o.ndim) for o in probe)
     notes = export.notes if export.trainable is not None else (
-        *export.notes, "the SavedModel does not list trainable variables; every float weight is trainable")
+        *export.notes, "the SavedModel does not list trainable variables; weights were chosen by their ONNX "
+                       "consumers (Conv/MatMul/Gemm kernels and biases, normalization scale/bias, embeddings, RNNs)")
     return LoadedSource(runner, tuple(specs), layouts, dynamic and export.dynamic_batch, onnx_path, export.exporter,
                         export.opset, export.output_names, export.trainable, notes)
 
@@ -191,33 +223,121 @@ def _convert_module(src: LoadedSource, sets: Sequence[Any], notes: list[str]) ->
 
 def convert_to_torch(source: str, fmt: Format, target: str, output: Path, options: Any,
                      progress: Callable[[str], None] | None = None) -> Any:
-    """Convert ``source`` to a PyTorch artifact and verify it; returns ``converter.pipeline.ConversionResult``."""
-    from converter.pipeline import ConversionResult, _Clock, _publish, _versions, _workdir
+    """Convert ``source`` to a PyTorch artifact and verify it; returns ``converter.pipeline.ConversionResult``.
+
+    Tries the routes of ``plan_routes`` in order and keeps the first whose result verifies; the report lists every
+    route tried and why it was not kept. A route that fails is not published unless it is the last one and
+    ``--force`` was given.
+    """
+    import time
+
+    from converter.pipeline import _Clock, _workdir
+    from converter.result import RouteAttempt
+    from converter.to_torch.routes import KERAS_NATIVE, plan_routes
 
     target = "pt2" if target == "torch" else target
+    if target not in SUFFIX:
+        raise CrossportError(f"{source}: {fmt.value} -> {target} is not a supported route")
     if options.emit_source:
         emit_dir = Path(options.emit_source)
         if emit_dir.exists() and (not emit_dir.is_dir() or any(emit_dir.iterdir())) and not options.force:
             raise OutputError(f"{emit_dir}: already exists; pass --force to replace it")
-    if options.route not in ("auto", "onnx"):
-        raise CrossportError(f"--route {options.route!r}: PyTorch targets use the ONNX route (auto or onnx)")
+    plan = plan_routes(options.route, fmt, target, bool(options.emit_source))
+    if not plan.order:
+        raise CrossportError(f"{source}: {fmt.value} -> {target} is not a supported route")
     clock = _Clock(progress)
     tol = Tolerance(options.atol, options.rtol)
+    attempts: list[RouteAttempt] = list(plan.skipped)
+    forced_route = options.route != "auto"
     with _workdir(output.parent if output.parent.exists() else Path.cwd()) as tmp:
-        if fmt in (Format.KERAS, Format.H5):
-            src = _load_keras_source(source, options, tmp, clock)
-        elif fmt == Format.SAVED_MODEL:
-            src = _load_saved_model_source(source, options, tmp, clock)
-        elif fmt == Format.ONNX:
-            src = _load_onnx_source(source, options, tmp, clock)
-        else:
-            raise CrossportError(f"{source}: {fmt.value} -> {target} is not a supported route")
-        return _finish(source, fmt, target, output, options, clock, tol, tmp, src, ConversionResult, _publish,
-                       _versions)
+        keras_src = _load_keras(source, options, clock) if fmt in (Format.KERAS, Format.H5) else None
+        kept = None
+        for k, route in enumerate(plan.order):
+            last = k == len(plan.order) - 1
+            t0 = time.perf_counter()
+            route_tmp = tmp / route
+            route_tmp.mkdir()
+            try:
+                if route == KERAS_NATIVE:
+                    from converter.to_torch.native import convert_native
+
+                    result = convert_native(keras_src, source, fmt, target, output, options, clock, tol, route_tmp,
+                                            may_force=last)
+                else:
+                    result = _convert_onnx_route(source, fmt, target, output, options, clock, tol, route_tmp,
+                                                 keras_src, may_force=last)
+            except Exception as err:  # noqa: BLE001 - in auto mode any route failure moves on to the next route
+                if forced_route or last and kept is None or not _may_fall_back(err):
+                    if attempts:
+                        _annotate(err, attempts)
+                    raise
+                attempts.append(RouteAttempt(route, "rejected", _reason(err), time.perf_counter() - t0))
+                continue
+            passed = result.report.passed or not result.report.verified
+            outcome = "used" if passed else "failed verification"
+            reason = "" if passed else _failed_reason(result.report)
+            attempts.append(RouteAttempt(route, outcome, reason, time.perf_counter() - t0))
+            kept = result
+            if passed or last:
+                break
+        report = replace(kept.report, route_attempts=tuple(attempts), timings=dict(clock.timings))
+        if report.verified and not report.passed and len(attempts) > 1:
+            report = replace(report, notes=(*report.notes, "no route verified; the report shows the last one tried"))
+        if options.report_path:
+            report.write(Path(options.report_path))
+        return replace(kept, report=report)
+
+
+def _may_fall_back(err: BaseException) -> bool:
+    """Errors that another route may not hit; an unsafe load or an unwritable output ends every route."""
+    from converter.errors import InputPathError, UnsafeLoadError
+
+    return not isinstance(err, (UnsafeLoadError, OutputError, InputPathError, KeyboardInterrupt))
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip()
+    first = text.splitlines()[0][:300] if text else type(err).__name__
+    return first if isinstance(err, CrossportError) else f"{type(err).__name__}: {first}"
+
+
+def _failed_reason(report: Any) -> str:
+    hop = report.failed_hop
+    if hop is None:
+        return "verification did not complete"
+    if hop.error:
+        return f"hop {hop.name}: {hop.error}"
+    worst = max((o.max_abs for o in hop.outputs), default=float("nan"))
+    return f"hop {hop.name}: max abs error {worst:.3g} > tolerance"
+
+
+def _annotate(err: BaseException, attempts: list[Any]) -> None:
+    """Say which routes were tried before this error ended the conversion (the CLI prints the error's text)."""
+    tried = "; ".join(a.describe() for a in attempts)
+    if isinstance(err, CrossportError) and err.args:
+        err.args = (f"{err.args[0]} [routes tried before: {tried}]", *err.args[1:])
+
+
+def _convert_onnx_route(source: str, fmt: Format, target: str, output: Path, options: Any, clock: Any,
+                        tol: Tolerance, tmp: Path, keras_src: KerasSource | None, may_force: bool) -> Any:
+    """The ``onnx`` route: source -> ONNX -> onnx2torch -> artifact."""
+    from converter.pipeline import ConversionResult, _publish, _versions
+
+    if keras_src is not None:
+        src = _keras_onnx_source(keras_src, tmp, clock)
+    elif fmt == Format.SAVED_MODEL:
+        src = _load_saved_model_source(source, options, tmp, clock)
+    elif fmt == Format.ONNX:
+        src = _load_onnx_source(source, options, tmp, clock)
+    else:
+        raise CrossportError(f"{source}: {fmt.value} -> {target} is not a supported route")
+    return _finish(source, fmt, target, output, options, clock, tol, tmp, src, ConversionResult, _publish,
+                   _versions, may_force)
 
 
 def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, clock: Any, tol: Tolerance,
-            tmp: Path, src: LoadedSource, ConversionResult: Any, publish: Any, versions: Any) -> Any:
+            tmp: Path, src: LoadedSource, ConversionResult: Any, publish: Any, versions: Any,
+            may_force: bool = True) -> Any:
     import torch
 
     from converter.parity.runners import OnnxRunner, TorchRunner
@@ -242,7 +362,15 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
 
     with clock.step("onnx2torch", "simplifying ONNX (onnxsim) and converting with onnx2torch"):
         conv, batch_dynamic = _convert_module(src, sets, notes)
-        summary = assign_trainable(conv.module, src.trainable_reference)
+        weights_ref, always = src.trainable_reference, ()
+        if weights_ref is None:  # the source does not say: genuine weights by their ONNX consumers
+            import onnx
+
+            from converter.to_torch.modules import OnnxGRU, OnnxLSTM
+            from converter.to_torch.onnx_weights import weight_reference
+
+            weights_ref, always = weight_reference(onnx.load(str(src.onnx_path))), (OnnxLSTM, OnnxGRU)
+        summary = assign_trainable(conv.module, weights_ref, always)
     route.append("onnxsim -> onnx2torch (+ crossport converters)")
     module: Any = conv.module
     in_nhwc = tuple(l == Layout.NHWC for l in src.layouts)
@@ -296,14 +424,16 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     verified = options.verify
     passed = verified and all(h.passed for h in hops) and target_runner is not None
     trainable = {"pytorch": summary.trainable}
-    if src.trainable_reference is not None:
-        trainable[fmt.value if fmt == Format.SAVED_MODEL else "keras"] = int(sum(int(np.prod(w.shape))
-                                                                               for w in src.trainable_reference))
-        source_count = next(v for k, v in trainable.items() if k != "pytorch")
-        if source_count != summary.trainable:
-            notes.append(f"trainable parameter counts differ: source {source_count:,}, "
-                         f"PyTorch {summary.trainable:,} (an exporter folded or dropped weights)")
-    written = (passed or not verified or options.force) and artifact_tmp.exists()
+    label = "keras" if fmt in (Format.KERAS, Format.H5) else fmt.value
+    if src.trainable_reference is None:
+        label = f"{label} (weights by ONNX consumer)"
+    trainable[label] = source_count = int(sum(int(np.prod(w.shape)) for w in weights_ref))
+    if source_count != summary.trainable:
+        why = ("an ONNX LSTM's two biases are one parameter in PyTorch" if always else
+               "an exporter folded or dropped weights")
+        notes.append(f"trainable parameter counts differ: source {source_count:,}, PyTorch {summary.trainable:,} "
+                     f"({why})")
+    written = (passed or not verified or options.force and may_force) and artifact_tmp.exists()
     if written:
         publish(artifact_tmp, output, options.force)
         if emitted is not None:
@@ -318,28 +448,42 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
         source=source, source_format=fmt.value, target=target, output=str(output) if written else None,
         route=tuple(route), opset=src.opset, exporter=src.exporter, inputs=in_infos, outputs=out_infos,
         dynamic_batch=dynamic_out, verified=verified, passed=passed,
-        forced=options.force and verified and not passed, hops=tuple(hops),
+        forced=written and verified and not passed, hops=tuple(hops),
         input_sets=tuple(s.describe() for s in sets) if verified else (), atol=options.atol, rtol=options.rtol,
         timings=dict(clock.timings),
         versions=versions(("crossport", "torch", "onnx", "onnxruntime", "onnx2torch", "onnxsim", "tf2onnx",
                            "tensorflow", "keras", "numpy")),
-        trainable_params=trainable, notes=tuple(notes),
+        trainable_params=trainable, notes=tuple(notes), route_name="onnx",
     )
-    if options.report_path:
-        report.write(Path(options.report_path))
     return ConversionResult(output if written else None, report)
 
 
 def _emit(module: Any, example: Sequence[Any], dynamic: bool, tmp: Path, source: str, src: LoadedSource,
           t_in: tuple[Layout, ...], t_out: tuple[Layout, ...], options: Any, clock: Any, notes: list[str]) -> Path:
+    """Readable model.py from the fx graph; the ATen listing of the ExportedProgram when that is not possible."""
     from converter.to_torch import artifacts
-    from converter.to_torch.source import emit_source
+    from converter.to_torch.modules import ChannelsFirst
+    from converter.to_torch.readable import NotReadable
+    from converter.to_torch.source import emit_aten_source, emit_readable_source
 
+    layouts = ", ".join(l.value for l in t_in)
+    names, outs = [s.name for s in src.specs], list(src.output_names)
+    directory = tmp / "emitted_source"
     with clock.step("emit-source", "writing model.py + weights.pt"):
+        inner, in_flags, out_flags = module, (), ()
+        if isinstance(module, ChannelsFirst):
+            inner, in_flags, out_flags = module.inner, module.inputs_nhwc, module.outputs_nhwc
+        try:
+            out = emit_readable_source(inner, directory, source, names, outs, layouts, src.layer_names, in_flags,
+                                       out_flags)
+            return out.directory
+        except NotReadable as err:
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+            notes.append(f"--emit-source: model.py lists the ATen graph, not nn layers ({err})")
         program, _, export_notes = artifacts.export_program(module, example, dynamic)
-        layouts = ", ".join(l.value for l in t_in)
-        out = emit_source(program, tmp / "emitted_source", source, [s.name for s in src.specs], list(src.output_names),
-                          layouts)
+        out = emit_aten_source(program, directory, source, names, outs, layouts)
     notes.extend(n for n in export_notes if n not in notes)
     return out.directory
 

@@ -1,9 +1,12 @@
 """``--emit-source DIR``: a ``model.py`` defining a plain ``nn.Module`` plus ``weights.pt`` (a state_dict).
 
-The forward is the ExportedProgram's ATen graph written out as Python (``torch.ops.aten.*`` calls), so it needs
-nothing but torch; parameters keep ``nn.Parameter`` and buffers stay buffers. Load it with
+Readable first: the onnx2torch graph is rewritten by ``converter.to_torch.readable`` into named ``nn`` submodules
+(``nn.Conv2d``, ``nn.Linear``, ``nn.BatchNorm2d``, ``nn.Embedding``...) created in ``__init__`` and a ``forward``
+written with them and torch functions; crossport's own plain-torch helpers (recurrent cells, static reshapes) go
+to ``onnx_ops.py`` beside it. When the graph holds something that pass cannot express, the ``forward`` is the
+ExportedProgram's ATen graph instead (``torch.ops.aten.*`` calls, faithful but not idiomatic) and the report says
+why. Either way it needs nothing but torch; parameters keep ``nn.Parameter`` and buffers stay buffers. Load it with
 ``model = Model(); model.load_state_dict(torch.load("weights.pt", weights_only=True))``.
-It is generated code: faithful and editable, but not the idiomatic source a person would write.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ class EmittedSource:
     directory: Path
     model_py: Path
     weights: Path
+    readable: bool = True
+    note: str = ""
 
 
 def _ident(name: str, taken: set[str]) -> str:
@@ -85,9 +90,9 @@ def _globals(names: dict[str, Any]) -> str:
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
-def emit_source(program: Any, directory: Path, source: str, input_names: Sequence[str],
-                output_names: Sequence[str], layouts: str) -> EmittedSource:
-    """Write ``model.py`` + ``weights.pt`` for an ExportedProgram into ``directory`` (created)."""
+def emit_aten_source(program: Any, directory: Path, source: str, input_names: Sequence[str],
+                     output_names: Sequence[str], layouts: str) -> EmittedSource:
+    """Write ``model.py`` + ``weights.pt`` for an ExportedProgram into ``directory`` (created): the fallback."""
     import torch
     from torch.export.graph_signature import InputKind
 
@@ -133,6 +138,119 @@ def emit_source(program: Any, directory: Path, source: str, input_names: Sequenc
     model_py.write_text(text)
     weights_path = directory / "weights.pt"
     torch.save(weights, str(weights_path))
+    return EmittedSource(directory, model_py, weights_path, readable=False)
+
+
+def _constructor(mod: Any) -> str:
+    """Python that rebuilds ``mod`` (weights come from the state_dict), checked by building it."""
+    import torch
+    from torch import nn
+
+    from converter.to_torch import modules as M
+    from converter.to_torch.readable import NotReadable
+
+    if isinstance(mod, M.OnnxLSTM) or isinstance(mod, M.OnnxGRU):
+        direction = {(False,): "forward", (True,): "reverse", (False, True): "bidirectional"}[tuple(mod.reverse)]
+        w, r = tuple(mod.weight_ih.shape), tuple(mod.weight_hh.shape)
+        h = mod.hidden_size
+        if isinstance(mod, M.OnnxLSTM):
+            text = (f"OnnxLSTM(torch.empty{w}, torch.empty{r}, torch.empty({w[0]}, {8 * h}), {direction!r}, "
+                    f"{mod.layout}, {mod.n_outputs})")
+        else:
+            text = (f"OnnxGRU(torch.empty{w}, torch.empty{r}, torch.empty({w[0]}, {6 * h}), {direction!r}, "
+                    f"{mod.layout}, {int(mod.linear_before_reset)}, {mod.n_outputs})")
+    elif isinstance(mod, M.OnnxReduce):
+        text = f"OnnxReduce({mod.op!r}, {mod.axes!r}, {mod.keepdims!r}, {mod.noop!r})"
+    elif type(mod).__module__.startswith("torch.nn") and not list(mod.children()):
+        text = re.sub(r"^(\w+)\(", r"nn.\1(", repr(mod))
+    else:
+        raise NotReadable(f"cannot write a constructor for {type(mod).__name__}")
+    try:
+        built = eval(text, {"nn": nn, "torch": torch, **{n: getattr(M, n) for n in ("OnnxLSTM", "OnnxGRU",  # noqa: S307
+                                                                              "OnnxReduce")}})
+    except Exception as err:  # noqa: BLE001
+        raise NotReadable(f"{text}: {err}") from err
+    same = type(built) is type(mod) and {k: v.shape for k, v in built.state_dict().items()} == \
+        {k: v.shape for k, v in mod.state_dict().items()} and built.extra_repr() == mod.extra_repr()
+    if not same:
+        raise NotReadable(f"{text} does not rebuild {type(mod).__name__}")
+    return text
+
+
+def _global_lines(names: dict[str, Any], body: str) -> list[str]:
+    """Imports for the names the fx code uses besides ``torch`` (crossport helpers come from ``onnx_ops``)."""
+    import inspect
+
+    from converter.to_torch import modules as M
+    from converter.to_torch.readable import HELPER_MODULE, NotReadable
+
+    lines = []
+    for name, value in sorted(names.items()):
+        if name in ("torch", "nn") or not re.search(rf"\b{re.escape(name)}\b", body):
+            continue
+        if getattr(value, "__module__", None) == M.__name__:
+            continue  # written as ops.<name> (see emit_readable_source)
+        elif inspect.ismodule(value):
+            lines.append(f"import {value.__name__} as {name}")
+        elif isinstance(value, float):
+            lines.append(f"{name} = float({str(value)!r})")
+        elif getattr(value, "__module__", None) == "builtins" and name == getattr(value, "__qualname__", ""):
+            continue
+        elif getattr(value, "__module__", "").split(".")[0] in ("torch", "operator", "math", "builtins"):
+            lines.append(f"from {value.__module__} import {value.__qualname__} as {name}")
+        else:
+            raise NotReadable(f"cannot import {name!r} in model.py")
+    return lines
+
+
+def emit_readable_source(module: Any, directory: Path, source: str, input_names: Sequence[str],
+                         output_names: Sequence[str], layouts: str, keras_layers: Sequence[str] = (),
+                         nhwc_inputs: tuple[bool, ...] = (), nhwc_outputs: tuple[bool, ...] = ()) -> EmittedSource:
+    """Write a readable ``model.py`` (+ ``onnx_ops.py`` when needed) and ``weights.pt`` for the converted fx module;
+    raises ``NotReadable`` when it cannot."""
+    import inspect
+
+    import torch
+
+    from converter.to_torch import modules as M
+    from converter.to_torch.readable import HELPER_MODULE, make_readable
+
+    gm, helpers = make_readable(module, keras_layers, nhwc_inputs, nhwc_outputs, input_names)
+    code = gm.graph.python_code(root_module="self")
+    src = code.src
+    start = src.index("def forward(")
+    forward = src[start:].rstrip()
+    body = forward[forward.index("\n"):]
+    init = []
+    for name, child in gm.named_children():
+        init.append(f"        self.{name} = {_constructor(child)}")
+    for name, p in gm.named_parameters(recurse=False):
+        init.append(f"        self.{name} = nn.Parameter(torch.empty({tuple(p.shape)!r}, dtype={p.dtype}))")
+    for name, b in gm.named_buffers(recurse=False):
+        init.append(f"        self.register_buffer({name!r}, torch.empty({tuple(b.shape)!r}, dtype={b.dtype}))")
+    classes = sorted(n for n in helpers if n[0].isupper())
+    imports = [f"from {HELPER_MODULE} import {', '.join(classes)}"] if classes else []
+    prefix = M.__name__.replace(".", "_") + "_"
+    if prefix in forward:  # fx names a helper function by its qualified name; read it as ops.<name>
+        imports.append(f"import {HELPER_MODULE} as ops")
+        forward = forward.replace(prefix, "ops.")
+    imports += _global_lines(code.globals, body)
+    text = HEADER.format(title="A PyTorch model converted by crossport.", source=source,
+                         inputs=", ".join(input_names) + f" ({layouts})", outputs=", ".join(output_names))
+    text += "\n".join(imports) + ("\n" if imports else "")
+    text += "\n\nclass Model(nn.Module):\n    def __init__(self) -> None:\n        super().__init__()\n"
+    text += "\n".join(init) + "\n\n"
+    text += "\n".join(("    " + line) if line.strip() else "" for line in forward.splitlines()) + "\n"
+    text = re.sub(r";  [\w =]+ = None$", "", text, flags=re.M)  # fx frees locals early; noise for a reader
+    directory.mkdir(parents=True, exist_ok=True)
+    model_py = directory / "model.py"
+    model_py.write_text(text)
+    if helpers:
+        (directory / f"{HELPER_MODULE}.py").write_text(
+            '"""Plain-PyTorch helpers for model.py, copied from crossport (converter/to_torch/modules.py)."""\n'
+            + inspect.getsource(M).split('"""', 2)[2])
+    weights_path = directory / "weights.pt"
+    torch.save({k: v.detach().clone() for k, v in gm.state_dict().items()}, str(weights_path))
     return EmittedSource(directory, model_py, weights_path)
 
 
@@ -142,11 +260,21 @@ def load_emitted(directory: Path) -> Any:
 
     import torch
 
+    import sys
+
     spec = importlib.util.spec_from_file_location(f"crossport_emitted_{abs(hash(str(directory)))}",
                                                   directory / "model.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(directory))  # model.py may import onnx_ops.py from beside it
+    saved = sys.modules.pop("onnx_ops", None)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop("onnx_ops", None)
+        if saved is not None:
+            sys.modules["onnx_ops"] = saved
     model = module.Model()
     model.load_state_dict(torch.load(str(directory / "weights.pt"), weights_only=True))
     return model.eval()

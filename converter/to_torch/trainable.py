@@ -4,7 +4,9 @@ onnx2torch stores ONNX initializers as buffers (onnx2torch#194), and ONNX itself
 weights. When the source is a Keras model we know: a tensor is trainable when its values are (a transposed /
 reshaped / split copy of) a Keras trainable weight. Exporters transpose kernels, reshape attention projections
 and split recurrent kernels, but never change values, so we match value multisets. Without a Keras reference
-(ONNX source) every float initializer with more than one element is made trainable, except BatchNorm statistics.
+(ONNX source, a SavedModel that lists no trainable variables) the reference is the ONNX initializers that feed
+weight slots (``converter.to_torch.onnx_weights``); the recurrent modules crossport builds from ONNX W/R/B
+(``always``) are trainable as a whole, since ``OnnxLSTM`` stores the sum of ONNX's two biases.
 """
 from __future__ import annotations
 
@@ -60,9 +62,11 @@ def _key(a: np.ndarray) -> tuple[int, bytes]:
     return flat.size, flat.tobytes()
 
 
-def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None) -> TrainableSummary:
-    """Make the converted module's weights ``nn.Parameter``s: those matching ``reference`` (Keras trainable
-    weights), or every float initializer when there is no reference."""
+def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
+                     always: tuple[type, ...] = ()) -> TrainableSummary:
+    """Make the converted module's weights ``nn.Parameter``s: those matching ``reference`` (the source's trainable
+    weights) plus every tensor owned by a module of a type in ``always``; or every float initializer when there is
+    no reference at all."""
     tensors = _tensors(module)
     if reference is None:
         for name, t, _ in tensors:
@@ -70,7 +74,14 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None) -> Tra
         return _summary(module, 0)
     pool: dict[tuple[int, bytes], int] = Counter(_key(w) for w in reference)
     decided: dict[str, bool] = {}
+    if always:
+        for name, _, _ in tensors:
+            owner = name.rpartition(".")[0]
+            if isinstance(module.get_submodule(owner) if owner else module, always):
+                decided[name] = True
     for name, t, _ in tensors:  # exact copies first (transposes, reshapes)
+        if name in decided:
+            continue
         key = _key(t.detach().cpu().numpy())
         if pool.get(key, 0) > 0:
             pool[key] -= 1

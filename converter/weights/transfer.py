@@ -124,9 +124,18 @@ def transfer_weights(
 ) -> TransferReport:
     """Copy every parameter and buffer of ``torch_module`` into the built ``keras_model``.
 
+    Both directions: called as ``transfer_weights(keras_model, torch_module, flatten_inputs=...)`` (a built Keras
+    model first) it copies Keras weights into the torch module the ``--to torch`` rewrite produced.
+
     ``flatten_inputs`` maps a Linear's path to the (C, *spatial) shape it receives flattened; in channels_last
     mode its rows are permuted to Keras' (*spatial, C) flatten order (see ``converter.weights.trace``).
     """
+    if not hasattr(torch_module, "state_dict") and hasattr(keras_model, "state_dict"):
+        # Keras -> PyTorch: transfer_weights(keras_model, torch_module) (see converter.weights.to_torch).
+        from converter.weights.to_torch import keras_to_torch
+
+        keys, variables, permuted = keras_to_torch(torch_module, keras_model, flatten_inputs)
+        return TransferReport(keys, variables, "channels_last->channels_first" if permuted else layout, permuted)
     if layout not in ("channels_first", "channels_last"):
         raise ValueError(f"layout must be channels_first or channels_last, not {layout!r}")
     if not keras_model.built:

@@ -1,4 +1,5 @@
-"""Keras fixtures -> .pt2 / TorchScript: verified, published, reloaded with plain torch, trained one step."""
+"""Keras fixtures -> .pt2 / TorchScript through the onnx route (keras-native: test_routes.py): verified, published,
+reloaded with plain torch, trained one step."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,9 +16,10 @@ def test_fixture_to_pt2(name: str, keras_files: dict[str, Path], tmp_path: Path)
     from converter.pipeline import ConvertOptions, convert
 
     out = tmp_path / f"{name}.pt2"
-    result = convert(str(keras_files[name]), ConvertOptions(output=str(out)))
+    result = convert(str(keras_files[name]), ConvertOptions(output=str(out), route="onnx"))
     report = result.report
     assert report.passed, report.format_text()
+    assert report.route_name == "onnx"
     assert out.is_file() and result.artifact == out
     assert [h.name for h in report.hops] == ["keras -> onnxruntime", "onnxruntime -> pytorch (converted)",
                                              "keras -> pytorch (pt2 file)"]
@@ -87,21 +89,52 @@ def test_mlp_to_torchscript(keras_files: dict[str, Path], tmp_path: Path) -> Non
     plain_torch_check(out, "torchscript", feeds, outs, trainable, tmp_path)
 
 
-@pytest.mark.parametrize("name", ["cnn", "lstm_text", "transformer_block"])
+EMITTED_LAYERS = {
+    "cnn": ["self.conv2d = nn.Conv2d(3, 8", "nn.BatchNorm2d(8", "self.dense = nn.Linear(in_features=192",
+            "nn.MaxPool2d("],
+    "lstm_text": ["nn.Embedding(50, 8)", "OnnxLSTM(", "nn.Linear(in_features=16, out_features=3"],
+    "transformer_block": ["nn.Linear(in_features=16, out_features=32", "nn.Softmax(dim=-1)"],
+    "gru_seq": ["nn.Linear(in_features=8, out_features=4"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMITTED_LAYERS))
 def test_emit_source(name: str, keras_files: dict[str, Path], tmp_path: Path) -> None:
+    """A readable model.py: named nn layers from the Keras layer names, no ATen calls, loadable by plain torch."""
     from converter.pipeline import ConvertOptions, convert
 
     src_dir = tmp_path / f"{name}_src"
     result = convert(str(keras_files[name]), ConvertOptions(output=str(tmp_path / f"{name}.pt2"),
                                                            emit_source=str(src_dir)))
     assert result.report.passed, result.report.format_text()
+    assert result.report.route_name == "onnx"  # --emit-source skips keras-native, and says so
+    assert result.report.route_attempts[0].outcome == "skipped"
     assert result.report.hops[-1].candidate == "pytorch (emitted model.py)"
     assert (src_dir / "model.py").is_file() and (src_dir / "weights.pt").is_file()
     text = (src_dir / "model.py").read_text()
     code = text.split('"""', 2)[2]
     assert "class Model(nn.Module)" in code and "converter" not in code and "onnx2torch" not in code
+    assert "torch.ops.aten" not in code, code
+    for snippet in EMITTED_LAYERS[name]:
+        assert snippet in code, code
     feeds, outs, trainable = keras_reference(keras_files[name], 3)
     plain_torch_check(src_dir, "source", feeds, outs, trainable, tmp_path)
+
+
+def test_emit_source_nchw(keras_files: dict[str, Path], tmp_path: Path) -> None:
+    import numpy as np
+
+    from converter.pipeline import ConvertOptions, convert
+
+    src_dir = tmp_path / "cnn_src"
+    result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(tmp_path / "cnn.pt2"), nchw=True,
+                                                            emit_source=str(src_dir)))
+    assert result.report.passed, result.report.format_text()
+    code = (src_dir / "model.py").read_text()
+    assert "def forward(self, image):" in code and "image.permute" not in code  # the NHWC permutes cancelled
+    feeds, outs, trainable = keras_reference(keras_files["cnn"], 2)
+    plain_torch_check(src_dir, "source", [np.ascontiguousarray(f.transpose(0, 3, 1, 2)) for f in feeds], outs,
+                      trainable, tmp_path)
 
 
 def test_lambda_layer_needs_trust_flag(tmp_path: Path) -> None:
