@@ -2,7 +2,7 @@
 
 TensorFlow and XLA print CUDA/cuDNN registration noise from C++ at import time, some of it through absl before
 ``TF_CPP_MIN_LOG_LEVEL`` is read. We set the variables and, unless the user asked for detail, point file
-descriptor 2 at /dev/null for the duration of the import only.
+descriptor 2 at /dev/null for the duration of the import only (with ``-v`` too: that noise is never detail).
 """
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ def _env() -> None:
 
 
 @contextlib.contextmanager
-def silenced_stderr() -> Iterator[None]:
-    """Redirect fd 2 (C/C++ logging) to /dev/null; Python-level stderr keeps working via a dup."""
-    if _VERBOSE:
+def silenced_stderr(always: bool = False) -> Iterator[None]:
+    """Redirect fd 2 (C/C++ logging) to /dev/null; Python-level stderr keeps working via a dup.
+
+    ``always``: also under ``-v`` (TensorFlow's import-time CUDA registration lines carry no information)."""
+    if _VERBOSE and not always:
         yield
         return
     try:
@@ -56,7 +58,7 @@ def tensorflow() -> Any:
     _env()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    with silenced_stderr():
+    with silenced_stderr(always=True):
         import tensorflow as tf  # noqa: PLC0415
 
         tf.get_logger().setLevel("ERROR")
