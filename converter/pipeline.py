@@ -495,7 +495,11 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
         import numpy as np
 
         trainable["keras"] = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
-        if "pytorch" in trainable and trainable["pytorch"] != trainable["keras"] and target == "keras":
+        merged = built.merged_params
+        if merged and trainable.get("pytorch") == trainable["keras"] + merged:
+            notes_l.append(f"Keras LSTM layers hold one bias where PyTorch has two (b_ih + b_hh, summed): "
+                           f"{merged:,} fewer trainable parameters for the same function")
+        elif "pytorch" in trainable and trainable["pytorch"] != trainable["keras"] and target == "keras":
             notes_l.append(f"trainable parameter counts differ: PyTorch {trainable['pytorch']:,}, "
                            f"Keras {trainable['keras']:,}")
     publish = passed or not verified or options.force

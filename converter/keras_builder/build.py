@@ -41,6 +41,7 @@ class BuiltModel:
     dynamic_batch: bool
     op_counts: dict[str, int]
     transposes: int
+    merged_params: int = 0  # source parameters Keras holds summed (an LSTM's b_ih + b_hh is one Keras bias)
 
 
 def _sanitize(name: str) -> str:
@@ -175,6 +176,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         input_layouts=input_layouts,
         output_layouts=output_layouts,
         dynamic_batch=any(i.batch_dynamic for i in inputs),
+        merged_params=ctx.merged_params,
         op_counts=dict(op_counts),
         transposes=transposes,
     )

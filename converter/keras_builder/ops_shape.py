@@ -281,9 +281,9 @@ def expand(ctx: BuildContext, node) -> list[KT]:
 
     x = ctx.to_identity(ctx.get(node.input[0]))
     target = ctx.shape(node.output[0]).dims
-    if target and target[0] is None and None not in target[1:] and ctx.batch_source is not None:
-        # e.g. ViT's class token expanded to the batch
-        return [params.expand_to_batch(ctx, node, x, tuple(int(d) for d in target[1:]))]
+    if sum(d is None for d in target) == 1 and ctx.batch_source is not None:
+        # ViT's class token expanded to the batch; an RNN's zero initial state (directions, batch, hidden)
+        return [params.expand_to_batch(ctx, node, x, target)]
     if any(d is None for d in target):
         raise UnsupportedError(f"Expand node {node.name!r}: expanding to a batch-dependent shape is not supported")
     return [KT(ops.broadcast_to(x.value, tuple(int(d) for d in target)), identity(len(target)))]

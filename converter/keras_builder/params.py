@@ -37,17 +37,21 @@ def as_layer(ctx: BuildContext, node: Any, a: KT, b: KT) -> KT | None:
     return None
 
 
-def expand_to_batch(ctx: BuildContext, node: Any, x: KT, rest: tuple[int, ...]) -> KT:
-    """``x`` (a (1, ...) constant, usually a class token) broadcast to (B, *rest)."""
+def expand_to_batch(ctx: BuildContext, node: Any, x: KT, target: tuple[int | None, ...]) -> KT:
+    """``x`` broadcast to ``target``, whose one ``None`` dim is the batch (a class token: (B, 1, D); an RNN's
+    zero initial state: (directions, B, hidden))."""
     from keras import ops
 
     name = node.input[0]
+    axis = target.index(None)
+    rest = tuple(1 if d is None else int(d) for d in target)
     value = np.asarray(x.value) if x.is_const else None
-    if value is not None and name in ctx.parameter_names and value.shape == (1, 1, *rest[1:]) and rest[0] == 1:
-        return _lookup(ctx, node, value.reshape(1, -1), name, len(rest) + 1)
-    zeros = _batch_zeros(ctx, len(rest) + 1, "float32")
+    if (value is not None and axis == 0 and name in ctx.parameter_names and len(target) == 3
+            and rest[1] == 1 and value.shape == (1, 1, rest[2])):
+        return _lookup(ctx, node, value.reshape(1, -1), name, 3)
+    zeros = ops.reshape(_batch_zeros(ctx, 1, "float32"), tuple(-1 if i == axis else 1 for i in range(len(target))))
     src = value.astype("float32") if value is not None and value.dtype.kind == "f" else x.value
-    return KT(ops.add(zeros, ops.broadcast_to(src, (1, *rest))), identity(len(rest) + 1))
+    return KT(ops.add(zeros, ops.broadcast_to(src, rest)), identity(len(target)))
 
 
 def _channel_scale(ctx: BuildContext, node: Any, tensor: KT, value: np.ndarray, name: str) -> KT | None:

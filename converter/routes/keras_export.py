@@ -64,13 +64,19 @@ def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:
     concrete = convert_variables_to_constants_v2(serve.get_concrete_function())
     notes: list[str] = []
 
-    def make(select_tf_ops: bool) -> Any:
+    def make(select_tf_ops: bool, keep_tensor_lists: bool = False) -> Any:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
         if fp16:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
         if select_tf_ops:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        if keep_tensor_lists:
+            # A Keras RNN is a while loop over TensorLists; with a dynamic batch their element shape is not static
+            # and lowering them fails ("tf.TensorListReserve op requires element_shape to be static"). Kept as TF
+            # ops they run through the Flex delegate; the converter's own error suggests exactly this (tensorflow/
+            # tensorflow#53101, #62849).
+            converter._experimental_lower_tensor_list_ops = False  # noqa: SLF001 - the documented switch
         return converter
 
     try:
@@ -78,15 +84,17 @@ def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:
     except Exception as err:  # noqa: BLE001
         text = str(err)
         missing = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
-        if not missing:
+        tensor_lists = "TensorList" in text and "element_shape to be static" in text
+        if not missing and not tensor_lists:
             raise UnsupportedError(f"TFLite conversion failed: {_last_line(text)}") from err
         # e.g. exact GELU lowers to tf.Erf, which has no TFLite builtin: embed those TF ops (needs the Flex
         # delegate at deployment; the Python interpreter has it).
         try:
-            blob = make(True).convert()
+            blob = make(True, keep_tensor_lists=tensor_lists).convert()
         except Exception as err2:  # noqa: BLE001
             raise UnsupportedError(f"TFLite conversion failed: {_last_line(str(err2))}") from err2
-        notes.append(f"TFLite uses Select TF ops {', '.join(missing)}: deploy with the Flex delegate")
+        what = ", ".join(missing) if missing else "the recurrent loop's TensorList ops"
+        notes.append(f"TFLite uses Select TF ops ({what}): deploy with the Flex delegate")
     Path(path).write_bytes(blob)
     return notes
 
