@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from converter.errors import CrossportError
 
-__all__ = ["convert", "ConvertOptions", "ConversionResult", "CrossportError"]
+__all__ = ["convert", "ConvertOptions", "ConversionResult", "CrossportError", "rewrite_source", "RewriteOptions",
+           "transfer_weights"]
 
 if TYPE_CHECKING:
     from converter.pipeline import ConversionResult, ConvertOptions, convert
+    from converter.rewrite import RewriteOptions, rewrite_source
+    from converter.weights import transfer_weights
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +22,12 @@ def __getattr__(name: str) -> Any:
         from converter import pipeline
 
         return getattr(pipeline, name)
+    if name in ("rewrite_source", "RewriteOptions"):
+        from converter import rewrite
+
+        return getattr(rewrite, name)
+    if name == "transfer_weights":
+        from converter.weights import transfer_weights
+
+        return transfer_weights
     raise AttributeError(f"module 'converter' has no attribute {name!r}")

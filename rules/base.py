@@ -269,3 +269,50 @@ def model_src(init: tuple[str, ...] = (), forward: tuple[str, ...] = (), *, kera
     if forward:
         text += "\n    def forward(self, x):\n" + "".join(f"        {line}\n" for line in forward)
     return text
+
+
+class _AliasRefs(cst.CSTVisitor):
+    """Dotted references (``torch.randn_like``, ``keras.random.normal``) whose root is one of ``aliases``."""
+
+    def __init__(self, aliases: set[str]) -> None:
+        self.aliases = aliases
+        self.found: list[str] = []
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        root: cst.BaseExpression = node
+        while isinstance(root, cst.Attribute):
+            root = root.value
+        if isinstance(root, cst.Name) and root.value in self.aliases:
+            self.found.append(cst.Module(body=[]).code_for_node(node))
+        else:
+            node.value.visit(self)  # ``keras.ops.relu``: the attribute name is not a reference to ``relu``
+        return False
+
+    def visit_Name(self, node: cst.Name) -> None:
+        if node.value in self.aliases:
+            self.found.append(node.value)
+
+
+class LeftoverRule(Rule):
+    """Marks model-code statements that still reference the source framework after every other rule ran."""
+
+    order = 98
+
+    def source_aliases(self) -> set[str]:
+        raise NotImplementedError
+
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
+                                  updated_node: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
+        if not self.ctx.in_model_scope() or self.ctx.statement_has_todo():
+            return updated_node
+        if any(isinstance(s, (cst.Import, cst.ImportFrom)) for s in updated_node.body):
+            return updated_node
+        aliases = self.source_aliases()
+        if not self.ctx.statement_words(updated_node) & aliases:
+            return updated_node
+        refs = _AliasRefs(aliases)
+        for small in updated_node.body:
+            small.visit(refs)
+        if refs.found:
+            self.todo("no rule translates " + ", ".join(dict.fromkeys(refs.found)))
+        return updated_node

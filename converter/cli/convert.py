@@ -4,6 +4,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
+from typing import Callable
 
 import click
 
@@ -72,7 +73,6 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
         from converter.shapes_cli import parse_input_shape
 
         frameworks.set_verbose(verbose)
-        signal.signal(signal.SIGTERM, _raise_interrupt)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
             to=to, output=output, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
@@ -105,4 +105,18 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             return 0
         return 0 if result.passed else 1
 
-    run_guarded(verbose, body)
+    run_guarded(verbose, lambda: _with_sigterm_as_interrupt(body))
+
+
+def _with_sigterm_as_interrupt(body: Callable[[], int]) -> int:
+    """SIGTERM cleans up like Ctrl-C (work dir removed, exit 130) while the body runs; the previous handler comes
+    back afterwards, so a host process that invoked the command in-process (Click's runner, a notebook) still
+    terminates on SIGTERM. Off the main thread signals cannot be set: run without the handler."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:
+        return body()
+    try:
+        return body()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

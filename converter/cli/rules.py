@@ -7,7 +7,8 @@ from converter.cli._common import run_guarded, verbosity_options
 
 
 @click.command("rules", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--to", "to", type=click.Choice(["keras"]), default="keras", show_default=True)
+@click.option("--to", "to", type=click.Choice(["keras", "torch"]), default="keras", show_default=True,
+              help="Direction: PyTorch -> Keras 3 rules, or Keras -> PyTorch rules.")
 @click.option("--examples", is_flag=True, help="Also print each rule's before/after examples.")
 @verbosity_options
 def command(to: str, examples: bool, verbose: bool, quiet: bool) -> None:

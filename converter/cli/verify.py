@@ -61,7 +61,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
 
     def body() -> int:
         from converter import frameworks
-        from converter.errors import OutputError, ShapeError
+        from converter.errors import ShapeError
         from converter.jsonargs import parse_json_object
         from converter.parity.loaders import LoadOptions
         from converter.parity.verify import VerifyOptions, verify
@@ -93,10 +93,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
         except ShapeError as err:
             raise ShapeError(_with_input_source(str(err), inputs_path, input_shapes)) from err
         for path in reports:
-            try:
-                report.write(path)
-            except OSError as err:
-                raise OutputError(f"--report {path}: cannot write ({err.strerror or err})") from err
+            report.write(path)
         if as_json:
             click.echo(report.to_json())
         elif not quiet or not report.passed:
@@ -132,7 +129,7 @@ def _check_paths(golden_dir: str | None, save_golden: str | None, inputs_path: s
         if path.is_dir():
             raise OutputError(f"--report {report}: is a directory; pass a .json or .html file path")
         if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise OutputError(f"--report {report}: cannot write there ({parent} is not a writable directory)")
+            raise OutputError(f"--report {report}: cannot write the report there ({parent} is not a writable directory)")
 
 
 def _check_npz_dtypes(inputs_path: str) -> None:

@@ -1,4 +1,5 @@
-"""Rewrite PyTorch model source into Keras 3 source with libcst rules, and verify the rewrite numerically.
+"""Rewrite model source between PyTorch and Keras (``RewriteOptions(to="keras" | "torch")``) with libcst rules, and
+verify the rewrite numerically.
 
 Importing this package imports libcst only; torch/TensorFlow/Keras are imported by ``verify`` when asked.
 """

@@ -59,11 +59,12 @@ def parse_shapes(text: str) -> tuple[tuple[int, ...], ...]:
 def choose_class(result: RewriteResult, requested: str | None) -> str:
     if requested:
         if requested not in result.model_classes:
-            raise ModelClassError(f"--class {requested}: not a torch model class in {result.filename} "
+            raise ModelClassError(f"--class {requested}: not a model class/builder in {result.filename} "
                                   f"(found: {', '.join(result.model_classes) or 'none'})")
         return requested
     if not result.model_classes:
-        raise ModelClassError(f"{result.filename}: no nn.Module subclass to verify")
+        what = "Keras model (class, Sequential or functional builder)" if result.to == "torch" else "nn.Module subclass"
+        raise ModelClassError(f"{result.filename}: no {what} to verify")
     if len(result.top_models) != 1:
         raise ModelClassError(f"{result.filename}: several candidate models ({', '.join(result.top_models)}); pass --class")
     return result.top_models[0]

@@ -307,7 +307,7 @@ def _failed_reason(report: Any) -> str:
         return "verification did not complete"
     if hop.error:
         return f"hop {hop.name}: {hop.error}"
-    worst = max((o.max_abs for o in hop.outputs), default=float("nan"))
+    worst = max((o.max_abs_error for o in hop.outputs), default=float("nan"))
     return f"hop {hop.name}: max abs error {worst:.3g} > tolerance"
 
 

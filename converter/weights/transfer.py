@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from converter.errors import ShapeError
-from converter.weights.errors import WeightMappingError
+from converter.weights.errors import WeightMappingError, check_all_used
 from converter.weights import layers as layer_rules
 from converter.weights.reserved import keras_attribute
 
@@ -143,12 +143,6 @@ def transfer_weights(
     sink = _Sink(layout, flatten_inputs or {})
     _walk(torch_module, keras_model, "", sink, layer_rules.handlers())
     state_keys = set(torch_module.state_dict().keys())
-    left_torch = sorted(state_keys - sink.consumed)
-    if left_torch:
-        raise WeightMappingError(f"torch parameter(s) not transferred: {', '.join(left_torch[:5])}"
-                                 + (" ..." if len(left_torch) > 5 else ""))
-    left_keras = [v.path for v in keras_model.weights if id(v) not in sink.assigned]
-    if left_keras:
-        raise WeightMappingError(f"Keras variable(s) not set from torch: {', '.join(left_keras[:5])}"
-                                 + (" ..." if len(left_keras) > 5 else ""))
+    check_all_used(sorted(state_keys - sink.consumed), [v.path for v in keras_model.weights if id(v) not in sink.assigned],
+                   "torch->keras")
     return TransferReport(len(state_keys), len(keras_model.weights), layout, tuple(sink.permuted))

@@ -1,7 +1,6 @@
 """`crossport rewrite` / `rules` / `transfer` through Click's CliRunner, plus the no-heavy-imports promise."""
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from converter.cli import main
+from tests_rewrite_support import heavy_modules_after
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCES = REPO / "fixtures" / "sources"
@@ -181,11 +181,4 @@ class _Opaque:
 
 @pytest.mark.parametrize("args", [["rewrite", str(MNIST), "--to", "keras"], ["rules"], ["--help"]])
 def test_no_heavy_imports_without_verify(args: list[str]) -> None:
-    code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom converter.cli import main\n"
-        f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == 0, r.output\n"
-        "heavy = sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules)\nprint(heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert heavy_modules_after(args, str(REPO)) == []

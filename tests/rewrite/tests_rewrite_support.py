@@ -31,3 +31,18 @@ def generated_source(lines: int) -> str:
         parts.append(BLOCK.format(i=i))
         i += 1
     return "".join(parts)
+
+
+def heavy_modules_after(args: list[str], cwd: str) -> list[str]:
+    """Run the CLI with ``args`` in a fresh interpreter; which of torch/tensorflow/keras it imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom converter.cli import main\n"
+        f"r = CliRunner().invoke(main, {args!r})\nassert r.exit_code == 0, r.output\n"
+        "heavy = sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules)\nprint(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list

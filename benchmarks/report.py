@@ -1,0 +1,134 @@
+"""Markdown for the README from a zoo results file (``benchmarks/results/zoo.json`` by default).
+
+    .venv/bin/python benchmarks/report.py [results.json]
+
+Prints the per-model table, then the summary lines (ResNet-18 speed-up against the raw upstream path measured in
+the same run, start-up times, models that did not convert and why, machine and load). Only the standard library
+is used: the table can be regenerated anywhere from the JSON.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results" / "zoo.json"
+DIRECTION = {"torch2tf": "PyTorch → TF", "keras2torch": "Keras → PyTorch"}
+TARGET = {"keras": ".keras", "saved_model": "SavedModel", "tflite": ".tflite", "pt2": ".pt2"}
+
+
+def _sci(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1e}"
+
+
+def _num(x: float | None, fmt: str = ".1f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "**no**"
+
+
+def _measurement(model: dict[str, Any], target: str) -> dict[str, Any]:
+    return next((m for m in model.get("measurements", []) if m["target"] == target), {})
+
+
+def _row(model: dict[str, Any], conv: dict[str, Any]) -> str:
+    m = _measurement(model, conv["target"])
+    latency = "—"
+    if m.get("latency_ms") is not None:
+        latency = f"{m['source_latency_ms']:.1f} → {m['latency_ms']:.1f} (×{m['latency_ratio']:.2f})"
+    weights = model["source"].get("weights_bytes")
+    rss = _num(conv["peak_rss_mib"], ".0f") if conv["exit_code"] is not None else "—"
+    if conv.get("rss_over_footprint_per_weights") is not None:
+        rss += f" (+{conv['rss_over_footprint_per_weights']:.1f}×w)"
+    converted = _yes(conv["converted"]) + (" (static batch)" if conv["static_batch"] else "")
+    return (f"| {model['name']} | {TARGET[conv['target']]} | {_num(weights / 2**20 if weights else None)} "
+            f"| {converted} | {_yes(conv['verified'])} | {_sci(conv['max_abs_error'])} | {_sci(conv['rel_error'])} "
+            f"| {_num(conv['wall_s'] or None)} | {latency} | {_num(m.get('transposes'), 'd')} | {rss} |")
+
+
+def zoo_table(results: dict[str, Any]) -> str:
+    """One row per model and target, grouped by direction."""
+    head = ("| model | target | weights (MiB) | converted | verified | max abs err | rel err | convert (s) "
+            "| latency ms: source → converted (ratio) | transposes | peak RSS MiB (+excess × weights) |\n"
+            "|---|---|---:|---|---|---:|---:|---:|---|---:|---:|")
+    out = []
+    for direction, label in DIRECTION.items():
+        models = [m for m in results["models"] if m["direction"] == direction
+                  and not m["origin"].startswith("fixtures")]
+        if not models:
+            continue
+        out.append(f"**{label}**\n\n{head}")
+        out.extend(_row(m, c) for m in models for c in m["conversions"])
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def failures(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for m in results["models"]:
+        for c in m["conversions"]:
+            if not c["verified"]:
+                lines.append(f"- {m['name']} → {TARGET[c['target']]}: {c['reason']}"
+                             + (f"  \n  `{c['command']}`" if c["command"] else ""))
+            elif c["static_batch"] and c["dynamic_batch_failure"]:
+                lines.append(f"- {m['name']} → {TARGET[c['target']]}: converted only with `--static-batch` "
+                             f"(dynamic batch: {c['dynamic_batch_failure']})")
+        for meas in m.get("measurements", []):
+            if meas.get("error"):
+                lines.append(f"- {m['name']} → {TARGET[meas['target']]}: latency not measured ({meas['error']})")
+    return lines
+
+
+def summary(results: dict[str, Any]) -> str:
+    """Speed-up, start-up, failures, machine and load, as short markdown lines."""
+    lines = []
+    s = results.get("speedup_resnet18") or {}
+    raw = results.get("raw_baseline_resnet18") or {}
+    if s:
+        parts = [f"{TARGET[t]} ×{s[f'{t}_vs_raw']:.1f} ({s[f'{t}_s']:.1f} s)"
+                 for t in ("keras", "saved_model", "tflite") if f"{t}_vs_raw" in s]
+        lines.append(f"- ResNet-18, same run: raw `torch.onnx.export` + `onnx2tf.convert` (defaults) "
+                     f"{s['raw_export_plus_convert_s']:.1f} s (whole process {raw['child']['wall_s']:.1f} s, "
+                     f"peak RSS {raw['child']['peak_rss_mib']:.0f} MiB) vs `crossport convert`, verification "
+                     f"included: " + ", ".join(parts) + ".")
+    elif raw.get("error"):
+        lines.append(f"- raw upstream ResNet-18 baseline failed: {raw['error'].splitlines()[0]}")
+    st = results.get("startup")
+    if st:
+        h, rw = st["help"], st["rewrite_2000_lines"]
+        heavy = [mod for mod in ("torch", "tensorflow", "keras")
+                 if any(probe.get(mod) for probe in (*h["imports"].values(), rw["imports"]))]
+        lines.append(f"- Start-up: `crossport --help` {h['median_s']:.2f} s (median of {len(h['runs_s'])}); "
+                     f"`crossport rewrite` of a {rw['lines']}-line file {rw['median_s']:.2f} s "
+                     f"(median of {len(rw['runs_s'])}); frameworks imported: "
+                     + (", ".join(heavy) if heavy else "none (torch, tensorflow, keras checked)") + ".")
+    fp = results.get("framework_footprint_peak_rss_mib") or {}
+    if fp:
+        lines.append("- Framework footprint (peak RSS converting a tiny model): "
+                     + ", ".join(f"{DIRECTION[d]} {v:.0f} MiB" for d, v in fp.items())
+                     + "; “+N×w” = (peak − footprint) ÷ weights size.")
+    fails = failures(results)
+    lines.append("- Not converted / not verified / notes:" + ("" if fails else " none."))
+    lines.extend("  " + f for f in fails)
+    mach, load = results["machine"], results["loadavg_1m"]
+    lines.append(f"- Run: {results['date_utc']}, `{results.get('command', 'benchmarks/zoo.py')}`, total "
+                 f"{results['total_wall_s'] / 60:.1f} min; {mach['nproc']} CPUs ({mach['cpu']}), "
+                 f"{mach['memory_gib']} GiB; 1-minute load {load['min']:.1f}–{load['max']:.1f}; commit "
+                 f"{mach['git_commit']}{' + working tree' if mach['git_dirty'] else ''}; torch "
+                 f"{mach['versions'].get('torch')}, TensorFlow {mach['versions'].get('tensorflow')}, Keras "
+                 f"{mach['versions'].get('keras')}, onnx2tf {mach['versions'].get('onnx2tf')}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
+    results = json.loads(path.read_text())
+    print(zoo_table(results))
+    print(summary(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Routes to PyTorch: planning, ``--route`` validation, the keras-native route per fixture, and auto fallback."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from converter.formats import Format
+from tests.to_torch.conftest import keras_reference, plain_torch_check
+
+FIXTURES = ["cnn", "mlp", "subclassed", "lstm_text", "gru_seq", "two_in_two_out", "transformer_block"]
+
+
+def test_plan_auto_order_and_skips() -> None:
+    from converter.to_torch.routes import AUTO_ORDER, plan_routes
+
+    assert plan_routes("auto", Format.KERAS, "pt2", False).order == AUTO_ORDER
+    plan = plan_routes("auto", Format.KERAS, "torchscript", False)
+    assert plan.order == ("onnx",)
+    assert plan.skipped[0].route == "keras-native" and "pt2" in plan.skipped[0].reason
+    assert plan_routes("auto", Format.KERAS, "pt2", True).order == ("onnx",)  # --emit-source
+    assert plan_routes("auto", Format.ONNX, "pt2", False) == plan_routes("onnx", Format.ONNX, "pt2", False)
+    assert plan_routes("auto", Format.ONNX, "pt2", False).skipped == ()
+
+
+@pytest.mark.parametrize("route,fmt,target,match", [
+    ("keras-native", Format.ONNX, "pt2", "keras-native reloads Keras files"),
+    ("keras-native", Format.KERAS, "torchscript", "writes .pt2"),
+    ("builder", Format.KERAS, "pt2", "does not apply to PyTorch targets"),
+    ("onnx2tf", Format.ONNX, "pt2", "does not apply to PyTorch targets"),
+])
+def test_forced_route_that_does_not_apply(route: str, fmt: Format, target: str, match: str) -> None:
+    from converter.to_torch.routes import RouteUsageError, plan_routes
+
+    with pytest.raises(RouteUsageError, match=match):
+        plan_routes(route, fmt, target, False)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--to", "torch", "--route", "builder"], "--route builder does not apply to PyTorch targets"),
+    (["--to", "keras", "--route", "keras-native"], "--route keras-native does not apply to TensorFlow"),
+])
+def test_cli_route_usage_error(args: list[str], message: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from converter.cli import main
+
+    res = CliRunner().invoke(main, ["convert", str(tmp_path / "m.keras"), *args])
+    assert res.exit_code == 2, res.output
+    assert message in res.output
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_keras_native_route(name: str, keras_files: dict[str, Path], tmp_path: Path) -> None:
+    """Forced keras-native: verified against the TF Keras model, real parameters, plain-torch reload + train."""
+    from converter.pipeline import ConvertOptions, convert
+
+    out = tmp_path / f"{name}.pt2"
+    result = convert(str(keras_files[name]), ConvertOptions(output=str(out), route="keras-native"))
+    report = result.report
+    assert report.passed, report.format_text()
+    assert report.route_name == "keras-native"
+    assert [h.name for h in report.hops] == ["keras -> pytorch (pt2 file)"]
+    assert report.trainable_params["pytorch"] == report.trainable_params["keras"]
+    assert report.dynamic_batch
+    assert any("keras, tensorflow, crossport and onnx2torch cannot be imported" in n for n in report.notes)
+    feeds, outs, trainable = keras_reference(keras_files[name], 3)
+    plain_torch_check(out, "pt2", feeds, outs, trainable, tmp_path)
+
+
+def test_keras_native_nchw(keras_files: dict[str, Path], tmp_path: Path) -> None:
+    import numpy as np
+
+    from converter.pipeline import ConvertOptions, convert
+
+    out = tmp_path / "cnn_nchw.pt2"
+    result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out), route="keras-native", nchw=True))
+    assert result.report.passed, result.report.format_text()
+    assert result.report.inputs[0].target_layout == "NCHW" and result.report.inputs[0].shape == (None, 16, 16, 3)
+    assert any("--nchw" in n for n in result.report.notes)
+    feeds, outs, trainable = keras_reference(keras_files["cnn"], 2)
+    plain_torch_check(out, "pt2", [np.ascontiguousarray(f.transpose(0, 3, 1, 2)) for f in feeds], outs, trainable,
+                      tmp_path)
+
+
+def test_auto_reports_the_routes_tried(keras_files: dict[str, Path], tmp_path: Path) -> None:
+    from converter.pipeline import ConvertOptions, convert
+    from converter.to_torch.routes import AUTO_ORDER
+
+    report_path = tmp_path / "report.json"
+    result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(tmp_path / "mlp.pt2"),
+                                                            report_path=str(report_path)))
+    assert result.report.passed and result.report.route_name == AUTO_ORDER[0]
+    data = json.loads(report_path.read_text())
+    assert data["schema_version"] == 1 and data["route_name"] == AUTO_ORDER[0]
+    assert data["route_attempts"][0] == {"route": AUTO_ORDER[0], "outcome": "used", "reason": "",
+                                         "seconds": data["route_attempts"][0]["seconds"]}
+    assert f"routes tried: {AUTO_ORDER[0]} used" in result.report.format_text()
+
+
+def test_auto_falls_back_when_keras_native_is_rejected(keras_files: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from converter.pipeline import ConvertOptions, convert
+    from converter.routes import keras_torch_backend
+
+    def reject(*args: object, **kwargs: object) -> None:
+        raise keras_torch_backend.RouteRejected("the exported program does not load with plain torch (test)")
+
+    monkeypatch.setattr(keras_torch_backend, "export_pt2", reject)
+    out = tmp_path / "mlp.pt2"
+    result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(out)))
+    report = result.report
+    assert report.passed and report.route_name == "onnx" and out.is_file()
+    assert [(a.route, a.outcome) for a in report.route_attempts] == [("keras-native", "rejected"), ("onnx", "used")]
+    assert "does not load with plain torch (test)" in report.route_attempts[0].reason
+    with pytest.raises(keras_torch_backend.RouteRejected):  # forced: the rejection is the error
+        convert(str(keras_files["mlp"]), ConvertOptions(output=str(tmp_path / "x.pt2"), route="keras-native"))
+    assert not (tmp_path / "x.pt2").exists()
+
+
+def test_auto_falls_back_when_verification_fails(keras_files: dict[str, Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A route whose result does not verify is reported as such, and nothing of it is published."""
+    from converter.pipeline import ConvertOptions, convert
+    from converter.to_torch import native
+
+    real = native.convert_native
+
+    def strict(ks, source, fmt, target, output, options, clock, tol, tmp, may_force):  # noqa: ANN001, ANN202
+        from dataclasses import replace
+
+        return real(ks, source, fmt, target, output, replace(options, atol=0.0, rtol=0.0), clock,
+                    type(tol)(0.0, 0.0), tmp, may_force)
+
+    monkeypatch.setattr(native, "convert_native", strict)
+    out = tmp_path / "cnn.pt2"
+    result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out), force=True))
+    attempts = [(a.route, a.outcome) for a in result.report.route_attempts]
+    if attempts[0][1] == "used":
+        pytest.skip("keras-native was bit-exact")
+    assert attempts == [("keras-native", "failed verification"), ("onnx", "used")]
+    assert "max abs error" in result.report.route_attempts[0].reason
+    assert result.report.passed and result.report.route_name == "onnx"
