@@ -295,6 +295,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
             source=source, source_format=fmt.value, target=target, output=output, options=options, clock=clock,
             tmp=tmp, onnx_path=onnx_path, specs=specs, sets=sets, source_runner=torch_runner,
             source_layouts=torch_layouts, exported=exported, torch_module=src.module, notes=src.notes,
+            run_cache={(id(torch_runner), sets[0].label): list(probe)},
         )
 
 
@@ -384,11 +385,13 @@ def graph_inputs_safe(model: Any) -> list[Any]:
 def _finish_from_onnx(*, source: str, source_format: str, target: str, output: Path, options: ConvertOptions,
                       clock: _Clock, tmp: Path, onnx_path: Path, specs: list[InputSpec], sets: list[Any],
                       source_runner: Any, source_layouts: tuple[Layout, ...], exported: Any, torch_module: Any,
-                      notes: tuple[str, ...], onnx_runner: Any = None) -> ConversionResult:
+                      notes: tuple[str, ...], onnx_runner: Any = None,
+                      run_cache: dict[tuple[int, str], Any] | None = None) -> ConversionResult:
     from converter.parity.runners import OnnxRunner
 
     tol = Tolerance(options.atol, options.rtol)
     hops: list[HopResult] = []
+    run_cache = dict(run_cache or {})  # each model runs once per input set across the hops (and the probe)
     notes_l = list(notes)
     route = [source_format, f"onnx ({exported.exporter} exporter)" if source_runner else "onnx"]
     output_names = list(exported.output_names)
@@ -396,7 +399,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
         onnx_runner = OnnxRunner(onnx_path, source_layouts, source_runner.output_layouts)
     if source_runner is not None and options.verify:
         with clock.step("verify", "verifying PyTorch vs ONNX (onnxruntime)"):
-            hop = run_hop(source_runner, onnx_runner, sets, source_layouts, output_names, tol)
+            hop = run_hop(source_runner, onnx_runner, sets, source_layouts, output_names, tol, run_cache)
             hops.append(hop if target == "onnx" else as_intermediate(hop))
 
     artifact_tmp = onnx_path
@@ -431,12 +434,13 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 use_onnx2tf = True
     if use_onnx2tf and target != "onnx":
         artifact_tmp, target_runner, hop = _via_onnx2tf(target, options, clock, tmp, onnx_path, specs, sets,
-                                                        onnx_runner, source_layouts, output_names, tol, route)
+                                                        onnx_runner, source_layouts, output_names, tol, route,
+                                                        run_cache)
         if hop is not None:
             hops.append(hop if source_runner is None else as_intermediate(hop))
             if source_runner is not None:
                 src = _with_rank3_layouts(source_runner, target_runner)
-                hops.append(run_hop(src, target_runner, sets, src.input_layouts, output_names, tol))
+                hops.append(run_hop(src, target_runner, sets, src.input_layouts, output_names, tol, run_cache))
     if built is not None:
         route.append("keras 3 (crossport builder)")
         from converter.parity import runners as R
@@ -476,10 +480,11 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 if options.fp16 and target == "tflite":
                     tol_target = Tolerance(max(options.atol, 1e-2), max(options.rtol, 1e-2))
                     notes_l.append(f"float16 TFLite compared with atol {tol_target.atol:g}, rtol {tol_target.rtol:g}")
-                hop = run_hop(onnx_runner, target_runner, sets, source_layouts, output_names, tol_target)
+                hop = run_hop(onnx_runner, target_runner, sets, source_layouts, output_names, tol_target, run_cache)
                 hops.append(hop if source_runner is None else as_intermediate(hop))
                 if source_runner is not None:
-                    hops.append(run_hop(source_runner, target_runner, sets, source_layouts, output_names, tol_target))
+                    hops.append(run_hop(source_runner, target_runner, sets, source_layouts, output_names, tol_target,
+                                        run_cache))
     verified = options.verify
     passed = verified and verdict(hops) and (target == "onnx" or target_runner is not None)
     if passed and not all(h.passed for h in hops):
@@ -542,7 +547,8 @@ def _with_rank3_layouts(runner: Any, like: Any) -> Any:
 
 def _via_onnx2tf(target: str, options: ConvertOptions, clock: _Clock, tmp: Path, onnx_path: Path,
                  specs: list[InputSpec], sets: list[Any], onnx_runner: Any, source_layouts: tuple[Layout, ...],
-                 output_names: list[str], tol: Tolerance, route: list[str]) -> tuple[Path, Any, HopResult | None]:
+                 output_names: list[str], tol: Tolerance, route: list[str],
+                 run_cache: dict[tuple[int, str], Any]) -> tuple[Path, Any, HopResult | None]:
     """The onnx2tf route (SavedModel / TFLite only), verified against onnxruntime."""
     from converter.layout import layout_for
     from converter.parity import runners as R
@@ -572,7 +578,7 @@ def _via_onnx2tf(target: str, options: ConvertOptions, clock: _Clock, tmp: Path,
         ref = _with_rank3_layouts(onnx_runner, runner)
         first = tuple(Layout.NCL if l == Layout.NLC else s for s, l in zip(source_layouts, in_layouts))
         with clock.step("verify", f"verifying ONNX vs {target} (onnx2tf)"):
-            hop = run_hop(ref, runner, sets, first, output_names, tol)
+            hop = run_hop(ref, runner, sets, first, output_names, tol, run_cache)
     return artifact, runner, hop
 
 

@@ -54,8 +54,13 @@ def run_hop(
     input_layouts: Sequence[Layout],
     output_names: Sequence[str],
     tolerances: dict[str, Tolerance] | Tolerance,
+    cache: dict[tuple[int, str], Any] | None = None,
 ) -> HopResult:
-    """Feed each input set (given in ``input_layouts``) to both runners; compare in the reference's layout."""
+    """Feed each input set (given in ``input_layouts``) to both runners; compare in the reference's layout.
+
+    ``cache`` (one dict per verification, the runners kept alive meanwhile) remembers each runner's outputs per
+    input set: a route's hops share their models (source -> ONNX, ONNX -> target, source -> target), so each
+    model runs once per input set instead of twice."""
     worst: dict[int, OutputComparison] = {}
     per_set = []
     compared = tuple(l.value for l in reference.output_layouts)
@@ -63,11 +68,11 @@ def run_hop(
         ref_feeds = [to_layout(a, src, dst) for a, src, dst in zip(s.arrays, input_layouts, reference.input_layouts)]
         cand_feeds = [to_layout(a, src, dst) for a, src, dst in zip(s.arrays, input_layouts, candidate.input_layouts)]
         try:
-            ref_out = reference.run(ref_feeds)
+            ref_out = _run(reference, ref_feeds, s.label, cache)
         except Exception as err:  # noqa: BLE001 - a runner failure is a verification failure, reported as such
             return _failed(reference, candidate, f"{reference.name} failed on {s.label}: {_line(err)}", compared)
         try:
-            cand_out = candidate.run(cand_feeds)
+            cand_out = _run(candidate, cand_feeds, s.label, cache)
         except Exception as err:  # noqa: BLE001
             return _failed(reference, candidate, f"{candidate.name} failed on {s.label}: {_line(err)}", compared)
         if len(ref_out) != len(cand_out):
@@ -91,6 +96,15 @@ def run_hop(
         per_set.append((s.label, bool(set_ok), float(set_err)))
     outputs = tuple(worst[k] for k in sorted(worst))
     return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set), compared)
+
+
+def _run(runner: Any, feeds: list[np.ndarray], label: str, cache: dict[tuple[int, str], Any] | None) -> Any:
+    if cache is None:
+        return runner.run(feeds)
+    key = (id(runner), label)
+    if key not in cache:
+        cache[key] = [np.asarray(o) for o in runner.run(feeds)]
+    return cache[key]
 
 
 def _merge(primary: OutputComparison, other: OutputComparison | None) -> OutputComparison:
