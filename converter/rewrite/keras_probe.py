@@ -141,6 +141,9 @@ def probe(source: Path, entry: str, shapes: Sequence[tuple[int, ...]], kwargs: d
     from converter.cli._common import quiet_frameworks
 
     quiet_frameworks()
+    from converter.frameworks import tensorflow
+
+    tensorflow()  # imported with fd 2 silenced: TF's C++ registration noise never reaches the user
     import keras
 
     from converter.errors import ShapeError

@@ -117,6 +117,9 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     from converter.cli._common import quiet_frameworks
 
     quiet_frameworks()
+    from converter.frameworks import tensorflow
+
+    tensorflow()  # imported with fd 2 silenced: TF's C++ registration noise never reaches the user
     import torch
 
     class_name = choose_class(result, options.class_name)

@@ -36,6 +36,9 @@ def verify_keras_rewrite(source_path: Path, result: RewriteResult, options: Veri
     from converter.cli._common import quiet_frameworks
 
     quiet_frameworks()
+    from converter.frameworks import tensorflow
+
+    tensorflow()  # imported with fd 2 silenced: TF's C++ registration noise never reaches the user
     import torch
 
     from converter.rewrite.keras_probe import build_entry

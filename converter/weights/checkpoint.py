@@ -71,6 +71,9 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     from converter.cli._common import quiet_frameworks
 
     quiet_frameworks()
+    from converter.frameworks import tensorflow
+
+    tensorflow()  # imported with fd 2 silenced: TF's C++ registration noise never reaches the user
     import torch
 
     from converter.rewrite import RewriteOptions, rewrite_source
