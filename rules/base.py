@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import libcst as cst
 
 from rules.cst_tools import Unbindable
+from rules.cst_walk import walk
 
 if TYPE_CHECKING:  # pragma: no cover
     from converter.rewrite.analysis import Analysis, ClassInfo
@@ -103,7 +104,7 @@ class _CommentCollector(cst.CSTVisitor):
 
 def _comment_list(node: cst.CSTNode) -> list[str]:
     collector = _CommentCollector()
-    node.visit(collector)
+    walk(node, collector)
     return collector.found
 
 
@@ -285,7 +286,7 @@ class _AliasRefs(cst.CSTVisitor):
         if isinstance(root, cst.Name) and root.value in self.aliases:
             self.found.append(cst.Module(body=[]).code_for_node(node))
         else:
-            node.value.visit(self)  # ``keras.ops.relu``: the attribute name is not a reference to ``relu``
+            walk(node.value, self)  # ``keras.ops.relu``: the attribute name is not a reference to ``relu``
         return False
 
     def visit_Name(self, node: cst.Name) -> None:
@@ -312,7 +313,7 @@ class LeftoverRule(Rule):
             return updated_node
         refs = _AliasRefs(aliases)
         for small in updated_node.body:
-            small.visit(refs)
+            walk(small, refs)
         if refs.found:
             self.todo("no rule translates " + ", ".join(dict.fromkeys(refs.found)))
         return updated_node

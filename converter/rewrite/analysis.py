@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import libcst as cst
+from rules.cst_walk import walk
 
 #: Layers and functions whose presence means a class handles (N, C, *spatial) tensors.
 SPATIAL_NAMES = frozenset(
@@ -148,7 +149,7 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
             result.classes[info.name] = info
             if is_model:
                 col = _Collector(qname)
-                stmt.body.visit(col)
+                walk(stmt.body, col)
                 collectors[info.name] = col
                 info.rnn_attrs = col.rnn_attrs
                 info.assigned_attrs = set(col.assigned_attrs)
@@ -162,7 +163,7 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
             continue
         if isinstance(stmt, cst.FunctionDef):
             col = _Collector(qname)
-            stmt.visit(col)
+            walk(stmt, col)
             makes_layers = any(_is_layer_ctor(q) for q in col.called)
             suspicious = col.has_backward or any(q.startswith(NOT_MODEL_MARKERS) for q in col.called)
             if makes_layers and not suspicious:
@@ -239,13 +240,13 @@ class _NameFinder(cst.CSTVisitor):
             self.found = True
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)  # the attribute name itself (``self.nn``) is not a reference
+        walk(node.value, self)  # the attribute name itself (``self.nn``) is not a reference
         return False
 
 
 def _mentions(stmt: cst.CSTNode, names: set[str]) -> bool:
     finder = _NameFinder(names)
-    stmt.visit(finder)
+    walk(stmt, finder)
     return finder.found
 
 

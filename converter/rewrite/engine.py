@@ -27,6 +27,7 @@ from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
+from rules.cst_walk import walk
 
 
 class RuleRunner(VisitorBasedCodemodCommand):
@@ -110,7 +111,7 @@ class RuleRunner(VisitorBasedCodemodCommand):
         cached = self._words.get(id(node))
         if cached is None or cached[0] is not node:
             collector = _Words()
-            node.visit(collector)
+            walk(node, collector)
             cached = (node, frozenset(collector.words))
             self._words = {id(node): cached}
         return cached[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import libcst as cst
 from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+from rules.cst_walk import walk
 
 _STUB_TARGET = "__crossport_references__"
 
@@ -80,7 +81,7 @@ def apply_import_changes(tree: cst.Module, context: CodemodContext) -> cst.Modul
     roots = _bound_names(body[:n]) | {"keras"} | {(i.alias or i.module_name).split(".")[0] for i in added}
     chains = _Chains(roots)
     for stmt in body[n:]:
-        stmt.visit(chains)
+        walk(stmt, chains)
     references = sorted(chains.found)
     stub = cst.parse_statement(f"{_STUB_TARGET} = ({', '.join(references)},)" if references else f"{_STUB_TARGET} = ()")
     header = tree.with_changes(body=[*body[:n], stub])

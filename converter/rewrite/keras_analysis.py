@@ -19,6 +19,7 @@ from typing import Callable
 import libcst as cst
 
 from converter.rewrite.analysis import Analysis, ClassInfo, FunctionalInfo, _describe, mentions
+from rules.cst_walk import walk
 
 QualName = Callable[[cst.CSTNode], "str | None"]
 LineOf = Callable[[cst.CSTNode], int]
@@ -220,7 +221,7 @@ class _Sites(cst.CSTVisitor):
 
 def _functional_builder(fn: cst.FunctionDef, qname: QualName) -> bool:
     finder = _Calls(qname)
-    fn.visit(finder)
+    walk(fn, finder)
     return "keras.Input" in finder.found and "keras.Model" in finder.found
 
 
@@ -252,7 +253,7 @@ def _inputs(fn: cst.FunctionDef, qname: QualName) -> list[str]:
             if isinstance(node.value, cst.Call) and qname(node.value.func) == "keras.Input" and isinstance(target, cst.Name):
                 found.append(target.value)
 
-    fn.visit(_Finder())
+    walk(fn, _Finder())
     return found
 
 
@@ -287,7 +288,7 @@ def analyse_keras(module: cst.Module, qname: QualName, line_of: LineOf) -> Analy
             result.classes[info.name] = info
             if is_model:
                 sites = _Sites(qname, info.name, result.classes, creates, None, result.builders)
-                stmt.body.visit(sites)
+                walk(stmt.body, sites)
                 result.sites.update(sites.sites)
                 info.rnn_attrs = sites.kinds
                 info.spatial = sites.spatial
@@ -301,7 +302,7 @@ def analyse_keras(module: cst.Module, qname: QualName, line_of: LineOf) -> Analy
             functional = _functional_builder(stmt, qname)
             fn_info = FunctionalInfo(_class_name(stmt), _inputs(stmt, qname)) if functional else None
             sites = _Sites(qname, stmt.name.value, result.classes, creates, fn_info, result.builders)
-            stmt.visit(sites)
+            walk(stmt, sites)
             if fn_info is not None or "keras.Sequential" in sites.calls:
                 result.builders.add(stmt.name.value)
                 result.sites.update(sites.sites)
@@ -340,5 +341,5 @@ def _trains(stmt: cst.CSTNode) -> bool:
             if isinstance(node.func, cst.Attribute) and node.func.attr.value in _TRAINING_METHODS:
                 found = True
 
-    stmt.visit(_Finder())
+    walk(stmt, _Finder())
     return found

@@ -347,6 +347,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
 
     notes = list(src.notes)
     hops: list[HopResult] = []
+    cache: dict = {}  # each model runs once per input set across the hops (runners stay alive meanwhile)
     sets = make_input_sets(list(src.specs), seed=options.seed, dynamic_batch=src.dynamic_batch)
     out_names = list(src.output_names)
     onnx_runner = OnnxRunner(src.onnx_path, src.layouts, ())
@@ -357,7 +358,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     route = [fmt.value, f"onnx ({src.exporter}, opset {src.opset})"]
     if src.runner is not None and options.verify:
         with clock.step("verify", "verifying source vs ONNX (onnxruntime)"):
-            hops.append(run_hop(src.runner, onnx_runner, sets, src.layouts, out_names, tol))
+            hops.append(run_hop(src.runner, onnx_runner, sets, src.layouts, out_names, tol, cache))
     reference = src.runner or onnx_runner
 
     with clock.step("onnx2torch", "simplifying ONNX (onnxsim) and converting with onnx2torch"):
@@ -384,7 +385,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     if options.verify:
         with clock.step("verify", "verifying ONNX vs the converted PyTorch module"):
             hops.append(run_hop(onnx_runner, torch_runner, sets if batch_dynamic else static_sets, src.layouts,
-                                out_names, tol))
+                                out_names, tol, cache))
 
     from converter.layout import to_layout
 
@@ -408,7 +409,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
                 reloaded = artifacts.load_artifact(artifact_tmp, target)
                 target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
                 run_sets = sets if dynamic_out or (target != "pt2" and batch_dynamic) else static_sets
-                hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol))
+                hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
     else:
         notes.append("stopped after the first failed hop; no PyTorch file was written")
     emitted = None
@@ -420,7 +421,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
 
                 runner = TorchRunner(load_emitted(emitted), t_in, t_out, name="pytorch (emitted model.py)")
                 hops.append(run_hop(reference, runner, sets if dynamic_out else static_sets, src.layouts,
-                                    out_names, tol))
+                                    out_names, tol, cache))
     verified = options.verify
     passed = verified and all(h.passed for h in hops) and target_runner is not None
     trainable = {"pytorch": summary.trainable}

@@ -11,6 +11,7 @@ import libcst as cst
 
 from rules.base import Example, Rule
 from rules.cst_tools import code
+from rules.cst_walk import walk
 
 _BEFORE = """import keras
 from keras import layers
@@ -184,13 +185,13 @@ class _Names(cst.CSTVisitor):
         self.found.add(node.value)
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
 
 def _names(stmt: cst.CSTNode) -> set[str]:
     v = _Names()
-    stmt.visit(v)
+    walk(stmt, v)
     return v.found
 
 
@@ -204,7 +205,7 @@ def _assigned(stmt: cst.BaseStatement) -> set[str]:
         def visit_For(self, node: cst.For) -> None:
             found.update(_names(node.target))
 
-    stmt.visit(_Targets())
+    walk(stmt, _Targets())
     return found
 
 

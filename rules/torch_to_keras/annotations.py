@@ -4,6 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example, Rule, model_src
+from rules.cst_walk import walk
 
 
 class _TorchRefs(cst.CSTVisitor):
@@ -35,7 +36,7 @@ class AnnotationsRule(Rule):
 
     def _is_torch(self, node: cst.Annotation) -> bool:
         refs = _TorchRefs(self)
-        node.annotation.visit(refs)
+        walk(node.annotation, refs)
         return refs.found
 
     def leave_Param(self, original_node: cst.Param, updated_node: cst.Param) -> cst.Param:

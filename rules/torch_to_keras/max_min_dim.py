@@ -9,6 +9,7 @@ import libcst as cst
 
 from rules.base import CallRule, Example, model_src
 from rules.cst_tools import Unbindable, arg, bind_args, call, literal, tuple_of
+from rules.cst_walk import walk
 
 _INDEX = {0: "values", 1: "indices", "values": "values", "indices": "indices"}
 
@@ -106,7 +107,7 @@ class MaxMinDimRule(CallRule):
         if (self.ctx.in_tensor_code() and not self.ctx.statement_has_todo()
                 and {"max", "min"} & self.ctx.statement_words(updated_node)):
             finder = _Pairs()
-            updated_node.visit(finder)
+            walk(updated_node, finder)
             if finder.found:
                 self.todo(f".{finder.found}(dim) returns (values, indices); use keras.ops.{finder.found} / "
                           f"keras.ops.arg{finder.found}")

@@ -11,6 +11,7 @@ import libcst as cst
 
 from rules.base import CallRule, Example, model_src
 from rules.cst_tools import arg, bind_args, call, literal, self_attr
+from rules.cst_walk import walk
 
 _PARAMS = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size",
            "device", "dtype"]
@@ -142,9 +143,9 @@ class RecurrentRule(CallRule):
         finder = _BareState(info.state_names, self._state_reads)
         for small in updated_node.body:
             if isinstance(small, cst.Assign):
-                small.value.visit(finder)
+                walk(small.value, finder)
             else:
-                small.visit(finder)
+                walk(small, finder)
         if finder.found:
             self.todo(f"{finder.found} is an RNN state: torch's has a leading (layers) axis Keras' has not")
         return updated_node
@@ -160,7 +161,7 @@ class _BareState(cst.CSTVisitor):
             self.found = node.value
 
     def visit_Attribute(self, node: cst.Attribute) -> bool:
-        node.value.visit(self)
+        walk(node.value, self)
         return False
 
 

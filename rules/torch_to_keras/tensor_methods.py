@@ -10,6 +10,7 @@ import libcst as cst
 from rules.base import CallRule, Example, model_src
 from rules.cst_tools import arg, call, expr, literal, tuple_of, Unbindable
 from rules.torch_to_keras.tensor_functions import BINARY, UNARY, TensorOps
+from rules.cst_walk import walk
 
 _VARARG_SHAPE = {"view": "reshape", "reshape": "reshape", "permute": "permute"}
 _SAME = ("flatten", "transpose", "unsqueeze", "squeeze", "mean", "sum", "amax", "amin", "max", "min", "clamp",
@@ -116,7 +117,7 @@ class TensorMethodRule(CallRule):
         """A bare ``x.shape`` (e.g. ``b, c, h, w = x.shape``) is NHWC in a channels_last image model: mark it."""
         if self.ctx.in_tensor_code() and self.ctx.remaps_dims() and "shape" in self.ctx.statement_words(updated_node):
             finder = _BareShape()
-            updated_node.visit(finder)
+            walk(updated_node, finder)
             if finder.found:
                 self.todo("x.shape in a channels_last image model is the NHWC shape; index it by axis instead")
         return updated_node
