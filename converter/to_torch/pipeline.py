@@ -22,7 +22,7 @@ from converter.formats import Format
 from converter.layout import Layout
 from converter.parity.compare import Tolerance
 from converter.parity.inputs import InputSpec, make_input_sets
-from converter.parity.report import HopResult, run_hop
+from converter.parity.report import HopResult, as_intermediate, run_hop, verdict
 from converter.result import ConversionReport, TensorInfo
 
 TORCH_TARGETS = ("pt2", "torch", "torchscript")
@@ -358,7 +358,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     route = [fmt.value, f"onnx ({src.exporter}, opset {src.opset})"]
     if src.runner is not None and options.verify:
         with clock.step("verify", "verifying source vs ONNX (onnxruntime)"):
-            hops.append(run_hop(src.runner, onnx_runner, sets, src.layouts, out_names, tol, cache))
+            hops.append(as_intermediate(run_hop(src.runner, onnx_runner, sets, src.layouts, out_names, tol, cache)))
     reference = src.runner or onnx_runner
 
     with clock.step("onnx2torch", "simplifying ONNX (onnxsim) and converting with onnx2torch"):
@@ -384,8 +384,8 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     torch_runner = TorchRunner(module, t_in, t_out, name="pytorch (converted)")
     if options.verify:
         with clock.step("verify", "verifying ONNX vs the converted PyTorch module"):
-            hops.append(run_hop(onnx_runner, torch_runner, sets if batch_dynamic else static_sets, src.layouts,
-                                out_names, tol, cache))
+            hops.append(as_intermediate(run_hop(onnx_runner, torch_runner, sets if batch_dynamic else static_sets,
+                                                src.layouts, out_names, tol, cache)))
 
     from converter.layout import to_layout
 
@@ -394,24 +394,22 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     artifact_tmp = tmp / f"model{SUFFIX[target]}"
     dynamic_out = False
     target_runner = None
-    if not hops or all(h.passed for h in hops) or options.force:
-        with clock.step("save", f"writing {target} ({'torch.export' if target == 'pt2' else 'torch.jit.trace'})"):
-            if target == "pt2":
-                saved = artifacts.save_pt2(module, example, artifact_tmp, batch_dynamic)
-            else:
-                saved = artifacts.save_torchscript(module, example, artifact_tmp)
-        notes.extend(saved.notes)
-        # a traced TorchScript file is checked on both batch sizes below; that is what makes it "dynamic"
-        dynamic_out = saved.dynamic_batch or (target == "torchscript" and batch_dynamic)
-        route.append("torch.export (.pt2)" if target == "pt2" else "torchscript (torch.jit.trace)")
-        if options.verify:
-            with clock.step("verify", f"reloading the {target} file with plain torch and verifying it"):
-                reloaded = artifacts.load_artifact(artifact_tmp, target)
-                target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
-                run_sets = sets if dynamic_out or (target != "pt2" and batch_dynamic) else static_sets
-                hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
-    else:
-        notes.append("stopped after the first failed hop; no PyTorch file was written")
+    # Intermediate hops only localize: the file is written and judged end to end (source vs reloaded file).
+    with clock.step("save", f"writing {target} ({'torch.export' if target == 'pt2' else 'torch.jit.trace'})"):
+        if target == "pt2":
+            saved = artifacts.save_pt2(module, example, artifact_tmp, batch_dynamic)
+        else:
+            saved = artifacts.save_torchscript(module, example, artifact_tmp)
+    notes.extend(saved.notes)
+    # a traced TorchScript file is checked on both batch sizes below; that is what makes it "dynamic"
+    dynamic_out = saved.dynamic_batch or (target == "torchscript" and batch_dynamic)
+    route.append("torch.export (.pt2)" if target == "pt2" else "torchscript (torch.jit.trace)")
+    if options.verify:
+        with clock.step("verify", f"reloading the {target} file with plain torch and verifying it"):
+            reloaded = artifacts.load_artifact(artifact_tmp, target)
+            target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
+            run_sets = sets if dynamic_out or (target != "pt2" and batch_dynamic) else static_sets
+            hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
     emitted = None
     if options.emit_source and (target_runner is not None or not options.verify):
         emitted = _emit(module, example, batch_dynamic, tmp, source, src, t_in, t_out, options, clock, notes)
@@ -423,7 +421,7 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
                 hops.append(run_hop(reference, runner, sets if dynamic_out else static_sets, src.layouts,
                                     out_names, tol, cache))
     verified = options.verify
-    passed = verified and all(h.passed for h in hops) and target_runner is not None
+    passed = verified and verdict(hops) and target_runner is not None
     trainable = {"pytorch": summary.trainable}
     label = "keras" if fmt in (Format.KERAS, Format.H5) else fmt.value
     if src.trainable_reference is None:
