@@ -117,7 +117,29 @@ def _export_fn(fn: Any, sig: list[Any], path: Path, opset: int) -> Any:
                                                            output_path=str(path))
         except Exception as err:  # noqa: BLE001 - tf2onnx raises whatever TF raised
             raise UnsupportedError(f"tf2onnx could not convert the model: {_line(str(err))}") from err
+    if _captured_constants_as_initializers(model_proto, fn, {s.name for s in sig}):
+        import onnx
+
+        onnx.save(model_proto, str(path))
     return model_proto
+
+
+def _captured_constants_as_initializers(proto: Any, fn: Any, signature_names: set[str]) -> bool:
+    """tf2onnx freezes captured *variables* but leaves captured plain tensors as graph inputs: Keras 3's
+    Normalization keeps its mean/variance as tensors (EfficientNet), so the ONNX graph demands inputs
+    ``.../normalization/Sub/y:0`` nobody can feed. Their values are known: make them initializers."""
+    import tensorflow as tf
+    from onnx import numpy_helper
+
+    captured = {}
+    for external, internal in fn.get_concrete_function().graph.captures:
+        if external.dtype != tf.resource and hasattr(external, "numpy"):
+            captured[internal.name] = external
+    extra = [i for i in proto.graph.input if i.name in captured and i.name.split(":")[0] not in signature_names]
+    for inp in extra:
+        proto.graph.initializer.append(numpy_helper.from_array(captured[inp.name].numpy(), inp.name))
+        proto.graph.input.remove(inp)
+    return bool(extra)
 
 
 @contextlib.contextmanager
