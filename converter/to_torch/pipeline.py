@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from converter.errors import CrossportError, OutputError, ShapeError
+from converter.errors import CrossportError, OutputError, ShapeError, UnsupportedError
 from converter.formats import Format
 from converter.layout import Layout
 from converter.parity.compare import Tolerance
@@ -351,7 +351,11 @@ def _finish(source: str, fmt: Format, target: str, output: Path, options: Any, c
     sets = make_input_sets(list(src.specs), seed=options.seed, dynamic_batch=src.dynamic_batch)
     out_names = list(src.output_names)
     onnx_runner = OnnxRunner(src.onnx_path, src.layouts, ())
-    probe = onnx_runner.run(sets[0].arrays)
+    try:
+        probe = onnx_runner.run(sets[0].arrays)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own error types; the exporter's graph is at fault
+        line = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise UnsupportedError(f"the ONNX graph from {src.exporter} does not run in onnxruntime: {line}") from err
     static_sets = make_input_sets(list(src.specs), seed=options.seed, dynamic_batch=False)
     onnx_runner.output_layouts = (src.runner.output_layouts if src.runner is not None
                                   else tuple(Layout.NONE for _ in probe))
