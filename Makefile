@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench fuzz clean
+.PHONY: install demo test bench bench-resnet18 fuzz clean
+BENCH_ARGS ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/zoo.py $(BENCH_ARGS)
+
+bench-resnet18: $(STAMP)
 	$(BIN)/python benchmarks/resnet18.py
 
 clean:

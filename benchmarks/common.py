@@ -142,6 +142,15 @@ def timed_runs(cmd: Sequence[str], repeat: int, cwd: Path = ROOT) -> list[float]
     return times
 
 
+def guarded(measure: Any, *args: Any) -> dict[str, Any]:
+    """Run a start-up measurement; a failing command is recorded with its stderr, not allowed to end the run."""
+    try:
+        return measure(*args)
+    except subprocess.CalledProcessError as err:
+        tail = (err.stderr or b"").decode(errors="replace").strip().splitlines()
+        return {"error": f"exit {err.returncode}: {tail[-1][:300] if tail else ''}", "command": " ".join(err.cmd)}
+
+
 def measure_help(repeat: int = 5) -> dict[str, Any]:
     """``crossport --help`` wall time (median) and whether ``--help`` / ``convert --help`` import frameworks."""
     times = timed_runs([str(CROSSPORT), "--help"], repeat)

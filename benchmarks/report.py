@@ -97,7 +97,10 @@ def summary(results: dict[str, Any]) -> str:
     elif raw.get("error"):
         lines.append(f"- raw upstream ResNet-18 baseline failed: {raw['error'].splitlines()[0]}")
     st = results.get("startup")
-    if st:
+    broken = {k: v["error"] for k, v in (st or {}).items() if "error" in v}
+    if broken:
+        lines.append("- Start-up not measured: " + "; ".join(f"{k}: {v}" for k, v in broken.items()) + ".")
+    elif st:
         h, rw = st["help"], st["rewrite_2000_lines"]
         heavy = [mod for mod in ("torch", "tensorflow", "keras")
                  if any(probe.get(mod) for probe in (*h["imports"].values(), rw["imports"]))]

@@ -41,8 +41,8 @@ from typing import Any, Callable
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import (CROSSPORT, ROOT, ChildRun, child_env, interruptible, machine,  # noqa: E402
-                               measure_help, measure_rewrite, run_child)
+from benchmarks.common import (CROSSPORT, ROOT, ChildRun, child_env, guarded, interruptible,  # noqa: E402
+                               machine, measure_help, measure_rewrite, run_child)
 from benchmarks.zoo_models import ALL_MODELS, FOOTPRINT_MODELS, ZOO, ZooModel  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "zoo.json"
@@ -210,8 +210,11 @@ def convert(source: Path, model: ZooModel, target: str, work: Path, deadline: fl
     if first.verified or first.static_batch or first.exit_code is None or not retry_static:
         return first
     retry = convert_once(source, model, target, work, True, deadline - time.monotonic())
-    return replace(retry, dynamic_batch_failure=first.reason) if retry.verified else replace(
-        first, reason=f"{first.reason}; with --static-batch: {retry.reason}")
+    if retry.verified:
+        return replace(retry, dynamic_batch_failure=first.reason)
+    same = retry.reason == first.reason
+    return replace(first, reason=first.reason + (" (the same with --static-batch)" if same
+                                                 else f"; with --static-batch: {retry.reason}"))
 
 
 def skipped(target: str, reason: str) -> Conversion:
@@ -555,7 +558,8 @@ def run_zoo(config: ZooConfig, work: Path | None = None) -> dict[str, Any]:
     try:
         if config.startup:
             config.log(f"[{time.strftime('%H:%M:%S')}] start-up: crossport --help, crossport rewrite (2,000 lines)")
-            extra["startup"] = {"help": measure_help(), "rewrite_2000_lines": measure_rewrite(work)}
+            extra["startup"] = {"help": guarded(measure_help),
+                                "rewrite_2000_lines": guarded(measure_rewrite, work)}
             loads.append(_load())
         for model in models:
             results.append(run_model(model, config, work))
@@ -648,6 +652,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed inference calls per model (median reported)")
     parser.add_argument("--no-raw", action="store_true", help="skip the raw upstream ResNet-18 baseline")
     parser.add_argument("--no-measure", action="store_true", help="skip latency and transpose counts")
+    parser.add_argument("--no-startup", action="store_true", help="skip the crossport start-up timings")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results JSON (default: %(default)s)")
     parser.add_argument("--update-expected", action="store_true",
                         help=f"record this run's converted/verified status in {EXPECTED.relative_to(ROOT)}")
@@ -660,6 +665,7 @@ def main() -> None:
     interruptible()
     config = ZooConfig(only=tuple(n for n in args.only.split(",") if n), quick=args.quick, timeout_s=args.timeout,
                        latency_runs=args.runs, measure=not args.no_measure, raw_baseline=not args.no_raw,
+                       startup=not args.no_startup,
                        keep=args.keep, partial_output=args.output.with_suffix(".partial.json"))
     results = run_zoo(config)
     results["command"] = " ".join([".venv/bin/python", "benchmarks/zoo.py", *sys.argv[1:]])

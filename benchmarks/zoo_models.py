@@ -180,7 +180,9 @@ def calibrate_torch(module: Any, model: ZooModel, seed: int = SEED) -> dict[str,
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     with torch.no_grad():
         for name, p in module.named_parameters():
-            if "layer_scale" in name:
+            if p.dim() >= 2 and not bool(p.any()):  # zero-initialised (ViT's head, class token): input-blind
+                p.copy_(torch.randn(p.shape, generator=gen) / (p[0].numel() ** 0.5))
+            elif "layer_scale" in name:
                 p.copy_(torch.rand(p.shape, generator=gen) * 0.2 + 0.1)
             elif name.endswith("bias"):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)

@@ -282,8 +282,15 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
     notes.extend(export_notes)
     lifted = [s.target for s in program.graph_signature.input_specs if s.kind.name == "CONSTANT_TENSOR"]
     lifted_float = [t for t in lifted if program.constants[t].is_floating_point() and program.constants[t].numel() > 1]
-    if lifted_float:
+    # Only lost *variables* matter: Keras layers also hold plain tensors (Normalization's mean/variance in
+    # EfficientNet), which are constants on both sides.
+    variable_elements = int(sum(int(np.prod(v.shape)) for v in model.variables))
+    bound_elements = int(sum(t.numel() for t in program.state_dict.values()))
+    if lifted_float and bound_elements < variable_elements:
         notes.append(f"{len(lifted_float)} tensor(s) were stored as constants (not parameters)")
+    elif lifted_float:
+        notes.append(f"{len(lifted_float)} constant tensor(s) of the Keras model (not variables) stay constants")
+        lifted_float = []
     torch.export.save(program, request["out"])
     trainable = sum(p.numel() for p in program.module().parameters() if p.requires_grad)
     keras_trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
