@@ -1,6 +1,6 @@
 """The verification report: which models, which inputs in which layout, the error per output, and where it broke.
 
-JSON schema ``crossport.verify`` version 1 (documented in README_SECTION.md); ``write`` picks JSON or HTML by suffix.
+JSON schema ``crossport.verify`` version 1 (documented in README.md, "Verify parity"); ``write`` picks JSON or HTML by suffix.
 """
 from __future__ import annotations
 

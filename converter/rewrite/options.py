@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 LAYOUTS = ("channels_first", "channels_last")
 #: Default layout: idiomatic NHWC Keras, which every Keras backend runs eagerly on CPU. channels_first output
-#: needs XLA on TensorFlow-CPU (eager NCHW Conv2D is unimplemented there). See README_SECTION.md.
+#: needs XLA on TensorFlow-CPU (eager NCHW Conv2D is unimplemented there). See README.md ("Layout").
 DEFAULT_LAYOUT = "channels_last"
 TARGETS = ("keras", "torch")
 

@@ -12,7 +12,7 @@ import pytest
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
-SECTION = REPO / "converter" / "parity" / "README_SECTION.md"
+SECTION = REPO / "README.md"
 
 
 def readme_example() -> str:
