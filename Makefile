@@ -35,4 +35,4 @@ clean:
 	rm -rf demo-out .pytest_cache
 
 fuzz: $(STAMP)
-	rm -f fuzz-log.jsonl; CROSSPORT_FUZZ_EXAMPLES=200 CROSSPORT_FUZZ_LOG=fuzz-log.jsonl $(BIN)/python -m pytest -q tests/test_fuzz_convert.py; rc=$$?; $(BIN)/python -c "import json, collections; print(collections.Counter((json.loads(l)['target'], json.loads(l)['outcome']) for l in open('fuzz-log.jsonl')))"; exit $$rc
+	rm -f fuzz-log.jsonl; CROSSPORT_FUZZ_EXAMPLES=200 CROSSPORT_FUZZ_LOG=fuzz-log.jsonl $(BIN)/python -m pytest -q -p no:logging tests/test_fuzz_convert.py; rc=$$?; $(BIN)/python -c "import json, collections; rows = [json.loads(l) for l in open('fuzz-log.jsonl')]; [print(*k, v) for k, v in sorted(collections.Counter((r['direction'], r['target'], r['outcome']) for r in rows).items())]"; exit $$rc

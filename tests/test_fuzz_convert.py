@@ -1,7 +1,8 @@
 """Property: a random architecture either converts and verifies, or fails with a named unsupported feature.
 
 Both directions go through the ``crossport convert`` command (Click's runner, in-process, so TensorFlow and torch
-are imported once): PyTorch ``.pt2`` -> ``.keras`` / ``.tflite``, and Keras ``.keras`` -> ``.pt2``. Never a silent
+are imported once): PyTorch ``.pt2`` -> ``.keras`` / ``.tflite``, and Keras ``.keras`` -> ``.pt2`` (by ``--route onnx``
+or ``keras-native``, drawn per example). Never a silent
 mismatch, never a crash (exit 70 / 10 or a traceback). CI runs a bounded, seeded number of examples per direction;
 ``make fuzz`` runs many more (``CROSSPORT_FUZZ_EXAMPLES``). ``CROSSPORT_FUZZ_LOG`` gets one JSON line per example
 (direction, target, outcome, the ArchSpec) so the README's figures can be counted and a failure reproduced.

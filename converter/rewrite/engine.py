@@ -8,6 +8,11 @@ Name resolution: libcst's ``QualifiedNameProvider`` (full scope analysis) costs 
 by default names are resolved from the module's import table and ``ShadowWatch`` checks, during the same pass,
 that no imported name is rebound; if one is, the module is rewritten again with ``QualifiedNameProvider``. A
 test asserts both paths give identical output on every fixture and rule example.
+
+Speed (issue 8: a 2,000-line file well under 2 s): the traversal (``traverse.transform``) rebuilds only nodes whose
+children changed and steps over whitespace/punctuation subtrees no handler is about; handlers are looked up per
+node type once (``dispatch.HandlerTable``), call rules by the callee's qualified name; read-only passes use
+``rules.cst_walk.walk``, which does not rebuild the tree as libcst's ``visit`` does.
 """
 from __future__ import annotations
 
@@ -21,13 +26,16 @@ from libcst.metadata import QualifiedNameProvider
 
 from converter.rewrite import todo as todo_marks
 from converter.rewrite.imports import apply_import_changes
+from converter.rewrite.dispatch import HandlerTable
 from converter.rewrite.names import ImportResolver, ShadowWatch
+from converter.rewrite.node_kinds import CLASS, FUNCTION, STATEMENT, node_kind
+from converter.rewrite.traverse import transform
 from converter.rewrite.analysis import Analysis, ClassInfo, analyse
 from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
-from rules.cst_walk import walk
+from rules.cst_walk import names_in, skippable
 
 
 class RuleRunner(VisitorBasedCodemodCommand):
@@ -49,11 +57,7 @@ class RuleRunner(VisitorBasedCodemodCommand):
         self.analysis: Analysis = Analysis()
         self.rules = [cls(self) for cls in rule_classes]
         self.applied: Counter[str] = Counter()
-        self._handlers: dict[str, list[tuple[Rule, Callable[..., cst.CSTNode]]]] = {}
-        for rule in self.rules:
-            for attr in dir(type(rule)):
-                if attr.startswith("leave_"):
-                    self._handlers.setdefault(attr[len("leave_"):], []).append((rule, getattr(rule, attr)))
+        self._handlers = HandlerTable(self.rules)
         self._classes: list[ClassInfo | None] = []
         self._functions: list[str] = []
         self._statements: list[list[str]] = []
@@ -110,9 +114,7 @@ class RuleRunner(VisitorBasedCodemodCommand):
         test membership first and only walk the statement when a word they care about is present."""
         cached = self._words.get(id(node))
         if cached is None or cached[0] is not node:
-            collector = _Words()
-            walk(node, collector)
-            cached = (node, frozenset(collector.words))
+            cached = (node, frozenset(names_in(node, set())))
             self._words = {id(node): cached}
         return cached[1]
 
@@ -151,10 +153,14 @@ class RuleRunner(VisitorBasedCodemodCommand):
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
         analyser = analyse_keras if self.to == "torch" else analyse
         self.analysis = analyser(tree, self.qualified_name, _top_level_lines(tree))
-        return tree.visit(self)
+        result = transform(tree, self, skippable(self._handlers.handled_types()))
+        assert isinstance(result, cst.Module)
+        return result
 
     # Rules are dispatched by node type below; libcst's matcher-decorator machinery (MatcherDecoratableTransformer)
-    # is bypassed because it costs a dozen attribute lookups per node and no rule uses decorators.
+    # is bypassed because it costs a dozen attribute lookups per node and no rule uses decorators. The traversal is
+    # ``traverse.transform`` (libcst's protocol without rebuilding unchanged subtrees); the attribute hooks stay
+    # no-ops in case libcst's own ``visit`` drives this runner.
     def on_visit_attribute(self, node: cst.CSTNode, attribute: str) -> None:
         return None
 
@@ -162,46 +168,48 @@ class RuleRunner(VisitorBasedCodemodCommand):
         return None
 
     def on_visit(self, node: cst.CSTNode) -> bool:
-        result = True
         if self.watch is not None:
             self.watch.check(node)
-        if isinstance(node, cst.ClassDef):
-            info = self.analysis.classes.get(node.name.value)
-            self._classes.append(info if info is not None and info.torch_model else None)
-        elif isinstance(node, cst.FunctionDef):
-            self._functions.append(node.name.value)
-        if isinstance(node, cst.BaseStatement):
-            self._statements.append([])
-        return result
+        kind = node_kind(type(node))
+        if kind:
+            if kind & CLASS:
+                info = self.analysis.classes.get(node.name.value)  # type: ignore[attr-defined]
+                self._classes.append(info if info is not None and info.torch_model else None)
+            elif kind & FUNCTION:
+                self._functions.append(node.name.value)  # type: ignore[attr-defined]
+            if kind & STATEMENT:
+                self._statements.append([])
+        return True
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode):  # type: ignore[override]
         updated = updated_node
-        handlers = () if self.watch is not None and self.watch.shadowed else self._handlers.get(
-            type(original_node).__name__, ())
+        node_type = type(original_node)
+        if self.watch is not None and self.watch.shadowed:
+            handlers: Sequence[tuple[Rule, Callable[..., cst.CSTNode]]] = ()
+        elif node_type is cst.Call:
+            func = original_node.func  # type: ignore[attr-defined]
+            name = self.qualified_name(func) if type(func) in (cst.Name, cst.Attribute) else None
+            handlers = self._handlers.for_call(name)
+        else:
+            handlers = self._handlers.for_type(node_type.__name__)
         for rule, handler in handlers:
-            if not isinstance(updated, type(original_node)):
+            if not isinstance(updated, node_type):
                 break
             result = handler(original_node, updated)
             if result is not updated:
                 self.applied[rule.id] += 1
                 updated = result
-        if isinstance(original_node, cst.BaseStatement):
-            messages = self._statements.pop()
-            if messages and isinstance(updated, cst.CSTNode):
-                updated = todo_marks.attach(updated, messages)
-        if isinstance(original_node, cst.ClassDef):
-            self._classes.pop()
-        elif isinstance(original_node, cst.FunctionDef):
-            self._functions.pop()
+        kind = node_kind(node_type)
+        if kind:
+            if kind & STATEMENT:
+                messages = self._statements.pop()
+                if messages and isinstance(updated, cst.CSTNode):
+                    updated = todo_marks.attach(updated, messages)
+            if kind & CLASS:
+                self._classes.pop()
+            elif kind & FUNCTION:
+                self._functions.pop()
         return updated
-
-
-class _Words(cst.CSTVisitor):
-    def __init__(self) -> None:
-        self.words: set[str] = set()
-
-    def visit_Name(self, node: cst.Name) -> None:
-        self.words.add(node.value)
 
 
 def _top_level_lines(tree: cst.Module):  # type: ignore[no-untyped-def]

@@ -71,6 +71,20 @@ def _target_names(node: cst.CSTNode | None) -> list[str]:
     return []
 
 
+_BINDING = (cst.Param, cst.FunctionDef, cst.ClassDef, cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For,
+            cst.CompFor, cst.NamedExpr, cst.AsName, cst.Global, cst.Nonlocal, cst.ImportStar, cst.Import, cst.ImportFrom)
+_BINDS: dict[type, bool] = {}
+
+
+def _binds(node_type: type) -> bool:
+    """Whether ``ShadowWatch.check`` looks at nodes of this class; answered once per class because ``check`` runs
+    on every node and the ``isinstance`` chain over libcst's ABC node classes is slow."""
+    found = _BINDS.get(node_type)
+    if found is None:
+        found = _BINDS[node_type] = issubclass(node_type, _BINDING)
+    return found
+
+
 class ShadowWatch:
     """Called for every visited node; ``shadowed`` turns True if the fast resolver could be wrong."""
 
@@ -87,7 +101,7 @@ class ShadowWatch:
             self.reason = f"{why} rebinds {hit[0]!r}"
 
     def check(self, node: cst.CSTNode) -> None:
-        if self.shadowed:
+        if self.shadowed or not _binds(type(node)):
             return
         if isinstance(node, cst.Param):
             self._flag([node.name.value], "a parameter")
