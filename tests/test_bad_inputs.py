@@ -94,9 +94,7 @@ CASES: list[Case] = [
     _c("convert-random-pt2", "convert", 4, _conv("random_pt2", "a.keras")),
     _c("convert-random-onnx", "convert", 4, _conv("random_onnx", "a.keras")),
     _c("convert-random-keras", "convert", 4, _conv("random_keras", "a.pt2")),
-    _c("convert-random-onnx-to-pt2", "convert", 4, _conv("random_onnx", "a.pt2"),
-       xfail="to_torch/pipeline._load_onnx_source raises a plain CrossportError (exit 10) for an unreadable ONNX "
-             "file; ModelFileError (4) like the Keras route"),
+    _c("convert-random-onnx-to-pt2", "convert", 4, _conv("random_onnx", "a.pt2")),
     _c("convert-random-h5", "convert", 4, _conv("random_h5", "a.pt2")),
     _c("convert-random-pt", "convert", 4, _conv("random_pt", "a.keras", "--input-shape", "2x4")),
     # ---- convert: content the route cannot take ---------------------------------------------------------------
@@ -201,15 +199,11 @@ CASES: list[Case] = [
        lambda f, o: Run(_transfer(f, o, checkpoint=f["truncated_state_dict"]), "truncated_state_dict.pt",
                         o / "t.keras")),
     _c("transfer-random-checkpoint", "transfer", 4,
-       lambda f, o: Run(_transfer(f, o, checkpoint=f["random_pt"]), "random.pt", o / "t.keras"),
-       xfail="weights/checkpoint.load_state_dict calls any UnpicklingError unsafe (exit 8); random bytes are "
-             "unreadable (4): classify like formats._weights_only_load"),
+       lambda f, o: Run(_transfer(f, o, checkpoint=f["random_pt"]), "random.pt", o / "t.keras")),
     _c("transfer-empty-checkpoint", "transfer", 4,
        lambda f, o: Run(_transfer(f, o, checkpoint=f["empty_pt"]), "empty.pt", o / "t.keras")),
     _c("transfer-missing-original-source", "transfer", 3,
-       lambda f, o: Run(_transfer(f, o, source=o / "gone.py"), "gone.py", o / "t.keras"),
-       xfail="weights/checkpoint.run_transfer reads --source without checking it exists: FileNotFoundError, "
-             "exit 70"),
+       lambda f, o: Run(_transfer(f, o, source=o / "gone.py"), "gone.py", o / "t.keras")),
     _c("transfer-keras-source-does-not-parse", "transfer", 9,
        lambda f, o: Run(_transfer(f, o, into=f["syntax_error_py"]), "broken.py", o / "t.keras")),
     _c("transfer-keras-source-has-no-class", "transfer", 9,
@@ -219,8 +213,7 @@ CASES: list[Case] = [
     _c("transfer-output-not-keras", "transfer", 6,
        lambda f, o: Run(_transfer(f, o, output=o / "t.h5"), "t.h5", o / "t.h5")),
     _c("transfer-shape-does-not-fit", "transfer", 7,
-       lambda f, o: Run(_transfer(f, o, shape="2x7"), "--input-shape", o / "t.keras"),
-       xfail="rewrite/verify's 'the torch model failed on inputs ((2, 7),)' does not say which flag to change"),
+       lambda f, o: Run(_transfer(f, o, shape="2x7"), "--input-shape", o / "t.keras")),
 ]
 
 

@@ -169,7 +169,8 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
         with torch.no_grad():
             original(*first)  # also materialises Lazy* modules
     except Exception as err:  # noqa: BLE001
-        raise ShapeError(f"the torch model failed on inputs {options.input_shapes}: {type(err).__name__}: {err}") from None
+        raise ShapeError(f"the torch model failed on inputs {options.input_shapes} (check --input-shape): "
+                         f"{type(err).__name__}: {err}") from None
     run_keras = _keras_runner(rewritten, layout)
     try:
         run_keras([to_keras(a) for a in batches[0][1]])

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from converter.errors import CrossportError, OutputError, ShapeError, UnsupportedError
+from converter.errors import CrossportError, ModelFileError, OutputError, ShapeError, UnsupportedError
 from converter.formats import Format
 from converter.layout import Layout
 from converter.parity.compare import Tolerance
@@ -174,7 +174,7 @@ def _load_onnx_source(source: str, options: Any, tmp: Path, clock: Any) -> Loade
             model = onnx.load(source)
             onnx.checker.check_model(model)
         except Exception as err:  # noqa: BLE001
-            raise CrossportError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+            raise ModelFileError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
     init = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in init]
     named, unnamed = _given_shapes(options)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converter.errors import InputPathError, ModelFileError, OutputError, UnsafeLoadError
+from converter.errors import InputPathError, ModelFileError, OutputError
 from converter.weights.errors import WeightMappingError
 
 
@@ -39,19 +39,15 @@ def parse_target(text: str) -> tuple[Path, str | None]:
 
 def load_state_dict(path: Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` only: a checkpoint never runs code."""
-    import pickle
-
     import torch
+
+    from converter.formats import _weights_only_load
 
     if not path.is_file():
         raise InputPathError(f"{path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise UnsafeLoadError(f"{path}: not loadable with weights_only=True (it holds more than tensors): {first}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise ModelFileError(f"{path}: cannot read the checkpoint: {err}") from None
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: empty file, not a checkpoint")
+    obj = _weights_only_load(path)  # one classification: code in the pickle -> 8, unreadable bytes -> 4
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
@@ -91,6 +87,8 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     if job.torch_source is None:
         return _transfer_unverified(job, layout)
     torch_source: Path = job.torch_source
+    if not torch_source.is_file():
+        raise InputPathError(f"--source {torch_source}: no such file")
     analysis = rewrite_source(torch_source.read_text(encoding="utf-8"), RewriteOptions(layout=layout),
                               filename=str(torch_source))
     kwargs = parse_init_kwargs(job.init_kwargs_json)
