@@ -9,12 +9,14 @@ the *updated* node, so ``nn.Linear``, ``torch.nn.Linear`` and ``from torch.nn im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, TypeVar
 
 import libcst as cst
 
 from rules.cst_tools import Unbindable
 from rules.cst_walk import walk
+
+_H = TypeVar("_H", bound=Callable[..., object])
 
 if TYPE_CHECKING:  # pragma: no cover
     from converter.rewrite.analysis import Analysis, ClassInfo
@@ -168,6 +170,14 @@ def _comments_order(node: cst.CSTNode):  # type: ignore[no-untyped-def]
     return lambda c: order.get(c, 0)
 
 
+def targeted(handler: _H) -> _H:
+    """Mark a ``leave_Call`` that changes nothing and records nothing unless the called name (the qualified name of
+    ``original_node.func``, a Name or Attribute) is a key of the rule's ``TARGETS``. The engine resolves that name
+    once per call and runs only the rules that target it, instead of every call rule on every call."""
+    handler.targeted = True  # type: ignore[attr-defined]
+    return handler
+
+
 class CallRule(Rule):
     """A rule that rewrites calls to known torch callables (``TARGETS``: qualified name -> method name).
 
@@ -179,6 +189,7 @@ class CallRule(Rule):
     #: "model": anywhere in a model class or builder; "tensor": only in methods where tensors flow.
     SCOPE: ClassVar[str] = "model"
 
+    @targeted
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         if self.SCOPE == "tensor":
             if not self.ctx.in_tensor_code():

@@ -9,6 +9,8 @@ import libcst as cst
 
 _MODULE = cst.Module(body=[])
 _UNSET = object()
+#: Nodes whose ``value`` is their whole source text when they carry no parentheses.
+_TOKENS = frozenset({cst.Integer, cst.Float, cst.Imaginary, cst.SimpleString, cst.Name})
 
 
 class Unbindable(Exception):
@@ -16,6 +18,8 @@ class Unbindable(Exception):
 
 
 def code(node: cst.CSTNode) -> str:
+    if type(node) in _TOKENS and not node.lpar:  # type: ignore[attr-defined]
+        return node.value  # type: ignore[attr-defined]  # a bare token is its own source
     return _MODULE.code_for_node(node)
 
 
@@ -65,7 +69,11 @@ def lit(value: Any) -> cst.BaseExpression:
     """A literal expression for ``value``; strings in double quotes."""
     if isinstance(value, str):
         return cst.SimpleString('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
-    return cst.parse_expression(repr(value))
+    if type(value) is int and value >= 0:
+        return cst.Integer(repr(value))  # what parsing repr(value) gives, without the parser
+    if value is None or type(value) is bool:
+        return cst.Name(repr(value))
+    return expr(repr(value))
 
 
 def arg(value: cst.BaseExpression | Any, keyword: str | None = None) -> cst.Arg:

@@ -10,7 +10,7 @@ from typing import ClassVar, Sequence
 
 import libcst as cst
 
-from rules.base import CallRule
+from rules.base import CallRule, targeted
 from rules.cst_tools import Unbindable, arg, bind_args, call, expr, literal
 
 #: Keyword arguments that only affect training from scratch or naming; the weights are transferred anyway.
@@ -41,6 +41,7 @@ class KerasCallRule(CallRule):
     _original: cst.Call | None = None
     NEEDS: ClassVar[tuple[str, ...]] = ("torch.nn",)
 
+    @targeted  # ``_original`` is only read by the target methods this handler calls
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         self._original = original_node
         return super().leave_Call(original_node, updated_node)

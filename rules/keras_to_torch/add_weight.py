@@ -7,7 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example
-from rules.cst_tools import code, literal
+from rules.cst_tools import code, literal, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src
 
 _INITS = {"zeros": "torch.zeros({shape})", "ones": "torch.ones({shape})",
@@ -76,4 +76,4 @@ class AddWeightRule(KerasCallRule):
             return updated_node
         self.add_imports()
         tail = "" if trainable else ", requires_grad=False"
-        return cst.parse_expression(f"nn.Parameter({value}{tail})")
+        return expr(f"nn.Parameter({value}{tail})")

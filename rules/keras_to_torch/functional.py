@@ -10,7 +10,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example, Rule
-from rules.cst_tools import code
+from rules.cst_tools import code, expr
 from rules.cst_walk import walk
 
 _BEFORE = """import keras
@@ -68,7 +68,7 @@ class FunctionalRule(Rule):
         if name is None:
             return updated_node
         self._hoisted.append((name, updated_node.func))
-        return updated_node.with_changes(func=cst.parse_expression(f"self.{name}"))
+        return updated_node.with_changes(func=expr(f"self.{name}"))
 
     def leave_FunctionDef(self, original_node: cst.FunctionDef, updated_node: cst.FunctionDef):  # type: ignore[no-untyped-def]
         info = self.ctx.analysis.functional.get(original_node.name.value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example
-from rules.cst_tools import code, literal
+from rules.cst_tools import code, literal, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src
 
 _PREFIXES = ("keras.ops.", "keras.activations.", "tensorflow.nn.", "tensorflow.math.", "tensorflow.")
@@ -83,19 +83,19 @@ class FunctionsRule(KerasCallRule):
                 return None
             if _ELEMENTWISE[short].startswith("F."):
                 self.ctx.add_import("torch.nn.functional", "F")
-            return cst.parse_expression(f"{_ELEMENTWISE[short]}({', '.join(args)})")
+            return expr(f"{_ELEMENTWISE[short]}({', '.join(args)})")
         if short == "gelu":
             approx = literal(kw.get("approximate"), "?") if "approximate" in kw else _GELU_APPROX_DEFAULT.get(name, "?")
             if approx not in (True, False):
                 self.todo("gelu approximate= is not a literal")
                 return None
             self.ctx.add_import("torch.nn.functional", "F")
-            return cst.parse_expression(f'F.gelu({x}, approximate="tanh")' if approx else f"F.gelu({x})")
+            return expr(f'F.gelu({x}, approximate="tanh")' if approx else f"F.gelu({x})")
         if short == "leaky_relu":
             slope = kw.get("negative_slope", kw.get("alpha"))
             value = code(slope) if slope is not None else (args[1] if len(args) > 1 else repr(_SLOPE_DEFAULT.get(name, 0.2)))
             self.ctx.add_import("torch.nn.functional", "F")
-            return cst.parse_expression(f"F.leaky_relu({x}, {value})")
+            return expr(f"F.leaky_relu({x}, {value})")
         axis_node = kw.get("axis", kw.get("dim"))
         if axis_node is None and len(args) > 1 and short not in ("reshape", "transpose"):
             axis_node = node.args[1].value
@@ -103,12 +103,12 @@ class FunctionsRule(KerasCallRule):
             dim = self._axis(axis_node, -1)
             if dim is None:
                 return self._unknown_dim(short)
-            return cst.parse_expression(f"torch.{short}({x}, dim={dim})")
+            return expr(f"torch.{short}({x}, dim={dim})")
         if short in ("concat", "concatenate"):
             dim = self._axis(axis_node, 0 if name.startswith("keras.ops") else "?")
             if dim is None:
                 return self._unknown_dim(short)
-            return cst.parse_expression(f"torch.cat({x}, dim={dim})")
+            return expr(f"torch.cat({x}, dim={dim})")
         if short in _REDUCE:
             dim = self._axis(axis_node, None)
             if dim is None:
@@ -116,26 +116,26 @@ class FunctionsRule(KerasCallRule):
             keep = kw.get("keepdims")
             tail = f", keepdim={code(keep)}" if keep is not None else ""
             if dim == "None":
-                return cst.parse_expression(f"torch.{_REDUCE[short]}({x}{tail})")
-            return cst.parse_expression(f"torch.{_REDUCE[short]}({x}, dim={dim}{tail})")
+                return expr(f"torch.{_REDUCE[short]}({x}{tail})")
+            return expr(f"torch.{_REDUCE[short]}({x}, dim={dim}{tail})")
         if short in ("expand_dims", "squeeze"):
             dim = self._axis(axis_node, None)
             if dim is None or (short == "expand_dims" and dim == "None"):
                 return self._unknown_dim(short)
             func = "torch.unsqueeze" if short == "expand_dims" else "torch.squeeze"
-            return cst.parse_expression(f"{func}({x})" if dim == "None" else f"{func}({x}, {dim})")
+            return expr(f"{func}({x})" if dim == "None" else f"{func}({x}, {dim})")
         if short in ("max_pool", "average_pool", "max_pool2d", "avg_pool2d"):
             return self._pool(short, node, kw)
         if short == "reshape" and len(args) == 2 and _is_batch_flatten(node.args[1].value):
-            return cst.parse_expression(f"torch.flatten({x}, 1)")  # (batch, -1): the next Linear is permuted
+            return expr(f"torch.flatten({x}, 1)")  # (batch, -1): the next Linear is permuted
         if self.spatial():
             self.todo(f"{short} on channels-last image tensors: NCHW element order differs")
             return None
         if short == "reshape" and len(args) == 2:
-            return cst.parse_expression(f"torch.reshape({x}, {args[1]})")
+            return expr(f"torch.reshape({x}, {args[1]})")
         if short == "transpose" and len(args) == 2 or "perm" in kw or "axes" in kw:
             perm = args[1] if len(args) == 2 else code(kw.get("perm", kw.get("axes")))  # type: ignore[arg-type]
-            return cst.parse_expression(f"torch.permute({x}, {perm})")
+            return expr(f"torch.permute({x}, {perm})")
         self.todo(f"{short}(...) form not translated")
         return None
 
@@ -157,7 +157,7 @@ class FunctionsRule(KerasCallRule):
         stride = bound.get("strides")
         tail = f", stride={code(stride)}" if stride is not None and literal(stride, None) is not None else ""
         self.ctx.add_import("torch.nn.functional", "F")
-        return cst.parse_expression(f"F.{kind}_pool{dims}d({code(node.args[0].value)}, {code(size)}{tail})")
+        return expr(f"F.{kind}_pool{dims}d({code(node.args[0].value)}, {code(size)}{tail})")
 
     def _unknown_dim(self, short: str) -> None:
         self.todo(f"{short}: the axis cannot be mapped to an NCHW dim statically")

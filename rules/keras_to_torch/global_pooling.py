@@ -7,7 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example
-from rules.cst_tools import arg, call, literal
+from rules.cst_tools import arg, call, literal, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src
 
 
@@ -56,6 +56,6 @@ class GlobalPoolingRule(KerasCallRule):
                 method = "amax" if "Max" in name else "mean"
                 suffix = ", keepdim=True" if keepdims else ""
                 x = cst.Module(body=[]).code_for_node(updated_node.args[0].value)
-                return cst.parse_expression(f"({x}).{method}(dim=1{suffix})" if not isinstance(
+                return expr(f"({x}).{method}(dim=1{suffix})" if not isinstance(
                     updated_node.args[0].value, (cst.Name, cst.Attribute)) else f"{x}.{method}(dim=1{suffix})")
         return super().leave_Call(original_node, updated_node)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example, Rule
-from rules.cst_tools import code, self_attr
+from rules.cst_tools import code, self_attr, expr
 from rules.keras_to_torch._base import keras_src
 
 
@@ -60,12 +60,12 @@ class LayerCallsRule(Rule):
         cell, mode = kind.split(":")
         text = code(updated_node)
         if mode == "seq":
-            return cst.parse_expression(f"{text}[0]")
+            return expr(f"{text}[0]")
         if cell.startswith("bi"):
             state = f"{text}[1][0]" if cell == "bilstm" else f"{text}[1]"
             self.ctx.add_import("torch")
-            return cst.parse_expression(f"torch.cat(tuple({state}), dim=-1)")
-        return cst.parse_expression(f"{text}[0][:, -1]")
+            return expr(f"torch.cat(tuple({state}), dim=-1)")
+        return expr(f"{text}[0][:, -1]")
 
     def _attention(self, node: cst.Call) -> cst.BaseExpression:
         names = ["query", "value", "key"]
@@ -79,4 +79,4 @@ class LayerCallsRule(Rule):
         q, v = code(bound["query"]), code(bound["value"])
         k = code(bound["key"]) if "key" in bound else v
         func = code(node.func)
-        return cst.parse_expression(f"{func}({q}, {k}, {v}, need_weights=False)[0]")
+        return expr(f"{func}({q}, {k}, {v}, need_weights=False)[0]")

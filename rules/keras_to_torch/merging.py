@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example
-from rules.cst_tools import code, literal
+from rules.cst_tools import code, literal, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src
 
 _OPS = {"Add": " + ", "Subtract": " - ", "Multiply": " * "}
@@ -39,9 +39,9 @@ class MergingRule(KerasCallRule):
             return updated_node
         items = [code(e.value) for e in updated_node.args[0].value.elements]
         if name in _OPS:
-            return cst.parse_expression(_OPS[name].join(items))
+            return expr(_OPS[name].join(items))
         if name == "Average":
-            return cst.parse_expression(f"({' + '.join(items)}) / {len(items)}")
+            return expr(f"({' + '.join(items)}) / {len(items)}")
         axis_node = next((a.value for a in inner.args if a.keyword is None or a.keyword.value == "axis"), None)
         axis = literal(axis_node, "?") if axis_node is not None else -1
         self._original = inner
@@ -51,4 +51,4 @@ class MergingRule(KerasCallRule):
             self.todo(f"Concatenate(axis={axis}): the matching NCHW dim needs the tensor rank; pass --input-shape")
             return updated_node
         self.ctx.add_import("torch")
-        return cst.parse_expression(f"torch.cat([{', '.join(items)}], dim={dim})")
+        return expr(f"torch.cat([{', '.join(items)}], dim={dim})")

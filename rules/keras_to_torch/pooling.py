@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example
-from rules.cst_tools import arg, call, lit, literal, pad_pair, tuple_of
+from rules.cst_tools import arg, call, lit, literal, pad_pair, tuple_of, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src, padding_value, same_padding
 
 _PARAMS = ["pool_size", "strides", "padding", "data_format"]
@@ -64,7 +64,7 @@ class PoolingRule(KerasCallRule):
             elif is_max:
                 flat = [v for pair in reversed(pads) for v in pair]  # type: ignore[union-attr]
                 pad_module = call(f"nn.ConstantPad{dims}d", arg(tuple_of([lit(v) for v in flat])),
-                                  arg(cst.parse_expression('float("-inf")')))
+                                  arg(expr('float("-inf")')))
             else:
                 self.todo("AveragePooling 'same' pads asymmetrically here; torch pads both sides equally")
                 return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example
-from rules.cst_tools import call, code, literal
+from rules.cst_tools import call, code, literal, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src
 
 
@@ -47,14 +47,14 @@ class ReshapingRule(KerasCallRule):
             self.todo(f"{name.rsplit('.', 1)[-1]} with a non-literal shape")
             return node
         if len(target) == 1 and target[0] == -1:
-            return cst.parse_expression(f"{_atom(x)}.flatten(1)")
+            return expr(f"{_atom(x)}.flatten(1)")
         if self.spatial():
             self.todo(f"{name.rsplit('.', 1)[-1]} of a channels-last image: torch's NCHW element order differs")
             return node
         text = _atom(x)
         if name.endswith("Reshape"):
-            return cst.parse_expression(f"{text}.reshape({text}.shape[0], {', '.join(map(str, target))})")
-        return cst.parse_expression(f"{text}.permute(0, {', '.join(map(str, target))})")
+            return expr(f"{text}.reshape({text}.shape[0], {', '.join(map(str, target))})")
+        return expr(f"{text}.permute(0, {', '.join(map(str, target))})")
 
 
 def _atom(x: cst.BaseExpression) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example, Rule, model_src
-from rules.cst_tools import arg, bind_args, call, literal, lit, tuple_of, self_attr, Unbindable
+from rules.cst_tools import arg, bind_args, call, literal, lit, tuple_of, self_attr, Unbindable, expr
 
 _INITS = {"torch.zeros": '"zeros"', "torch.ones": '"ones"', "torch.empty": '"zeros"'}
 
@@ -95,7 +95,7 @@ class ParametersRule(Rule):
         elif factory == "torch.rand" and scale is None:
             init = call("keras.initializers.RandomUniform", arg(0.0, "minval"), arg(1.0, "maxval"))
         elif factory in _INITS and scale is None:
-            init = cst.parse_expression(_INITS[factory])
+            init = expr(_INITS[factory])
         else:
             self.todo(f"initial value {factory or 'expression'}(...) is not a shape-based initializer; set it after building")
             return None

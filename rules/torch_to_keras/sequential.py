@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, call, list_of
+from rules.cst_tools import arg, call, list_of, expr
 
 
 class SequentialRule(CallRule):
@@ -52,7 +52,7 @@ class SequentialRule(CallRule):
             for a in args
         ]
         listing = cst.List(elements, lbracket=cst.LeftSquareBracket(whitespace_after=node.whitespace_before_args))
-        return cst.Call(func=cst.parse_expression("keras.Sequential"), args=[cst.Arg(listing)])
+        return cst.Call(func=expr("keras.Sequential"), args=[cst.Arg(listing)])
 
 
 def _is_ordered_dict(node: cst.Call) -> bool:

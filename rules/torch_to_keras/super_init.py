@@ -7,6 +7,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import Example, Rule, model_src
+from rules.cst_tools import expr
 
 _AFTER_INIT = model_src(("self.fc = nn.Linear(2, 2)",)).replace(
     "def __init__(self):\n        super().__init__()", "def __init__(self, **kwargs):\n        super().__init__(**kwargs)")
@@ -47,7 +48,7 @@ class SuperInitRule(Rule):
             if isinstance(orig_line, cst.SimpleStatementLine) and isinstance(line, cst.SimpleStatementLine) and len(
                 line.body
             ) == 1 and self._is_super_init(orig_line.body[0]):
-                new_call = cst.parse_expression("super().__init__(**kwargs)")
+                new_call = expr("super().__init__(**kwargs)")
                 body[i] = line.with_changes(body=[cst.Expr(new_call)])
                 found = True
         if not found:
