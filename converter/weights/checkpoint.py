@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converter.errors import InputPathError, ModelFileError, OutputError
+from converter.errors import InputPathError, ModelFileError, OutputError, UnsafeLoadError
 from converter.weights.errors import WeightMappingError
 
 
@@ -47,7 +47,12 @@ def load_state_dict(path: Path) -> dict[str, Any]:
         raise InputPathError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: empty file, not a checkpoint")
-    obj = _weights_only_load(path)  # one classification: code in the pickle -> 8, unreadable bytes -> 4
+    try:
+        obj = _weights_only_load(path)  # one classification: code in the pickle -> 8, unreadable bytes -> 4
+    except UnsafeLoadError:
+        raise UnsafeLoadError(f"{path}: holds pickled Python objects besides tensors; torch.load(weights_only=True) "
+                              "refuses it because loading would run code from the file. Save model.state_dict() "
+                              "and pass that file") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
