@@ -125,12 +125,7 @@ def test_malicious_pickle_is_refused(command: str, kind: str, corpus: dict[str, 
     assert corpus[f"pt_{kind}"].name in line
 
 
-@pytest.mark.parametrize("command", [
-    "convert", "verify",
-    pytest.param("transfer", marks=pytest.mark.xfail(strict=True, reason=(
-        "transfer has no --trust-pickle and its refusal (weights/checkpoint.load_state_dict) quotes torch's "
-        "'Weights only load failed...' instead of naming what to do"))),
-])
+@pytest.mark.parametrize("command", ["convert", "verify", "transfer"])
 def test_pickle_refusal_names_the_trust_flag(command: str, corpus: dict[str, Path], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     code, stderr = _cli(_argv(command, corpus["pt_zip"], corpus, tmp_path), tmp_path, monkeypatch)

@@ -26,12 +26,14 @@ from converter.cli._common import run_guarded, verbosity_options
 @click.option("--layout", type=click.Choice(["channels_last", "channels_first"]),
               help="Layout of the rewritten code (default: detected from it).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Load a checkpoint that holds pickled objects besides tensors (runs code from the file).")
 @click.option("--atol", type=float, default=1e-4, show_default=True)
 @click.option("--rtol", type=float, default=1e-4, show_default=True)
 @verbosity_options
 def command(checkpoint: Path, into: str, source: str | None, unverified: bool, output: Path, trust_keras: bool,
-            input_shape: str, init_kwargs: str | None, layout: str | None, force: bool, atol: float, rtol: float,
-            verbose: bool, quiet: bool) -> None:
+            input_shape: str, init_kwargs: str | None, layout: str | None, force: bool, trust_pickle: bool,
+            atol: float, rtol: float, verbose: bool, quiet: bool) -> None:
     """Load CHECKPOINT (torch.load(weights_only=True)) into the original class, move the weights into the
     rewritten Keras class, compare outputs, and save OUT only if they match.
 
@@ -78,7 +80,8 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         report, path = run_transfer(TransferJob(
             checkpoint=checkpoint, keras_source=keras_path, class_name=keras_class, torch_source=torch_path,
             torch_class=torch_class or keras_class, output=output, input_shape=input_shape,
-            init_kwargs_json=init_kwargs, layout=layout, force=force, atol=atol, rtol=rtol, unverified=unverified))
+            init_kwargs_json=init_kwargs, layout=layout, force=force, atol=atol, rtol=rtol, unverified=unverified,
+            trust_pickle=trust_pickle))
         if report is None:
             click.echo(f"wrote {path} (UNVERIFIED: no original class to compare against; pass --source to verify)")
             return 0

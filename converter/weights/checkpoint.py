@@ -27,6 +27,7 @@ class TransferJob:
     rtol: float = 1e-4
     seed: int = 0
     unverified: bool = False
+    trust_pickle: bool = False  # load a checkpoint holding pickled objects (runs code from the file)
 
 
 def parse_target(text: str) -> tuple[Path, str | None]:
@@ -37,7 +38,7 @@ def parse_target(text: str) -> tuple[Path, str | None]:
     return Path(text), None
 
 
-def load_state_dict(path: Path) -> dict[str, Any]:
+def load_state_dict(path: Path, trust_pickle: bool = False) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` only: a checkpoint never runs code."""
     import torch
 
@@ -50,9 +51,11 @@ def load_state_dict(path: Path) -> dict[str, Any]:
     try:
         obj = _weights_only_load(path)  # one classification: code in the pickle -> 8, unreadable bytes -> 4
     except UnsafeLoadError:
-        raise UnsafeLoadError(f"{path}: holds pickled Python objects besides tensors; torch.load(weights_only=True) "
-                              "refuses it because loading would run code from the file. Save model.state_dict() "
-                              "and pass that file") from None
+        if not trust_pickle:
+            raise UnsafeLoadError(f"{path}: holds pickled Python objects besides tensors; torch.load(weights_only="
+                                  "True) refuses it because loading would run code from the file. Save "
+                                  "model.state_dict(), or pass --trust-pickle if you trust this file") from None
+        obj = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for the file
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], dict):
@@ -97,7 +100,7 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     analysis = rewrite_source(torch_source.read_text(encoding="utf-8"), RewriteOptions(layout=layout),
                               filename=str(torch_source))
     kwargs = parse_init_kwargs(job.init_kwargs_json)
-    state = load_state_dict(job.checkpoint)
+    state = load_state_dict(job.checkpoint, job.trust_pickle)
     torch.manual_seed(job.seed)
     original = build(import_file(torch_source), job.torch_class, kwargs, str(torch_source))
     try:
@@ -131,7 +134,7 @@ def _transfer_unverified(job: TransferJob, layout: str) -> tuple[None, Path]:
     if not job.unverified:
         raise CrossportError("without --source there is no reference model to verify against; pass --unverified to "
                              "write the .keras file anyway (the report says so)")
-    state = load_state_dict(job.checkpoint)
+    state = load_state_dict(job.checkpoint, job.trust_pickle)
     model = build(import_file(job.keras_source), job.class_name, parse_init_kwargs(job.init_kwargs_json),
                   str(job.keras_source))
     rng = np.random.default_rng(job.seed)
