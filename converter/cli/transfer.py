@@ -50,7 +50,6 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         return _from_torch()
 
     def _from_keras() -> int:
-        from converter.rewrite.verify import format_report
         from converter.weights.checkpoint import parse_target
         from converter.weights.keras_checkpoint import KerasTransferJob, run_keras_transfer
 
@@ -61,16 +60,9 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
             model_file=checkpoint, torch_source=torch_path, entry=entry, output=output, input_shape=input_shape,
             keras_source=parse_target(source)[0] if source else None, init_kwargs_json=init_kwargs,
             trust=trust_keras, force=force, atol=atol, rtol=rtol))
-        if not quiet or not report.passed:
-            click.echo(format_report(report))
-        if not report.passed:
-            click.echo("crossport: verification failed; nothing was written", err=True)
-            return 1
-        click.echo(f"wrote {path}")
-        return 0
+        return _finish(report, path, quiet)
 
     def _from_torch() -> int:
-        from converter.rewrite.verify import format_report
         from converter.weights.checkpoint import TransferJob, parse_target, run_transfer
 
         keras_path, keras_class = parse_target(into)
@@ -85,12 +77,19 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         if report is None:
             click.echo(f"wrote {path} (UNVERIFIED: no original class to compare against; pass --source to verify)")
             return 0
-        if not quiet or not report.passed:
-            click.echo(format_report(report))
-        if not report.passed:
-            click.echo("crossport: verification failed; nothing was written", err=True)
-            return 1
-        click.echo(f"wrote {path}")
-        return 0
+        return _finish(report, path, quiet)
 
     run_guarded(verbose, body)
+
+
+def _finish(report: object, path: object, quiet: bool) -> int:
+    """Print the parity table (always on failure) and say what was written: the same for both directions."""
+    from converter.rewrite.verify import format_report
+
+    if not quiet or not report.passed:  # type: ignore[attr-defined]
+        click.echo(format_report(report))
+    if not report.passed:  # type: ignore[attr-defined]
+        click.echo("crossport: verification failed; nothing was written", err=True)
+        return 1
+    click.echo(f"wrote {path}")
+    return 0
