@@ -12,10 +12,10 @@ import click
 # name -> "module:attribute"; one module per subcommand.
 _COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("converter.cli.convert", "Convert a saved model between PyTorch, ONNX and TensorFlow/Keras, verified."),
-    "rewrite": ("converter.cli.rewrite", "Rewrite PyTorch model source into Keras 3 source (libcst rules), optionally verified."),
+    "rewrite": ("converter.cli.rewrite", "Rewrite model source PyTorch <-> Keras 3 (libcst rules), optionally verified."),
     "rules": ("converter.cli.rules", "List the source-rewriting rules and their descriptions."),
     "verify": ("converter.cli.verify", "Compare two models (any pair of formats) or a model against golden files; per-output and per-layer errors."),
-    "transfer": ("converter.cli.transfer", "Load a PyTorch state_dict into rewritten Keras code and save a verified .keras model."),
+    "transfer": ("converter.cli.transfer", "Move trained weights into rewritten code (state_dict -> .keras, .keras -> .pt/.pt2), verified."),
 }
 
 

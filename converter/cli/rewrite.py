@@ -1,4 +1,4 @@
-"""``crossport rewrite``: PyTorch model source -> Keras 3 source, optionally proven by weight transfer."""
+"""``crossport rewrite``: model source PyTorch <-> Keras 3, optionally proven by weight transfer."""
 from __future__ import annotations
 
 from pathlib import Path
