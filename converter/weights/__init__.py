@@ -1,15 +1,27 @@
-"""Per-layer-type weight transfer PyTorch -> Keras, by attribute path (never by order of creation).
+"""Per-layer-type weight transfer between PyTorch and Keras, by attribute path (never by order of creation).
 
-Heavy frameworks are imported inside the functions: importing this package is cheap.
+Everything is imported on first use: ``crossport rewrite`` loads ``converter.weights.reserved`` without
+verification and must not pay for numpy (or anything heavier) there.
 """
 from __future__ import annotations
 
-from converter.weights.errors import WeightMappingError
-from converter.weights.from_state_dict import keras_flatten_inputs, load_state_dict_into_keras
-from converter.weights.trace import flatten_inputs
-from converter.weights.transfer import TransferReport, transfer_weights
+from importlib import import_module
+from typing import Any
 
 __all__ = [
     "transfer_weights", "TransferReport", "flatten_inputs", "WeightMappingError", "load_state_dict_into_keras",
     "keras_flatten_inputs",
 ]
+
+_WHERE = {
+    "transfer_weights": "converter.weights.transfer", "TransferReport": "converter.weights.transfer",
+    "flatten_inputs": "converter.weights.trace", "WeightMappingError": "converter.weights.errors",
+    "load_state_dict_into_keras": "converter.weights.from_state_dict",
+    "keras_flatten_inputs": "converter.weights.from_state_dict",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'converter.weights' has no attribute {name!r}")
