@@ -4,25 +4,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
-import json
 import sys
 import types
 from pathlib import Path
 from typing import Any
 
 from converter.errors import InputPathError, ModelClassError
+from converter.jsonargs import parse_json_object
 
 
 def parse_init_kwargs(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ModelClassError(f"--init-kwargs is not valid JSON: {err.msg} at column {err.colno}") from None
-    if not isinstance(value, dict):
-        raise ModelClassError("--init-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
-    return value
+    return parse_json_object(text, "--init-kwargs")
 
 
 def import_file(path: Path) -> types.ModuleType:
