@@ -295,7 +295,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
             source=source, source_format=fmt.value, target=target, output=output, options=options, clock=clock,
             tmp=tmp, onnx_path=onnx_path, specs=specs, sets=sets, source_runner=torch_runner,
             source_layouts=torch_layouts, exported=exported, torch_module=src.module, notes=src.notes,
-            run_cache={(id(torch_runner), sets[0].label): list(probe)},
+            run_cache={(id(torch_runner), id(sets[0])): list(probe)},
         )
 
 
@@ -386,7 +386,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                       clock: _Clock, tmp: Path, onnx_path: Path, specs: list[InputSpec], sets: list[Any],
                       source_runner: Any, source_layouts: tuple[Layout, ...], exported: Any, torch_module: Any,
                       notes: tuple[str, ...], onnx_runner: Any = None,
-                      run_cache: dict[tuple[int, str], Any] | None = None) -> ConversionResult:
+                      run_cache: dict[tuple[int, int], Any] | None = None) -> ConversionResult:
     from converter.parity.runners import OnnxRunner
 
     tol = Tolerance(options.atol, options.rtol)
@@ -548,7 +548,7 @@ def _with_rank3_layouts(runner: Any, like: Any) -> Any:
 def _via_onnx2tf(target: str, options: ConvertOptions, clock: _Clock, tmp: Path, onnx_path: Path,
                  specs: list[InputSpec], sets: list[Any], onnx_runner: Any, source_layouts: tuple[Layout, ...],
                  output_names: list[str], tol: Tolerance, route: list[str],
-                 run_cache: dict[tuple[int, str], Any]) -> tuple[Path, Any, HopResult | None]:
+                 run_cache: dict[tuple[int, int], Any]) -> tuple[Path, Any, HopResult | None]:
     """The onnx2tf route (SavedModel / TFLite only), verified against onnxruntime."""
     from converter.layout import layout_for
     from converter.parity import runners as R

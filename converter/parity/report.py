@@ -54,7 +54,7 @@ def run_hop(
     input_layouts: Sequence[Layout],
     output_names: Sequence[str],
     tolerances: dict[str, Tolerance] | Tolerance,
-    cache: dict[tuple[int, str], Any] | None = None,
+    cache: dict[tuple[int, int], Any] | None = None,
 ) -> HopResult:
     """Feed each input set (given in ``input_layouts``) to both runners; compare in the reference's layout.
 
@@ -68,11 +68,11 @@ def run_hop(
         ref_feeds = [to_layout(a, src, dst) for a, src, dst in zip(s.arrays, input_layouts, reference.input_layouts)]
         cand_feeds = [to_layout(a, src, dst) for a, src, dst in zip(s.arrays, input_layouts, candidate.input_layouts)]
         try:
-            ref_out = _run(reference, ref_feeds, s.label, cache)
+            ref_out = _run(reference, ref_feeds, s, cache)
         except Exception as err:  # noqa: BLE001 - a runner failure is a verification failure, reported as such
             return _failed(reference, candidate, f"{reference.name} failed on {s.label}: {_line(err)}", compared)
         try:
-            cand_out = _run(candidate, cand_feeds, s.label, cache)
+            cand_out = _run(candidate, cand_feeds, s, cache)
         except Exception as err:  # noqa: BLE001
             return _failed(reference, candidate, f"{candidate.name} failed on {s.label}: {_line(err)}", compared)
         if len(ref_out) != len(cand_out):
@@ -98,10 +98,11 @@ def run_hop(
     return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set), compared)
 
 
-def _run(runner: Any, feeds: list[np.ndarray], label: str, cache: dict[tuple[int, str], Any] | None) -> Any:
+def _run(runner: Any, feeds: list[np.ndarray], input_set: InputSet, cache: dict[tuple[int, int], Any] | None) -> Any:
+    """Keyed by the input set object, not its label: a static-batch set may share a label with a dynamic one."""
     if cache is None:
         return runner.run(feeds)
-    key = (id(runner), label)
+    key = (id(runner), id(input_set))
     if key not in cache:
         cache[key] = [np.asarray(o) for o in runner.run(feeds)]
     return cache[key]
