@@ -18,12 +18,15 @@ from typing import Any, Callable, Iterator
 from converter.errors import (CrossportError, InputPathError, ModelFileError, OutputError, ShapeError,
                               UnsupportedError)
 from converter.formats import (TARGET_SUFFIXES, TARGETS, Format, check_onnx_ops, keras_file_nonfinite,
-                               load_torch_source, onnx_nonfinite, raise_if_nonfinite, sniff, torch_nonfinite)
+                               onnx_nonfinite, raise_if_nonfinite, sniff)
 from converter.layout import Layout
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.parity.inputs import InputSpec, make_input_sets
 from converter.parity.report import HopResult, as_intermediate, run_hop, verdict
-from converter.result import ConversionReport, TensorInfo
+from converter.result import OVERLAPPED, ConversionReport, TensorInfo
+from converter.torch_side import FORCE_HINT as _FORCE_HINT
+from converter.torch_side import TorchSide, runner_for, torch_layouts
+from converter.torch_side import prepare as prepare_torch_side
 
 ProgressFn = Callable[[str], None]
 
@@ -198,27 +201,6 @@ def _publish(tmp_artifact: Path, output: Path, force: bool) -> None:
     os.replace(tmp_artifact, output)
 
 
-def _input_specs(source: Any, options: ConvertOptions, names: tuple[str, ...]) -> list[InputSpec]:
-    given = list(options.input_shapes)
-    if given:
-        if any(n for n, _ in given) and names:
-            by_name = {n: s for n, s in given}
-            unknown = [n for n in by_name if n not in names]
-            if unknown:
-                raise ShapeError(f"--input-shape names {unknown} are not inputs of the model (inputs: {list(names)})")
-            return [InputSpec(n, by_name[n], options.input_dtype) for n in names if n in by_name]
-        return [InputSpec(n or (names[i] if i < len(names) else f"input{i}" if len(given) > 1 else "input"),
-                          s, options.input_dtype) for i, (n, s) in enumerate(given)]
-    if source.example_shapes:
-        return [InputSpec(n, s, d) for n, s, d in zip(source.input_names, source.example_shapes, source.example_dtypes)]
-    raise ShapeError("the source does not record its input shapes; pass --input-shape, e.g. --input-shape 1x3x224x224")
-
-
-def _torch_layouts(specs: list[InputSpec]) -> tuple[Layout, ...]:
-    return tuple(Layout.NCHW if len(s.shape) == 4 else Layout.NCDHW if len(s.shape) == 5 else Layout.NONE
-                 for s in specs)
-
-
 def convert(source: str, options: ConvertOptions | None = None, progress: ProgressFn | None = None,
             **overrides: Any) -> ConversionResult:
     """Convert ``source`` and verify the result; see ``ConvertOptions``. Keyword overrides update the options.
@@ -254,49 +236,45 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     with _workdir(output.parent if output.parent.exists() else Path.cwd()) as tmp:
         if fmt == Format.ONNX:
             return _convert_onnx_source(source, target, output, options, clock, tmp)
-        with clock.step("load", f"loading {source}"):
-            import torch
-
-            torch.manual_seed(options.seed)
-            src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
-        if not options.force:
-            raise_if_nonfinite(source, torch_nonfinite(src.module), _FORCE_HINT)
-        specs = _input_specs(src, options, src.input_names)
-        dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
-        if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
-            dynamic = False
-        trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
-                       else s for s in specs]
-        sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
-        torch_layouts = _torch_layouts(specs)
-        from converter.parity.runners import TorchRunner
-
-        torch_runner = TorchRunner(src.module, torch_layouts, ())
-        with clock.step("check-inputs", "running the source model once"):
-            try:
-                probe = torch_runner.run(sets[0].arrays)
-            except Exception as err:  # noqa: BLE001 - user model code
-                shapes = [list(a.shape) for a in sets[0].arrays]
-                raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
-                                 f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
-        torch_runner.output_layouts = tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe)
-        from converter.routes import torch_onnx
-
-        onnx_path = tmp / "model.onnx"
-        with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
-            import torch as _t
-
-            example = tuple(_t.from_numpy(a) for a in sets[0].arrays)
-            exported = torch_onnx.export(
-                src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
-                input_names=[s.name for s in specs], dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
-            )
+        side = _torch_side(source, fmt, target, options, tmp / "model.onnx", clock)
+        runner = runner_for(side)
         return _finish_from_onnx(
             source=source, source_format=fmt.value, target=target, output=output, options=options, clock=clock,
-            tmp=tmp, onnx_path=onnx_path, specs=specs, sets=sets, source_runner=torch_runner,
-            source_layouts=torch_layouts, exported=exported, torch_module=src.module, notes=src.notes,
-            run_cache={(id(torch_runner), id(sets[0])): list(probe)},
+            tmp=tmp, onnx_path=side.exported.path, specs=list(side.specs), sets=list(side.sets), source_runner=runner,
+            source_layouts=side.layouts, exported=side.exported, parameter_names=side.parameter_names,
+            torch_trainable=side.trainable, notes=side.notes,
+            run_cache={(id(runner), id(s)): list(o) for s, o in zip(side.sets, side.outputs)},
         )
+
+
+def _torch_side(source: str, fmt: Format, target: str, options: ConvertOptions, onnx_path: Path,
+                clock: _Clock) -> TorchSide:
+    """The PyTorch steps; for a TensorFlow target in a fresh process they run in a forked worker while this
+    process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
+    from converter import forked
+
+    if target == "onnx" or not forked.can_fork():
+        return prepare_torch_side(source, fmt, options, onnx_path, clock)
+
+    def work() -> TorchSide:
+        child = _Clock(clock.progress)
+        side = prepare_torch_side(source, fmt, options, onnx_path, child)
+        return replace(side, module=None, timings=tuple(child.timings.items()))
+
+    worker = forked.start(work)
+    try:
+        t0 = time.perf_counter()
+        from converter.frameworks import keras as _keras
+
+        _keras()
+        clock.timings["import-tensorflow" + OVERLAPPED] = time.perf_counter() - t0
+        side = worker.result()
+    except BaseException:
+        worker.kill()
+        raise
+    for key, seconds in side.timings:
+        clock.timings[key] = clock.timings.get(key, 0.0) + seconds
+    return side
 
 
 def _convert_onnx_source(source: str, target: str, output: Path, options: ConvertOptions, clock: _Clock,
@@ -324,7 +302,7 @@ def _convert_onnx_source(source: str, target: str, output: Path, options: Conver
     specs = [InputSpec(g.name, g.shape, str(g.dtype)) for g in ginputs]
     dynamic = any(g.batch_dynamic for g in ginputs) and not options.static_batch
     sets = make_input_sets(specs, seed=options.seed, dynamic_batch=dynamic)
-    layouts = _torch_layouts(specs)
+    layouts = torch_layouts(specs)
     onnx_path = tmp / "model.onnx"
     _save_onnx_copy(model, onnx_path)  # not a file copy: the source may keep its weights in external .data files
     runner = OnnxRunner(onnx_path, layouts, ())
@@ -342,7 +320,7 @@ def _convert_onnx_source(source: str, target: str, output: Path, options: Conver
                             tuple(o.name for o in model.graph.output), dynamic)
     return _finish_from_onnx(source=source, source_format="onnx", target=target, output=output, options=options,
                              clock=clock, tmp=tmp, onnx_path=onnx_path, specs=specs, sets=sets, source_runner=None,
-                             source_layouts=layouts, exported=exported, torch_module=None, notes=(),
+                             source_layouts=layouts, exported=exported, notes=(),
                              onnx_runner=runner)
 
 
@@ -358,7 +336,6 @@ def _save_onnx_copy(model: Any, path: Path) -> None:
                   location=path.name + ".data")
 
 
-_FORCE_HINT = ", or pass --force to convert it anyway"
 
 
 def _refuse_nonfinite_file(source: str, fmt: Format) -> None:
@@ -384,8 +361,9 @@ def graph_inputs_safe(model: Any) -> list[Any]:
 
 def _finish_from_onnx(*, source: str, source_format: str, target: str, output: Path, options: ConvertOptions,
                       clock: _Clock, tmp: Path, onnx_path: Path, specs: list[InputSpec], sets: list[Any],
-                      source_runner: Any, source_layouts: tuple[Layout, ...], exported: Any, torch_module: Any,
-                      notes: tuple[str, ...], onnx_runner: Any = None,
+                      source_runner: Any, source_layouts: tuple[Layout, ...], exported: Any,
+                      notes: tuple[str, ...], parameter_names: frozenset[str] = frozenset(),
+                      torch_trainable: int | None = None, onnx_runner: Any = None,
                       run_cache: dict[tuple[int, int], Any] | None = None) -> ConversionResult:
     from converter.parity.runners import OnnxRunner
 
@@ -426,7 +404,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 built = build_keras_model(onnx.load(str(onnx_path)),
                                           BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
                                                        model_name=_model_name(source),
-                                                       parameter_names=_parameter_names(torch_module)))
+                                                       parameter_names=parameter_names))
             except UnsupportedError as err:
                 if options.route != "auto" or target == "keras":
                     raise
@@ -491,11 +469,8 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
         notes_l.append("an intermediate hop exceeded the tolerance but the delivered model matches the source "
                        "end to end; the verdict rests on the end-to-end comparison")
     trainable = {}
-    if torch_module is not None:
-        try:
-            trainable["pytorch"] = int(sum(p.numel() for p in torch_module.parameters() if p.requires_grad))
-        except Exception:  # noqa: BLE001
-            pass
+    if torch_trainable is not None:
+        trainable["pytorch"] = torch_trainable
     if built is not None:
         import numpy as np
 
@@ -525,12 +500,6 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     if options.report_path:
         report.write(Path(options.report_path))
     return ConversionResult(output if publish else None, report)
-
-
-def _parameter_names(module: Any) -> frozenset[str]:
-    if module is None or not hasattr(module, "named_parameters"):
-        return frozenset()
-    return frozenset(name for name, p in module.named_parameters() if p.requires_grad)
 
 
 def _with_rank3_layouts(runner: Any, like: Any) -> Any:

@@ -1,0 +1,145 @@
+"""The PyTorch half of a PyTorch -> TensorFlow conversion: load the file, check it runs, export ONNX and record the
+source model's outputs on every verification input set.
+
+It is one step with one result (``TorchSide``) so that ``converter.pipeline`` can run it in a forked worker
+(``converter.forked``) while the parent imports TensorFlow; the parent then needs no PyTorch at all -- the
+reference outputs travel back as arrays and verification compares against them (``RecordedRunner``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from converter.errors import ShapeError
+from converter.formats import Format, load_torch_source, raise_if_nonfinite, torch_nonfinite
+from converter.layout import Layout
+from converter.parity.inputs import InputSet, InputSpec, make_input_sets
+
+FORCE_HINT = ", or pass --force to convert it anyway"
+
+
+@dataclass(frozen=True)
+class TorchSide:
+    """What the rest of the pipeline needs from PyTorch."""
+
+    specs: tuple[InputSpec, ...]
+    sets: tuple[InputSet, ...]
+    layouts: tuple[Layout, ...]  # of the inputs, as the source takes them
+    output_layouts: tuple[Layout, ...]
+    outputs: tuple[tuple[np.ndarray, ...], ...]  # per input set; only the first when verification is off
+    exported: Any  # converter.routes.torch_onnx.ExportResult
+    parameter_names: frozenset[str]  # trainable parameter names: readable Keras weight names
+    trainable: int | None  # elements in parameters that require grad
+    notes: tuple[str, ...]
+    timings: tuple[tuple[str, float], ...] = ()  # filled when the side ran in a worker
+    module: Any = None  # the loaded model, in-process only (a worker cannot send it back)
+
+
+@dataclass
+class RecordedRunner:
+    """The PyTorch source as verification sees it: outputs recorded per input set by ``prepare``. Feeds that were
+    not recorded go to ``module`` when the side ran in-process; after a worker they are an error (the pipeline
+    only ever feeds the recorded sets)."""
+
+    recorded: tuple[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]], ...]  # (feeds, outputs) pairs
+    input_layouts: tuple[Layout, ...]
+    output_layouts: tuple[Layout, ...]
+    module: Any = None
+    name: str = "pytorch"
+
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        for given, outputs in self.recorded:
+            if len(given) == len(feeds) and all(a is b or (a.shape == b.shape and np.array_equal(a, b))
+                                                for a, b in zip(given, feeds)):
+                return [o.copy() for o in outputs]
+        if self.module is None:
+            raise RuntimeError("these inputs were not run by the PyTorch worker")
+        from converter.parity.runners import TorchRunner
+
+        return TorchRunner(self.module, self.input_layouts, self.output_layouts).run(feeds)
+
+
+def runner_for(side: TorchSide) -> RecordedRunner:
+    return RecordedRunner(tuple((s.arrays, o) for s, o in zip(side.sets, side.outputs)), side.layouts,
+                          side.output_layouts, side.module)
+
+
+def input_specs(source: Any, input_shapes: Sequence[tuple[str, tuple[int, ...]]], input_dtype: str,
+                names: tuple[str, ...]) -> list[InputSpec]:
+    given = list(input_shapes)
+    if given:
+        if any(n for n, _ in given) and names:
+            by_name = {n: s for n, s in given}
+            unknown = [n for n in by_name if n not in names]
+            if unknown:
+                raise ShapeError(f"--input-shape names {unknown} are not inputs of the model (inputs: {list(names)})")
+            return [InputSpec(n, by_name[n], input_dtype) for n in names if n in by_name]
+        return [InputSpec(n or (names[i] if i < len(names) else f"input{i}" if len(given) > 1 else "input"),
+                          s, input_dtype) for i, (n, s) in enumerate(given)]
+    if source.example_shapes:
+        return [InputSpec(n, s, d) for n, s, d in zip(source.input_names, source.example_shapes, source.example_dtypes)]
+    raise ShapeError("the source does not record its input shapes; pass --input-shape, e.g. --input-shape 1x3x224x224")
+
+
+def torch_layouts(specs: Sequence[InputSpec]) -> tuple[Layout, ...]:
+    return tuple(Layout.NCHW if len(s.shape) == 4 else Layout.NCDHW if len(s.shape) == 5 else Layout.NONE
+                 for s in specs)
+
+
+def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any) -> TorchSide:
+    """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set."""
+    with clock.step("load", f"loading {source}"):
+        import torch
+
+        torch.manual_seed(options.seed)
+        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+    if not options.force:
+        raise_if_nonfinite(source, torch_nonfinite(src.module), FORCE_HINT)
+    specs = input_specs(src, options.input_shapes, options.input_dtype, src.input_names)
+    dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
+    if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
+        dynamic = False
+    trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
+                   else s for s in specs]
+    sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
+    layouts = torch_layouts(specs)
+    from converter.parity.runners import TorchRunner
+
+    runner = TorchRunner(src.module, layouts, ())
+    with clock.step("check-inputs", "running the source model once"):
+        try:
+            probe = runner.run(sets[0].arrays)
+        except Exception as err:  # noqa: BLE001 - user model code
+            shapes = [list(a.shape) for a in sets[0].arrays]
+            raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
+                             f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+    from converter.routes import torch_onnx
+
+    with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
+        example = tuple(torch.from_numpy(a) for a in sets[0].arrays)
+        exported = torch_onnx.export(
+            src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
+            input_names=[s.name for s in specs], dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
+        )
+    outputs = [tuple(probe)]
+    if options.verify:
+        with clock.step("verify", "running the source model on the verification inputs"):
+            outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
+    names, trainable = _parameters(src.module)
+    return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts,
+                     output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
+                     outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
+                     notes=tuple(src.notes), module=src.module)
+
+
+def _parameters(module: Any) -> tuple[frozenset[str], int | None]:
+    if module is None or not hasattr(module, "named_parameters"):
+        return frozenset(), None
+    try:
+        params = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    except Exception:  # noqa: BLE001 - a ScriptModule may refuse
+        return frozenset(), None
+    return frozenset(n for n, _ in params), int(sum(p.numel() for _, p in params))
