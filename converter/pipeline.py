@@ -6,6 +6,7 @@ output and moved into place only after verification passed (or with ``force``).
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from converter.errors import (CrossportError, InputPathError, ModelFileError, OutputError, ShapeError,
                               UnsupportedError)
@@ -253,12 +256,15 @@ def _torch_side(source: str, fmt: Format, target: str, options: ConvertOptions, 
     process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
     from converter import forked
 
+    # The builder reads the intermediate ONNX with onnx.load, which follows a .data file; a published .onnx and
+    # the onnx2tf route get a single file.
+    external = target != "onnx" and options.route != "onnx2tf"
     if target == "onnx" or not forked.can_fork():
-        return prepare_torch_side(source, fmt, options, onnx_path, clock)
+        return prepare_torch_side(source, fmt, options, onnx_path, clock, external_data=external)
 
     def work() -> TorchSide:
         child = _Clock(clock.progress)
-        side = prepare_torch_side(source, fmt, options, onnx_path, child)
+        side = prepare_torch_side(source, fmt, options, onnx_path, child, external_data=external)
         return replace(side, module=None, timings=tuple(child.timings.items()))
 
     worker = forked.start(work)
@@ -379,6 +385,9 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
         with clock.step("verify", "verifying PyTorch vs ONNX (onnxruntime)"):
             hop = run_hop(source_runner, onnx_runner, sets, source_layouts, output_names, tol, run_cache)
             hops.append(hop if target == "onnx" else as_intermediate(hop))
+        # Its outputs on every set are in run_cache now; the Keras build below would otherwise hold a second copy
+        # of the weights in this session while it builds its own.
+        onnx_runner.release()
 
     artifact_tmp = onnx_path
     target_runner = None
@@ -441,6 +450,12 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 with silenced_stderr():  # the TFLite converter logs from C++ straight to fd 2
                     notes_l.extend(keras_export.save_tflite(built.model, artifact_tmp, fp16=options.fp16))
                 route.append("tflite" + (" float16" if options.fp16 else " float32"))
+        # The file is written: what the rest needs from the built model is two small facts, and verification
+        # loads the file itself -- holding both copies of every weight at once is the conversion's peak.
+        keras_trainable = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
+        keras_input_keys = tuple(t.name for t in built.model.inputs)
+        built = replace(built, model=None)
+        gc.collect()  # a functional Keras model is a reference cycle: free its variables now, not at some later GC
         if options.verify:
             with clock.step("verify", f"verifying ONNX vs {target}"):
                 if target == "keras":
@@ -450,7 +465,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                     target_runner = R.KerasRunner(reloaded, in_layouts, out_layouts, name="keras (.keras file)")
                 elif target == "saved_model":
                     target_runner = R.SavedModelRunner(artifact_tmp, in_layouts, out_layouts, output_keys=sm_outputs,
-                                                       input_keys=tuple(t.name for t in built.model.inputs))
+                                                       input_keys=keras_input_keys)
                 else:
                     target_runner = R.TFLiteRunner(artifact_tmp, in_layouts, out_layouts,
                                                    name="tflite" + (" fp16" if options.fp16 else ""))
@@ -472,9 +487,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
     if torch_trainable is not None:
         trainable["pytorch"] = torch_trainable
     if built is not None:
-        import numpy as np
-
-        trainable["keras"] = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
+        trainable["keras"] = keras_trainable
         merged = built.merged_params
         if merged and trainable.get("pytorch") == trainable["keras"] + merged:
             notes_l.append(f"Keras LSTM layers hold one bias where PyTorch has two (b_ih + b_hh, summed): "

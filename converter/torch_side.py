@@ -89,8 +89,10 @@ def torch_layouts(specs: Sequence[InputSpec]) -> tuple[Layout, ...]:
                  for s in specs)
 
 
-def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any) -> TorchSide:
-    """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set."""
+def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any,
+            external_data: bool = False) -> TorchSide:
+    """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set.
+    ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it."""
     with clock.step("load", f"loading {source}"):
         import torch
 
@@ -123,6 +125,7 @@ def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any)
         exported = torch_onnx.export(
             src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
             input_names=[s.name for s in specs], dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
+            external_data=external_data,
         )
     outputs = [tuple(probe)]
     if options.verify:

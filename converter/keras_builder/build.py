@@ -88,9 +88,10 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
                     f"op {used[0].op_type!r} of custom domain {o.domain!r} (node {used[0].name!r}) has no Keras equivalent"
                 )
 
-    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     inputs: list[GraphInput] = graph_inputs(model, options.input_shapes)
-    shapes, values = probe(model, inputs)
+    # Probe before copying the weights out: the probe's onnxruntime session holds its own copy meanwhile.
+    shapes, values = probe(model, inputs, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS))
+    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for name, arr in consts.items():
         shapes.setdefault(name, StaticShape(tuple(arr.shape), tuple(arr.shape)))
 

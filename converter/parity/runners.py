@@ -66,6 +66,10 @@ class OnnxRunner:
         names = [i.name for i in self._session.get_inputs()]
         return list(self._session.run(None, dict(zip(names, feeds))))
 
+    def release(self) -> None:
+        """Drop the session (a copy of every weight plus onnxruntime's arena); the next ``run`` reopens it."""
+        self._session = None
+
 
 @dataclass
 class KerasRunner:
