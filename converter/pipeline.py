@@ -413,7 +413,8 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                 built = build_keras_model(onnx.load(str(onnx_path)),
                                           BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
                                                        model_name=_model_name(source),
-                                                       parameter_names=parameter_names))
+                                                       parameter_names=parameter_names,
+                                                       unroll_max_steps=0 if target == "tflite" else BuildOptions.unroll_max_steps))
             except UnsupportedError as err:
                 if options.route != "auto" or target == "keras":
                     raise

@@ -62,3 +62,23 @@ def test_recurrent_layers_convert(kind: str, layers: int, bidirectional: bool, t
     assert counts["pytorch"] == counts["keras"] + merged
     if merged:
         assert any("one bias where PyTorch has two" in n for n in result.report.notes)
+
+
+@pytest.mark.parametrize("steps, unrolled", [(7, True), (80, False)])
+def test_short_fixed_sequences_are_unrolled(steps: int, unrolled: bool, tmp_path: Path) -> None:
+    """A fixed number of time steps up to BuildOptions.unroll_max_steps becomes an unrolled Keras layer (faster at
+    inference, same function, verified); longer ones keep Keras' loop."""
+    import keras
+    import torch
+
+    from converter import ConvertOptions, convert
+
+    model = _text_model("lstm", 2, False)
+    tokens = torch.randint(0, 40, (2, steps))
+    ep = torch.export.export(model, (tokens,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    result = convert(str(tmp_path / "m.pt2"), ConvertOptions(output=str(tmp_path / "m.keras")))
+    assert result.passed, result.report.format_text()
+    kmodel = keras.models.load_model(str(tmp_path / "m.keras"))
+    lstm = [layer for layer in kmodel.layers if isinstance(layer, keras.layers.LSTM)]
+    assert len(lstm) == 2 and all(layer.unroll is unrolled for layer in lstm)

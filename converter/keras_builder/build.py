@@ -29,6 +29,11 @@ class BuildOptions:
     # Names of the source's trainable parameters: an elementwise scale by one of them (ConvNeXt's layer_scale)
     # becomes a trainable layer instead of a baked-in constant.
     parameter_names: frozenset[str] = frozenset()
+    # Recurrent layers over at most this many (fixed) time steps are unrolled (0: never). Keras' symbolic loop
+    # costs a while-loop iteration per step: a 32-step, 2-layer LSTM ran 1.7-2.1x slower in Keras/SavedModel than
+    # in PyTorch at batch 1, 2.0 -> 1.5 ms unrolled. Not for TFLite: its converter fuses the loop into one
+    # sequence-LSTM kernel (0.97 ms), and unrolled it was 2.0 ms (benchmarks/zoo.py, lstm_text).
+    unroll_max_steps: int = 64
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,8 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         for o in node.output:
             nodes_by_output[o] = node
 
-    ctx = BuildContext(nodes_by_output, consts, shapes, consumers, opset, parameter_names=options.parameter_names)
+    ctx = BuildContext(nodes_by_output, consts, shapes, consumers, opset, parameter_names=options.parameter_names,
+                       unroll_max_steps=options.unroll_max_steps)
 
     keras_inputs = []
     input_layouts: dict[str, Layout] = {}

@@ -58,6 +58,7 @@ class BuildContext:
     consumers: dict[str, list[Any]]
     opset: int
     parameter_names: frozenset[str] = frozenset()
+    unroll_max_steps: int = 0  # see BuildOptions
     merged_params: int = 0  # see BuiltModel.merged_params
     batch_source: Any = None  # a graph input with a dynamic batch: where batch-sized constants take their size
     env: dict[str, KT] = field(default_factory=dict)

@@ -85,9 +85,12 @@ def recurrent(ctx: BuildContext, node: Any) -> list[KT]:
     x = ctx.to_perm(ctx.get(node.input[0]), (1, 0, 2))  # actual (B, T, I)
     name = ctx.layer_name(node, weight=node.input[1] if "." in node.input[1] else None)
 
+    steps = ctx.shapes[node.input[0]].dims[0] if node.input[0] in ctx.shapes else None
+    unroll = isinstance(steps, int) and 0 < steps <= ctx.unroll_max_steps  # why: BuildOptions.unroll_max_steps
+
     def cell(go_backwards: bool, suffix: str) -> Any:
         common = dict(units=hidden, return_sequences=True, return_state=True, go_backwards=go_backwards,
-                      name=name + suffix)
+                      unroll=unroll, name=name + suffix)
         if kind == "LSTM":
             return keras.layers.LSTM(activation="tanh", recurrent_activation="sigmoid", **common)
         return keras.layers.GRU(activation="tanh", recurrent_activation="sigmoid", reset_after=True, **common)
