@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converter.errors import ShapeError
+from converter.errors import ShapeError, UnsupportedError
 from converter.formats import Format, load_torch_source, raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
 from converter.parity.inputs import InputSet, InputSpec, make_input_sets
@@ -114,6 +114,8 @@ def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any,
     with clock.step("check-inputs", "running the source model once"):
         try:
             probe = runner.run(sets[0].arrays)
+        except UnsupportedError:
+            raise
         except Exception as err:  # noqa: BLE001 - user model code
             shapes = [list(a.shape) for a in sets[0].arrays]
             raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
@@ -125,7 +127,7 @@ def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any,
         exported = torch_onnx.export(
             src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
             input_names=[s.name for s in specs], dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
-            external_data=external_data,
+            external_data=external_data, n_outputs=len(probe),
         )
     outputs = [tuple(probe)]
     if options.verify:

@@ -45,6 +45,11 @@ class TorchRunner:
         with torch.no_grad():
             out = self.module(*[torch.from_numpy(np.ascontiguousarray(f)) for f in feeds])
         outs = out if isinstance(out, (tuple, list)) else (out,)
+        if not all(isinstance(o, torch.Tensor) for o in outs):
+            from converter.errors import UnsupportedError
+
+            raise UnsupportedError("the model returns something other than a tensor or a tuple of tensors "
+                                   f"({type(out).__name__}); dict and nested outputs are not supported")
         return [o.detach().cpu().numpy() for o in outs]
 
 
