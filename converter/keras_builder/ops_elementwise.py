@@ -172,7 +172,6 @@ for _op, (_fn, _layer) in {
     "Add": ("add", "Add"),
     "Sub": ("subtract", "Subtract"),
     "Mul": ("multiply", "Multiply"),
-    "Div": ("divide", None),
     "Pow": ("power", None),
     "Max": ("maximum", None),
     "Min": ("minimum", None),
@@ -204,3 +203,61 @@ def cast(ctx: BuildContext, node) -> list[KT]:
     x = ctx.materialize(ctx.get(node.input[0]))
     to = helper.tensor_dtype_to_np_dtype(int(ctx.attr(node, "to")))
     return [KT(ops.cast(x.value, str(np.dtype(to))), x.perm)]
+
+
+_DIVIDE = _binary("divide", None)
+
+
+@handles("Div")
+def divide(ctx: BuildContext, node) -> list[KT]:
+    """Division -- and the start of exact GELU as torch.onnx.export writes ``nn.GELU()``, which becomes one
+    ``ops.gelu``: TFLite then maps it to its builtin GELU kernel, where the Erf of the spelled-out form has no
+    builtin and forced a second conversion with Flex (Select TF) ops for ViT-B/16 (benchmarks/zoo.py)."""
+    fused = _exact_gelu(ctx, node)
+    if fused is None:
+        return _DIVIDE(ctx, node)
+    from keras import ops
+
+    output, inner = fused
+    x = ctx.materialize(ctx.get(node.input[0]))
+    gelu_out = KT(ops.gelu(x.value, approximate=False), x.perm)
+    ctx.skipped_nodes.update(n.output[0] for n in inner)
+    ctx.env[output] = gelu_out
+    return _DIVIDE(ctx, node)  # x / sqrt(2) itself: unused once the Erf is skipped, so not part of the model
+
+
+def _scalar(ctx: BuildContext, name: str) -> float | None:
+    if not ctx.has(name) or not ctx.get(name).is_const:
+        return None
+    arr = np.asarray(ctx.get(name).value)
+    return float(arr.reshape(())) if arr.size == 1 else None
+
+
+def _sole_consumer(ctx: BuildContext, name: str, op_type: str):
+    found = ctx.consumers.get(name, [])
+    return found[0] if len(found) == 1 and found[0].op_type == op_type else None
+
+
+def _other(node, name: str) -> str | None:
+    """The other operand of a binary node that takes ``name``."""
+    if len(node.input) != 2 or name not in node.input:
+        return None
+    return node.input[1] if node.input[0] == name else node.input[0]
+
+
+def _exact_gelu(ctx: BuildContext, div) -> tuple[str, list] | None:
+    """``x / sqrt(2) -> Erf -> + 1 -> * 0.5 -> * x`` (either operand order): the GELU output and its inner nodes."""
+    x = div.input[0]
+    if _scalar(ctx, div.input[1]) is None or abs(_scalar(ctx, div.input[1]) - 2 ** 0.5) > 1e-6:
+        return None
+    erf = _sole_consumer(ctx, div.output[0], "Erf")
+    add = erf is not None and _sole_consumer(ctx, erf.output[0], "Add")
+    if not add or _scalar(ctx, _other(add, erf.output[0]) or "") != 1.0:
+        return None
+    half = _sole_consumer(ctx, add.output[0], "Mul")
+    if half is None or _scalar(ctx, _other(half, add.output[0]) or "") != 0.5:
+        return None
+    final = _sole_consumer(ctx, half.output[0], "Mul")
+    if final is None or _other(final, half.output[0]) != x:
+        return None
+    return final.output[0], [erf, add, half, final]
