@@ -6,7 +6,6 @@ output and moved into place only after verification passed (or with ``force``).
 """
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from converter.errors import (CrossportError, InputPathError, ModelFileError, Ou
 from converter.formats import (TARGET_SUFFIXES, TARGETS, Format, check_onnx_ops, keras_file_nonfinite,
                                onnx_nonfinite, raise_if_nonfinite, sniff)
 from converter.layout import Layout
+from converter.memory import release_memory
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.parity.inputs import InputSpec, make_input_sets
 from converter.parity.report import HopResult, as_intermediate, run_hop, verdict
@@ -456,7 +456,7 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
         keras_trainable = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
         keras_input_keys = tuple(t.name for t in built.model.inputs)
         built = replace(built, model=None)
-        gc.collect()  # a functional Keras model is a reference cycle: free its variables now, not at some later GC
+        release_memory()  # a functional Keras model is a reference cycle: free its variables now
         if options.verify:
             with clock.step("verify", f"verifying ONNX vs {target}"):
                 if target == "keras":

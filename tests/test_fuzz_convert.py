@@ -113,7 +113,8 @@ def check_torch_to_keras(spec: ArchSpec, target: str, tmp: Path, log: bool = Tru
 
 def check_keras_to_torch(spec: ArchSpec, route: str, tmp: Path, log: bool = True) -> Outcome:
     """Build ``spec`` in Keras (NHWC), save ``.keras``, convert it to a ``.pt2`` ExportedProgram by ``route``:
-    ``onnx`` (tf2onnx -> onnx2torch) or ``keras-native`` (Keras' torch backend; what ``auto`` tries first)."""
+    ``onnx`` (tf2onnx -> onnx2torch) or ``keras-native`` (Keras' torch backend; what ``auto`` tries first for
+    recurrent models)."""
     from fixtures import random_arch
 
     src = tmp / "m.keras"

@@ -33,8 +33,7 @@ _KEEP_WEIGHTS = ("fuse_bn_into_conv", "eliminate_nop_with_unit", "eliminate_dupl
 class TorchConversion:
     """The converted module plus what the adapter changed on the way."""
 
-    module: Any  # torch.fx.GraphModule
-    onnx_model: Any  # the simplified ONNX model that was converted
+    module: Any  # torch.fx.GraphModule (its tensors are copies: the ONNX model is not kept alive with it)
     notes: tuple[str, ...]
     runtime_shapes: tuple[str, ...]  # onnx2torch modules left computing shapes from tensor values
 
@@ -106,11 +105,11 @@ def convert(model: Any, examples: Sequence[Sequence[Any]] = ()) -> TorchConversi
                 notes.append("batch-dependent shape arithmetic was made symbolic (x.size(0)) to keep the batch "
                              "dynamic")
         except SymbolicShapeError as err:
-            return TorchConversion(gm, model, (f"cannot keep the batch symbolic: {err}",), ("symbolic shapes",))
+            return TorchConversion(gm, (f"cannot keep the batch symbolic: {err}",), ("symbolic shapes",))
     remaining = _bake_constant_shapes(gm)
     if remaining:
         notes.append(f"shape arguments computed at run time remain in {', '.join(remaining)}")
-    return TorchConversion(gm, model, tuple(notes), remaining)
+    return TorchConversion(gm, tuple(notes), remaining)
 
 
 def _drop_needless_allowzero(model: Any) -> None:

@@ -1,6 +1,7 @@
 """Keras / SavedModel / ONNX -> PyTorch artifact, verified hop by hop, through one of two routes
 (``converter.to_torch.routes``): ``onnx`` (ONNX -> onnx2torch) or ``keras-native`` (Keras' torch backend,
-``converter.to_torch.native``). ``--route auto`` tries them in ``AUTO_ORDER`` and keeps the first that verifies.
+``converter.to_torch.native``). ``--route auto`` tries them in the order ``plan_routes`` picks for the model (onnx
+first unless the Keras config has recurrent layers or does not list its layers) and keeps the first that verifies.
 
 ONNX-route hops: source (Keras or the SavedModel signature) vs onnxruntime; onnxruntime vs the converted PyTorch
 module; source vs the saved artifact reloaded with plain torch. Everything is written to a private temp dir and
@@ -20,6 +21,7 @@ import numpy as np
 from converter.errors import CrossportError, ModelFileError, OutputError, ShapeError, UnsupportedError
 from converter.formats import Format
 from converter.layout import Layout
+from converter.memory import release_memory
 from converter.parity.compare import Tolerance
 from converter.parity.inputs import InputSpec, make_input_sets
 from converter.parity.report import HopResult, as_intermediate, run_hop, verdict
@@ -138,6 +140,7 @@ def _keras_onnx_source(ks: KerasSource, tmp: Path, clock: Any) -> LoadedSource:
     onnx_path = tmp / "model.onnx"
     with clock.step("export-onnx", "exporting to ONNX (tf2onnx)"):
         export = tf_onnx.keras_to_onnx(ks.model, list(ks.sigs), onnx_path)
+        release_memory()
     from converter.routes.tf_onnx_repair import all_layers
 
     names = tuple(l.name for l in all_layers(ks.model))
@@ -152,6 +155,7 @@ def _load_saved_model_source(source: str, options: Any, tmp: Path, clock: Any) -
     onnx_path = tmp / "model.onnx"
     with clock.step("export-onnx", f"loading {source} and exporting its serving_default signature (tf2onnx)"):
         export, sigs, call = tf_onnx.saved_model_to_onnx(source, unnamed or list(named.values()), onnx_path)
+        release_memory()
     specs, dynamic = _specs_from_signature(sigs, options)
     layouts = tuple(_image_layout(len(s.shape)) for s in specs)
     runner = _CallRunner(call, layouts, (), name="tf-savedmodel")
@@ -206,17 +210,25 @@ def _convert_module(src: LoadedSource, sets: Sequence[Any], notes: list[str]) ->
     from converter.routes import onnx2torch_adapter
 
     fixed = {s.name: s.shape for s in src.specs}
+    release_memory()  # the verification just ran the source and onnxruntime on a few batches
     if src.dynamic_batch:
         simplified, sim_notes = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed)
+        release_memory()
         examples = [tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in s.arrays) for s in sets[:2]]
         conv = onnx2torch_adapter.convert(simplified, examples)
+        del simplified
+        release_memory()
         if not conv.runtime_shapes and not sim_notes:
             notes.extend(conv.notes)
             return conv, True
         notes.append(f"the graph computes shapes from the batch size ({'; '.join(conv.notes)}); folded at batch "
                      f"{src.specs[0].shape[0]}, so the PyTorch batch is fixed")
+        del conv
     simplified, _ = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed, force_fixed=True)
+    release_memory()
     conv = onnx2torch_adapter.convert(simplified)
+    del simplified
+    release_memory()
     notes.extend(conv.notes)
     return conv, False
 
@@ -242,7 +254,7 @@ def convert_to_torch(source: str, fmt: Format, target: str, output: Path, option
         emit_dir = Path(options.emit_source)
         if emit_dir.exists() and (not emit_dir.is_dir() or any(emit_dir.iterdir())) and not options.force:
             raise OutputError(f"{emit_dir}: already exists; pass --force to replace it")
-    plan = plan_routes(options.route, fmt, target, bool(options.emit_source))
+    plan = plan_routes(options.route, fmt, target, bool(options.emit_source), source)
     if not plan.order:
         raise CrossportError(f"{source}: {fmt.value} -> {target} is not a supported route")
     clock = _Clock(progress)
@@ -281,6 +293,8 @@ def convert_to_torch(source: str, fmt: Format, target: str, output: Path, option
             if passed or last:
                 break
         report = replace(kept.report, route_attempts=tuple(attempts), timings=dict(clock.timings))
+        if plan.basis:
+            report = replace(report, notes=(*report.notes, plan.basis))
         if report.verified and not report.passed and len(attempts) > 1:
             report = replace(report, notes=(*report.notes, "no route verified; the report shows the last one tried"))
         if options.report_path:

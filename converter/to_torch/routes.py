@@ -8,20 +8,33 @@ Two routes reach PyTorch:
   (``converter.routes.keras_torch_backend``). Keras sources only, ``.pt2`` only; no ONNX in between, the Keras
   layer code itself is traced, so numerics follow Keras' own torch implementation.
 
-``AUTO_ORDER`` puts keras-native first. Measured (crossport convert --json, seed 0, TF Keras vs the reloaded
-``.pt2``) on the seven Keras fixtures and MobileNetV2: both routes verify everywhere and their max errors are within
-a factor 2 of each other (keras-native lower on the transformer block and MobileNetV2, the ONNX route lower on the
-CNN and the LSTM, equal on the other four; all <= 6.7e-6). So numbers do not separate them; structure does, and
-keras-native is the more faithful one: every Keras variable becomes one ``nn.Parameter``/buffer under its own
-Keras path, so weights shared across time steps stay shared (the ONNX route has to unroll GRUs, which duplicates
-the recurrent kernels per step and leaves only one copy trainable), sequence lengths stay free, and none of the
-upstream workarounds (tf2onnx BatchNorm folding, onnxsim, onnx2torch's missing converters) is involved. It costs
-two extra process starts (about 10-20 s on small models). The ONNX route stays the fallback -- and the only route
-for SavedModel/ONNX sources, TorchScript and ``--emit-source``.
+``--route auto`` picks the order per model, from the Keras config alone (``keras_kind``: the ``.keras`` zip's
+``config.json`` or the ``.h5`` ``model_config`` attribute, read without loading the model):
+
+- ``AUTO_ORDER`` (onnx first) for models whose layer list can be read and holds no recurrent layer. Measured
+  (keras.applications, weights=None, batch 1, 224x224, one thread, median of 10): the keras-native ``.pt2`` keeps
+  Keras' NHWC with a permute around every conv, permutes the HWIO kernels on every call and runs BatchNorm as three
+  elementwise ops -- MobileNetV2 156 permutes and 3.3x the Keras-on-TF latency, ResNet50 2.8x, DenseNet121 2.3x,
+  NASNetMobile 1188 permutes and 4.7x. The onnx route gives native NCHW modules (``nn.Conv2d`` with OIHW weights,
+  native ``batch_norm``, one permute at the NHWC input): ResNet50 1.48x (torchvision's own resnet50 is in the same
+  range), MobileNetV2 1.10x. Both routes verify on every fixture with max errors within a factor 2 of each other
+  (all <= 6.7e-6), so numbers do not separate them; speed and the graph a PyTorch user reads do.
+- ``RECURRENT_ORDER`` (keras-native first) when the config has a recurrent layer (LSTM, GRU, SimpleRNN, RNN and their
+  cells, Bidirectional, ConvLSTM*, anything wrapping them): every Keras variable stays one ``nn.Parameter``, so
+  recurrent weights shared across time steps stay shared and sequence lengths stay free, where the onnx route unrolls
+  a GRU with a copy of the recurrent kernels per step (only one of them trainable). Also when the layer list cannot
+  be read (a subclassed model whose config does not list its layers; an unreadable config): the recurrent check
+  cannot be made, and keras-native traces the model's own ``call``.
+
+Whichever goes first, the other stays the fallback (a route that is rejected or fails verification moves on). The
+ONNX route is the only route for SavedModel/ONNX sources, TorchScript and ``--emit-source``.
 """
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
+from typing import Any
 
 from converter.errors import CrossportError
 from converter.formats import Format
@@ -30,8 +43,17 @@ from converter.result import RouteAttempt
 ONNX = "onnx"
 KERAS_NATIVE = "keras-native"
 TORCH_ROUTES = (ONNX, KERAS_NATIVE)
-AUTO_ORDER = (KERAS_NATIVE, ONNX)
+AUTO_ORDER = (ONNX, KERAS_NATIVE)  # plain (non-recurrent) Keras models
+RECURRENT_ORDER = (KERAS_NATIVE, ONNX)  # recurrent layers, or a layer list that cannot be read
 TF_ROUTES = ("builder", "onnx2tf")
+
+
+# Keras class names whose presence anywhere in the config (layer, wrapped layer, RNN cell) makes a model recurrent.
+RECURRENT_CLASSES = frozenset({
+    "LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D", "LSTMCell",
+    "GRUCell", "SimpleRNNCell", "StackedRNNCells", "CuDNNLSTM", "CuDNNGRU", "LSTMV1", "GRUV1",
+})
+PLAIN, RECURRENT, OPAQUE = "plain", "recurrent", "opaque"  # keras_kind results
 
 
 class RouteUsageError(CrossportError):
@@ -45,6 +67,82 @@ class RouteUsageError(CrossportError):
 class RoutePlan:
     order: tuple[str, ...]  # routes to try, in order
     skipped: tuple[RouteAttempt, ...]  # applicable-in-general routes ruled out before running, with the reason
+    basis: str = ""  # why --route auto chose this order (empty when nothing was chosen)
+
+
+def _keras_config(source: str) -> Any:
+    """The model config of a ``.keras`` zip (``config.json``) or a Keras ``.h5`` file (``model_config``)."""
+    if zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as zf:
+            return json.loads(zf.read("config.json"))
+    import h5py
+
+    with h5py.File(source, "r") as f:
+        raw = f.attrs["model_config"]
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _layer_list(config: Any) -> list | None:
+    """The layers a Functional/Sequential config lists (Keras 2 Sequential: the config itself is the list)."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    if isinstance(inner, list):
+        return inner
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    return layers if isinstance(layers, list) else None
+
+
+def _class_names(node: Any) -> set[str]:
+    """Every ``class_name`` in a config tree: layers, nested models, wrapped layers, RNN cells."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            name = item.get("class_name")
+            if isinstance(name, str):
+                found.add(name)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def keras_kind(source: str) -> tuple[str, str]:
+    """``(PLAIN | RECURRENT | OPAQUE, why)`` for a Keras file, from its config alone (no model is loaded).
+
+    OPAQUE: the config cannot be read, or does not list the model's layers (a subclassed model), or lists a nested
+    model that does not list its own."""
+    try:
+        config = _keras_config(source)
+    except Exception as err:  # noqa: BLE001 - loading the model reports what is wrong with the file
+        return OPAQUE, f"its Keras config could not be read ({type(err).__name__})"
+    layers = _layer_list(config)
+    if layers is None:
+        name = config.get("class_name", "?") if isinstance(config, dict) else "?"
+        return OPAQUE, f"its Keras config ({name}) does not list its layers"
+    recurrent = sorted(_class_names(layers) & RECURRENT_CLASSES)
+    if recurrent:
+        return RECURRENT, f"recurrent layers in the Keras config: {', '.join(recurrent)}"
+    hidden = _opaque_nested(layers)
+    if hidden:
+        return OPAQUE, f"nested model {hidden!r} does not list its layers in the Keras config"
+    return PLAIN, "no recurrent layers in the Keras config"
+
+
+def _opaque_nested(layers: list) -> str:
+    """The name of a nested model (at any depth) whose config does not list its layers, else empty."""
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        module, name = str(layer.get("module") or ""), layer.get("class_name")
+        if module.startswith("keras") and "models" in module or name in ("Functional", "Sequential", "Model"):
+            inner = _layer_list(layer)
+            if inner is None:
+                return str(layer.get("name") or name)
+            found = _opaque_nested(inner)
+            if found:
+                return found
+    return ""
 
 
 def _why_not(route: str, fmt: Format, target: str, emit_source: bool) -> str:
@@ -72,19 +170,25 @@ def check_route(route: str, target: str) -> None:
                               f"choose one of: {', '.join(allowed)}")
 
 
-def plan_routes(route: str, fmt: Format, target: str, emit_source: bool) -> RoutePlan:
-    """The routes to try for ``--route route``; a forced route that cannot run is a usage error."""
+def plan_routes(route: str, fmt: Format, target: str, emit_source: bool, source: str | None = None) -> RoutePlan:
+    """The routes to try for ``--route route``; a forced route that cannot run is a usage error. Under ``auto`` a
+    Keras ``source`` picks ``AUTO_ORDER`` or ``RECURRENT_ORDER`` (``keras_kind``); without one, ``AUTO_ORDER``."""
     check_route(route, target)
     if route != "auto":
         reason = _why_not(route, fmt, target, emit_source)
         if reason:
             raise RouteUsageError(f"--route {route}: {reason}")
         return RoutePlan((route,), ())
+    auto_order, basis = AUTO_ORDER, ""
+    if source is not None and not _why_not(KERAS_NATIVE, fmt, target, emit_source):
+        kind, why = keras_kind(source)
+        auto_order = AUTO_ORDER if kind == PLAIN else RECURRENT_ORDER
+        basis = f"auto: {auto_order[0]} first ({why})"
     order, skipped = [], []
-    for name in AUTO_ORDER:
+    for name in auto_order:
         reason = _why_not(name, fmt, target, emit_source)
         if not reason:
             order.append(name)
         elif name == KERAS_NATIVE and fmt in (Format.KERAS, Format.H5):
             skipped.append(RouteAttempt(name, "skipped", reason, 0.0))
-    return RoutePlan(tuple(order), tuple(skipped))
+    return RoutePlan(tuple(order), tuple(skipped), basis if len(order) > 1 else "")

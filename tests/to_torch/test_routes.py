@@ -15,6 +15,7 @@ FIXTURES = ["cnn", "mlp", "subclassed", "lstm_text", "gru_seq", "two_in_two_out"
 def test_plan_auto_order_and_skips() -> None:
     from converter.to_torch.routes import AUTO_ORDER, plan_routes
 
+    assert AUTO_ORDER == ("onnx", "keras-native")
     assert plan_routes("auto", Format.KERAS, "pt2", False).order == AUTO_ORDER
     plan = plan_routes("auto", Format.KERAS, "torchscript", False)
     assert plan.order == ("onnx",)
@@ -22,6 +23,72 @@ def test_plan_auto_order_and_skips() -> None:
     assert plan_routes("auto", Format.KERAS, "pt2", True).order == ("onnx",)  # --emit-source
     assert plan_routes("auto", Format.ONNX, "pt2", False) == plan_routes("onnx", Format.ONNX, "pt2", False)
     assert plan_routes("auto", Format.ONNX, "pt2", False).skipped == ()
+
+
+@pytest.mark.parametrize("name,kind,first", [
+    ("cnn", "plain", "onnx"), ("mlp", "plain", "onnx"), ("two_in_two_out", "plain", "onnx"),
+    ("transformer_block", "plain", "onnx"), ("lstm_text", "recurrent", "keras-native"),
+    ("gru_seq", "recurrent", "keras-native"), ("subclassed", "opaque", "keras-native"),
+])
+def test_auto_order_from_the_keras_config(name: str, kind: str, first: str, keras_files: dict[str, Path]) -> None:
+    """Recurrent layers or an unlisted layer list put keras-native first; everything else goes onnx first."""
+    from converter.to_torch.routes import keras_kind, plan_routes
+
+    assert keras_kind(str(keras_files[name]))[0] == kind
+    plan = plan_routes("auto", Format.KERAS, "pt2", False, str(keras_files[name]))
+    assert plan.order[0] == first and set(plan.order) == {"onnx", "keras-native"}
+    assert plan.basis.startswith(f"auto: {first} first (")
+    assert plan_routes("auto", Format.KERAS, "torchscript", False, str(keras_files[name])).order == ("onnx",)
+
+
+def test_auto_order_for_wrapped_recurrent_layers_and_h5(tmp_path: Path) -> None:
+    """Bidirectional / TimeDistributed(RNN) are found inside wrappers; a .h5 file is read from its model_config."""
+    from converter.frameworks import keras
+    from converter.to_torch.routes import keras_kind
+
+    k = keras()
+    x = inp = k.Input((5, 4, 3))
+    x = k.layers.TimeDistributed(k.layers.SimpleRNN(2))(x)
+    k.Model(inp, k.layers.Bidirectional(k.layers.GRU(2))(x)).save(str(tmp_path / "rnn.keras"))
+    kind, why = keras_kind(str(tmp_path / "rnn.keras"))
+    assert kind == "recurrent" and "Bidirectional" in why and "SimpleRNN" in why
+    k.Sequential([k.Input((4,)), k.layers.Dense(2)]).save(str(tmp_path / "mlp.h5"))
+    assert keras_kind(str(tmp_path / "mlp.h5"))[0] == "plain"
+    assert keras_kind(str(tmp_path / "missing.keras"))[0] == "opaque"
+
+
+def test_auto_cnn_goes_onnx_without_layout_permutes(keras_files: dict[str, Path], tmp_path: Path) -> None:
+    """A plain CNN under auto takes the onnx route: native NCHW conv/batch_norm, one permute at the NHWC input and
+    none between layers (the only other one is Keras' Flatten order, feeding the reshape)."""
+    import torch
+
+    from converter.pipeline import ConvertOptions, convert
+
+    out = tmp_path / "cnn.pt2"
+    result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out)))
+    assert result.report.passed and result.report.route_name == "onnx", result.report.format_text()
+    assert [(a.route, a.outcome) for a in result.report.route_attempts] == [("onnx", "used")]
+    assert "auto: onnx first (no recurrent layers in the Keras config)" in result.report.notes
+    calls = [n for n in torch.export.load(str(out)).graph.nodes if n.op == "call_function"]
+    ops = {str(n.target) for n in calls}
+    assert {"aten.conv2d.default", "aten.batch_norm.default"} <= ops, ops
+    permutes = [n for n in calls if "permute" in str(n.target) or "transpose" in str(n.target)]
+    at_input = [n for n in permutes if n.args[0].op == "placeholder"]
+    assert len(at_input) == 1, permutes
+    for n in permutes:
+        if n not in at_input:  # Keras flattens HWC: the permute before the Flatten reshape is the model's math
+            assert all("reshape" in str(u.target) or "view" in str(u.target) for u in n.users), (n, list(n.users))
+    assert len(permutes) <= 2
+
+
+def test_auto_lstm_goes_keras_native(keras_files: dict[str, Path], tmp_path: Path) -> None:
+    from converter.pipeline import ConvertOptions, convert
+
+    result = convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(tmp_path / "lstm.pt2")))
+    assert result.report.passed and result.report.route_name == "keras-native", result.report.format_text()
+    assert [(a.route, a.outcome) for a in result.report.route_attempts] == [("keras-native", "used")]
+    assert any(n.startswith("auto: keras-native first (recurrent layers") and "LSTM" in n
+               for n in result.report.notes)
 
 
 @pytest.mark.parametrize("route,fmt,target,match", [
@@ -108,14 +175,14 @@ def test_auto_falls_back_when_keras_native_is_rejected(keras_files: dict[str, Pa
         raise keras_torch_backend.RouteRejected("the exported program does not load with plain torch (test)")
 
     monkeypatch.setattr(keras_torch_backend, "export_pt2", reject)
-    out = tmp_path / "mlp.pt2"
-    result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(out)))
+    out = tmp_path / "lstm.pt2"  # recurrent: keras-native goes first
+    result = convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(out)))
     report = result.report
     assert report.passed and report.route_name == "onnx" and out.is_file()
     assert [(a.route, a.outcome) for a in report.route_attempts] == [("keras-native", "rejected"), ("onnx", "used")]
     assert "does not load with plain torch (test)" in report.route_attempts[0].reason
     with pytest.raises(keras_torch_backend.RouteRejected):  # forced: the rejection is the error
-        convert(str(keras_files["mlp"]), ConvertOptions(output=str(tmp_path / "x.pt2"), route="keras-native"))
+        convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(tmp_path / "x.pt2"), route="keras-native"))
     assert not (tmp_path / "x.pt2").exists()
 
 
@@ -123,22 +190,38 @@ def test_auto_falls_back_when_verification_fails(keras_files: dict[str, Path], t
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A route whose result does not verify is reported as such, and nothing of it is published."""
     from converter.pipeline import ConvertOptions, convert
-    from converter.to_torch import native
+    from converter.to_torch import pipeline
 
-    real = native.convert_native
+    real = pipeline._convert_onnx_route
 
-    def strict(ks, source, fmt, target, output, options, clock, tol, tmp, may_force):  # noqa: ANN001, ANN202
+    def strict(source, fmt, target, output, options, clock, tol, tmp, keras_src, may_force):  # noqa: ANN001, ANN202
         from dataclasses import replace
 
-        return real(ks, source, fmt, target, output, replace(options, atol=0.0, rtol=0.0), clock,
-                    type(tol)(0.0, 0.0), tmp, may_force)
+        return real(source, fmt, target, output, replace(options, atol=0.0, rtol=0.0), clock, type(tol)(0.0, 0.0),
+                    tmp, keras_src, may_force)
 
-    monkeypatch.setattr(native, "convert_native", strict)
+    monkeypatch.setattr(pipeline, "_convert_onnx_route", strict)
     out = tmp_path / "cnn.pt2"
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out), force=True))
     attempts = [(a.route, a.outcome) for a in result.report.route_attempts]
     if attempts[0][1] == "used":
-        pytest.skip("keras-native was bit-exact")
-    assert attempts == [("keras-native", "failed verification"), ("onnx", "used")]
+        pytest.skip("the onnx route was bit-exact")
+    assert attempts == [("onnx", "failed verification"), ("keras-native", "used")]
     assert "max abs error" in result.report.route_attempts[0].reason
-    assert result.report.passed and result.report.route_name == "onnx"
+    assert result.report.passed and result.report.route_name == "keras-native"
+
+
+def test_auto_falls_back_to_keras_native_when_onnx_is_rejected(keras_files: dict[str, Path], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from converter.errors import UnsupportedError
+    from converter.pipeline import ConvertOptions, convert
+    from converter.to_torch import pipeline
+
+    def reject(*args: object, **kwargs: object) -> None:
+        raise UnsupportedError("onnx2torch has no converter for this op (test)")
+
+    monkeypatch.setattr(pipeline, "_convert_onnx_route", reject)
+    result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(tmp_path / "mlp.pt2")))
+    assert result.report.passed and result.report.route_name == "keras-native"
+    assert [(a.route, a.outcome) for a in result.report.route_attempts] == [("onnx", "rejected"),
+                                                                           ("keras-native", "used")]
