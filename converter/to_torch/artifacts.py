@@ -4,9 +4,11 @@ Both files hold ATen graphs and tensors only; loading them needs plain torch, ne
 """
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from converter.errors import UnsupportedError
 
@@ -43,10 +45,36 @@ def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: boo
 
 def export_program(module: Any, example: Sequence[Any], dynamic_batch: bool) -> tuple[Any, bool, tuple[str, ...]]:
     """``torch.export`` with a symbolic batch when asked, else (or when that fails) at the example's batch."""
+    module.eval()
+    with _torch_warnings_quiet():
+        return _export_program(module, example, dynamic_batch, [])
+
+
+@contextlib.contextmanager
+def _torch_warnings_quiet() -> Iterator[None]:
+    """torch.export writes the whole traced graph to stderr (800+ lines for NASNetMobile: symbolic-shapes warnings
+    and the graph with its guards) before raising a data-dependent-guard error; the error itself is what crossport
+    reports, in one line. Under ``-v`` nothing is hidden."""
+    import logging
+
+    from converter.frameworks import silenced_stderr
+
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.fx.experimental.symbolic_shapes", "torch.export")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with silenced_stderr():
+            yield
+    finally:
+        for lg, level in zip(loggers, saved):
+            lg.setLevel(level)
+
+
+def _export_program(module: Any, example: Sequence[Any], dynamic_batch: bool,
+                    notes: list[str]) -> tuple[Any, bool, tuple[str, ...]]:
     import torch
 
-    notes: list[str] = []
-    module.eval()
     ep = None
     if dynamic_batch:
         try:
