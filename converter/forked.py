@@ -60,8 +60,10 @@ class Worker:
                     if not chunk:
                         break
                     chunks.append(chunk)
-        finally:
-            status = self._reap()
+        except BaseException:  # interrupted while waiting: stop the worker now rather than wait for it
+            self.kill()
+            raise
+        status = self._reap()
         if not chunks:
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
