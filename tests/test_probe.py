@@ -17,7 +17,10 @@ def _export(name: str, path: Path) -> onnx.ModelProto:
     from converter.routes import torch_onnx
     from fixtures import models
 
-    torch_onnx.export(models.build(name), models.example_inputs(name), path, dynamic_batch=True)
+    model, example = models.build(name), models.example_inputs(name)
+    outputs = model(*example)
+    n_outputs = len(outputs) if isinstance(outputs, tuple) else 1
+    torch_onnx.export(model, example, path, n_outputs=n_outputs, dynamic_batch=True)
     return onnx.load(str(path))
 
 

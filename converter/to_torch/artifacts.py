@@ -54,21 +54,11 @@ def export_program(module: Any, example: Sequence[Any], dynamic_batch: bool) -> 
 def _torch_warnings_quiet() -> Iterator[None]:
     """torch.export writes the whole traced graph to stderr (800+ lines for NASNetMobile: symbolic-shapes warnings
     and the graph with its guards) before raising a data-dependent-guard error; the error itself is what crossport
-    reports, in one line. Under ``-v`` nothing is hidden."""
-    import logging
-
+    reports, in one line. Under ``-v`` nothing is hidden (``silenced_stderr`` does not silence then)."""
     from converter.frameworks import silenced_stderr
 
-    loggers = [logging.getLogger(n) for n in ("torch", "torch.fx.experimental.symbolic_shapes", "torch.export")]
-    saved = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with silenced_stderr():
-            yield
-    finally:
-        for lg, level in zip(loggers, saved):
-            lg.setLevel(level)
+    with silenced_stderr():
+        yield
 
 
 def _export_program(module: Any, example: Sequence[Any], dynamic_batch: bool,
