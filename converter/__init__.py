@@ -7,6 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from converter.errors import CrossportError
+from converter.frameworks import prepare_process
+
+prepare_process()
 
 __all__ = ["convert", "ConvertOptions", "ConversionResult", "CrossportError", "rewrite_source", "RewriteOptions",
            "transfer_weights"]

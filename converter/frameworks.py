@@ -14,6 +14,58 @@ from typing import Any, Iterator
 _VERBOSE = False
 
 
+_DLOPEN_FLAGS_MODULE = "tensorflow.python.pywrap_dlopen_global_flags"
+
+
+class _TritonBeforeTensorFlow:
+    """Import hook: the first ``import tensorflow`` imports triton first (see ``guard_triton_clash``)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name != "tensorflow":
+            return None
+        sys.meta_path[:] = [f for f in sys.meta_path if f is not self]  # once
+        if "triton" not in sys.modules:
+            import importlib.util  # noqa: PLC0415
+
+            if importlib.util.find_spec("triton") is not None:
+                try:
+                    import triton  # noqa: F401, PLC0415
+                except Exception:  # noqa: BLE001 - a broken triton only costs torch its GPU kernels
+                    sys.modules["triton"] = None  # type: ignore[assignment]
+        return None  # the normal finders import TensorFlow
+
+
+def guard_triton_clash() -> None:
+    """Keep ``import triton`` from segfaulting after TensorFlow >= 2.20 (tensorflow/tensorflow#124205).
+
+    The PyPI wheels since 2.20 load TF's C++ core with RTLD_GLOBAL, which puts its statically linked LLVM into the
+    global symbol table; triton (a dependency of torch on Linux, imported by ``torch._dynamo``, i.e. by
+    ``torch.export`` and ``torch.onnx.export``), loaded later, binds to it and crashes in its initializers. Loaded
+    *before* TensorFlow, triton is fine -- and TF keeps RTLD_GLOBAL, which its Python TFLite interpreter needs to
+    find the Flex (Select TF ops) delegate. So an import hook imports triton (~0.2 s) right before TensorFlow. If
+    TensorFlow was already imported with the flag and triton was not, triton is made unimportable instead: torch
+    takes its no-triton path (CPU), where the alternative is a segfault.
+    """
+    if "tensorflow" not in sys.modules:
+        if not any(isinstance(f, _TritonBeforeTensorFlow) for f in sys.meta_path):
+            sys.meta_path.insert(0, _TritonBeforeTensorFlow())
+    elif "triton" not in sys.modules and _DLOPEN_FLAGS_MODULE in sys.modules:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+
+
+def prepare_process() -> None:
+    """Process-wide settings that crossport's promises need, made when ``converter`` is imported (cheap, no imports).
+
+    - onnxruntime >= 1.2x on Linux ships 1DS telemetry that writes a device id and an event store under
+      ``~/.cache/Microsoft/DeveloperTools`` and a ``.ses`` file in the temp dir on the first session, and would send
+      them: we write only the output, and nothing leaves the machine. ``ORT_DISABLE_TELEMETRY=1`` (read when the
+      first session is created) turns it off, unless the user set the variable themselves.
+    - TensorFlow's RTLD_GLOBAL load that makes ``import triton`` segfault (``guard_triton_clash``).
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    guard_triton_clash()
+
+
 def set_verbose(flag: bool) -> None:
     global _VERBOSE
     _VERBOSE = flag
@@ -86,3 +138,26 @@ def torch() -> Any:
     import torch as t  # noqa: PLC0415
 
     return t
+
+
+def tflite_interpreter(model_path: str, num_threads: int | None = None) -> Any:
+    """A TFLite interpreter: LiteRT's (``ai_edge_litert``), the runtime a deployed ``.tflite`` meets.
+
+    ``tf.lite.Interpreter`` is deprecated since TF 2.21 in favour of LiteRT. LiteRT has no Select TF (Flex) ops,
+    so a file that needs them is opened with TensorFlow's interpreter, which links the Flex delegate, with its
+    deprecation warning kept off the user's terminal."""
+    kwargs = {} if num_threads is None else {"num_threads": num_threads}
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+    except ImportError:
+        Interpreter = None  # noqa: N806
+    if Interpreter is not None:
+        interp = Interpreter(model_path=model_path, **kwargs)
+        if not any(str(op.get("op_name", "")).startswith("Flex") for op in interp._get_ops_details()):
+            return interp
+    tf = tensorflow()
+    import warnings  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tf.lite.Interpreter(model_path=model_path, **kwargs)

@@ -365,6 +365,19 @@ def graph_inputs_safe(model: Any) -> list[Any]:
     return [i for i in model.graph.input if i.name not in init]
 
 
+def _unroll_steps(target: str, exported: Any) -> int:
+    """How many fixed time steps the builder unrolls a recurrent layer over (BuildOptions.unroll_max_steps).
+
+    TFLite's fused sequence kernel is faster than an unrolled loop, but with a dynamic batch the converter cannot
+    lower Keras' TensorList loop to it and would need Select TF (Flex) ops, which neither LiteRT nor TF 2.21's
+    Python interpreter runs: a dynamic-batch TFLite target is unrolled (fixed steps only) instead."""
+    from converter.keras_builder import BuildOptions
+
+    if target == "tflite" and not exported.dynamic_batch:
+        return 0
+    return BuildOptions.unroll_max_steps
+
+
 def _finish_from_onnx(*, source: str, source_format: str, target: str, output: Path, options: ConvertOptions,
                       clock: _Clock, tmp: Path, onnx_path: Path, specs: list[InputSpec], sets: list[Any],
                       source_runner: Any, source_layouts: tuple[Layout, ...], exported: Any,
@@ -414,9 +427,11 @@ def _finish_from_onnx(*, source: str, source_format: str, target: str, output: P
                                           BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
                                                        model_name=_model_name(source),
                                                        parameter_names=parameter_names,
-                                                       unroll_max_steps=0 if target == "tflite" else BuildOptions.unroll_max_steps))
+                                                       unroll_max_steps=_unroll_steps(target, exported)))
             except UnsupportedError as err:
-                if options.route != "auto" or target == "keras":
+                from converter.routes import onnx2tf_adapter
+
+                if options.route != "auto" or target == "keras" or not onnx2tf_adapter.available():
                     raise
                 notes_l.append(f"crossport's Keras builder could not convert the graph ({err}); used onnx2tf")
                 use_onnx2tf = True

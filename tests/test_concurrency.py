@@ -7,6 +7,7 @@ their own source (different class counts make a mix-up visible in the shapes), a
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,8 +25,12 @@ JOBS = {
     "b_saved_model": ('{"num_classes": 7, "in_channels": 1}', "2x1x16x16", 7),
 }
 
+needs_onnx2tf = pytest.mark.skipif(importlib.util.find_spec("onnx2tf") is None,
+                                   reason="onnx2tf is the optional extra crossport[onnx2tf]")
+
 
 @pytest.mark.slow
+@needs_onnx2tf
 def test_two_onnx2tf_conversions_in_one_cwd(tmp_path: Path) -> None:
     cwd = tmp_path / "shared"
     cwd.mkdir()

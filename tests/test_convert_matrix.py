@@ -1,6 +1,7 @@
 """Each PyTorch source format x each target: real export, real conversion, real parity checks."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,11 @@ def test_onnx_source(target: str, saved_sources, tmp_path: Path) -> None:
     assert out.exists()
 
 
+needs_onnx2tf = pytest.mark.skipif(importlib.util.find_spec("onnx2tf") is None,
+                                   reason="onnx2tf is the optional extra crossport[onnx2tf]")
+
+
+@needs_onnx2tf
 @pytest.mark.parametrize("target", ["saved_model", "tflite"])
 def test_onnx2tf_route(target: str, saved_sources, tmp_path: Path) -> None:
     out = tmp_path / f"o2t{TARGET_SUFFIX[target]}"
@@ -127,6 +133,7 @@ def test_onnx2tf_route(target: str, saved_sources, tmp_path: Path) -> None:
     assert [h.passed for h in result.report.hops] == [True, True, True]
 
 
+@needs_onnx2tf
 def test_auto_route_falls_back_to_onnx2tf(tmp_path: Path) -> None:
     """An op the Keras builder lacks (CumSum) still converts to SavedModel through onnx2tf, verified."""
     src = tmp_path / "cum.py"
@@ -137,6 +144,24 @@ def test_auto_route_falls_back_to_onnx2tf(tmp_path: Path) -> None:
     assert result.passed, result.report.format_text()
     assert result.report.route[-1] == "onnx2tf"
     assert any("CumSum" in n for n in result.report.notes)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx2tf") is not None, reason="onnx2tf is installed here")
+def test_without_onnx2tf_the_builder_error_stands_and_the_route_says_how_to_install(tmp_path: Path) -> None:
+    """onnx2tf is an extra: auto never needs it (the builder's own error is reported), --route onnx2tf says how."""
+    from converter.errors import UnsupportedError
+
+    src = tmp_path / "cum.py"
+    src.write_text("import torch\nclass Cum(torch.nn.Module):\n    def forward(self, x):\n"
+                   "        return torch.cumsum(x, dim=1) * 2\n")
+    opts = dict(to="saved_model", input_shapes=((None, (2, 5)),))
+    with pytest.raises(UnsupportedError, match="CumSum") as auto:
+        convert(f"{src}:Cum", ConvertOptions(output=str(tmp_path / "a_sm"), **opts))
+    assert "\n" not in str(auto.value)
+    with pytest.raises(UnsupportedError, match=r"pip install 'crossport\[onnx2tf\]'") as forced:
+        convert(f"{src}:Cum", ConvertOptions(output=str(tmp_path / "b_sm"), route="onnx2tf", **opts))
+    assert "\n" not in str(forced.value)
+    assert not (tmp_path / "a_sm").exists() and not (tmp_path / "b_sm").exists()
 
 
 def test_saved_model_signature_names_inputs_and_outputs(saved_sources, tmp_path: Path) -> None:

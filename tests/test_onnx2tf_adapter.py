@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("onnx2tf", reason="onnx2tf is the optional extra crossport[onnx2tf]")
+
 pytestmark = pytest.mark.slow
 
 ATOL = 1e-4

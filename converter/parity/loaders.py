@@ -224,13 +224,12 @@ def _saved_model(source: str) -> LoadedModel:
 
 
 def _tflite(source: str) -> LoadedModel:
-    from converter.frameworks import silenced_stderr, tensorflow
+    from converter.frameworks import silenced_stderr, tflite_interpreter
     from converter.parity.runners import TFLiteRunner
 
-    tf = tensorflow()
     try:
         with silenced_stderr():
-            interp = tf.lite.Interpreter(model_path=source)
+            interp = tflite_interpreter(source)
             details = interp.get_input_details()
             outs = interp.get_output_details()
     except Exception as err:  # noqa: BLE001

@@ -136,18 +136,16 @@ class TFLiteRunner:
     output_keys: tuple[str, ...] = ()
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
-        import tensorflow as tf
-
-        from converter.frameworks import silenced_stderr
+        from converter.frameworks import silenced_stderr, tflite_interpreter
 
         if self.input_keys and self.output_keys:
             with silenced_stderr():
-                interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+                interp = tflite_interpreter(str(self.path), num_threads=2)
                 runner = interp.get_signature_runner()
                 out = runner(**{k: np.ascontiguousarray(f) for k, f in zip(self.input_keys, feeds)})
             return [np.asarray(out[k]) for k in self.output_keys]
         with silenced_stderr():  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
-            interp = tf.lite.Interpreter(model_path=str(self.path), num_threads=2)
+            interp = tflite_interpreter(str(self.path), num_threads=2)
             details = interp.get_input_details()
             for d, f in zip(details, feeds):
                 if tuple(d["shape"]) != tuple(f.shape):

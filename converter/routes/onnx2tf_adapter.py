@@ -190,10 +190,23 @@ def _tensorflow() -> Any:
     return frameworks.tensorflow()
 
 
+INSTALL_HINT = ("--route onnx2tf needs onnx2tf, an optional extra: pip install 'crossport[onnx2tf]' "
+                "(best in an environment of its own: onnx2tf pins exact numpy/onnx/onnxruntime/tensorflow versions)")
+
+
+def available() -> bool:
+    """Whether the optional onnx2tf extra is installed (without importing it)."""
+    import importlib.util  # noqa: PLC0415
+
+    return "onnx2tf" in sys.modules or importlib.util.find_spec("onnx2tf") is not None
+
+
 def _import_onnx2tf() -> Any:
     """Import onnx2tf without letting its import-time side effects leak into the process."""
     if "onnx2tf" in sys.modules:
         return sys.modules["onnx2tf"]
+    if not available():
+        raise UnsupportedError(INSTALL_HINT)
     # onnx2tf/onnx2tf.py sets os.environ["TF_USE_LEGACY_KERAS"] = "1" and calls warnings.simplefilter("ignore", ...)
     # for every warning category at import time; keep both local to the import.
     saved_env = os.environ.get("TF_USE_LEGACY_KERAS")
@@ -287,6 +300,17 @@ def _copy_onnx(source: Path, target: Path) -> Path:
     return target
 
 
+def _major_version(onnx2tf: Any) -> int:
+    import importlib.metadata  # noqa: PLC0415
+
+    try:
+        version = importlib.metadata.version("onnx2tf")
+    except importlib.metadata.PackageNotFoundError:
+        version = str(getattr(onnx2tf, "__version__", "1"))
+    match = re.match(r"\d+", version)
+    return int(match.group()) if match else 1
+
+
 def _onnx_input_names(path: Path) -> list[str]:
     import onnx
 
@@ -308,6 +332,10 @@ def _run_onnx2tf(onnx2tf: Any, onnx_copy: Path, run_dir: Path, input_names: list
     )
     if keep_layout and input_names:
         kwargs["keep_ncw_or_nchw_or_ncdhw_input_names"] = input_names
+    if _major_version(onnx2tf) >= 2:
+        # onnx2tf 2.x (Python 3.12+) defaults to a TFLite backend whose convert() returns no Keras model; the
+        # tf_converter backend is the 1.x behaviour this adapter is built on.
+        kwargs["tflite_backend"] = "tf_converter"
     with _quiet(verbose) as captured:
         try:
             return onnx2tf.convert(**kwargs)
