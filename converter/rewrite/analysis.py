@@ -65,6 +65,8 @@ class Analysis:
     sites: dict[int, str] = field(default_factory=dict)
     functional: dict[str, "FunctionalInfo"] = field(default_factory=dict)
     keras_aliases: set[str] = field(default_factory=set)
+    #: --to torch: builder functions made from module-level models -> the model's name in the source (the entry).
+    entry_names: dict[str, str] = field(default_factory=dict)
 
     def model_classes(self) -> list[ClassInfo]:
         return [c for c in self.classes.values() if c.torch_model]

@@ -33,6 +33,7 @@ from converter.rewrite.traverse import transform
 from converter.rewrite.analysis import Analysis, ClassInfo, analyse
 from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
+from converter.rewrite.hoist import hoist_module_models
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
 from rules.cst_walk import names_in, skippable
@@ -44,8 +45,11 @@ class RuleRunner(VisitorBasedCodemodCommand):
     METADATA_DEPENDENCIES = (QualifiedNameProvider,)
 
     def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str,
-                 precise: bool = False, to: str = "keras", facts: Mapping[str, object] | None = None) -> None:
+                 precise: bool = False, to: str = "keras", facts: Mapping[str, object] | None = None,
+                 hoisted: Mapping[str, str] | None = None) -> None:
         super().__init__(context)
+        #: --to torch: builder functions made from module-level models -> the model's variable name.
+        self.hoisted = dict(hoisted or {})
         self.layout = layout
         #: the target framework: "keras" rewrites torch sources, "torch" rewrites Keras sources.
         self.to = to
@@ -151,8 +155,10 @@ class RuleRunner(VisitorBasedCodemodCommand):
         return apply_import_changes(tree, self.context)
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        analyser = analyse_keras if self.to == "torch" else analyse
-        self.analysis = analyser(tree, self.qualified_name, _top_level_lines(tree))
+        if self.to == "torch":
+            self.analysis = analyse_keras(tree, self.qualified_name, _top_level_lines(tree), self.hoisted)
+        else:
+            self.analysis = analyse(tree, self.qualified_name, _top_level_lines(tree))
         result = transform(tree, self, skippable(self._handlers.handled_types()))
         assert isinstance(result, cst.Module)
         return result
@@ -256,25 +262,30 @@ def rewrite_source(
         raise SourceSyntaxError(f"{filename}:{err.raw_line}:{err.raw_column}: cannot parse: {err.message}") from None
     chosen = select_rules(options, rules)
     facts = dict(options.facts)
+    hoisted: dict[str, str] = {}
+    if options.to == "torch":
+        lifted = hoist_module_models(module)
+        module, hoisted = lifted.module, lifted.builders
     runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise, to=options.to,
-                        facts=facts)
+                        facts=facts, hoisted=hoisted)
     new_module = runner.transform_module(module)
     if runner.watch is not None and runner.watch.shadowed:
         # An import alias is rebound somewhere (runner.watch.reason): resolve names with full scope analysis.
         runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=True, to=options.to,
-                            facts=facts)
+                            facts=facts, hoisted=hoisted)
         new_module = runner.transform_module(module)
     code = new_module.code
     analysis = runner.analysis
+    entry = analysis.entry_names  # a hoisted builder is verified as the module-level model it builds
     return RewriteResult(
         source=source,
         code=code,
         applied=tuple(sorted(runner.applied.items())),
         todos=todo_marks.scan(code),
         not_rewritten=tuple(analysis.not_rewritten),
-        model_classes=tuple(c.name for c in analysis.model_classes()),
-        top_models=tuple(c.name for c in analysis.top_models()),
-        spatial_classes=tuple(c.name for c in analysis.model_classes() if c.spatial),
+        model_classes=tuple(entry.get(c.name, c.name) for c in analysis.model_classes()),
+        top_models=tuple(entry.get(c.name, c.name) for c in analysis.top_models()),
+        spatial_classes=tuple(entry.get(c.name, c.name) for c in analysis.model_classes() if c.spatial),
         layout=options.layout if options.to == "keras" else "channels_first",
         filename=filename,
         to=options.to,

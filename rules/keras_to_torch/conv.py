@@ -30,10 +30,15 @@ def conv_padding(rule: KerasCallRule, a: dict[str, cst.BaseExpression], dims: in
         return None
     if transposed:
         totals = [ki - si for ki, si in zip(k, s)]
-        if any(t < 0 or t % 2 or di != 1 for t, di in zip(totals, d)):
-            rule.todo("Conv2DTranspose padding='same' crops asymmetrically here; torch's padding crops both sides")
+        if any(t < 0 or di != 1 for t, di in zip(totals, d)):
+            rule.todo("Conv2DTranspose padding='same' with kernel < stride or dilation has no exact torch equivalent")
             return None
-        return ([arg(lit(padding_value([t // 2 for t in totals])), "padding")] if any(totals) else []), None
+        if not any(t % 2 for t in totals):
+            return ([arg(lit(padding_value([t // 2 for t in totals])), "padding")] if any(totals) else []), None
+        # Keras keeps full[before : before + n*s] of the full transposed output, before = total // 2: torch's
+        # symmetric padding cannot say that, a negative (cropping) ZeroPad after the layer can.
+        crop = [v for t in reversed(totals) for v in (-(t // 2), -(t - t // 2))]
+        return [], call(f"nn.ZeroPad{dims}d", arg(tuple_of([lit(v) for v in crop])))
     shape = rule.input_shape()
     sizes = list(shape[1:1 + dims]) if shape and len(shape) == dims + 2 else [None] * dims
     pads = [same_padding(n, ki, si, di) for n, ki, si, di in zip(sizes, k, s, d)]
