@@ -22,10 +22,10 @@ class DeviceBranchRule(Rule):
                           ("if x.is_cuda and self.ngpu > 1:",
                            "    out = nn.parallel.data_parallel(self.main, x, range(self.ngpu))",
                            "else:", "    out = self.main(x)", "return out")),
-                model_src(("self.main = keras.layers.Dense(2)", "self.ngpu = 1"),
+                model_src(("self.main = nn.Linear(2, 2)", "self.ngpu = 1"),
                           ("# crossport: TODO(device-branch): multi-GPU dispatch (data_parallel) dropped: the "
                            "single-device branch is the forward pass; distribute with keras.distribution",
-                           "out = self.main(x)", "return out"), keras=True)),
+                           "out = self.main(x)", "return out"))),
     )
 
     def leave_If(self, original_node: cst.If, updated_node: cst.If):  # type: ignore[no-untyped-def]

@@ -30,11 +30,11 @@ class WeightInitRule(Rule):
     order = 97
     EXAMPLES = (
         Example(model_src(("self.fc = nn.Linear(2, 2)", "nn.init.xavier_uniform_(self.fc.weight)", "self.drop = nn.Dropout(0.1)")),
-                model_src(("self.fc = keras.layers.Dense(2)",
+                model_src(("self.fc = nn.Linear(2, 2)",
                            "# crossport: TODO(weight-init): weight initialization is not forward code; in Keras set "
                            'the layer\'s initializer: xavier_uniform_ -> keras.initializers "glorot_uniform"',
                            "# nn.init.xavier_uniform_(self.fc.weight)",
-                           "self.drop = keras.layers.Dropout(rate=0.1)"), keras=True)),
+                           "self.drop = nn.Dropout(0.1)"))),
     )
 
     def _init_call(self, node: cst.BaseExpression) -> str | None:
