@@ -55,7 +55,7 @@ def command(sources: tuple[Path, ...], to: str, output: Path | None, in_place: b
         from converter.rewrite.options import DEFAULT_LAYOUT, RewriteOptions
 
         job = RewriteJob(sources=sources, mode=modes[0] if modes else "stdout", output=output, force=force,
-                         options=RewriteOptions(to=to, layout=layout or DEFAULT_LAYOUT))
+                         options=RewriteOptions(to=to, layout=layout or DEFAULT_LAYOUT, layout_auto=layout is None))
         return run_rewrite(RewriteCommand(job=job, verify=verify, input_shape=input_shape, class_name=class_name,
                                           init_kwargs=init_kwargs, atol=atol, rtol=rtol, seed=seed, quiet=quiet,
                                           verbose=verbose), echo=click.echo)

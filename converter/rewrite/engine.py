@@ -17,6 +17,7 @@ node type once (``dispatch.HandlerTable``), call rules by the callee's qualified
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 import libcst as cst
@@ -243,6 +244,14 @@ def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = N
     return chosen
 
 
+#: Words in a TODO that say an axis' meaning is unknown in channels_last (NHWC) output.
+_LAYOUT_WORDS = ("channels_last", "NCHW->NHWC", "NHWC")
+
+
+def _layout_todos(result: RewriteResult) -> int:
+    return sum(1 for t in result.todos if any(w in t.why for w in _LAYOUT_WORDS))
+
+
 def rewrite_source(
     source: str,
     options: RewriteOptions = RewriteOptions(),
@@ -251,6 +260,33 @@ def rewrite_source(
     precise: bool = False,
 ) -> RewriteResult:
     """Rewrite model source into the other framework (``options.to``); never raises on untranslatable code (it marks it).
+
+    With ``options.layout_auto`` (--to keras, no --layout given) a channels_last rewrite that leaves TODOs only an
+    NHWC layout causes (``x.view(b, c, 1, 1)``, ``permute``, ``x.size()`` of image tensors) is redone in
+    channels_first, where those are exact, and the result says so in its notes.
+    """
+    result = _rewrite_once(source, options, rules, filename, precise)
+    if not (options.layout_auto and options.to == "keras" and options.layout == "channels_last"):
+        return result
+    caused = _layout_todos(result)
+    if not caused:
+        return result
+    first = _rewrite_once(source, replace(options, layout="channels_first"), rules, filename, precise)
+    if len(first.todos) >= len(result.todos):
+        return result
+    note = (f"layout channels_first: in channels_last {caused} construct(s) depend on the NCHW axis order "
+            "(view/permute/size of image tensors); channels_first keeps them exact (pass --layout to choose)")
+    return replace(first, notes=(*first.notes, note))
+
+
+def _rewrite_once(
+    source: str,
+    options: RewriteOptions,
+    rules: Sequence[type[Rule]] | None,
+    filename: str,
+    precise: bool,
+) -> RewriteResult:
+    """One rewrite in ``options.layout``; never raises on untranslatable code (it marks it).
 
     ``precise=True`` always resolves names with libcst's QualifiedNameProvider (full scope analysis); by default
     the import-table resolver is used and the engine switches to QualifiedNameProvider by itself whenever an
