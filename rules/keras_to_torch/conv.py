@@ -43,8 +43,11 @@ def conv_padding(rule: KerasCallRule, a: dict[str, cst.BaseExpression], dims: in
     sizes = list(shape[1:1 + dims]) if shape and len(shape) == dims + 2 else [None] * dims
     pads = [same_padding(n, ki, si, di) for n, ki, si, di in zip(sizes, k, s, d)]
     if any(p is None for p in pads):
-        rule.todo("padding='same' with stride > 1 pads by the input size; pass --input-shape to compute it exactly")
-        return None
+        # A runnable stand-in: symmetric padding d*(k-1)//2, which is Keras' 'same' exactly when the input size
+        # makes the total padding even (e.g. odd sizes for k=3, s=2); marked so that --input-shape settles it.
+        rule.todo("padding='same' with stride > 1 pads by the input size; symmetric padding assumed (exact only for "
+                  "some input sizes): pass --input-shape to compute it exactly")
+        pads = [(di * (ki - 1) // 2, di * (ki - 1) // 2) for ki, di in zip(k, d)]
     if all(before == after for before, after in pads):  # type: ignore[misc]
         values = [before for before, _ in pads]  # type: ignore[misc]
         return ([arg(lit(padding_value(values)), "padding")] if any(values) else []), None
@@ -74,9 +77,9 @@ class ConvRule(KerasCallRule):
         Example(keras_src(('self.conv = layers.Conv2D(8, 4, padding="same")',)),
                 keras_src(('self.conv = nn.LazyConv2d(8, 4, padding="same")',), torch=True)),
         Example(keras_src(('self.conv = layers.Conv2D(8, 3, strides=2, padding="same")',)),
-                keras_src(("# crossport: TODO(conv): padding='same' with stride > 1 pads by the input size; pass "
-                           "--input-shape to compute it exactly",
-                           'self.conv = layers.Conv2D(8, 3, strides=2, padding="same")'))),
+                keras_src(("# crossport: TODO(conv): padding='same' with stride > 1 pads by the input size; symmetric "
+                           "padding assumed (exact only for some input sizes): pass --input-shape to compute it exactly",
+                           "self.conv = nn.LazyConv2d(8, 3, stride=2, padding=1)"), torch=True)),
         Example(keras_src(('self.conv = layers.Conv1D(4, 5, dilation_rate=2, groups=2)',)),
                 keras_src(("self.conv = nn.LazyConv1d(4, 5, dilation=2, groups=2)",), torch=True)),
     )

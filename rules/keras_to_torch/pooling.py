@@ -62,8 +62,9 @@ class PoolingRule(KerasCallRule):
                 args.append(arg(cst.Name("True"), "ceil_mode"))
                 pads = [(0, 0)] * dims
             elif any(p is None for p in pads):
-                self.todo("padding='same' with stride > 1 pads by the input size; pass --input-shape")
-                return None
+                self.todo("padding='same' with stride > 1 pads by the input size; symmetric padding assumed (exact "
+                          "only for some input sizes): pass --input-shape")
+                pads = [((ki - 1) // 2, (ki - 1) // 2) for ki in k]
             if all(b == e for b, e in pads):  # type: ignore[misc]
                 values = [b for b, _ in pads]  # type: ignore[misc]
                 if any(values):

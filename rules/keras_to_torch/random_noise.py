@@ -40,12 +40,13 @@ class RandomNoiseRule(KerasCallRule):
         return expr(f"torch.Generator().manual_seed({code(seed)})")
 
     def _common(self, node: cst.Call, params: list[str]) -> tuple[dict[str, cst.BaseExpression], str] | None:
-        a = self.bind(node.with_changes(args=[x for x in node.args if not (x.keyword and x.keyword.value == "dtype")]),
-                      params)
+        seed = next((x.value for x in node.args if x.keyword is not None and x.keyword.value == "seed"), None)
+        kept = [x for x in node.args if not (x.keyword and x.keyword.value in ("dtype", "seed"))]
+        a = self.bind(node.with_changes(args=kept), params)
+        seed = a.get("seed", seed)  # positional, or the keyword ``bind`` leaves out with the initializer seeds
         if "shape" not in a:
             self.todo("a random draw without a shape")
             return None
-        seed = a.get("seed")
         if seed is None or literal(seed, "?") is None:
             gen = ""
         elif isinstance(literal(seed, None), int):
