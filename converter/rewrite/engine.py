@@ -35,6 +35,7 @@ from converter.rewrite.analysis import Analysis, ClassInfo, analyse
 from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.hoist import hoist_module_models
+from converter.rewrite.script_calls import neutralize_script_calls
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
 from rules.cst_walk import names_in, skippable
@@ -302,6 +303,8 @@ def _rewrite_once(
     if options.to == "torch":
         lifted = hoist_module_models(module)
         module, hoisted = lifted.module, lifted.builders
+    else:
+        module = neutralize_script_calls(module)
     runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise, to=options.to,
                         facts=facts, hoisted=hoisted)
     new_module = runner.transform_module(module)

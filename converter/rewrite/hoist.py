@@ -136,11 +136,13 @@ def _groups(body: list[cst.BaseStatement], qname) -> list[tuple[int, str, list[i
                 i = j + 1
                 continue
         i += 1
-    return [g for g in found if not _leaks(body, g)]
+    grouped = {i for g in found for i in g[2]}
+    return [g for g in found if not _leaks(body, g, grouped)]
 
 
-def _leaks(body: list[cst.BaseStatement], group: tuple[int, str, list[int]]) -> bool:
-    """A name the group binds (other than the model) used by later module-level code: leave the group as it is."""
+def _leaks(body: list[cst.BaseStatement], group: tuple[int, str, list[int]], grouped: set[int]) -> bool:
+    """A name the group binds (other than the model) used by later module-level code outside any model group (a
+    later model reusing the name ``x`` binds its own): leave the group as it is."""
     _, var, indices = group
     bound: set[str] = set()
     for i in indices:
@@ -151,10 +153,9 @@ def _leaks(body: list[cst.BaseStatement], group: tuple[int, str, list[int]]) -> 
     bound.discard(var)
     if not bound:
         return False
-    inside = set(indices)
-    later = set()
+    later: set[str] = set()
     for i in range(indices[-1] + 1, len(body)):
-        if i not in inside:
+        if i not in grouped:
             names_in(body[i], later)
     return bool(bound & later)
 
