@@ -48,6 +48,7 @@ def hoist_module_models(module: cst.Module) -> Hoisted:
         found = resolver.resolve(node) if isinstance(node, (cst.Name, cst.Attribute)) else None
         return canonical_keras(found) if found else ""
 
+    module = module.with_changes(body=[_unroll_builder(s, qname) for s in module.body])
     body = list(module.body)
     taken = {s.name.value for s in body if isinstance(s, (cst.FunctionDef, cst.ClassDef))}
     groups = _groups(body, qname)
@@ -212,3 +213,95 @@ def _comment_training(body: list[cst.BaseStatement], models: set[str]) -> list[c
     if pending:
         out.append(cst.SimpleStatementLine([cst.Pass()], leading_lines=pending))
     return out
+
+
+# -- literal loops in functional builders ---------------------------------------------------------------------------
+def _unroll_builder(stmt: cst.BaseStatement, qname) -> cst.BaseStatement:  # type: ignore[no-untyped-def]
+    """In a functional-API builder, ``for size in [256, 512]: <layers applied to x>`` creates new layers on every
+    pass; the rewrite needs one module per layer, so the loop is unrolled with the loop variable substituted (the
+    layers are created in the same order, so Keras' automatic names still match)."""
+    if not isinstance(stmt, cst.FunctionDef) or not isinstance(stmt.body, cst.IndentedBlock):
+        return stmt
+    calls: set[str] = set()
+
+    class _Calls(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            calls.add(qname(node.func))
+
+    from rules.cst_walk import walk
+
+    walk(stmt, _Calls())
+    if not {"keras.Input", "keras.Model"} <= calls:
+        return stmt
+    body: list[cst.BaseStatement] = []
+    changed = False
+    for inner in stmt.body.body:
+        unrolled = _unroll(inner)
+        changed |= unrolled is not None
+        body.extend(unrolled if unrolled is not None else [inner])
+    return stmt.with_changes(body=stmt.body.with_changes(body=body)) if changed else stmt
+
+
+def _unroll(loop: cst.BaseStatement) -> list[cst.BaseStatement] | None:
+    if not isinstance(loop, cst.For) or loop.orelse is not None or loop.asynchronous is not None:
+        return None
+    if not isinstance(loop.iter, (cst.List, cst.Tuple)) or not isinstance(loop.body, cst.IndentedBlock):
+        return None
+    targets = [loop.target] if isinstance(loop.target, cst.Name) else (
+        [e.value for e in loop.target.elements] if isinstance(loop.target, cst.Tuple) else [])
+    if not targets or not all(isinstance(t, cst.Name) for t in targets):
+        return None
+    names = [t.value for t in targets]  # type: ignore[attr-defined]
+    text = cst.Module(body=[]).code_for_node(loop.body)
+    if any(w in text for w in ("break", "continue")) or _assigns(loop.body, set(names)):
+        return None
+    out: list[cst.BaseStatement] = []
+    for index, element in enumerate(loop.iter.elements):
+        values = [element.value] if len(names) == 1 else (
+            [e.value for e in element.value.elements] if isinstance(element.value, (cst.Tuple, cst.List)) else [])
+        if len(values) != len(names):
+            return None
+        mapping = dict(zip(names, values))
+        for j, stmt in enumerate(loop.body.body):
+            new = stmt.visit(_Substitute(mapping))
+            if index == 0 and j == 0:
+                head = cst.EmptyLine(comment=cst.Comment(
+                    f"# unrolled: {cst.Module(body=[]).code_for_node(loop.target)} in "
+                    f"{cst.Module(body=[]).code_for_node(loop.iter)}"))
+                new = new.with_changes(leading_lines=[*loop.leading_lines, head, *new.leading_lines])
+            out.append(new)  # type: ignore[arg-type]
+    return out
+
+
+def _assigns(block: cst.CSTNode, names: set[str]) -> bool:
+    found = False
+
+    class _Targets(cst.CSTVisitor):
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            nonlocal found
+            found = found or bool(names_in(node.target, set()) & names)
+
+    from rules.cst_walk import walk
+
+    walk(block, _Targets())
+    return found
+
+
+class _Substitute(cst.CSTTransformer):
+    def __init__(self, mapping: dict[str, cst.BaseExpression]) -> None:
+        super().__init__()
+        self.mapping = mapping
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        node.value.visit(self)  # only the value side can reference the loop variable
+        return True
+
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.Attribute:
+        return updated_node.with_changes(attr=original_node.attr)
+
+    def leave_Arg(self, original_node: cst.Arg, updated_node: cst.Arg) -> cst.Arg:
+        return updated_node.with_changes(keyword=original_node.keyword)  # ``size=size``: the keyword stays
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+        value = self.mapping.get(original_node.value)
+        return value if value is not None else updated_node
