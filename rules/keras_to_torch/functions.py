@@ -79,7 +79,7 @@ class FunctionsRule(KerasCallRule):
         x = args[0]
         if short == "shape" and len(args) == 1 and not kw:
             if self.spatial():
-                self.todo("the shape of a channels-last tensor: torch's is NCHW; index it by axis by hand")
+                # NHWC vs NCHW: left to the enclosing (batch, -1) reshape, or marked by leftover-keras.
                 return None
             return expr(f"{x}.shape" if isinstance(node.args[0].value, (cst.Name, cst.Attribute)) else f"({x}).shape")
         if short in _ELEMENTWISE:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, bind_args, call, code, expr, lit, literal, tuple_of
+from rules.cst_tools import arg, bind_args, call, code, expr, literal, tuple_of
 
 
 def pad_pairs(padding: cst.BaseExpression, dims: int) -> list[tuple[str, str]] | None:
