@@ -41,7 +41,7 @@ KERAS_CASES = {
 }
 #: TODOs a person still has to look at (none of them stops the file from importing, building or verifying).
 EXPECTED_TODOS = {
-    "dcgan_generator": ["device-branch"], "super_resolution": ["weight-init"] * 3, "resnet_stem": ["weight-init"],
+    "dcgan_generator": ["device-branch"], "resnet_stem": ["weight-init"],
     "vgg_cfg": ["weight-init"], "keras2_sequential_add": ["keras-training"], "keras3_sequential_input":
     ["keras-training"], "conv_autoencoder_module": ["keras-training"], "vae_encoder": ["keras-training"],
     "text_lstm_sequential": ["keras-training"], "keras2_functional_mlp": ["keras-training"],
@@ -134,3 +134,20 @@ def test_keras_fixture_verifies_with_facts(name: str) -> None:
     report = verify_keras_rewrite(path, result, VerifyOptions(parse_shapes(shape), class_name=entry))
     assert report.passed, format_report(report)
     assert len(report.inputs) == 2 and report.max_abs_error < 1e-5
+
+
+def test_nn_init_becomes_the_keras_layers_initializer() -> None:
+    """super_resolution's ``init.orthogonal_(self.conv1.weight, init.calculate_gain('relu'))``: the fresh Keras
+    layer draws the same kind of kernel as the fresh torch layer (16 orthogonal filters, each of norm sqrt(2))."""
+    import numpy as np
+
+    from converter.rewrite.keras_probe import build_entry
+    from converter.rewrite.loading import import_code
+
+    _frameworks()
+    path, result = _torch_result("super_resolution")
+    assert "kernel_initializer=keras.initializers.Orthogonal(gain=1.4142135623730951)" in result.code
+    model = build_entry(import_code(result.code, "<super_resolution>", path.parent), "Net", {}, "super_resolution")
+    model(np.zeros((1, 8, 8, 1), np.float32))
+    kernel = np.asarray(model.conv1.kernel).reshape(-1, 16)  # (5*5*1, 16)
+    np.testing.assert_allclose(kernel.T @ kernel, 2.0 * np.eye(16), atol=1e-4)
