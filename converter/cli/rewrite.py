@@ -8,7 +8,9 @@ import click
 from converter.cli._common import run_guarded, verbosity_options
 
 _LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims remapped, inputs transposed. "
-                "channels_first: keeps NCHW exactly (data_format='channels_first'); TensorFlow-CPU runs it only under XLA.")
+                "channels_first: keeps NCHW exactly (data_format='channels_first'); TensorFlow-CPU runs it only under XLA. "
+                "Not given: channels_last unless NCHW-only constructs (view/permute/size of image tensors) would be "
+                "left as TODOs, then channels_first.")
 
 
 @click.command("rewrite", context_settings={"help_option_names": ["-h", "--help"]})
