@@ -8,7 +8,9 @@ import click
 from converter.cli._common import run_guarded, verbosity_options
 
 _LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims remapped, inputs transposed. "
-                "channels_first: keeps NCHW exactly (data_format='channels_first'); TensorFlow-CPU runs it only under XLA.")
+                "channels_first: keeps NCHW exactly (data_format='channels_first'); TensorFlow-CPU runs it only under XLA. "
+                "Not given: channels_last unless NCHW-only constructs (view/permute/size of image tensors) would be "
+                "left as TODOs, then channels_first.")
 
 
 @click.command("rewrite", context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,7 +57,7 @@ def command(sources: tuple[Path, ...], to: str, output: Path | None, in_place: b
         from converter.rewrite.options import DEFAULT_LAYOUT, RewriteOptions
 
         job = RewriteJob(sources=sources, mode=modes[0] if modes else "stdout", output=output, force=force,
-                         options=RewriteOptions(to=to, layout=layout or DEFAULT_LAYOUT))
+                         options=RewriteOptions(to=to, layout=layout or DEFAULT_LAYOUT, layout_auto=layout is None))
         return run_rewrite(RewriteCommand(job=job, verify=verify, input_shape=input_shape, class_name=class_name,
                                           init_kwargs=init_kwargs, atol=atol, rtol=rtol, seed=seed, quiet=quiet,
                                           verbose=verbose), echo=click.echo)

@@ -65,6 +65,11 @@ class Analysis:
     sites: dict[int, str] = field(default_factory=dict)
     functional: dict[str, "FunctionalInfo"] = field(default_factory=dict)
     keras_aliases: set[str] = field(default_factory=set)
+    #: --to torch: builder functions made from module-level models -> the model's name in the source (the entry).
+    entry_names: dict[str, str] = field(default_factory=dict)
+    #: receivers of ``.add_module(...)`` calls (``self.features``, ``net``): an empty nn.Sequential there is a
+    #: container that grows, not an identity.
+    add_module_targets: set[str] = field(default_factory=set)
 
     def model_classes(self) -> list[ClassInfo]:
         return [c for c in self.classes.values() if c.torch_model]
@@ -88,6 +93,7 @@ class _Collector(cst.CSTVisitor):
         self.assigned_attrs: set[str] = set()
         self.unpacks: list[tuple[str, cst.BaseExpression]] = []
         self.has_backward = False
+        self.adders: set[str] = set()
 
     def visit_Call(self, node: cst.Call) -> None:
         q = self.qname(node.func)
@@ -95,6 +101,8 @@ class _Collector(cst.CSTVisitor):
             self.called.add(q)
         if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("backward", "zero_grad"):
             self.has_backward = True
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("add_module", "register_module"):
+            self.adders.add(cst.Module(body=[]).code_for_node(node.func.value))
 
     def visit_Name(self, node: cst.Name) -> None:
         self.names.add(node.value)
@@ -172,6 +180,8 @@ def analyse(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
                 continue
         if _mentions(stmt, result.torch_aliases):
             result.not_rewritten.append((line_of(stmt), _describe(stmt)))
+    for col in (*collectors.values(), *builder_collectors.values()):
+        result.add_module_targets |= col.adders
     # Which local classes/builders each model class (or builder) uses; spatial-ness flows along "uses".
     spatial_builders = {b for b, c in builder_collectors.items() if c.called & SPATIAL_NAMES}
     for name, col in {**collectors, **builder_collectors}.items():

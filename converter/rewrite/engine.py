@@ -17,6 +17,7 @@ node type once (``dispatch.HandlerTable``), call rules by the callee's qualified
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 import libcst as cst
@@ -33,6 +34,8 @@ from converter.rewrite.traverse import transform
 from converter.rewrite.analysis import Analysis, ClassInfo, analyse
 from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
+from converter.rewrite.hoist import hoist_module_models
+from converter.rewrite.script_calls import neutralize_script_calls
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
 from rules.cst_walk import names_in, skippable
@@ -44,8 +47,11 @@ class RuleRunner(VisitorBasedCodemodCommand):
     METADATA_DEPENDENCIES = (QualifiedNameProvider,)
 
     def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str,
-                 precise: bool = False, to: str = "keras", facts: Mapping[str, object] | None = None) -> None:
+                 precise: bool = False, to: str = "keras", facts: Mapping[str, object] | None = None,
+                 hoisted: Mapping[str, str] | None = None) -> None:
         super().__init__(context)
+        #: --to torch: builder functions made from module-level models -> the model's variable name.
+        self.hoisted = dict(hoisted or {})
         self.layout = layout
         #: the target framework: "keras" rewrites torch sources, "torch" rewrites Keras sources.
         self.to = to
@@ -151,8 +157,10 @@ class RuleRunner(VisitorBasedCodemodCommand):
         return apply_import_changes(tree, self.context)
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        analyser = analyse_keras if self.to == "torch" else analyse
-        self.analysis = analyser(tree, self.qualified_name, _top_level_lines(tree))
+        if self.to == "torch":
+            self.analysis = analyse_keras(tree, self.qualified_name, _top_level_lines(tree), self.hoisted)
+        else:
+            self.analysis = analyse(tree, self.qualified_name, _top_level_lines(tree))
         result = transform(tree, self, skippable(self._handlers.handled_types()))
         assert isinstance(result, cst.Module)
         return result
@@ -237,6 +245,14 @@ def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = N
     return chosen
 
 
+#: Words in a TODO that say an axis' meaning is unknown in channels_last (NHWC) output.
+_LAYOUT_WORDS = ("channels_last", "NCHW->NHWC", "NHWC")
+
+
+def _layout_todos(result: RewriteResult) -> int:
+    return sum(1 for t in result.todos if any(w in t.why for w in _LAYOUT_WORDS))
+
+
 def rewrite_source(
     source: str,
     options: RewriteOptions = RewriteOptions(),
@@ -245,6 +261,33 @@ def rewrite_source(
     precise: bool = False,
 ) -> RewriteResult:
     """Rewrite model source into the other framework (``options.to``); never raises on untranslatable code (it marks it).
+
+    With ``options.layout_auto`` (--to keras, no --layout given) a channels_last rewrite that leaves TODOs only an
+    NHWC layout causes (``x.view(b, c, 1, 1)``, ``permute``, ``x.size()`` of image tensors) is redone in
+    channels_first, where those are exact, and the result says so in its notes.
+    """
+    result = _rewrite_once(source, options, rules, filename, precise)
+    if not (options.layout_auto and options.to == "keras" and options.layout == "channels_last"):
+        return result
+    caused = _layout_todos(result)
+    if not caused:
+        return result
+    first = _rewrite_once(source, replace(options, layout="channels_first"), rules, filename, precise)
+    if len(first.todos) >= len(result.todos):
+        return result
+    note = (f"layout channels_first: in channels_last {caused} construct(s) depend on the NCHW axis order "
+            "(view/permute/size of image tensors); channels_first keeps them exact (pass --layout to choose)")
+    return replace(first, notes=(*first.notes, note))
+
+
+def _rewrite_once(
+    source: str,
+    options: RewriteOptions,
+    rules: Sequence[type[Rule]] | None,
+    filename: str,
+    precise: bool,
+) -> RewriteResult:
+    """One rewrite in ``options.layout``; never raises on untranslatable code (it marks it).
 
     ``precise=True`` always resolves names with libcst's QualifiedNameProvider (full scope analysis); by default
     the import-table resolver is used and the engine switches to QualifiedNameProvider by itself whenever an
@@ -256,25 +299,32 @@ def rewrite_source(
         raise SourceSyntaxError(f"{filename}:{err.raw_line}:{err.raw_column}: cannot parse: {err.message}") from None
     chosen = select_rules(options, rules)
     facts = dict(options.facts)
+    hoisted: dict[str, str] = {}
+    if options.to == "torch":
+        lifted = hoist_module_models(module)
+        module, hoisted = lifted.module, lifted.builders
+    else:
+        module = neutralize_script_calls(module)
     runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise, to=options.to,
-                        facts=facts)
+                        facts=facts, hoisted=hoisted)
     new_module = runner.transform_module(module)
     if runner.watch is not None and runner.watch.shadowed:
         # An import alias is rebound somewhere (runner.watch.reason): resolve names with full scope analysis.
         runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=True, to=options.to,
-                            facts=facts)
+                            facts=facts, hoisted=hoisted)
         new_module = runner.transform_module(module)
     code = new_module.code
     analysis = runner.analysis
+    entry = analysis.entry_names  # a hoisted builder is verified as the module-level model it builds
     return RewriteResult(
         source=source,
         code=code,
         applied=tuple(sorted(runner.applied.items())),
         todos=todo_marks.scan(code),
         not_rewritten=tuple(analysis.not_rewritten),
-        model_classes=tuple(c.name for c in analysis.model_classes()),
-        top_models=tuple(c.name for c in analysis.top_models()),
-        spatial_classes=tuple(c.name for c in analysis.model_classes() if c.spatial),
+        model_classes=tuple(entry.get(c.name, c.name) for c in analysis.model_classes()),
+        top_models=tuple(entry.get(c.name, c.name) for c in analysis.top_models()),
+        spatial_classes=tuple(entry.get(c.name, c.name) for c in analysis.model_classes() if c.spatial),
         layout=options.layout if options.to == "keras" else "channels_first",
         filename=filename,
         to=options.to,

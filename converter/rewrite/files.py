@@ -134,6 +134,7 @@ def summary(outcome: FileOutcome) -> list[str]:
                      f"{layout}; rules applied: {applied}")
     # TODO lines are lines of the rewritten code: name the file that holds it when there is one.
     where = str(outcome.target) if outcome.target is not None else f"{name} (rewritten)"
+    lines += [f"{name}: {note}" for note in r.notes]
     for todo in r.todos:
         lines.append(f"{where}:{todo.line}: TODO({todo.rule_id}): {todo.why}")
     for line, what in r.not_rewritten:

@@ -271,9 +271,17 @@ def _collect_aliases(stmt: cst.SimpleStatementLine, aliases: set[str]) -> None:
                     aliases.add(alias.evaluated_alias or alias.evaluated_name)
 
 
-def analyse_keras(module: cst.Module, qname: QualName, line_of: LineOf) -> Analysis:
-    """Classify the top-level statements of a Keras source: model classes, builder functions, layer sites."""
+def analyse_keras(module: cst.Module, qname: QualName, line_of: LineOf,
+                  hoisted: dict[str, str] | None = None) -> Analysis:
+    """Classify the top-level statements of a Keras source: model classes, builder functions, layer sites.
+
+    ``hoisted``: builder functions made from module-level models (``converter.rewrite.hoist``) -> the model's
+    variable name, which keys their layer sites; their automatic layer names are counted on across them in file
+    order, as Keras counts while the module is imported."""
     result = Analysis()
+    hoisted = hoisted or {}
+    result.entry_names = dict(hoisted)
+    session: Counter[str] = Counter()
     creates: dict[str, Counter[str]] = {}
     for stmt in module.body:
         if isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body):
@@ -301,8 +309,13 @@ def analyse_keras(module: cst.Module, qname: QualName, line_of: LineOf) -> Analy
         if isinstance(stmt, cst.FunctionDef):
             functional = _functional_builder(stmt, qname)
             fn_info = FunctionalInfo(_class_name(stmt), _inputs(stmt, qname)) if functional else None
-            sites = _Sites(qname, stmt.name.value, result.classes, creates, fn_info, result.builders)
+            owner = hoisted.get(stmt.name.value, stmt.name.value)
+            sites = _Sites(qname, owner, result.classes, creates, fn_info, result.builders)
+            if stmt.name.value in hoisted:
+                sites.counts = Counter(session)
             walk(stmt, sites)
+            if stmt.name.value in hoisted:
+                sites.counts, session = sites.counts - session, sites.counts
             if fn_info is not None or "keras.Sequential" in sites.calls:
                 result.builders.add(stmt.name.value)
                 result.sites.update(sites.sites)

@@ -89,6 +89,9 @@ def collect_facts(model: Any, entry: str, recorded: dict[int, Any] | None = None
         found = {key: _build_shape(layer, recorded or {})}
         if isinstance(layer, keras.layers.MultiHeadAttention):  # sizes often given as expressions in the source
             found[key + "#heads"] = (layer.num_heads, layer.key_dim, layer.value_dim)
+        activation = getattr(layer, "activation", None)
+        if callable(activation) and getattr(activation, "__name__", None):  # ``activation=act`` from a variable
+            found[key + "#activation"] = activation.__name__
         for name, value in found.items():
             facts[name] = AMBIGUOUS if name in facts and facts[name] != value else value
 

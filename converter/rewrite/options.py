@@ -18,6 +18,9 @@ class RewriteOptions:
     #: --to torch with --input-shape: input shape (Keras order, batch None) of each layer site, from one run of the
     #: user's Keras code (``converter.rewrite.keras_probe``); keys are the site keys of ``keras_analysis``.
     facts: tuple[tuple[str, object], ...] = ()
+    #: --to keras without an explicit --layout: when channels_last leaves TODOs only because an axis' meaning is
+    #: unknown in NHWC (view/permute/size of image tensors), rewrite in channels_first (exact NCHW code) instead.
+    layout_auto: bool = False
 
     def __post_init__(self) -> None:
         if self.to not in TARGETS:

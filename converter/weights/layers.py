@@ -115,6 +115,7 @@ def handlers() -> list[tuple[type, Callable[[Any, Any, str, Sink], None]]]:
         (nn.modules.batchnorm._BatchNorm, batchnorm),
         (nn.LayerNorm, norm),
         (nn.GroupNorm, norm),
+        (nn.modules.instancenorm._InstanceNorm, norm),
         (nn.Embedding, embedding),
         (nn.LSTM, lstm),
         (nn.GRU, gru),

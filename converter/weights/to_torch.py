@@ -186,7 +186,9 @@ def _walk(k: Any, t: Any, path: str, sink: _Sink) -> None:
     where = path.rstrip(".") or "<root>"
     for cls, fn in _leaves():
         if isinstance(k, cls):
-            if isinstance(t, nn.Sequential) and fn is not separable:
+            # nn.Sequential(pad, layer), nn.Sequential(layer, crop), nn.Sequential(that, activation): one weighted
+            # module, however deep the rewrite nested it.
+            while isinstance(t, nn.Sequential) and fn is not separable:
                 units = _weighted(t)
                 if len(units) != 1:
                     raise WeightMappingError(f"{where}: Keras {type(k).__name__} needs one weighted torch module, "

@@ -109,6 +109,11 @@ class KerasCallRule(CallRule):
         if value is None:
             return module
         act = activation_module(value, self.ctx.qualified_name, self.channel_dim())
+        if act is False and literal(value, None) is None and self._original is not None:
+            # ``activation=activation`` from a variable: the probe (--input-shape) saw which function it is.
+            seen = self.ctx.facts_for(self._original, "#activation")
+            if isinstance(seen, str):
+                act = activation_module(cst.SimpleString(repr(seen)), self.ctx.qualified_name, self.channel_dim())
         if act is False:
             self.todo(f"activation={cst.Module(body=[]).code_for_node(value)} has no known torch module")
             return None

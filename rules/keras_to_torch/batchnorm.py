@@ -46,7 +46,9 @@ class BatchNormRule(KerasCallRule):
             if not self.spatial():
                 self.todo("BatchNormalization input rank unknown (1d or 2d); pass --input-shape")
                 return None
-            return call("nn.LazyBatchNorm2d", *tail)
+            info = self.ctx.current_model()
+            dims = 1 if info is not None and info.ranks == {3} else 2  # Conv1D models: (N, C, L) sequences
+            return call(f"nn.LazyBatchNorm{dims}d", *tail)
         rank = len(shape)
         if rank >= 3 and not self.spatial():
             # No conv/pool layer makes this a channels-first model: the tensor stays channels-last in torch.

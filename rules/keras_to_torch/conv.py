@@ -30,16 +30,24 @@ def conv_padding(rule: KerasCallRule, a: dict[str, cst.BaseExpression], dims: in
         return None
     if transposed:
         totals = [ki - si for ki, si in zip(k, s)]
-        if any(t < 0 or t % 2 or di != 1 for t, di in zip(totals, d)):
-            rule.todo("Conv2DTranspose padding='same' crops asymmetrically here; torch's padding crops both sides")
+        if any(t < 0 or di != 1 for t, di in zip(totals, d)):
+            rule.todo("Conv2DTranspose padding='same' with kernel < stride or dilation has no exact torch equivalent")
             return None
-        return ([arg(lit(padding_value([t // 2 for t in totals])), "padding")] if any(totals) else []), None
+        if not any(t % 2 for t in totals):
+            return ([arg(lit(padding_value([t // 2 for t in totals])), "padding")] if any(totals) else []), None
+        # Keras keeps full[before : before + n*s] of the full transposed output, before = total // 2: torch's
+        # symmetric padding cannot say that, a negative (cropping) ZeroPad after the layer can.
+        crop = [v for t in reversed(totals) for v in (-(t // 2), -(t - t // 2))]
+        return [], call(f"nn.ZeroPad{dims}d", arg(tuple_of([lit(v) for v in crop])))
     shape = rule.input_shape()
     sizes = list(shape[1:1 + dims]) if shape and len(shape) == dims + 2 else [None] * dims
     pads = [same_padding(n, ki, si, di) for n, ki, si, di in zip(sizes, k, s, d)]
     if any(p is None for p in pads):
-        rule.todo("padding='same' with stride > 1 pads by the input size; pass --input-shape to compute it exactly")
-        return None
+        # A runnable stand-in: symmetric padding d*(k-1)//2, which is Keras' 'same' exactly when the input size
+        # makes the total padding even (e.g. odd sizes for k=3, s=2); marked so that --input-shape settles it.
+        rule.todo("padding='same' with stride > 1 pads by the input size; symmetric padding assumed (exact only for "
+                  "some input sizes): pass --input-shape to compute it exactly")
+        pads = [(di * (ki - 1) // 2, di * (ki - 1) // 2) for ki, di in zip(k, d)]
     if all(before == after for before, after in pads):  # type: ignore[misc]
         values = [before for before, _ in pads]  # type: ignore[misc]
         return ([arg(lit(padding_value(values)), "padding")] if any(values) else []), None
@@ -69,9 +77,9 @@ class ConvRule(KerasCallRule):
         Example(keras_src(('self.conv = layers.Conv2D(8, 4, padding="same")',)),
                 keras_src(('self.conv = nn.LazyConv2d(8, 4, padding="same")',), torch=True)),
         Example(keras_src(('self.conv = layers.Conv2D(8, 3, strides=2, padding="same")',)),
-                keras_src(("# crossport: TODO(conv): padding='same' with stride > 1 pads by the input size; pass "
-                           "--input-shape to compute it exactly",
-                           'self.conv = layers.Conv2D(8, 3, strides=2, padding="same")'))),
+                keras_src(("# crossport: TODO(conv): padding='same' with stride > 1 pads by the input size; symmetric "
+                           "padding assumed (exact only for some input sizes): pass --input-shape to compute it exactly",
+                           "self.conv = nn.LazyConv2d(8, 3, stride=2, padding=1)"), torch=True)),
         Example(keras_src(('self.conv = layers.Conv1D(4, 5, dilation_rate=2, groups=2)',)),
                 keras_src(("self.conv = nn.LazyConv1d(4, 5, dilation=2, groups=2)",), torch=True)),
     )

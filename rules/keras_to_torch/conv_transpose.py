@@ -15,15 +15,14 @@ _PARAMS = ["filters", "kernel_size", "strides", "padding", "output_padding", "da
 class ConvTransposeRule(KerasCallRule):
     id = "conv-transpose"
     description = ("layers.Conv1DTranspose/Conv2DTranspose -> nn.ConvTranspose{n}d (Lazy without --input-shape); "
-                   "'same' becomes padding=(k-s)/2 when that is exact, else marked")
+                   "'same' becomes padding=(k-s)/2 when symmetric, else the layer + a cropping nn.ZeroPad{n}d (negative pads)")
     TARGETS = {"keras.layers.Conv2DTranspose": "deconv", "keras.layers.Conv1DTranspose": "deconv"}
     EXAMPLES = (
         Example(keras_src(('self.up = layers.Conv2DTranspose(16, 2, strides=2, padding="same")',)),
                 keras_src(("self.up = nn.LazyConvTranspose2d(16, 2, stride=2)",), torch=True)),
         Example(keras_src(('self.up = layers.Conv2DTranspose(16, 3, strides=2, padding="same")',)),
-                keras_src(("# crossport: TODO(conv-transpose): Conv2DTranspose padding='same' crops asymmetrically "
-                           "here; torch's padding crops both sides",
-                           'self.up = layers.Conv2DTranspose(16, 3, strides=2, padding="same")'))),
+                keras_src(("self.up = nn.Sequential(nn.LazyConvTranspose2d(16, 3, stride=2), "
+                           "nn.ZeroPad2d((0, -1, 0, -1)))",), torch=True)),
     )
 
     def deconv(self, node: cst.Call, name: str) -> cst.BaseExpression | None:
@@ -43,4 +42,6 @@ class ConvTransposeRule(KerasCallRule):
         if "use_bias" in a and literal(a["use_bias"], None) is not True:
             args.append(arg(a["use_bias"], "bias"))
         layer = call(f"nn.ConvTranspose{dims}d" if n_in else f"nn.LazyConvTranspose{dims}d", *args)
+        if plan[1] is not None:  # an asymmetric 'same' crop, applied after the layer
+            layer = call("nn.Sequential", arg(layer), arg(plan[1]))
         return self.activation(layer, a.get("activation"))

@@ -37,7 +37,7 @@ class FunctionsRule(KerasCallRule):
     TARGETS = {f"{p}{n}": "dispatch" for p in _PREFIXES for n in (
         *_ELEMENTWISE, *_REDUCE, "gelu", "leaky_relu", "softmax", "log_softmax", "concat", "concatenate",
         "expand_dims", "squeeze", "reshape", "transpose", "flatten", "max_pool", "average_pool", "max_pool2d",
-        "avg_pool2d")}
+        "avg_pool2d", "shape")}
     EXAMPLES = (
         Example(keras_src((), ("x = tf.nn.relu(x)", "return keras.ops.gelu(x)"),
                           imports="import keras\nimport tensorflow as tf\n"),
@@ -77,6 +77,11 @@ class FunctionsRule(KerasCallRule):
             self.todo(f"{short}(...) with star or no positional arguments")
             return None
         x = args[0]
+        if short == "shape" and len(args) == 1 and not kw:
+            if self.spatial():
+                # NHWC vs NCHW: left to the enclosing (batch, -1) reshape, or marked by leftover-keras.
+                return None
+            return expr(f"{x}.shape" if isinstance(node.args[0].value, (cst.Name, cst.Attribute)) else f"({x}).shape")
         if short in _ELEMENTWISE:
             if kw or (short == "matmul" and len(args) != 2):
                 self.todo(f"{short}(...) keyword arguments ({', '.join(kw)}) have no torch equivalent here")

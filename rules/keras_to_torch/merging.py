@@ -12,12 +12,15 @@ from rules.cst_tools import code, literal, expr
 from rules.keras_to_torch._base import KerasCallRule, keras_src
 
 _OPS = {"Add": " + ", "Subtract": " - ", "Multiply": " * "}
+_FUNCTIONS = {"add": "Add", "subtract": "Subtract", "multiply": "Multiply", "average": "Average",
+              "concatenate": "Concatenate"}
 
 
 class MergingRule(KerasCallRule):
     id = "merging"
     description = ("layers.Add()([a, b]) -> a + b, Subtract/Multiply likewise, Average -> (a + b) / 2, "
-                   "Concatenate(axis)([a, b]) -> torch.cat([a, b], dim=<axis remapped to NCHW>)")
+                   "Concatenate(axis)([a, b]) -> torch.cat([a, b], dim=<axis remapped to NCHW>); the functions layers.add([a, b]) "
+                   "/ concatenate([a, b], axis) likewise")
     TARGETS = {}
     order = 40
     EXAMPLES = (
@@ -29,10 +32,24 @@ class MergingRule(KerasCallRule):
 
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         inner = original_node.func
-        if not (isinstance(inner, cst.Call) and self.ctx.in_tensor_code()):
+        if not self.ctx.in_tensor_code():
             return updated_node
-        name = (self.ctx.qualified_name(inner.func) or "").rsplit(".", 1)[-1]
-        if name not in (*_OPS, "Average", "Concatenate") or not self.ctx.qualified_name(inner.func).startswith("keras."):  # type: ignore[union-attr]
+        if isinstance(inner, (cst.Name, cst.Attribute)):
+            # the functional spellings: layers.add([a, b]), layers.concatenate([a, b], axis=-1)
+            qname = self.ctx.qualified_name(inner) or ""
+            short = qname.rsplit(".", 1)[-1]
+            if not qname.startswith("keras.layers.") or short not in _FUNCTIONS:
+                return updated_node
+            name = _FUNCTIONS[short]
+            tensors = [a for a in updated_node.args if a.keyword is None or a.keyword.value == "inputs"][:1]
+            rest = [a for a in original_node.args if a.keyword is not None and a.keyword.value != "inputs"]
+            inner = original_node.with_changes(func=inner, args=rest)  # the layer's own arguments (axis=...)
+            updated_node = updated_node.with_changes(args=tensors)
+        elif isinstance(inner, cst.Call):
+            name = (self.ctx.qualified_name(inner.func) or "").rsplit(".", 1)[-1]
+            if name not in (*_OPS, "Average", "Concatenate") or not (self.ctx.qualified_name(inner.func) or "").startswith("keras."):
+                return updated_node
+        else:
             return updated_node
         if len(updated_node.args) != 1 or not isinstance(updated_node.args[0].value, (cst.List, cst.Tuple)):
             self.todo(f"{name} applied to something other than a literal list of tensors")

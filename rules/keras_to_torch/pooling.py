@@ -28,6 +28,8 @@ class PoolingRule(KerasCallRule):
         Example(keras_src(("self.pool = layers.MaxPooling2D()",)), keras_src(("self.pool = nn.MaxPool2d(2)",), torch=True)),
         Example(keras_src(("self.pool = layers.AveragePooling2D(pool_size=3, strides=1, padding='same')",)),
                 keras_src(("self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)",), torch=True)),
+        Example(keras_src(("self.pool = layers.MaxPooling2D((2, 2), padding='same')",)),
+                keras_src(("self.pool = nn.MaxPool2d((2, 2), ceil_mode=True)",), torch=True)),
         Example(keras_src(("self.pool = layers.MaxPooling1D(2, strides=1)",)),
                 keras_src(("self.pool = nn.MaxPool1d(2, stride=1)",), torch=True)),
     )
@@ -54,9 +56,15 @@ class PoolingRule(KerasCallRule):
             shape = self.input_shape()
             sizes = list(shape[1:1 + dims]) if shape and len(shape) == dims + 2 else [None] * dims
             pads = [same_padding(n, ki, si) for n, ki, si in zip(sizes, k, s)]
-            if any(p is None for p in pads):
-                self.todo("padding='same' with stride > 1 pads by the input size; pass --input-shape")
-                return None
+            if any(p is None for p in pads) and k == s:
+                # stride == pool size: Keras pads the end only, and only what the last window needs; torch's
+                # ceil_mode window stops at the edge too (max and mean over the cells inside): exact for any size.
+                args.append(arg(cst.Name("True"), "ceil_mode"))
+                pads = [(0, 0)] * dims
+            elif any(p is None for p in pads):
+                self.todo("padding='same' with stride > 1 pads by the input size; symmetric padding assumed (exact "
+                          "only for some input sizes): pass --input-shape")
+                pads = [((ki - 1) // 2, (ki - 1) // 2) for ki in k]
             if all(b == e for b, e in pads):  # type: ignore[misc]
                 values = [b for b, _ in pads]  # type: ignore[misc]
                 if any(values):

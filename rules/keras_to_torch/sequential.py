@@ -50,6 +50,19 @@ class SequentialRule(KerasCallRule):
             return expr("nn.Sequential()")
         return _layout(original, listing, [piece for e in kept for piece in _splice(e)])
 
+    def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
+                                  updated_node: cst.SimpleStatementLine) -> cst.BaseStatement | cst.RemovalSentinel:
+        """``model.add(keras.Input(shape))`` / ``model.add(layers.InputLayer(...))``: torch declares no input."""
+        small = original_node.body[0] if len(original_node.body) == 1 else None
+        if not (self.ctx.in_model_scope() and isinstance(small, cst.Expr) and isinstance(small.value, cst.Call)):
+            return updated_node
+        func, args = small.value.func, small.value.args
+        if (isinstance(func, cst.Attribute) and func.attr.value == "add" and len(args) == 1
+                and isinstance(args[0].value, cst.Call)
+                and self.ctx.qualified_name(args[0].value.func) in ("keras.Input", "keras.layers.InputLayer")):
+            return cst.RemovalSentinel.REMOVE
+        return updated_node
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         func = updated_node.func
         if (isinstance(func, cst.Attribute) and func.attr.value == "add" and len(original_node.args) == 1

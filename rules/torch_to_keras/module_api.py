@@ -9,7 +9,7 @@ _MODULE_API = frozenset({
     "modules", "named_modules", "children", "named_children", "parameters", "named_parameters", "buffers",
     "named_buffers", "apply", "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
     "cuda", "cpu", "to", "half", "float", "double", "eval", "train", "zero_grad", "state_dict", "load_state_dict",
-    "add_module", "register_module", "get_submodule", "requires_grad_",
+    "get_submodule", "requires_grad_",
 })
 
 

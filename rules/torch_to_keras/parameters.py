@@ -74,6 +74,9 @@ class ParametersRule(Rule):
         init_call, scale = data, None
         if isinstance(data, cst.BinaryOperation) and isinstance(data.operator, cst.Multiply):
             init_call, scale = data.left, data.right
+        elif isinstance(data, cst.BinaryOperation) and isinstance(data.operator, cst.Divide):
+            # torch.randn(n, m) / math.sqrt(n): a normal with stddev 1 / sqrt(n)
+            init_call, scale = data.left, expr(f"1 / {cst.Module(body=[]).code_for_node(data.right)}")
         if not isinstance(init_call, cst.Call):
             self.todo("the initial value is not a torch factory call; set it after building")
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, bind_args, call, list_of, literal, pad_pair
+from rules.cst_tools import arg, bind_args, call, expr, list_of, literal, pad_pair
 
 _MAX = ["kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"]
 _AVG = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"]
@@ -13,7 +13,7 @@ _AVG = ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "d
 class PoolingRule(CallRule):
     id = "pooling"
     description = ("nn.MaxPool1d/2d, nn.AvgPool1d/2d -> keras.layers.MaxPooling/AveragePooling{1,2}D; avg-pool "
-                   "padding counted in the mean becomes ZeroPadding + 'valid'; max-pool padding only when 'same' is exact")
+                   "padding counted in the mean becomes ZeroPadding + 'valid'; max-pool padding 'same' when exact, else an explicit -inf pad (keras.ops.pad in a Lambda) + 'valid'")
     TARGETS = {
         "torch.nn.MaxPool1d": "max_pool", "torch.nn.MaxPool2d": "max_pool",
         "torch.nn.AvgPool1d": "avg_pool", "torch.nn.AvgPool2d": "avg_pool",
@@ -28,9 +28,9 @@ class PoolingRule(CallRule):
                 model_src(('self.pool = keras.Sequential([keras.layers.ZeroPadding2D(1), '
                            'keras.layers.AveragePooling2D(3, strides=2)])',), keras=True), layout="channels_last"),
         Example(model_src(("self.pool = nn.MaxPool2d(3, 2, 1)",)),
-                model_src(("# crossport: TODO(pooling): max-pool padding with stride != 1 pads with -inf in torch "
-                           "but Keras 'same' pads asymmetrically",
-                           "self.pool = nn.MaxPool2d(3, 2, 1)"))),
+                model_src(('self.pool = keras.Sequential([keras.layers.Lambda(lambda t: keras.ops.pad(t, [[0, 0], '
+                           '[1, 1], [1, 1], [0, 0]], constant_values=float("-inf"))), keras.layers.MaxPooling2D(3, '
+                           'strides=2)])',), keras=True), layout="channels_last"),
     )
 
     def _common(self, a: dict[str, cst.BaseExpression], kind: str, dims: int, plan: str) -> cst.Call:
@@ -65,8 +65,12 @@ class PoolingRule(CallRule):
             return self._common(a, "Max", dims, "valid")
         if self._same_exact(a, dims):
             return self._common(a, "Max", dims, "same")
-        self.todo("max-pool padding with stride != 1 pads with -inf in torch but Keras 'same' pads asymmetrically")
-        return None
+        # torch pads max pooling with -inf on both sides (the ResNet stem's MaxPool2d(3, 2, 1)); Keras 'same' pads
+        # asymmetrically and has no constant-padding layer: pad with -inf explicitly, then pool 'valid'.
+        pairs = ", ".join(f"[{p}, {p}]" for p in padding)
+        width = f"[[0, 0], {pairs}, [0, 0]]" if self.ctx.layout == "channels_last" else f"[[0, 0], [0, 0], {pairs}]"
+        pad = expr(f'keras.layers.Lambda(lambda t: keras.ops.pad(t, {width}, constant_values=float("-inf")))')
+        return call("keras.Sequential", arg(list_of([pad, self._common(a, "Max", dims, "valid")])))
 
     def avg_pool(self, node: cst.Call, name: str) -> cst.BaseExpression | None:
         a = bind_args(node, _AVG)

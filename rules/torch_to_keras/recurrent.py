@@ -10,7 +10,7 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, bind_args, call, literal, self_attr
+from rules.cst_tools import arg, bind_args, call, expr, literal, self_attr
 from rules.cst_walk import walk
 
 _PARAMS = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional", "proj_size",
@@ -51,7 +51,8 @@ class RecurrentRule(CallRule):
     id = "recurrent"
     description = ("nn.LSTM / nn.GRU with batch_first=True, one layer, one direction -> keras.layers.LSTM/GRU("
                    "hidden, return_sequences=True[, reset_after=True]); `out, _ = self.rnn(x)` -> `out = self.rnn(x)`; "
-                   "`out, (h, c) = ...` -> return_state=True and `out, h, c = ...` with h[-1]/h[0]/h.squeeze(0) -> h")
+                   "`out, (h, c) = ...` -> return_state=True and `out, h, c = ...` with h[-1]/h[0]/h.squeeze(0) -> h, other "
+                   "uses of h -> keras.ops.expand_dims(h, 0); `self.rnn(x, (h0, c0))` -> initial_state=[h0[0], c0[0]]")
     TARGETS = {"torch.nn.LSTM": "lstm", "torch.nn.GRU": "gru"}
     EXAMPLES = (
         Example(model_src(("self.rnn = nn.LSTM(16, 32, batch_first=True)",), ("out, _ = self.rnn(x)", "return out")),
@@ -65,9 +66,7 @@ class RecurrentRule(CallRule):
                           ("_, h, c = self.rnn(x)", "return h + c"), keras=True)),
         Example(model_src(("self.rnn = nn.GRU(16, 32, batch_first=True)",), ("out, h = self.rnn(x)", "return h")),
                 model_src(("self.rnn = keras.layers.GRU(32, return_sequences=True, reset_after=True, return_state=True)",),
-                          ("out, h = self.rnn(x)",
-                           "# crossport: TODO(recurrent): h is an RNN state: torch's has a leading (layers) axis "
-                           "Keras' has not", "return h"), keras=True)),
+                          ("out, h = self.rnn(x)", "return keras.ops.expand_dims(h, 0)"), keras=True)),
         Example(model_src(("self.rnn = nn.LSTM(16, 32)",)),
                 model_src(("# crossport: TODO(recurrent): batch_first=False (time-major) input: Keras RNNs are batch-major",
                            "self.rnn = nn.LSTM(16, 32)"))),
@@ -131,7 +130,35 @@ class RecurrentRule(CallRule):
             name = cst.Name(func.value.value)  # type: ignore[attr-defined]
             self._state_reads.add(id(name))
             return name
+        initial = self._initial_state(original_node, updated_node)
+        if initial is not None:
+            return initial
         return super().leave_Call(original_node, updated_node)
+
+    def _initial_state(self, original: cst.Call, updated: cst.Call) -> cst.Call | None:
+        """``self.lstm(x, (h0, c0))`` / ``self.lstm(x, hx=state)``: torch's states carry a leading (layers) axis and
+        come as the second argument (Keras' second argument is a mask) -> ``initial_state=[h0[0], c0[0]]``."""
+        info = self.ctx.current_class()
+        attr = self_attr(original.func)
+        kind = info.rnn_attrs.get(attr or "") if info is not None and self.ctx.in_tensor_code() else None
+        if kind not in ("lstm", "gru") or len(updated.args) != 2 or updated.args[0].keyword is not None:
+            return None
+        state = updated.args[1]
+        if state.keyword is not None and state.keyword.value != "hx":
+            return None
+        value = state.value
+        if isinstance(value, cst.Name) and value.value == "None":
+            return updated.with_changes(args=[updated.args[0].with_changes(comma=cst.MaybeSentinel.DEFAULT)])
+        text = cst.Module(body=[]).code_for_node(value)
+        if isinstance(value, cst.Tuple) and kind == "lstm" and len(value.elements) == 2:
+            parts = [cst.Module(body=[]).code_for_node(e.value) for e in value.elements]
+            keras_state = f"[{parts[0]}[0], {parts[1]}[0]]"
+        elif kind == "lstm":
+            keras_state = f"None if {text} is None else [{text}[0][0], {text}[1][0]]"
+        else:
+            keras_state = f"None if {text} is None else [{text}[0]]"
+        first = updated.args[0].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        return updated.with_changes(args=[first, arg(expr(keras_state), "initial_state")])
 
     def leave_SimpleStatementLine(self, original_node: cst.SimpleStatementLine,
                                   updated_node: cst.SimpleStatementLine) -> cst.SimpleStatementLine:
@@ -146,8 +173,34 @@ class RecurrentRule(CallRule):
                 walk(small.value, finder)
             else:
                 walk(small, finder)
-        if finder.found:
-            self.todo(f"{finder.found} is an RNN state: torch's has a leading (layers) axis Keras' has not")
+        if not finder.found:
+            return updated_node
+        # Any other use of the state sees torch's (layers, N, H) tensor: give Keras' (N, H) state that axis back.
+        body = []
+        for small in updated_node.body:
+            if isinstance(small, (cst.Assign, cst.Return, cst.Expr)) and small.value is not None:
+                small = small.with_changes(value=small.value.visit(_AddLayersAxis(info.state_names, self._state_reads)))
+            body.append(small)
+        self.ctx.add_import("keras")
+        return updated_node.with_changes(body=body)
+
+
+class _AddLayersAxis(cst.CSTTransformer):
+    """Bare uses of an RNN state name -> ``keras.ops.expand_dims(h, 0)`` (torch's leading layers axis)."""
+
+    def __init__(self, names: set[str], allowed: set[int]) -> None:
+        super().__init__()
+        self.names, self.allowed = names, allowed
+
+    def visit_Attribute(self, node: cst.Attribute) -> bool:
+        return True
+
+    def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
+        return updated_node.with_changes(attr=original_node.attr)  # ``x.h``: an attribute name, not the state
+
+    def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.BaseExpression:
+        if original_node.value in self.names and id(original_node) not in self.allowed:
+            return call("keras.ops.expand_dims", arg(cst.Name(original_node.value)), arg(0))
         return updated_node
 
 

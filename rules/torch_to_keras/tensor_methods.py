@@ -16,7 +16,7 @@ _VARARG_SHAPE = {"view": "reshape", "reshape": "reshape", "permute": "permute"}
 _SAME = ("flatten", "transpose", "unsqueeze", "squeeze", "mean", "sum", "amax", "amin", "max", "min", "clamp",
          "softmax", *UNARY, *BINARY)
 #: Methods with no keras.ops spelling here: marked rather than left to fail at run time.
-_TORCH_ONLY = ("chunk", "split", "expand", "expand_as", "repeat", "masked_fill", "type_as", "new_zeros", "new_ones",
+_TORCH_ONLY = ("chunk", "split", "expand", "repeat", "masked_fill", "type_as", "new_zeros", "new_ones",
                "scatter", "gather", "index_select", "narrow", "float", "long", "half", "to", "cuda", "cpu", "numpy",
                "item", "clone", "t", "add_", "mul_", "sub_", "div_", "zero_", "fill_", "copy_", "masked_fill_",
                "numel", "data_ptr", "register_hook")
@@ -82,6 +82,8 @@ class TensorMethodRule(CallRule):
             return target
         if method == "detach" and not args:
             return call("keras.ops.stop_gradient", arg(target))
+        if method == "expand_as" and len(args) == 1 and args[0].keyword is None:
+            return call("keras.ops.broadcast_to", arg(target), arg(call("keras.ops.shape", arg(args[0].value))))
         if method == "dim" and not args:
             return expr(f"len({cst.Module(body=[]).code_for_node(target)}.shape)")
         if method == "size":

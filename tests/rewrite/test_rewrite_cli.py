@@ -49,7 +49,7 @@ def test_check_exit_codes(tmp_path: Path) -> None:
 def test_check_fails_while_a_todo_remains(tmp_path: Path) -> None:
     src = tmp_path / "pool.py"
     src.write_text("import torch.nn as nn\n\n\nclass P(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-                   "        self.pool = nn.MaxPool2d(3, 2, 1)\n")
+                   "        self.pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)\n")
     out = tmp_path / "out.py"
     result = invoke("rewrite", str(src), "--to", "keras", "-o", str(out))
     assert result.exit_code == 0 and f"{out}:9: TODO(pooling)" in result.stderr

@@ -39,11 +39,11 @@ def test_import_spellings_are_one_thing(imports: str, base: str, linear: str, re
 
 def test_todo_is_marked_listed_and_idempotent() -> None:
     src = ("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-           "        self.pool = nn.MaxPool2d(3, 2, 1)\n")
+           "        self.pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)\n")
     result = rewrite_source(src)
     assert "# crossport: TODO(pooling):" in result.code
     assert [t.rule_id for t in result.todos] == ["pooling"]
-    assert result.todos[0].line == result.code.splitlines().index("        self.pool = nn.MaxPool2d(3, 2, 1)") + 1
+    assert result.todos[0].line == result.code.splitlines().index("        self.pool = nn.MaxPool2d(3, 2, 1, ceil_mode=True)") + 1
     assert "import torch.nn as nn" in result.code  # still used by the marked line
     assert rewrite_source(result.code).code == result.code
 
