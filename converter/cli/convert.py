@@ -1,14 +1,14 @@
-"""``crossport convert``: parse flags into ``ConvertOptions`` and call ``converter.pipeline.convert``."""
+"""``crossport convert``: parse flags into ``ConvertOptions`` and call ``converter.conversion.convert``."""
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from typing import Callable
 
 import click
 
-from converter.cli._common import quiet_frameworks, run_guarded, verbosity_options
+from converter.cli._common import run_guarded, verbosity_options
+from converter.frameworks import quiet_frameworks
 
 
 def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
@@ -69,20 +69,20 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
     def body() -> int:
         from converter import frameworks
         from converter.jsonargs import parse_json_object
-        from converter.pipeline import ConvertOptions, convert
-        from converter.shapes_cli import parse_input_shape
+        from converter.conversion import ConvertOptions, convert
+        from converter.input_shapes import parse_input_shapes
 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
-            to=to, output=output, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
+            to=to, output=output, input_shapes=parse_input_shapes(input_shapes),
             input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
         )
-        from converter.pipeline import resolve_target
-        from converter.to_torch.routes import RouteUsageError, check_route
+        from converter.conversion import resolve_target
+        from converter.conversion.plan import RouteUsageError, check_route
 
         try:
             check_route(route, resolve_target(options))

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from converter.cli._common import quiet_frameworks, run_guarded, verbosity_options
+from converter.cli._common import run_guarded, verbosity_options
+from converter.frameworks import quiet_frameworks
 
 
 @click.command("verify", context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +66,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
         from converter.jsonargs import parse_json_object
         from converter.parity.loaders import LoadOptions
         from converter.parity.verify import VerifyOptions, verify
-        from converter.shapes_cli import parse_input_shape
+        from converter.input_shapes import parse_input_shapes
 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
@@ -75,7 +76,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
             raise click.UsageError("missing CANDIDATE (or --golden DIR)")
         _check_paths(golden_dir, save_golden, inputs_path, reports)
         options = VerifyOptions(
-            inputs=inputs_path, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
+            inputs=inputs_path, input_shapes=parse_input_shapes(input_shapes),
             input_dtype=input_dtype, seed=seed, distributions=tuple(distributions) or ("normal", "uniform", "large"),
             int_range=_int_range(int_range), atol=atol, rtol=rtol, tolerances=tuple(_tol(t) for t in tols),
             layouts=tuple(layouts), manifest=manifest,

@@ -1,7 +1,7 @@
 """Parity results: one hop (reference runner vs candidate runner over several input sets) and its summary."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -9,6 +9,7 @@ import numpy as np
 from converter.layout import Layout, to_layout
 from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
 from converter.parity.inputs import InputSet
+from converter.parity.runners import Runner
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -48,8 +49,8 @@ class HopResult:
 
 
 def run_hop(
-    reference: Any,
-    candidate: Any,
+    reference: Runner,
+    candidate: Runner,
     input_sets: Sequence[InputSet],
     input_layouts: Sequence[Layout],
     output_names: Sequence[str],
@@ -98,7 +99,7 @@ def run_hop(
     return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set), compared)
 
 
-def _run(runner: Any, feeds: list[np.ndarray], input_set: InputSet, cache: dict[tuple[int, int], Any] | None) -> Any:
+def _run(runner: Runner, feeds: list[np.ndarray], input_set: InputSet, cache: dict[tuple[int, int], Any] | None) -> Any:
     """Keyed by the input set object, not its label: a static-batch set may share a label with a dynamic one."""
     if cache is None:
         return runner.run(feeds)
@@ -137,7 +138,7 @@ def as_intermediate(hop: HopResult) -> HopResult:
     return replace(hop, role="intermediate")
 
 
-def _failed(reference: Any, candidate: Any, message: str, compared: tuple[str, ...]) -> HopResult:
+def _failed(reference: Runner, candidate: Runner, message: str, compared: tuple[str, ...]) -> HopResult:
     return HopResult(reference.name, candidate.name, False, (), (), compared, error=message)
 
 

@@ -4,17 +4,15 @@ JSON schema ``crossport.verify`` version 1 (documented in README.md, "Verify par
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from converter.parity.compare import Tolerance
 from converter.parity.report import HopResult
+from converter.reporting import CRITERION, MODE, Report
 
 VERIFY_SCHEMA_VERSION = 1
-MODE = "eval (inference; Dropout off, BatchNorm running statistics)"
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,9 @@ class TensorLayout:
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(Report):
+    """``crossport verify``'s report (JSON kind ``crossport.verify``); truthy when the outputs matched."""
+
     reference: ModelInfo
     candidate: ModelInfo
     passed: bool
@@ -84,7 +84,7 @@ class VerifyReport:
             "golden": {"dir": self.golden, "changes": list(self.golden_changes)} if self.golden else None,
             "mode": MODE,
             "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol,
-                          "criterion": "|candidate - reference| <= atol + rtol * |reference|",
+                          "criterion": CRITERION,
                           "per_output": {k: {"atol": a, "rtol": r} for k, (a, r) in self.per_output_tolerance.items()}},
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
@@ -99,9 +99,6 @@ class VerifyReport:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": list(self.notes),
         }
-
-    def to_json(self) -> str:
-        return json.dumps(_clean(self.to_dict()), indent=2)
 
     def write(self, path: str | Path) -> Path:
         """``.html``/``.htm``: the self-contained HTML report; anything else: JSON."""
@@ -170,15 +167,3 @@ class VerifyReport:
         lines.append(f"  result: {'PASSED' if self.passed else 'FAILED'}")
         return "\n".join(lines)
 
-
-def _clean(obj: Any) -> Any:
-    """JSON has no inf/nan: write them as strings so the file stays valid JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and hasattr(obj, "dtype"):
-        return _clean(obj.item())
-    return obj
