@@ -133,11 +133,14 @@ def gather(ctx: BuildContext, node) -> list[KT]:
 
     data_name, idx_name = node.input[0], node.input[1]
     axis = int(ctx.attr(node, "axis", 0))
-    if data_name in ctx.consts and idx_name not in ctx.consts:
+    if data_name in ctx.consts and (not ctx.is_const(idx_name) or data_name in ctx.parameter_names):
         table = ctx.consts[data_name]
         if axis != 0 or table.ndim != 2:
             raise UnsupportedError(f"Gather node {node.name!r}: lookup into a constant of rank {table.ndim} on axis {axis}")
         idx = ctx.to_identity(ctx.get(idx_name))
+        if idx.is_const:  # constant positions into a trainable table: still the Embedding layer
+            rows = np.asarray(idx.value)
+            idx = KT(ctx.const_tensor(np.where(rows < 0, rows + table.shape[0], rows)), idx.perm)
         layer = keras.layers.Embedding(int(table.shape[0]), int(table.shape[1]), name=ctx.layer_name(node, data_name))
         y = layer(idx.value)
         layer.set_weights([table.astype("float32")])
