@@ -139,11 +139,12 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
             continue
         op_counts[node.op_type] += 1
         live = [i for i in node.input if i]
-        if all(o in batch_values for o in node.output if o) and any(node.output):
+        table_lookup = node.op_type == "Gather" and node.input[0] in options.parameter_names
+        if all(o in batch_values for o in node.output if o) and any(node.output) and not table_lookup:
             continue  # constant-derived but batch-dependent: materialized where used (BuildContext.get)
         skip = _SHAPE_ONLY_INPUTS.get(node.op_type, set())
         foldable = all(ctx.is_const(i) for n, i in enumerate(node.input) if i and n not in skip)
-        if node.op_type == "Gather" and node.input[0] in options.parameter_names:
+        if table_lookup:
             foldable = False  # a lookup into a trainable table (position embeddings) stays an Embedding layer
         if node.op_type in _SHAPE_OPS:
             foldable = all(None not in shapes[i].dims for i in live if i in shapes)

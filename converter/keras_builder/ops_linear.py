@@ -160,3 +160,49 @@ def gather(ctx: BuildContext, node) -> list[KT]:
         return [KT(y, x.perm)]
     x = ctx.to_identity(x)
     return [KT(ops.take(x.value, indices, axis=axis % x.rank), tuple(range(x.rank - 1 + indices.ndim)))]
+
+
+@handles("GatherND")
+def gather_nd(ctx: BuildContext, node) -> list[KT]:
+    """``GatherND`` whose indices are ``[batch index, constant index...]`` for every batch row -- how an exported
+    attention mask reads ``padding_mask[b, kv]`` for each batch row ``b`` -- becomes a gather along the flattened
+    non-batch axes with one constant index, shared by every row. Other index patterns are refused."""
+    from keras import ops
+
+    if int(ctx.attr(node, "batch_dims", 0)) != 0:
+        raise UnsupportedError(f"GatherND node {node.name!r}: batch_dims != 0 is not supported")
+    data_name, idx_name = node.input[0], node.input[1]
+    bv = ctx.batch_values.get(idx_name)
+    rest = _per_row_index(bv) if bv is not None else None
+    if rest is None:
+        raise UnsupportedError(f"GatherND node {node.name!r}: only indices of the form [batch row, constant...] "
+                               "are supported")
+    x = ctx.to_identity(ctx.get(data_name))
+    dims = ctx.shape(data_name).at_b1
+    k = rest.shape[-1]
+    if k == 0 or k >= len(dims):
+        raise UnsupportedError(f"GatherND node {node.name!r}: index depth {k + 1} for data of rank {len(dims)}")
+    inner = tuple(int(d) for d in dims[1:1 + k])
+    flat = ops.reshape(x.value, (-1, int(np.prod(inner)), *[int(d) for d in dims[1 + k:]]))
+    linear = np.ravel_multi_index(tuple(np.moveaxis(rest, -1, 0)), inner).astype("int32")
+    y = ops.take(flat, linear, axis=1)
+    return [KT(y, tuple(range(1 + linear.ndim + len(dims) - 1 - k)))]
+
+
+def _per_row_index(bv) -> np.ndarray | None:
+    """For GatherND indices (B, ..., k) whose component 0 is the row's own batch index and whose other components
+    are the same for every row: those components (..., k-1) -- checked at both probed batch sizes."""
+    rest = None
+    for arr, batch in ((np.asarray(bv.at_2), 2), (np.asarray(bv.at_3), 3)):
+        if arr.ndim < 2 or arr.shape[0] != batch or arr.dtype.kind not in "iu":
+            return None
+        rows = np.arange(batch).reshape((batch,) + (1,) * (arr.ndim - 2))
+        if not np.array_equal(arr[..., 0], np.broadcast_to(rows, arr.shape[:-1])):
+            return None
+        tail = arr[..., 1:]
+        if not all(np.array_equal(tail[0], tail[b]) for b in range(batch)):
+            return None
+        if rest is not None and not np.array_equal(rest, tail[0]):
+            return None
+        rest = tail[0]
+    return rest
