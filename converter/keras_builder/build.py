@@ -147,7 +147,9 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         if table_lookup:
             foldable = False  # a lookup into a trainable table (position embeddings) stays an Embedding layer
         if node.op_type in _SHAPE_OPS:
-            foldable = all(None not in shapes[i].dims for i in live if i in shapes)
+            # Its value is a constant when the probe saw it equal at both batch sizes (then it is in ``values``;
+            # batch-dependent ones were set aside above): Shape(x)[1:] of a dynamic-batch x is.
+            foldable = True
         if any(None in shapes[o].dims for o in node.output if o in shapes):
             foldable = False  # its size follows the batch (a class token expanded to it): not a constant
         if foldable and node.op_type != "Constant" and all(o in values for o in node.output if o):
