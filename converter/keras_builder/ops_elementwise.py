@@ -42,7 +42,7 @@ for _op, _fn in {
     "Sigmoid": _act_layer("sigmoid"),
     "Tanh": _act_layer("tanh"),
     "Softplus": _ops("softplus"),
-    "Softsign": _ops("soft_sign"),
+    "Softsign": _ops("softsign"),
     "Erf": _ops("erf"),
     "Exp": _ops("exp"),
     "Log": _ops("log"),

@@ -81,11 +81,13 @@ def _state(ctx: BuildContext, node: Any, index: int, direction: int, x: Any) -> 
         rows = const[direction if const.shape[0] > 1 else 0]
         if not np.any(rows):
             return None
-        if rows.shape[0] != 1 and not np.all(rows == rows[:1]):
+        if np.all(rows == rows[:1]):
+            rows = rows[:1]
+        elif x.shape[0] != rows.shape[0]:  # differs per row: only where the RNN's batch is that fixed size
             raise UnsupportedError(f"{node.op_type} node {node.name!r}: a constant initial state that differs "
-                                   "per batch row is not supported")
+                                   "per batch row needs a fixed batch of that size")
         zeros = ops.zeros_like(x[:, 0, :1])  # (B, 1), exact whatever x holds
-        return ops.add(zeros, rows[:1].astype("float32"))
+        return ops.add(zeros, rows.astype("float32"))
     kt = ctx.to_identity(ctx.get(node.input[index]))
     return ops.take(kt.value, direction, axis=0)
 

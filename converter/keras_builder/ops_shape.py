@@ -255,13 +255,16 @@ def resize(ctx: BuildContext, node) -> list[KT]:
     x = ctx.materialize(ctx.get(node.input[0]))
     mode = ctx.attr(node, "mode", "nearest")
     coord = ctx.attr(node, "coordinate_transformation_mode", "half_pixel")
+    node_nearest = None
+    if node.op_type == "Upsample" or ctx.opset < 11:  # before opset 11 only one rule existed: asymmetric, floor
+        coord, node_nearest = "asymmetric", "floor"
     src = ctx.shape(node.input[0]).at_b1
     dst = ctx.shape(node.output[0]).at_b1
     if x.rank != 4 or src[:2] != dst[:2] or any(d % s for s, d in zip(src[2:], dst[2:])):
         raise UnsupportedError(f"{node.op_type} node {node.name!r}: only integer-factor 2-D spatial resizing is supported")
     size = (dst[2] // src[2], dst[3] // src[3])
     if mode == "nearest":
-        nearest = ctx.attr(node, "nearest_mode", "round_prefer_floor")
+        nearest = node_nearest or ctx.attr(node, "nearest_mode", "round_prefer_floor")
         if not (coord == "asymmetric" and nearest == "floor") and size != (1, 1):
             raise UnsupportedError(f"{node.op_type} node {node.name!r}: nearest resize with {coord}/{nearest} is not supported")
         interp = "nearest"
