@@ -276,3 +276,35 @@ def test_gather_nd_batch_rows() -> None:
     # The batch stays dynamic: another batch size gives the same rows.
     more = _f(5, 5, 3)
     np.testing.assert_array_equal(np.asarray(built.model(more)), more[:, kv[:, 0]])
+
+
+def test_layer_names_never_collide_with_automatic_operation_names(tmp_path) -> None:
+    """An ONNX node named like a Keras automatic name ("transpose_<n>") next to keras.ops transposes: every name
+    in the model stays unique (timm botnet26t_256 failed with 'The name "transpose_4" is used 2 times')."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.keras_builder import BuildOptions, build_keras_model
+
+    nodes, prev = [], "x"
+    for k in range(12):  # convs force NHWC; the Reshape needs NCHW back: real transposes with automatic names
+        nodes.append(helper.make_node("Conv", [prev, "w"], [f"c{k}"], name=f"node_transpose_{k}", pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("Reshape", [f"c{k}", "s"], [f"r{k}"], name=f"node_reshape_{k}"))
+        nodes.append(helper.make_node("Reshape", [f"r{k}", "s4"], [f"transpose_{k}"], name=f"node_view_{k}"))
+        prev = f"transpose_{k}"
+    inits = {"w": _f(3, 3, 3, 3) * 0.3, "s": np.array([2, 3, 64], "int64"), "s4": np.array([2, 3, 8, 8], "int64")}
+    graph = helper.make_graph(nodes, "names", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 8])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(a, n) for n, a in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    built = build_keras_model(onnx.shape_inference.infer_shapes(model), BuildOptions())
+    names = [op.name for op in built.model.operations]
+    assert len(names) == len(set(names))
+    assert any(n.startswith("transpose_") for n in names)
+    import keras
+
+    built.model.save(str(tmp_path / "m.keras"))
+    x = _f(2, 3, 8, 8).transpose(0, 2, 3, 1)
+    again = keras.models.load_model(str(tmp_path / "m.keras"))
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(built.model(x)), atol=1e-6)

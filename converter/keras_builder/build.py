@@ -184,6 +184,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
             output_layouts[out.name] = layout_for(rank, False) if rank in (4, 5) else Layout.NONE
         keras_outputs.append(keras.layers.Identity(name=ctx.layer_name(_FakeNode(out.name), suffix=""))(kt.value))
 
+    _unique_operation_names(keras_outputs, ctx.used_names)
     kmodel = keras.Model(keras_inputs, keras_outputs, name=options.model_name)
     transposes = sum(1 for op in kmodel.operations if type(op).__name__ == "Transpose")
     return BuiltModel(
@@ -197,6 +198,39 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         op_counts=dict(op_counts),
         transposes=transposes,
     )
+
+
+def _unique_operation_names(outputs: list[Any], ours: set[str]) -> None:
+    """Rename the ``keras.ops`` operations whose automatic name ("transpose_4", from Keras' per-process counter)
+    equals a layer name the builder chose (an ONNX node or output named ``transpose_4``), so the functional model
+    never refuses a name "used 2 times" (timm botnet26t_256). Layers keep the names the builder gave them."""
+    import keras
+
+    seen: set[int] = set()
+    found: list[Any] = []
+    stack = [t._keras_history.operation for t in outputs if getattr(t, "_keras_history", None)]
+    while stack:
+        op = stack.pop()
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        found.append(op)
+        for node in getattr(op, "_inbound_nodes", []):
+            stack.extend(t._keras_history.operation for t in node.input_tensors
+                         if getattr(t, "_keras_history", None) is not None)
+    # Layers first: they keep their names; plain operations give way.
+    found.sort(key=lambda op: not isinstance(op, keras.layers.Layer))
+    taken: set[str] = set()
+    all_names = {op.name for op in found} | ours
+    for op in found:
+        if op.name not in taken:
+            taken.add(op.name)
+            continue
+        base, k = op.name, 1
+        while f"{base}_{k}" in taken or f"{base}_{k}" in all_names:
+            k += 1
+        op.name = f"{base}_{k}"
+        taken.add(op.name)
 
 
 @dataclass
