@@ -56,6 +56,12 @@ def _gru_weights(w: np.ndarray, r: np.ndarray, b: np.ndarray | None, hidden: int
 def _constant_state(ctx: BuildContext, name: str) -> np.ndarray | None:
     """The value an initial state has for every batch row when it is one: a constant (a zero state the exporter
     folded for a static batch) or a constant expanded to a batch (``Expand`` of zeros). (dirs, 1 or B, H)."""
+    bv = ctx.batch_values.get(name)
+    if bv is not None and name not in ctx.env:  # expanded to a batch computed from shapes (B*H over rows)
+        rows = [np.asarray(v) for v in (bv.at_2, bv.at_3)]
+        if all(r.ndim == 3 and r.shape[1] > 0 and np.array_equal(r, np.broadcast_to(r[:, :1], r.shape))
+               for r in rows) and np.array_equal(rows[0][:, :1], rows[1][:, :1]):
+            return rows[0][:, :1]
     kt = ctx.get(name)
     if kt.is_const:
         return np.asarray(kt.value)
