@@ -108,3 +108,30 @@ def test_lstm_over_image_rows_uses_its_own_batch(tmp_path: Path) -> None:
     got = np.asarray(keras.models.load_model(str(tmp_path / "rows.keras"))(np.transpose(x, (0, 2, 3, 1))))
     with torch.no_grad():
         np.testing.assert_allclose(got, model(torch.from_numpy(x)).numpy(), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_is_one_keras_group_normalization(tmp_path: Path, affine: bool) -> None:
+    """nn.GroupNorm (exported as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add) becomes one
+    GroupNormalization named after the module, holding its weight and bias (none without affine)."""
+    import keras
+    import torch
+    from torch import nn
+
+    from converter import convert
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8, eps=1e-3, affine=affine)).eval()
+    if affine:
+        with torch.no_grad():
+            model[1].weight.uniform_(0.5, 1.5)
+            model[1].bias.uniform_(-0.5, 0.5)
+    path = tmp_path / "gn.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(2, 3, 8, 8),),
+                                          dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},)), str(path))
+    result = convert(str(path), output=str(tmp_path / "gn.keras"), manifest=False)
+    assert result.passed, result.report.format_text()
+    layers = [layer for layer in keras.models.load_model(str(tmp_path / "gn.keras")).layers
+              if isinstance(layer, keras.layers.GroupNormalization)]
+    assert len(layers) == 1 and layers[0].groups == 2 and layers[0].name.startswith("1"), layers
+    assert len(layers[0].trainable_weights) == (2 if affine else 0)

@@ -277,11 +277,11 @@ def instance_norm(ctx: BuildContext, node) -> list[KT]:
         source, groups, gamma, beta, last, weight_name = chain
         x = ctx.get(source)
         rank = x.rank
-        if rank in (3, 4, 5) and x.perm == tuple(range(rank)) and rank in (4, 5):
+        if rank in (4, 5) and x.perm == tuple(range(rank)):
             x = ctx.to_perm(x, channels_last_perm(rank))
         x = ctx.materialize(x)
         layer = keras.layers.GroupNormalization(groups=groups, axis=ctx.axis(x, 1), epsilon=eps,
-                                                center=beta is not None,
+                                                center=beta is not None, scale=gamma is not None,
                                                 name=ctx.layer_name(node, weight_name))
         y = layer(x.value)
         layer.set_weights([a.astype("float32") for a in (gamma, beta) if a is not None])
@@ -310,7 +310,7 @@ def instance_norm(ctx: BuildContext, node) -> list[KT]:
 def _group_norm_chain(ctx: BuildContext, node):
     """Match ``x -> Reshape(N, G, L) -> InstanceNorm(ones, zeros) -> Reshape(x's shape) [-> Mul w] [-> Add b]``.
 
-    Returns (x's name, G, gamma (C,), beta (C,) or None, outputs the fused layer replaces (the last one is the
+    Returns (x's name, G, gamma (C,) or None, beta (C,) or None, outputs the fused layer replaces (the last one is the
     chain's result), the weight's name) or None. Exact: per sample, each group of C/G consecutive channels is
     normalized over its channels and positions together, which is what GroupNormalization(groups=G) computes."""
     pre = ctx.nodes_by_output.get(node.input[0])
@@ -335,8 +335,7 @@ def _group_norm_chain(ctx: BuildContext, node):
         return None
     post = users[0]
     skipped = [post.output[0]]
-    gamma = np.ones(channels, "float32")
-    beta = None
+    gamma = beta = None
     weight_name = None
     per_channel = (1, channels) + (1,) * (len(in_shape) - 2)
 
@@ -349,20 +348,22 @@ def _group_norm_chain(ctx: BuildContext, node):
             return None, origin
         return value.reshape(channels).astype("float32"), origin
 
+    # A non-parameter all-ones scale / all-zeros shift is the exporter's filler for affine=False: no weight.
     nxt = ctx.consumers.get(post.output[0], [])
     if len(nxt) == 1 and nxt[0].op_type == "Mul":
         value, name = channel_const(nxt[0], post.output[0])
         if value is not None:
-            gamma, weight_name = value, name
+            if name in ctx.parameter_names or not np.all(value == 1):
+                gamma = value
+                weight_name = name if name in ctx.parameter_names else None
             skipped.append(nxt[0].output[0])
             after = ctx.consumers.get(nxt[0].output[0], [])
             if len(after) == 1 and after[0].op_type == "Add":
-                value, _ = channel_const(after[0], nxt[0].output[0])
+                value, name = channel_const(after[0], nxt[0].output[0])
                 if value is not None:
-                    beta = value
+                    if name in ctx.parameter_names or np.any(value):
+                        beta = value
                     skipped.append(after[0].output[0])
-    if beta is None:
-        beta = np.zeros(channels, "float32")
     return src, groups, gamma, beta, skipped, weight_name
 
 
