@@ -152,6 +152,15 @@ CASES: list[Case] = [
                 ("Mul", ("x", "s"), ("out_final",), {})), id="Shape"),
     Case("Size", {"x": X3}, node_inputs=("x",),
          extra=(("Cast", ("out0",), ("c",), {"to": 1}), ("Mul", ("x", "c"), ("out_final",), {})), id="Size"),
+    Case("Einsum", {"x": _f(2, 4, 3, 5), "y": _f(2, 4, 5, 6)}, attrs={"equation": "bhqd,bhdk->bhqk"}, id="Einsum"),
+    Case("Einsum", {"x": X3}, {"w": _f(6, 7)}, attrs={"equation": "bsd,de->bse"}, id="Einsum-weight"),
+    Case("Trilu", {"x": _f(2, 5, 5)}, {"k": np.array(1, "int64")}, attrs={"upper": 0}, id="Trilu"),
+    Case("CumSum", {"x": X3}, {"a": np.array(1, "int64")}, id="CumSum"),
+    Case("CumSum", {"x": X3}, {"a": np.array(2, "int64")}, attrs={"exclusive": 1, "reverse": 1},
+         id="CumSum-exclusive-reverse"),
+    Case("Tile", {"x": X3}, {"r": np.array([1, 2, 3], "int64")}, id="Tile"),
+    Case("ArgMax", {"x": X3}, attrs={"axis": 2, "keepdims": 0}, id="ArgMax"),
+    Case("ArgMin", {"x": X4}, attrs={"axis": 1}, id="ArgMin"),
     # GatherND with batch-row indices needs a dynamic batch: covered in test_gather_nd_batch_rows below.
     # recurrent
     Case("LSTM", {"x": _f(5, 2, 3)}, _lstm_weights(4, 3, 4, 1), attrs={"hidden_size": 4}, outputs=3, id="LSTM"),

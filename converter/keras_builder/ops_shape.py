@@ -298,3 +298,73 @@ def shape(ctx: BuildContext, node) -> list[KT]:
         f"{node.op_type} node {node.name!r}: the model computes with its own batch-dependent shape; "
         "export with a fixed batch (--static-batch) to convert it"
     )
+
+
+@handles("Einsum")
+def einsum(ctx: BuildContext, node) -> list[KT]:
+    """``keras.ops.einsum`` on the operands in logical order (the equation names logical axes)."""
+    from keras import ops
+
+    equation = ctx.attr(node, "equation").replace(" ", "")
+    operands = [ctx.to_identity(ctx.get(n)) for n in node.input if n]
+    if all(o.is_const for o in operands):
+        raise UnsupportedError(f"Einsum node {node.name!r}: all operands constant but not folded")
+    out_rank = len(equation.split("->", 1)[1]) if "->" in equation else None
+    y = ops.einsum(equation, *[o.value for o in operands])
+    return [KT(y, identity(out_rank if out_rank is not None else len(y.shape)))]
+
+
+@handles("Trilu")
+def trilu(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    k = ctx.optional_const(node, 1, "diagonal offset")
+    k = 0 if k is None else int(np.asarray(k).reshape(()))
+    fn = ops.triu if int(ctx.attr(node, "upper", 1)) else ops.tril
+    return [KT(fn(x.value, k=k), x.perm)]
+
+
+@handles("CumSum")
+def cumsum(ctx: BuildContext, node) -> list[KT]:
+    """Cumulative sum (RoBERTa-style position ids from the padding mask); ``exclusive``/``reverse`` as in ONNX."""
+    from keras import ops
+
+    x = ctx.materialize(ctx.get(node.input[0]))
+    axis = int(np.asarray(ctx.const(node.input[1], node, "axis")).reshape(())) % x.rank
+    real = ctx.axis(x, axis)
+    v = x.value
+    reverse = int(ctx.attr(node, "reverse", 0))
+    if reverse:
+        v = ops.flip(v, axis=real)
+    y = ops.cumsum(v, axis=real)
+    if int(ctx.attr(node, "exclusive", 0)):
+        y = ops.subtract(y, v)
+    if reverse:
+        y = ops.flip(y, axis=real)
+    return [KT(y, x.perm)]
+
+
+@handles("Tile")
+def tile(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    repeats = [int(r) for r in np.asarray(ctx.const(node.input[1], node, "repeats")).reshape(-1)]
+    if repeats and repeats[0] != 1 and ctx.shape(node.input[0]).dims[0] is None:
+        raise UnsupportedError(f"Tile node {node.name!r}: tiling the batch axis is not supported")
+    return [KT(ops.tile(x.value, repeats), x.perm)]
+
+
+@handles("ArgMax", "ArgMin")
+def arg_reduce(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    axis = int(ctx.attr(node, "axis", 0)) % x.rank
+    keep = bool(ctx.attr(node, "keepdims", 1))
+    if int(ctx.attr(node, "select_last_index", 0)):
+        raise UnsupportedError(f"{node.op_type} node {node.name!r}: select_last_index=1 is not supported")
+    fn = ops.argmax if node.op_type == "ArgMax" else ops.argmin
+    y = ops.cast(fn(x.value, axis=axis, keepdims=keep), "int64")
+    return [KT(y, identity(x.rank if keep else x.rank - 1))]
