@@ -161,6 +161,9 @@ CASES: list[Case] = [
     Case("Tile", {"x": X3}, {"r": np.array([1, 2, 3], "int64")}, id="Tile"),
     Case("ArgMax", {"x": X3}, attrs={"axis": 2, "keepdims": 0}, id="ArgMax"),
     Case("ArgMin", {"x": X4}, attrs={"axis": 1}, id="ArgMin"),
+    Case("GatherElements", {"x": X3}, {"i": _int(2, 4, 3, high=6)}, attrs={"axis": 2}, id="GatherElements"),
+    Case("GatherElements", {"i": _int(2, 3, high=4)}, {"t": _f(4, 5)}, node_inputs=("t", "i"),
+         id="GatherElements-constant-data-smaller-index"),
     # GatherND with batch-row indices needs a dynamic batch: covered in test_gather_nd_batch_rows below.
     # recurrent
     Case("LSTM", {"x": _f(5, 2, 3)}, _lstm_weights(4, 3, 4, 1), attrs={"hidden_size": 4}, outputs=3, id="LSTM"),

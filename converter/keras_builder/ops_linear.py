@@ -7,6 +7,7 @@ import numpy as np
 from converter.errors import UnsupportedError
 from converter.keras_builder.context import KT, BuildContext
 from converter.keras_builder.registry import handles
+from converter.layout import identity
 
 
 def _fusable_bias(ctx: BuildContext, node, units: int) -> tuple[np.ndarray | None, object | None]:
@@ -206,3 +207,37 @@ def _per_row_index(bv) -> np.ndarray | None:
             return None
         rest = tail[0]
     return rest
+
+
+@handles("GatherElements")
+def gather_elements(ctx: BuildContext, node) -> list[KT]:
+    """``take_along_axis`` (the same rule); data first cut to the index's extent on the other axes, as ONNX
+    allows an index smaller than the data there."""
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    idx = ctx.to_identity(ctx.get(node.input[1]))
+    axis = int(ctx.attr(node, "axis", 0)) % x.rank
+    data_dims = ctx.shape(node.input[0]).dims
+    idx_dims = ctx.shape(node.input[1]).dims
+    if data_dims[axis] is None:
+        raise UnsupportedError(f"GatherElements node {node.name!r}: gathering along the batch axis is not supported")
+    size = int(data_dims[axis])
+    if idx.is_const:
+        arr = np.asarray(idx.value)
+        idx_value = np.where(arr < 0, arr + size, arr).astype("int32")
+    else:
+        idx_value = ops.where(ops.less(idx.value, 0), ops.add(idx.value, size), idx.value)
+    data = x.value
+    cut = [slice(None)] * x.rank
+    for a, (d, i) in enumerate(zip(data_dims, idx_dims)):
+        if a != axis and d is not None and i is not None and i != d:
+            cut[a] = slice(0, int(i))
+    if any(c != slice(None) for c in cut):
+        if x.is_const:
+            data = np.asarray(data)[tuple(cut)]
+        else:
+            data = data[tuple(cut)]
+    if isinstance(data, np.ndarray) and not isinstance(idx_value, np.ndarray):
+        data = ctx.const_tensor(data)
+    return [KT(ops.take_along_axis(data, idx_value, axis=axis), identity(x.rank))]
