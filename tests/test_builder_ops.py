@@ -33,6 +33,7 @@ class Case:
     extra: tuple = ()  # (op, inputs, outputs, attrs) helper nodes run after the op under test
     opset: int = 18
     tol: float = 1e-5
+    dynamic_batch: bool = False  # graph inputs get a symbolic batch dimension
     id: str = ""
 
 
@@ -146,6 +147,8 @@ CASES: list[Case] = [
     Case("Upsample", {"x": X4}, {"sc": np.array([1, 1, 2, 2], "float32")}, attrs={"mode": "nearest"}, opset=9,
          id="Upsample"),
     Case("Expand", {"x": _f(2, 1, 6)}, {"s": np.array([2, 4, 6], "int64")}, id="Expand"),
+    Case("Expand", {"x": _f(2, 3, 1, 4)}, {"s": np.array([1, 3, 2, 4], "int64")}, dynamic_batch=True,
+         id="Expand-batch-sized-tensor"),  # GQA's repeat_kv (HF Llama / Qwen2)
     # Shape/Size alone would give a constant output: one helper node uses the (folded) value with the input.
     Case("Shape", {"x": X3}, node_inputs=("x",),
          extra=(("Cast", ("out0",), ("c",), {"to": 1}), ("ReduceSum", ("c",), ("s",), {"keepdims": 0}),
@@ -241,7 +244,7 @@ def test_every_registered_op_has_a_case() -> None:
 @pytest.mark.parametrize("keep_layout", [False, True], ids=["channels-last", "keep-layout"])
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_one_node_matches_onnxruntime(case: Case, keep_layout: bool) -> None:
-    model, outputs = _model(case)
+    model, outputs = _model(case, case.dynamic_batch)
     expected, got, built = _run_both(model, outputs, dict(case.inputs), keep_layout)
     assert case.op in built.op_counts, built.op_counts
     for want, have in zip(expected, got):

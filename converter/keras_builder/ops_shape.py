@@ -284,6 +284,15 @@ def expand(ctx: BuildContext, node) -> list[KT]:
 
     x = ctx.to_identity(ctx.get(node.input[0]))
     target = ctx.shape(node.output[0]).dims
+    src_dims = ctx.shape(node.input[0]).dims
+    if not x.is_const and len(src_dims) == len(target) and all(
+            (s is None) == (t is None) for s, t in zip(src_dims, target)):
+        # A run-time tensor that already has the batch (GQA's repeat_kv: (B, kv, 1, S, D) -> (B, kv, n, S, D)):
+        # broadcast against zeros of the target's other dims.
+        rest = tuple(1 if d is None else int(d) for d in target)
+        if x.value.dtype == "bool":
+            return [KT(ops.logical_or(x.value, np.zeros(rest, bool)), identity(len(target)))]
+        return [KT(ops.add(x.value, np.zeros(rest, str(x.value.dtype))), identity(len(target)))]
     if sum(d is None for d in target) == 1 and ctx.batch_source is not None:
         # ViT's class token expanded to the batch; an RNN's zero initial state (directions, batch, hidden)
         return [params.expand_to_batch(ctx, node, x, target)]
