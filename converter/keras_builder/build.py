@@ -140,7 +140,10 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         op_counts[node.op_type] += 1
         live = [i for i in node.input if i]
         table_lookup = node.op_type == "Gather" and node.input[0] in options.parameter_names
-        if all(o in batch_values for o in node.output if o) and any(node.output) and not table_lookup:
+        # A source parameter expanded to the batch (ViT's class token) or looked up goes through its handler,
+        # which keeps it a trainable layer; other batch-dependent constants are materialized where used.
+        uses_parameter = any(i in options.parameter_names for i in node.input)
+        if all(o in batch_values for o in node.output if o) and any(node.output) and not uses_parameter:
             continue  # constant-derived but batch-dependent: materialized where used (BuildContext.get)
         skip = _SHAPE_ONLY_INPUTS.get(node.op_type, set())
         foldable = all(ctx.is_const(i) for n, i in enumerate(node.input) if i and n not in skip)
