@@ -32,6 +32,10 @@ class _Positional:
         elif kind == "gpt2":
             model = T.GPT2Model(T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64,
                                              bos_token_id=0, eos_token_id=0))
+        elif kind == "llama":  # rotary embeddings, RMSNorm, grouped-query attention (repeat_kv), causal
+            model = T.LlamaModel(T.LlamaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                                               num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                                               max_position_embeddings=64))
         else:
             model = T.ViTModel(T.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
                                            num_attention_heads=4, intermediate_size=64), add_pooling_layer=False)
@@ -44,7 +48,7 @@ class _Positional:
             def forward(self, x, mask=None):
                 if kind == "vit":
                     return self.m(pixel_values=x).last_hidden_state
-                if kind == "gpt2":  # causal mask only: a padded first token would leave a row with no key
+                if kind in ("gpt2", "llama"):  # causal mask only: a padded first token would leave a row with no key
                     return self.m(input_ids=x).last_hidden_state
                 return self.m(input_ids=x, attention_mask=mask).last_hidden_state
 
@@ -58,7 +62,7 @@ def _export(tmp_path: Path, kind: str) -> tuple[Path, object]:
     batch = torch.export.Dim("batch", min=1, max=64)
     if kind == "vit":
         args, dyn = (torch.randn(2, 3, 32, 32),), ({0: batch},)
-    elif kind == "gpt2":
+    elif kind in ("gpt2", "llama"):
         args, dyn = (torch.randint(0, 100, (2, 16)),), ({0: batch},)
     else:
         args = (torch.randint(0, 100, (2, 16)), torch.ones(2, 16, dtype=torch.long))
@@ -68,7 +72,7 @@ def _export(tmp_path: Path, kind: str) -> tuple[Path, object]:
     return path, wrapped
 
 
-@pytest.mark.parametrize("kind", ["bert", "distilbert", "gpt2", "vit"])
+@pytest.mark.parametrize("kind", ["bert", "distilbert", "gpt2", "llama", "vit"])
 def test_default_attention_converts_to_keras(tmp_path: Path, kind: str) -> None:
     import keras
     import torch
@@ -82,7 +86,8 @@ def test_default_attention_converts_to_keras(tmp_path: Path, kind: str) -> None:
     model = keras.models.load_model(str(out))
     assert model.inputs[0].shape[0] is None  # the batch stays dynamic
     names = {layer.name for layer in model.layers}
-    assert any(n.startswith("m.") and "layer" in n or n.startswith("m.h.") for n in names), sorted(names)
+    assert any(n.startswith(("m.encoder.layer", "m.transformer.layer", "m.h.", "m.layers.")) for n in names), \
+        sorted(names)
     assert not any(n.startswith("m.m.") for n in names), sorted(names)  # paths as named_modules() prints them
 
     # Beyond crossport's own check: a padded batch of 3 (BERT/DistilBERT: last 5 tokens masked).
@@ -94,7 +99,7 @@ def test_default_attention_converts_to_keras(tmp_path: Path, kind: str) -> None:
         ids = rng.integers(0, 100, (3, 16)).astype("int64")
         mask = np.ones((3, 16), "int64")
         mask[:, 11:] = 0
-        feeds = [ids] if kind == "gpt2" else [ids, mask]
+        feeds = [ids] if kind in ("gpt2", "llama") else [ids, mask]
         keras_feeds = feeds
     with torch.no_grad():
         expected = wrapped(*[torch.from_numpy(f) for f in feeds]).numpy()
