@@ -12,7 +12,12 @@ import math
 from typing import Any
 
 MODE = "eval (inference; Dropout off, BatchNorm running statistics)"
-CRITERION = "|candidate - reference| <= atol + rtol * |reference|"
+CRITERION = "|candidate - reference| <= atol + rtol * |reference| + scale * rms(reference)"
+
+
+def criterion_text(atol: float, rtol: float, scale: float) -> str:
+    """The element criterion as the text reports print it (``scale`` 0: element-wise only, ``--elementwise``)."""
+    return f"|a-b| <= {atol:g} + {rtol:g}*|b|" + (f" + {scale:g}*rms(b)" if scale else "")
 
 
 def clean(obj: Any) -> Any:

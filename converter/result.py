@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from converter.parity.report import REPORT_SCHEMA_VERSION, HopResult, format_hop
-from converter.reporting import CRITERION, MODE, Report
+from converter.reporting import CRITERION, MODE, Report, criterion_text
 
 # A timing key ending in this ran alongside other steps (in a worker process): shown, but not added to the total.
 OVERLAPPED = " (overlapped)"
@@ -66,6 +66,7 @@ class ConversionReport(Report):
     trainable_params: dict[str, int]
     notes: tuple[str, ...] = field(default_factory=tuple)
     error: str = ""
+    scale: float = 0.0  # schema 1.2 (additive): the scale term of the criterion; 0 = element-wise (--elementwise)
     # Added in schema 1.1 (additive; v1 readers ignore them): the named route that produced the output and every
     # route tried on the way. Empty for directions with a single route.
     route_name: str = ""
@@ -88,7 +89,7 @@ class ConversionReport(Report):
             "dynamic_batch": self.dynamic_batch, "mode": MODE,
             "verified": self.verified, "passed": self.passed, "forced": self.forced,
             "failed_hop": self.failed_hop.name if self.failed_hop else None,
-            "tolerance": {"atol": self.atol, "rtol": self.rtol, "criterion": CRITERION},
+            "tolerance": {"atol": self.atol, "rtol": self.rtol, "scale": self.scale, "criterion": CRITERION},
             "input_sets": list(self.input_sets), "hops": [h.to_dict() for h in self.hops],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "versions": self.versions,
             "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
@@ -116,7 +117,7 @@ class ConversionReport(Report):
         else:
             sets = ", ".join(s["label"] for s in self.input_sets)
             lines.append(f"  verification (eval mode; inputs: {sets}; seed {self.input_sets[0]['seed'] if self.input_sets else '-'};"
-                         f" |a-b| <= {self.atol:g} + {self.rtol:g}*|b|):")
+                         f" {criterion_text(self.atol, self.rtol, self.scale)}):")
             for hop in self.hops:
                 lines.extend(format_hop(hop))
         for note in self.notes:

@@ -76,3 +76,36 @@ def test_scale_zero_is_the_elementwise_criterion() -> None:
     assert not compare_arrays("y", cand, ref, Tolerance(scale=0.0)).passed
     assert compare_arrays("y", cand, ref, Tolerance()).passed
     assert not compare_arrays("y", ref + np.array([0.0, 1.0, 0.0]), ref, Tolerance()).passed
+
+
+def _scaled_onnx(path, offset: float):
+    """y = 1e4 * x + offset: outputs of magnitude ~1e4, some elements near zero."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = numpy_helper.from_array(np.array(1e4, dtype=np.float32), "k")
+    b = numpy_helper.from_array(np.array(offset, dtype=np.float32), "b")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["xk"]), helper.make_node("Add", ["xk", "b"], ["y"])], "scaled",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 64])], [k, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_verify_cli_default_is_scale_aware_and_elementwise_is_on_request(tmp_path) -> None:
+    """An offset of 1e-2 on outputs of scale 1e4 (float32 rounding is ~1e-3 there) passes by default; the user who
+    asks for --elementwise gets the strict verdict, and the default report still shows the element-wise view."""
+    import subprocess
+    import sys
+
+    ref, cand = _scaled_onnx(tmp_path / "ref.onnx", 0.0), _scaled_onnx(tmp_path / "cand.onnx", 1e-2)
+    cmd = [sys.executable, "-c", "from converter.cli import main; main()", "verify", str(ref), str(cand)]
+    default = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert default.returncode == 0, default.stdout + default.stderr
+    assert "element-wise alone" in default.stdout and "rms(b)" in default.stdout
+    strict = subprocess.run([*cmd, "--elementwise"], capture_output=True, text=True, timeout=600)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    assert "rms(b)" not in strict.stdout

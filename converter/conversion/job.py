@@ -44,6 +44,7 @@ class ConvertOptions:
     fp16: bool = False
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
+    elementwise: bool = False  # plain |a-b| <= atol + rtol*|b|, without the scale term (compare.DEFAULT_SCALE)
     verify: bool = True
     force: bool = False
     seed: int = 0
@@ -219,7 +220,9 @@ class Job:
 
     @property
     def tol(self) -> Tolerance:
-        return Tolerance(self.options.atol, self.options.rtol)
+        from converter.parity.compare import DEFAULT_SCALE
+
+        return Tolerance(self.options.atol, self.options.rtol, 0.0 if self.options.elementwise else DEFAULT_SCALE)
 
     def publish(self, artifact: Path) -> None:
         publish(artifact, self.output, self.options.force)

@@ -39,7 +39,7 @@ class Ledger:
             inputs=inputs, outputs=outputs, dynamic_batch=dynamic_batch, verified=verified, passed=passed,
             forced=written and verified and not passed, hops=tuple(self.hops),
             input_sets=tuple(s.describe() for s in sets) if verified else (), atol=job.options.atol,
-            rtol=job.options.rtol, timings=dict(job.clock.timings), versions=versions(version_of),
+            rtol=job.options.rtol, scale=job.tol.scale, timings=dict(job.clock.timings), versions=versions(version_of),
             trainable_params=trainable, notes=tuple(self.notes), route_name=route_name,
         )
 

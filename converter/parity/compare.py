@@ -144,3 +144,11 @@ def compare_arrays(name: str, candidate: np.ndarray, reference: np.ndarray, tol:
         elementwise_passed=not bool(np.any(elementwise)),
         elementwise_mismatches=int(np.count_nonzero(elementwise)),
     )
+
+
+def elementwise_view(o: OutputComparison) -> str:
+    """The element-wise verdict beside the scale-aware one, when they differ (reports show both views)."""
+    if not o.scale or o.elementwise_passed:
+        return ""
+    return (f"element-wise alone (atol + rtol*|b|, without {o.scale:g}*rms(b), rms {o.reference_rms:.3g}): "
+            f"{o.elementwise_mismatches}/{o.total} mismatches")

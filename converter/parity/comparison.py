@@ -91,11 +91,11 @@ def compare_models(ref: LoadedModel, cand: LoadedModel, sets: Sequence[InputSet]
         L.check_transpose("output", out_names[k], r.shape, c.shape, out_why[k], "")
     ref.runner.output_layouts = out_ref
     cand.runner.output_layouts = out_cand
-    tols = {n: Tolerance(options.atol, options.rtol) for n in out_names}
+    tols = {n: Tolerance(options.atol, options.rtol, options.scale) for n in out_names}
     for name, atol, rtol in options.tolerances:
         if name not in tols:
             raise ShapeError(f"--tol {name}: not an output name (outputs: {list(out_names)})")
-        tols[name] = Tolerance(atol, rtol)
+        tols[name] = Tolerance(atol, rtol, options.scale)
     rec_ref, rec_cand = _Recording(ref.runner), _Recording(cand.runner, order)
     hop = run_hop(rec_ref, rec_cand, sets, in_ref, out_names, tols)
     timings = {"run": time.perf_counter() - t0}
@@ -109,7 +109,7 @@ def compare_models(ref: LoadedModel, cand: LoadedModel, sets: Sequence[InputSet]
         ref_feeds = [to_layout(a, s, d) for a, s, d in zip(first, in_ref, in_ref)]
         cand_feeds = [to_layout(a, s, d) for a, s, d in zip(first, in_ref, in_cand)]
         try:
-            default = Tolerance(options.atol, options.rtol)
+            default = Tolerance(options.atol, options.rtol, options.scale)
             profile = localize(ref, cand, ref_feeds, cand_feeds, default)
         except Exception as err:  # noqa: BLE001 - localization is a diagnosis; its failure must not hide the verdict
             notes.append(f"per-layer localization failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
@@ -122,7 +122,7 @@ def compare_models(ref: LoadedModel, cand: LoadedModel, sets: Sequence[InputSet]
     report = VerifyReport(
         reference=_info(ref), candidate=_info(cand), passed=hop.passed, hop=hop, inputs=tensors_in,
         outputs=tensors_out, input_sets=tuple(s.describe() for s in sets),
-        tolerance=Tolerance(options.atol, options.rtol),
+        tolerance=Tolerance(options.atol, options.rtol, options.scale),
         per_output_tolerance={n: (t.atol, t.rtol) for n, t in tols.items()
                               if (t.atol, t.rtol) != (options.atol, options.rtol)},
         layers=profile, histograms=tuple(histograms), versions=versions(("crossport", "numpy", "torch", "onnx", "onnxruntime", "tensorflow", "keras")), command=options.command,

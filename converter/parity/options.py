@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, DEFAULT_SCALE
 from converter.parity.loaders import LoadOptions
 
 
@@ -20,6 +20,11 @@ class VerifyOptions:
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
     tolerances: tuple[tuple[str, float, float], ...] = ()  # per output: (name, atol, rtol)
+    elementwise: bool = False  # the plain |a-b| <= atol + rtol*|b|, without the scale term (compare.DEFAULT_SCALE)
+
+    @property
+    def scale(self) -> float:
+        return 0.0 if self.elementwise else DEFAULT_SCALE
     layouts: tuple[str, ...] = ()  # "--layout" strings: [ref:|cand:]NAME=LAYOUT
     manifest: str | None = None
     load: LoadOptions = field(default_factory=LoadOptions)

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from converter.layout import Layout, to_layout
-from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.parity.compare import OutputComparison, Tolerance, compare_arrays, elementwise_view
 from converter.parity.inputs import InputSet
 from converter.parity.runners import Runner
 
@@ -123,6 +123,9 @@ def _merge(primary: OutputComparison, other: OutputComparison | None) -> OutputC
         max_rel_error=max(primary.max_rel_error, other.max_rel_error),
         cosine_similarity=min(primary.cosine_similarity, other.cosine_similarity),
         passed=primary.passed and other.passed,
+        elementwise_passed=primary.elementwise_passed and other.elementwise_passed,
+        elementwise_mismatches=primary.elementwise_mismatches + other.elementwise_mismatches,
+        reference_rms=max(primary.reference_rms, other.reference_rms),
     )
 
 
@@ -159,6 +162,8 @@ def format_hop(hop: HopResult) -> list[str]:
             f"max rel {o.max_rel_error:.2e}  mismatches {o.mismatches}/{o.total}  cos {o.cosine_similarity:.6f}  "
             f"(atol {o.atol:g}, rtol {o.rtol:g}; atol needed {o.atol_needed:.1e})"
         )
+        if elementwise_view(o):
+            lines.append(f"         {elementwise_view(o)}")
         if o.note:
             lines.append(f"         note: {o.note}")
         if not o.passed and o.worst_index:

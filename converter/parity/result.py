@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converter.parity.compare import Tolerance
+from converter.parity.compare import Tolerance, elementwise_view
 from converter.parity.report import HopResult
-from converter.reporting import CRITERION, MODE, Report
+from converter.reporting import CRITERION, MODE, Report, criterion_text
 
 VERIFY_SCHEMA_VERSION = 1
 
@@ -83,7 +83,7 @@ class VerifyReport(Report):
             "candidate": self.candidate.to_dict(),
             "golden": {"dir": self.golden, "changes": list(self.golden_changes)} if self.golden else None,
             "mode": MODE,
-            "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol,
+            "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol, "scale": self.tolerance.scale,
                           "criterion": CRITERION,
                           "per_output": {k: {"atol": a, "rtol": r} for k, (a, r) in self.per_output_tolerance.items()}},
             "inputs": [t.to_dict() for t in self.inputs],
@@ -125,6 +125,8 @@ class VerifyReport(Report):
             rows.append(f"  {o.name[:15]:<16}{str(list(o.shape))[:17]:<18}{o.max_abs_error:>10.2e}"
                         f"{o.max_rel_error:>10.2e}{f'{o.mismatches}/{o.total}':>14}{o.cosine_similarity:>11.6f}"
                         f"{o.atol_needed:>13.1e}  {'ok' if o.passed else 'FAIL'}")
+            if elementwise_view(o):
+                rows.append(f"    {elementwise_view(o)}")
             if o.note:
                 rows.append(f"    note: {o.note}")
             if not o.passed and o.worst_index:
@@ -141,7 +143,7 @@ class VerifyReport(Report):
         sets = ", ".join(s["label"] for s in self.input_sets)
         seed = self.input_sets[0]["seed"] if self.input_sets else "-"
         lines.append(f"  inputs: {sets} (seed {seed}); {MODE}")
-        lines.append(f"  tolerance: |a-b| <= {self.tolerance.atol:g} + {self.tolerance.rtol:g}*|b|"
+        lines.append(f"  tolerance: {criterion_text(self.tolerance.atol, self.tolerance.rtol, self.tolerance.scale)}"
                      + "".join(f"; {k}: {a:g}, {r:g}" for k, (a, r) in self.per_output_tolerance.items()))
         if self.hop.error:
             lines.append(f"  error: {self.hop.error}")
