@@ -4,7 +4,7 @@ Runs user code (both files) — callers reach this only through an explicit --ve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,6 +16,7 @@ from converter.errors import ModelClassError, ShapeError
 from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
 from converter.rewrite.loading import build, import_code, import_file, parse_init_kwargs
 from converter.rewrite.options import RewriteResult
+from converter.rewrite.todo_flow import TodoReach, format_reach, reach
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class VerifyReport:
     permuted_dense: tuple[str, ...] = field(default=())
     #: outputs that differed between two runs of the original on the same input (sampled noise): not compared.
     stochastic: tuple[str, ...] = field(default=())
+    #: per remaining TODO of the rewrite, the outputs whose computation it lies on (``todo_flow``).
+    todo_reach: tuple[TodoReach, ...] = field(default=())
+
+    @property
+    def n_outputs(self) -> int:
+        found = {int(r.name.rsplit(":out", 1)[1]) for r in self.rows} | {int(s[3:]) for s in self.stochastic}
+        return max(found) + 1 if found else 0
 
     @property
     def passed(self) -> bool:
@@ -45,6 +53,13 @@ class VerifyReport:
     @property
     def max_abs_error(self) -> float:
         return max((r.max_abs_error for r in self.rows), default=float("inf"))
+
+
+def with_todo_reach(report: VerifyReport, result: RewriteResult, entry: str) -> VerifyReport:
+    """``report`` saying which outputs each TODO left in ``result`` can affect."""
+    if not result.todos:
+        return report
+    return replace(report, todo_reach=reach(result.code, result.todos, entry, report.n_outputs))
 
 
 def parse_shapes(text: str) -> tuple[tuple[int, ...], ...]:
@@ -147,8 +162,9 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     original = build(import_file(source_path), class_name, kwargs, str(source_path))
     rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
                       f"rewritten {source_path.name}")
-    return compare_models(original, rewritten, class_name=class_name, layout=result.layout,
-                          spatial=class_name in result.spatial_classes, options=options, todos=len(result.todos))
+    report = compare_models(original, rewritten, class_name=class_name, layout=result.layout,
+                            spatial=class_name in result.spatial_classes, options=options, todos=len(result.todos))
+    return with_todo_reach(report, result, class_name)
 
 
 def _cause(err: Exception) -> str:
@@ -240,5 +256,6 @@ def format_report(report: VerifyReport) -> str:
         lines.append(f"stochastic outputs (differ between two runs of the original on the same input; not compared): "
                      f"{', '.join(report.stochastic)}" + ("" if report.rows else " -- no deterministic output is left "
                                                            "to compare"))
+    lines += format_reach(report.todo_reach, report.n_outputs)
     lines.append(f"verify {'passed' if report.passed else 'FAILED'}: max abs error {report.max_abs_error:.3e}")
     return "\n".join(lines)

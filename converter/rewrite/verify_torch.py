@@ -15,7 +15,7 @@ from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
 from converter.rewrite.loading import import_code, import_file, parse_init_kwargs
 from converter.rewrite.options import RewriteResult
 from converter.rewrite.verify import (VerifyOptions, VerifyReport, _cause, _flat_outputs, _sample_batches, choose_class,
-                                      stochastic_names, stochastic_outputs)
+                                      stochastic_names, stochastic_outputs, with_todo_reach)
 
 #: How the report names the layouts compared: Keras tensors are channels-last, the torch module's channels-first.
 LAYOUT = "Keras NHWC -> torch NCHW"
@@ -50,8 +50,9 @@ def verify_keras_rewrite(source_path: Path, result: RewriteResult, options: Veri
     torch.manual_seed(options.seed)
     rewritten = build_entry(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), entry,
                             kwargs, f"rewritten {source_path.name}")
-    return compare_keras_torch(original, rewritten, name=entry, spatial=entry in result.spatial_classes,
-                               options=options, todos=len(result.todos))
+    report = compare_keras_torch(original, rewritten, name=entry, spatial=entry in result.spatial_classes,
+                                 options=options, todos=len(result.todos))
+    return with_todo_reach(report, result, entry)
 
 
 def embedding_size(model: Any) -> int | None:
