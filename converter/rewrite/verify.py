@@ -162,7 +162,7 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     original = build(import_file(source_path), class_name, kwargs, str(source_path))
     rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
                       f"rewritten {source_path.name}")
-    report = compare_models(original, rewritten, class_name=class_name, layout=result.layout,
+    report = compare_models(original, rewritten, class_name=class_name, layout=result.layout_of(class_name),
                             spatial=class_name in result.spatial_classes, options=options, todos=len(result.todos))
     return with_todo_reach(report, result, class_name)
 

@@ -26,7 +26,7 @@ TORCH_CASES = {
     "text_cnn": ("2x12", "TextCNN"), "lstm_forecaster": ("2x10x3", "LSTMForecaster"),
     "lstm_state_tuple": ("2x6x5", "LSTMCore"), "conv_autoencoder": ("2x1x16x16", "ConvAutoencoder"),
     "char_gru": ("2x9", "CharGRU"), "se_block": ("2x3x10x10", "SEBlock"), "vgg_cfg": ("2x3x16x16", "VGG"),
-    "ordered_mlp": ("4x10", "OrderedMLP"),
+    "ordered_mlp": ("4x10", "OrderedMLP"), "gan_pair": ("2x3x8x8", "Discriminator"),
 }
 #: Keras fixture -> (input shape, entry: a class, a builder function or a model built at module level)
 KERAS_CASES = {
@@ -37,7 +37,7 @@ KERAS_CASES = {
     "text_lstm_sequential": ("2x7", "model"), "gan_discriminator": ("2x16x16x1", "discriminator"),
     "gru_forecaster": ("2x12x3", "build_forecaster"), "keras2_functional_mlp": ("4x20", "classifier"),
     "mlp_regression": ("4x8", "model"), "conv1d_subclassed": ("2x10x4", "SequenceNet"),
-    "residual_loop": ("2x16x16x3", "make_model"),
+    "residual_loop": ("2x16x16x3", "make_model"), "initialized_classifier": ("2x16x16x3", "InitializedClassifier"),
 }
 #: TODOs a person still has to look at (none of them stops the file from importing, building or verifying).
 EXPECTED_TODOS = {
