@@ -67,6 +67,9 @@ class RuleContext(Protocol):
     def facts_for(self, node: cst.CSTNode, what: str = "") -> object | None:
         """--to torch with --input-shape: the Keras input shape recorded for the layer the original call builds."""
 
+    def traced(self, node: cst.CSTNode) -> object | None:
+        """--to keras with --input-shape: (input shape, output shape) of the original call ``node`` in one torch run."""
+
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         """Schedule an import statement for removal if nothing uses it after the rewrite (RemoveImportsVisitor)."""
 
@@ -188,6 +191,12 @@ class CallRule(Rule):
     TARGETS: ClassVar[dict[str, str]] = {}
     #: "model": anywhere in a model class or builder; "tensor": only in methods where tensors flow.
     SCOPE: ClassVar[str] = "model"
+    #: set while rewriting a call whose input the trace showed has rank <= 2 (the same axes in NCHW and NHWC).
+    plain_dims: bool = False
+
+    def remaps_dims(self) -> bool:
+        """Whether this call's dims are remapped NCHW -> NHWC (the context's answer, unless the trace says no)."""
+        return self.ctx.remaps_dims() and not self.plain_dims
 
     @targeted
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
@@ -240,7 +249,7 @@ class CallRule(Rule):
         """The Keras axis for torch dim ``node``: unchanged unless NCHW->NHWC; None when it cannot be known."""
         from rules.cst_tools import is_unknown, lit, literal, tuple_of
 
-        if not self.ctx.remaps_dims():
+        if not self.remaps_dims():
             return node
         value = literal(node)
         if is_unknown(value):

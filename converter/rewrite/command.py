@@ -41,6 +41,37 @@ def _with_facts(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tuple[Rewri
     return job, rewrite_files(job)
 
 
+def _with_traced_shapes(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tuple[RewriteJob, list[FileOutcome]]:
+    """--to keras --input-shape: when channels_last left NCHW-axis TODOs (or fell back to channels_first for them),
+    run the original torch model once (explicit opt-in) and rewrite again knowing each call's tensor shapes."""
+    from converter.rewrite.engine import _LAYOUT_WORDS
+    from converter.rewrite.loading import parse_init_kwargs
+    from converter.rewrite.torch_trace import trace_shapes
+    from converter.rewrite.verify import choose_class, parse_shapes
+
+    if len(outcomes) != 1:
+        return cmd.job, outcomes
+    result = outcomes[0].result
+    fell_back = bool(result.class_layouts) or result.layout != cmd.job.options.layout
+    if not fell_back and not any(w in t.why for t in result.todos for w in _LAYOUT_WORDS):
+        return cmd.job, outcomes
+    from converter.cli._common import quiet_frameworks
+
+    quiet_frameworks()
+    from converter.frameworks import tensorflow
+
+    tensorflow()  # torch after TF, as --verify imports them
+    facts = trace_shapes(outcomes[0].source, choose_class(result, cmd.class_name), parse_shapes(cmd.input_shape or ""),
+                         parse_init_kwargs(cmd.init_kwargs), cmd.seed)
+    if not facts:
+        return cmd.job, outcomes
+    job = replace(cmd.job, options=replace(cmd.job.options, facts=facts))
+    again = rewrite_files(job)
+    if len(again[0].result.todos) > len(result.todos):
+        return cmd.job, outcomes
+    return job, again
+
+
 def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
     """Returns the exit code: 0 done, 1 --check found changes/TODOs or --verify found a mismatch."""
     job = cmd.job
@@ -52,6 +83,8 @@ def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
     outcomes = rewrite_files(job)
     if job.options.to == "torch" and cmd.input_shape:
         job, outcomes = _with_facts(cmd, outcomes)
+    elif cmd.input_shape:
+        job, outcomes = _with_traced_shapes(cmd, outcomes)
     if not cmd.quiet:
         for outcome in outcomes:
             for line in summary(outcome):

@@ -42,6 +42,9 @@ from rules.base import Rule
 from rules.cst_walk import names_in, skippable
 
 
+_EMPTY = cst.Module(body=[])
+
+
 class RuleRunner(VisitorBasedCodemodCommand):
     """Runs a batch of rules over a module in a single pass (Fixit-style batching: one traversal, not one per rule)."""
 
@@ -57,6 +60,10 @@ class RuleRunner(VisitorBasedCodemodCommand):
         #: --to keras, layout chosen per group of classes: top-level class/function name -> its layout.
         self.class_layouts = dict(class_layouts or {})
         self._defs: list[str] = []
+        #: --to keras with traced shapes (``torch_trace``): original Call node id -> its structural key.
+        self._tracing = to == "keras" and any("|" in k for k in (facts or {}))
+        self._call_keys: dict[int, str] = {}
+        self._call_counts: Counter[tuple[str, str]] = Counter()
         #: the target framework: "keras" rewrites torch sources, "torch" rewrites Keras sources.
         self.to = to
         self.facts = dict(facts or {})
@@ -151,6 +158,10 @@ class RuleRunner(VisitorBasedCodemodCommand):
         key = self.analysis.sites.get(id(node))
         return None if key is None else self.facts.get(key + what)
 
+    def traced(self, node: cst.CSTNode) -> object | None:
+        key = self._call_keys.get(id(node))
+        return None if key is None else self.facts.get(key)
+
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
 
@@ -189,6 +200,11 @@ class RuleRunner(VisitorBasedCodemodCommand):
     def on_visit(self, node: cst.CSTNode) -> bool:
         if self.watch is not None:
             self.watch.check(node)
+        if self._tracing and type(node) is cst.Call:
+            path, text = ".".join(self._defs), _EMPTY.code_for_node(node)
+            n = self._call_counts[(path, text)]
+            self._call_counts[(path, text)] = n + 1
+            self._call_keys[id(node)] = f"{path}|{text}|{n}"  # as ``torch_trace.call_key`` writes it
         kind = node_kind(type(node))
         if kind:
             if kind & CLASS:

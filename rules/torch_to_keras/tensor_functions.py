@@ -59,7 +59,7 @@ class TensorOps:
         return axis
 
     def _no_remap(self, what: str) -> bool:
-        if self.rule.ctx.remaps_dims():
+        if self.rule.remaps_dims():
             self.rule.todo(f"{what} in a channels_last image model: the axes' meaning changes; rewrite by hand")
             return False
         return True
