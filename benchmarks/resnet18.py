@@ -9,7 +9,7 @@ Measured, each in its own child process (so peak RSS is per step and imports are
    float32 + float16 TFLite), in a private directory holding onnx2tf's calibration file so it runs offline. The
    SavedModel / TFLite writes inside ``convert`` are timed by wrapping ``tf.saved_model.save`` and the TFLite
    converters' ``convert`` (outermost calls only).
-2. crossport's onnx2tf adapter (``converter.routes.onnx2tf_adapter``) on the same ONNX file, same three artifacts,
+2. crossport's onnx2tf adapter (``converter.adapters.onnx2tf_adapter``) on the same ONNX file, same three artifacts,
    with the outputs compared against onnxruntime.
 3. ``crossport convert model.pt2 -o out.keras``, ``--to saved_model`` and ``--to saved_model --route onnx2tf``
    (crossport's pipeline through the adapter of step 2): wall time of the subprocess, process start and
@@ -175,7 +175,7 @@ def stage_adapter(work: Path) -> dict[str, Any]:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from converter.routes.onnx2tf_adapter import convert_with_onnx2tf
+    from converter.adapters.onnx2tf_adapter import convert_with_onnx2tf
 
     out = work / "adapter"
     out.mkdir()

@@ -35,6 +35,7 @@ class ZooModel:
     input_shape: tuple[int, ...]
     input_dtype: str = "float32"
     footprint_only: bool = False  # tiny model used to measure the frameworks' own memory footprint
+    output_scale: float = 1.0  # the calibrated output's std (a regression net in physical units: 1e4)
 
 
 TORCH_MODELS: tuple[ZooModel, ...] = (
@@ -47,6 +48,14 @@ TORCH_MODELS: tuple[ZooModel, ...] = (
     ZooModel("vit_b_16", "torch2tf", "torchvision", (3, 224, 224)),
     ZooModel("lstm_text", "torch2tf", "benchmarks/zoo_models.py", (32,), "int64"),
     ZooModel("transformer_encoder", "torch2tf", "benchmarks/zoo_models.py", (32, 128)),
+    # Families of issue 18 (Hugging Face with default sdpa attention; GroupNorm; strided dilated conv; ceil-mode
+    # pooling; outputs ~1e4). The transformers ones need the package (built from configs, nothing downloaded).
+    ZooModel("tiny_bert", "torch2tf", "transformers BertModel (config)", (32,), "int64"),
+    ZooModel("tiny_gpt2", "torch2tf", "transformers GPT2Model (config), causal mask", (32,), "int64"),
+    ZooModel("groupnorm_cnn", "torch2tf", "benchmarks/zoo_models.py", (3, 64, 64)),
+    ZooModel("dilated_strided_conv", "torch2tf", "benchmarks/zoo_models.py", (3, 64, 64)),
+    ZooModel("ceil_pool_net", "torch2tf", "benchmarks/zoo_models.py", (3, 65, 65)),
+    ZooModel("large_output_regression", "torch2tf", "benchmarks/zoo_models.py", (3, 64, 64), output_scale=1e4),
 )
 KERAS_MODELS: tuple[ZooModel, ...] = (
     ZooModel("MobileNetV2", "keras2torch", "keras.applications", (224, 224, 3)),
@@ -128,6 +137,66 @@ def _torch_transformer_encoder() -> Any:
     return TransformerEncoder()
 
 
+def _hf_text(kind: str) -> Callable[[], Any]:
+    """A tiny BERT (padding mask from token id 0, [CLS] head) or GPT-2 (causal, last-token head) from a config."""
+
+    def build() -> Any:
+        import torch.nn as nn
+        import transformers as T
+
+        if kind == "bert":
+            body = T.BertModel(T.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, intermediate_size=128,
+                                            max_position_embeddings=64), add_pooling_layer=False)
+        else:
+            body = T.GPT2Model(T.GPT2Config(vocab_size=1000, n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                                            bos_token_id=0, eos_token_id=0))
+
+        class TextClassifier(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.body = body
+                self.head = nn.Linear(64, 10)
+
+            def forward(self, tokens: Any) -> Any:
+                if kind == "bert":
+                    hidden = self.body(input_ids=tokens, attention_mask=(tokens != 0).long()).last_hidden_state
+                    return self.head(hidden[:, 0])
+                return self.head(self.body(input_ids=tokens).last_hidden_state[:, -1])
+
+        return TextClassifier()
+
+    return build
+
+
+def _small_cnn(kind: str) -> Callable[[], Any]:
+    """Small CNNs, one per family the builder had to learn: GroupNorm; a strided dilated conv (timm skresnet);
+    ceil-mode max pooling with partial windows (torchvision googlenet); a regression head (outputs ~1e4)."""
+
+    def build() -> Any:
+        import torch.nn as nn
+
+        if kind == "groupnorm":
+            body = [nn.Conv2d(3, 32, 3, padding=1), nn.GroupNorm(4, 32), nn.ReLU(),
+                    nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.GroupNorm(1, 32), nn.GELU(),
+                    nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(64, 64), nn.ReLU()]
+        elif kind == "dilated":
+            body = [nn.Conv2d(3, 32, 3, stride=2, padding=2, dilation=2), nn.BatchNorm2d(32), nn.ReLU(),
+                    nn.Conv2d(32, 32, 3, stride=2, padding=2, dilation=2, groups=32), nn.BatchNorm2d(32), nn.ReLU(),
+                    nn.Conv2d(32, 64, 3, stride=2, padding=4, dilation=4), nn.BatchNorm2d(64), nn.ReLU()]
+        elif kind == "ceil":
+            body = [nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                    nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 1, padding=1, ceil_mode=True),
+                    nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                    nn.MaxPool2d(2, 2, ceil_mode=True)]
+        else:
+            body = [nn.Conv2d(3, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                    nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU()]
+        return nn.Sequential(*body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+
+    return build
+
+
 def _torchvision(name: str) -> Callable[[], Any]:
     def build() -> Any:
         import torchvision
@@ -147,6 +216,9 @@ TORCH_BUILDERS: dict[str, Callable[[], Any]] = {
     **{m.name: _torchvision(m.name) for m in TORCH_MODELS if m.origin == "torchvision"},
     "lstm_text": _torch_lstm_text, "transformer_encoder": _torch_transformer_encoder,
     "tiny_torch_cnn": _tiny_torch_cnn,
+    "tiny_bert": _hf_text("bert"), "tiny_gpt2": _hf_text("gpt2"),
+    "groupnorm_cnn": _small_cnn("groupnorm"), "dilated_strided_conv": _small_cnn("dilated"),
+    "ceil_pool_net": _small_cnn("ceil"), "large_output_regression": _small_cnn("regression"),
 }
 
 
@@ -217,6 +289,15 @@ def build_torch(model: ZooModel, seed: int = SEED) -> tuple[Any, dict[str, float
     torch.manual_seed(seed)
     module = TORCH_BUILDERS[model.name]().eval()
     stats = calibrate_torch(module, model, seed) if not model.footprint_only else {}
+    if model.output_scale != 1.0:
+        import torch
+
+        head = _torch_head(module)
+        with torch.no_grad():
+            head.weight.mul_(model.output_scale)
+            if head.bias is not None:
+                head.bias.mul_(model.output_scale)
+        stats["output_scale"] = model.output_scale
     return module, stats
 
 

@@ -15,16 +15,16 @@ __all__ = ["convert", "ConvertOptions", "ConversionResult", "CrossportError", "r
            "transfer_weights"]
 
 if TYPE_CHECKING:
-    from converter.pipeline import ConversionResult, ConvertOptions, convert
+    from converter.conversion import ConversionResult, ConvertOptions, convert
     from converter.rewrite import RewriteOptions, rewrite_source
     from converter.weights import transfer_weights
 
 
 def __getattr__(name: str) -> Any:
     if name in ("convert", "ConvertOptions", "ConversionResult"):
-        from converter import pipeline
+        from converter import conversion
 
-        return getattr(pipeline, name)
+        return getattr(conversion, name)
     if name in ("rewrite_source", "RewriteOptions"):
         from converter import rewrite
 

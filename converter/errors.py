@@ -13,13 +13,6 @@ class CrossportError(Exception):
     kind: str = "error"
 
 
-class ParityError(CrossportError):
-    """Verification ran and the outputs did not match (raised only where a report cannot be returned)."""
-
-    exit_code = 1
-    kind = "parity mismatch"
-
-
 class InputPathError(CrossportError):
     """A path given by the user does not exist, or is a directory where a file is expected (or the reverse)."""
 

@@ -78,6 +78,33 @@ def _env() -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 
+def quiet_frameworks() -> None:
+    """Silence TensorFlow's C++ logging and oneDNN notices before TF is first imported."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    _private_keras_home()
+
+
+def _private_keras_home() -> None:
+    """Keras writes ``~/.keras/keras.json`` on first import when it is missing: a write outside the output path
+    and the temp dir. Without a user config (or KERAS_HOME), point Keras at a private temp dir removed at exit; an
+    existing user config is read as before (Keras writes nothing then)."""
+    if "KERAS_HOME" in os.environ:
+        return
+    home = os.path.expanduser("~")
+    if os.path.exists(os.path.join(home, ".keras", "keras.json")):
+        return
+    import atexit
+    import shutil
+    import tempfile
+
+    keras_home = tempfile.mkdtemp(prefix="crossport-keras-home-")
+    os.environ["KERAS_HOME"] = keras_home
+    atexit.register(shutil.rmtree, keras_home, True)
+
+
 @contextlib.contextmanager
 def silenced_stderr(always: bool = False) -> Iterator[None]:
     """Redirect fd 2 (C/C++ logging) to /dev/null; Python-level stderr keeps working via a dup.

@@ -56,13 +56,6 @@ def layout_for(rank: int, channels_last: bool) -> Layout:
     return table.get(rank, Layout.NONE)
 
 
-def perm_for(layout: Layout, rank: int) -> tuple[int, ...]:
-    """The permutation from logical (channels-first) order to ``layout``."""
-    if layout.channels_last and rank >= 3:
-        return channels_last_perm(rank)
-    return identity(rank)
-
-
 def to_layout(array: np.ndarray, source: Layout, target: Layout) -> np.ndarray:
     """Permute ``array`` from ``source`` to ``target`` layout (channels-first <-> channels-last only)."""
     if source == target or source == Layout.NONE or target == Layout.NONE:

@@ -1,12 +1,12 @@
 """The conversion report: what was converted, how, with which inputs, and how closely the result matches."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from converter.parity.report import REPORT_SCHEMA_VERSION, HopResult, format_hop
+from converter.reporting import CRITERION, MODE, Report, criterion_text
 
 # A timing key ending in this ran alongside other steps (in a worker process): shown, but not added to the total.
 OVERLAPPED = " (overlapped)"
@@ -41,7 +41,9 @@ class RouteAttempt:
 
 
 @dataclass(frozen=True)
-class ConversionReport:
+class ConversionReport(Report):
+    """``crossport convert``'s report (JSON kind ``crossport.conversion``); truthy when it passed."""
+
     source: str
     source_format: str
     target: str
@@ -64,6 +66,7 @@ class ConversionReport:
     trainable_params: dict[str, int]
     notes: tuple[str, ...] = field(default_factory=tuple)
     error: str = ""
+    scale: float = 0.0  # schema 1.2 (additive): the scale term of the criterion; 0 = element-wise (--elementwise)
     # Added in schema 1.1 (additive; v1 readers ignore them): the named route that produced the output and every
     # route tried on the way. Empty for directions with a single route.
     route_name: str = ""
@@ -83,20 +86,16 @@ class ConversionReport:
             "source": self.source, "source_format": self.source_format, "target": self.target,
             "output": self.output, "route": list(self.route), "opset": self.opset, "exporter": self.exporter,
             "inputs": [_tensor(t) for t in self.inputs], "outputs": [_tensor(t) for t in self.outputs],
-            "dynamic_batch": self.dynamic_batch, "mode": "eval (inference; Dropout off, BatchNorm running stats)",
+            "dynamic_batch": self.dynamic_batch, "mode": MODE,
             "verified": self.verified, "passed": self.passed, "forced": self.forced,
             "failed_hop": self.failed_hop.name if self.failed_hop else None,
-            "tolerance": {"atol": self.atol, "rtol": self.rtol,
-                          "criterion": "|candidate - reference| <= atol + rtol * |reference|"},
+            "tolerance": {"atol": self.atol, "rtol": self.rtol, "scale": self.scale, "criterion": CRITERION},
             "input_sets": list(self.input_sets), "hops": [h.to_dict() for h in self.hops],
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()}, "versions": self.versions,
             "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
             "schema_minor": 1, "route_name": self.route_name or None,
             "route_attempts": [a.to_dict() for a in self.route_attempts],
         }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=_json_default)
 
     def write(self, path: Path) -> None:
         Path(path).write_text(self.to_json() + "\n")
@@ -118,7 +117,7 @@ class ConversionReport:
         else:
             sets = ", ".join(s["label"] for s in self.input_sets)
             lines.append(f"  verification (eval mode; inputs: {sets}; seed {self.input_sets[0]['seed'] if self.input_sets else '-'};"
-                         f" |a-b| <= {self.atol:g} + {self.rtol:g}*|b|):")
+                         f" {criterion_text(self.atol, self.rtol, self.scale)}):")
             for hop in self.hops:
                 lines.extend(format_hop(hop))
         for note in self.notes:
@@ -144,10 +143,3 @@ def _tensor(t: TensorInfo) -> dict[str, Any]:
     return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype,
             "source_layout": t.source_layout, "target_layout": t.target_layout}
 
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, float):
-        return str(obj)
-    return str(obj)

@@ -276,7 +276,7 @@ def _snapshot(*dirs: Path) -> dict[Path, bytes | None]:
     return out
 
 
-_WORKDIR = re.compile(r"^crossport-[a-z0-9_]{8}$")  # pipeline._workdir's fallback: mkdtemp(prefix="crossport-")
+_WORKDIR = re.compile(r"^crossport-[a-z0-9_]{8}$")  # conversion.job.workdir's fallback: mkdtemp(prefix="crossport-")
 
 
 def _temp_strays() -> set[str]:

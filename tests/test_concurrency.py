@@ -1,7 +1,7 @@
 """Two conversions at once in one working directory do not see each other's files.
 
 onnx2tf works in the current directory (it reads a calibration file from it and writes its SavedModel there);
-``converter.routes.onnx2tf_adapter`` runs it in a private directory inside the conversion's own work dir. Two real
+``converter.adapters.onnx2tf_adapter`` runs it in a private directory inside the conversion's own work dir. Two real
 processes started together in the same cwd, both through onnx2tf, must both verify, produce outputs that belong to
 their own source (different class counts make a mix-up visible in the shapes), and leave nothing else behind.
 """

@@ -146,24 +146,6 @@ def test_auto_route_falls_back_to_onnx2tf(tmp_path: Path) -> None:
     assert any("CumSum" in n for n in result.report.notes)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnx2tf") is not None, reason="onnx2tf is installed here")
-def test_without_onnx2tf_the_builder_error_stands_and_the_route_says_how_to_install(tmp_path: Path) -> None:
-    """onnx2tf is an extra: auto never needs it (the builder's own error is reported), --route onnx2tf says how."""
-    from converter.errors import UnsupportedError
-
-    src = tmp_path / "cum.py"
-    src.write_text("import torch\nclass Cum(torch.nn.Module):\n    def forward(self, x):\n"
-                   "        return torch.cumsum(x, dim=1) * 2\n")
-    opts = dict(to="saved_model", input_shapes=((None, (2, 5)),))
-    with pytest.raises(UnsupportedError, match="CumSum") as auto:
-        convert(f"{src}:Cum", ConvertOptions(output=str(tmp_path / "a_sm"), **opts))
-    assert "\n" not in str(auto.value)
-    with pytest.raises(UnsupportedError, match=r"pip install 'crossport\[onnx2tf\]'") as forced:
-        convert(f"{src}:Cum", ConvertOptions(output=str(tmp_path / "b_sm"), route="onnx2tf", **opts))
-    assert "\n" not in str(forced.value)
-    assert not (tmp_path / "a_sm").exists() and not (tmp_path / "b_sm").exists()
-
-
 def test_saved_model_signature_names_inputs_and_outputs(saved_sources, tmp_path: Path) -> None:
     """TF Serving sees the PyTorch input names and named outputs, with a dynamic batch."""
     import tensorflow as tf

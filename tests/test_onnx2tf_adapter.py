@@ -1,4 +1,4 @@
-"""Real onnx2tf conversions of a tiny seeded CNN through ``converter.routes.onnx2tf_adapter`` (offline)."""
+"""Real onnx2tf conversions of a tiny seeded CNN through ``converter.adapters.onnx2tf_adapter`` (offline)."""
 from __future__ import annotations
 
 import os
@@ -85,7 +85,7 @@ def test_offline_conversion_matches_onnxruntime(tiny_onnx: tuple[Path, np.ndarra
     import onnx2tf.onnx2tf as upstream
     import tensorflow as tf
 
-    from converter.routes import onnx2tf_adapter as adapter
+    from converter.adapters import onnx2tf_adapter as adapter
 
     onnx_path, x = tiny_onnx
     onnx_before = onnx_path.read_bytes()
@@ -124,7 +124,7 @@ def test_offline_conversion_matches_onnxruntime(tiny_onnx: tuple[Path, np.ndarra
 
 
 def test_only_requested_artifacts_and_keep_layout(tiny_onnx: tuple[Path, np.ndarray], tmp_path: Path) -> None:
-    from converter.routes.onnx2tf_adapter import convert_with_onnx2tf
+    from converter.adapters.onnx2tf_adapter import convert_with_onnx2tf
 
     onnx_path, x = tiny_onnx
     result = convert_with_onnx2tf(onnx_path, tmp_path, saved_model=False, tflite_fp32=True, tflite_fp16=False,
@@ -140,7 +140,7 @@ def test_unknown_op_is_unsupported_error_naming_the_op(tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
     from converter.errors import UnsupportedError
-    from converter.routes.onnx2tf_adapter import convert_with_onnx2tf
+    from converter.adapters.onnx2tf_adapter import convert_with_onnx2tf
 
     node = helper.make_node("Relu", ["x"], ["h"], name="relu")
     bad = helper.make_node("FrobnicateTensor", ["h"], ["y"], name="frob", domain="com.example")
@@ -164,7 +164,7 @@ def test_dynamic_batch_and_flatten_after_layout_change(tmp_path: Path) -> None:
     import tensorflow as tf
     import torch
 
-    from converter.routes.onnx2tf_adapter import convert_with_onnx2tf
+    from converter.adapters.onnx2tf_adapter import convert_with_onnx2tf
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(

@@ -14,7 +14,7 @@ from converter.keras_builder.shapes import graph_inputs, probe
 
 
 def _export(name: str, path: Path) -> onnx.ModelProto:
-    from converter.routes import torch_onnx
+    from converter.adapters import torch_onnx
     from fixtures import models
 
     model, example = models.build(name), models.example_inputs(name)

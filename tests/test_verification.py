@@ -14,7 +14,7 @@ from converter.parity.compare import Tolerance, compare_arrays
 @pytest.fixture
 def corrupt_saved_weight(monkeypatch: pytest.MonkeyPatch) -> None:
     """Perturb one kernel element of the Keras model right before it is written."""
-    from converter.routes import keras_export
+    from converter.adapters import keras_export
 
     original = keras_export.save_keras
 

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from converter.cli._common import quiet_frameworks, run_guarded, verbosity_options
+from converter.cli._common import run_guarded, verbosity_options
+from converter.frameworks import quiet_frameworks
 
 
 @click.command("verify", context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,8 +26,11 @@ from converter.cli._common import quiet_frameworks, run_guarded, verbosity_optio
 @click.option("--dist", "distributions", multiple=True, type=click.Choice(["normal", "uniform", "large"]),
               help="Input distributions, one set each (default: normal, uniform [0,1), large = normal x 100).")
 @click.option("--int-range", metavar="LO,HI", help="Range [LO, HI) for integer inputs (e.g. token ids).")
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b|.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b| + 1e-5*rms(b) (--elementwise drops the last term).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance (b = reference).")
+@click.option("--elementwise", is_flag=True,
+              help="Judge each element by |a-b| <= atol + rtol*|b| alone, without the term relative to the output's "
+                   "RMS (which keeps float32 rounding on outputs of any magnitude from failing).")
 @click.option("--tol", "tols", multiple=True, metavar="NAME=ATOL,RTOL", help="Tolerance for one output.")
 @click.option("--layout", "layouts", multiple=True, metavar="[ref:|cand:]NAME=LAYOUT",
               help="Layout of a tensor (nchw, nhwc, ncl, nlc, ncdhw, ndhwc, none); without a prefix: the candidate's.")
@@ -44,7 +48,7 @@ from converter.cli._common import quiet_frameworks, run_guarded, verbosity_optio
 @verbosity_options
 def command(reference: str, candidate: str | None, golden_dir: str | None, save_golden: str | None,
             inputs_path: str | None, input_shapes: tuple[str, ...], input_dtype: str | None, seed: int,
-            distributions: tuple[str, ...], int_range: str | None, atol: float, rtol: float, tols: tuple[str, ...],
+            distributions: tuple[str, ...], int_range: str | None, atol: float, rtol: float, elementwise: bool, tols: tuple[str, ...],
             layouts: tuple[str, ...], manifest: str | None, model_class: str | None, model_kwargs: str,
             trust_pickle: bool, trust_code: bool, layers: bool, no_localize: bool, reports: tuple[str, ...],
             as_json: bool, verbose: bool, quiet: bool) -> None:
@@ -65,7 +69,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
         from converter.jsonargs import parse_json_object
         from converter.parity.loaders import LoadOptions
         from converter.parity.verify import VerifyOptions, verify
-        from converter.shapes_cli import parse_input_shape
+        from converter.input_shapes import parse_input_shapes
 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
@@ -75,9 +79,9 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
             raise click.UsageError("missing CANDIDATE (or --golden DIR)")
         _check_paths(golden_dir, save_golden, inputs_path, reports)
         options = VerifyOptions(
-            inputs=inputs_path, input_shapes=tuple(parse_input_shape(s) for s in input_shapes),
+            inputs=inputs_path, input_shapes=parse_input_shapes(input_shapes),
             input_dtype=input_dtype, seed=seed, distributions=tuple(distributions) or ("normal", "uniform", "large"),
-            int_range=_int_range(int_range), atol=atol, rtol=rtol, tolerances=tuple(_tol(t) for t in tols),
+            int_range=_int_range(int_range), atol=atol, rtol=rtol, elementwise=elementwise, tolerances=tuple(_tol(t) for t in tols),
             layouts=tuple(layouts), manifest=manifest,
             load=LoadOptions(model_class, kwargs, trust_pickle, trust_code), layers=layers,
             localize=not no_localize, save_golden=save_golden,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from converter.errors import UnsupportedError
-from converter.keras_builder.context import KT, BuildContext, StaticShape
+from converter.keras_builder.context import KT, BuildContext, StaticShape, scope_of
 from converter.keras_builder.shapes import GraphInput, graph_inputs, probe
 from converter.layout import Layout, channels_last_perm, identity, layout_for
 
@@ -95,7 +95,8 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
 
     inputs: list[GraphInput] = graph_inputs(model, options.input_shapes)
     # Probe before copying the weights out: the probe's onnxruntime session holds its own copy meanwhile.
-    shapes, values = probe(model, inputs, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS))
+    batch_values: dict[str, Any] = {}
+    shapes, values = probe(model, inputs, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS), batch_values)
     consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for name, arr in consts.items():
         shapes.setdefault(name, StaticShape(tuple(arr.shape), tuple(arr.shape)))
@@ -110,7 +111,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
             nodes_by_output[o] = node
 
     ctx = BuildContext(nodes_by_output, consts, shapes, consumers, opset, parameter_names=options.parameter_names,
-                       unroll_max_steps=options.unroll_max_steps)
+                       unroll_max_steps=options.unroll_max_steps, batch_values=batch_values)
 
     keras_inputs = []
     input_layouts: dict[str, Layout] = {}
@@ -127,6 +128,8 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         ctx.env[inp.name] = KT(tensor, perm)
         if inp.batch_dynamic and ctx.batch_source is None:
             ctx.batch_source = tensor
+        if ctx.first_input is None:
+            ctx.first_input = tensor
         input_layouts[inp.name] = layout_for(rank, channels_last) if (channels_last or rank in (4, 5)) else Layout.NONE
 
     needed = _needed_nodes(graph, set(consts))
@@ -136,10 +139,20 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
             continue
         op_counts[node.op_type] += 1
         live = [i for i in node.input if i]
+        table_lookup = node.op_type == "Gather" and node.input[0] in options.parameter_names
+        # A source parameter expanded to the batch (ViT's class token) or looked up goes through its handler,
+        # which keeps it a trainable layer; other batch-dependent constants are materialized where used.
+        uses_parameter = any(i in options.parameter_names for i in node.input)
+        if all(o in batch_values for o in node.output if o) and any(node.output) and not uses_parameter:
+            continue  # constant-derived but batch-dependent: materialized where used (BuildContext.get)
         skip = _SHAPE_ONLY_INPUTS.get(node.op_type, set())
-        foldable = all(ctx.has(i) and ctx.get(i).is_const for n, i in enumerate(node.input) if i and n not in skip)
+        foldable = all(ctx.is_const(i) for n, i in enumerate(node.input) if i and n not in skip)
+        if table_lookup:
+            foldable = False  # a lookup into a trainable table (position embeddings) stays an Embedding layer
         if node.op_type in _SHAPE_OPS:
-            foldable = all(None not in shapes[i].dims for i in live if i in shapes)
+            # Its value is a constant when the probe saw it equal at both batch sizes (then it is in ``values``;
+            # batch-dependent ones were set aside above): Shape(x)[1:] of a dynamic-batch x is.
+            foldable = True
         if any(None in shapes[o].dims for o in node.output if o in shapes):
             foldable = False  # its size follows the batch (a class token expanded to it): not a constant
         if foldable and node.op_type != "Constant" and all(o in values for o in node.output if o):
@@ -174,6 +187,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
             output_layouts[out.name] = layout_for(rank, False) if rank in (4, 5) else Layout.NONE
         keras_outputs.append(keras.layers.Identity(name=ctx.layer_name(_FakeNode(out.name), suffix=""))(kt.value))
 
+    _unique_operation_names(keras_outputs, ctx.used_names)
     kmodel = keras.Model(keras_inputs, keras_outputs, name=options.model_name)
     transposes = sum(1 for op in kmodel.operations if type(op).__name__ == "Transpose")
     return BuiltModel(
@@ -189,6 +203,39 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
     )
 
 
+def _unique_operation_names(outputs: list[Any], ours: set[str]) -> None:
+    """Rename the ``keras.ops`` operations whose automatic name ("transpose_4", from Keras' per-process counter)
+    equals a layer name the builder chose (an ONNX node or output named ``transpose_4``), so the functional model
+    never refuses a name "used 2 times" (timm botnet26t_256). Layers keep the names the builder gave them."""
+    import keras
+
+    seen: set[int] = set()
+    found: list[Any] = []
+    stack = [t._keras_history.operation for t in outputs if getattr(t, "_keras_history", None)]
+    while stack:
+        op = stack.pop()
+        if id(op) in seen:
+            continue
+        seen.add(id(op))
+        found.append(op)
+        for node in getattr(op, "_inbound_nodes", []):
+            stack.extend(t._keras_history.operation for t in node.input_tensors
+                         if getattr(t, "_keras_history", None) is not None)
+    # Layers first: they keep their names; plain operations give way.
+    found.sort(key=lambda op: not isinstance(op, keras.layers.Layer))
+    taken: set[str] = set()
+    all_names = {op.name for op in found} | ours
+    for op in found:
+        if op.name not in taken:
+            taken.add(op.name)
+            continue
+        base, k = op.name, 1
+        while f"{base}_{k}" in taken or f"{base}_{k}" in all_names:
+            k += 1
+        op.name = f"{base}_{k}"
+        taken.add(op.name)
+
+
 @dataclass
 class _FakeNode:
     name: str
@@ -197,11 +244,7 @@ class _FakeNode:
 
 
 def _unsupported_message(node, opset: int) -> str:
-    scope = ""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            parts = [p for p in re.findall(r"'([^']*)'", prop.value) if p]
-            scope = ".".join(parts[:-1]) if len(parts) > 1 else ""
+    scope = scope_of(node)[0] if len(list(node.metadata_props)) else ""
     where = f" from layer {scope!r}" if scope else ""
     domain = node.domain or "ai.onnx"
     return (f"ONNX op {node.op_type!r} (domain {domain}, opset {opset}, node {node.name!r}{where}) has no Keras "

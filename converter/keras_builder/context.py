@@ -61,6 +61,8 @@ class BuildContext:
     unroll_max_steps: int = 0  # see BuildOptions
     merged_params: int = 0  # see BuiltModel.merged_params
     batch_source: Any = None  # a graph input with a dynamic batch: where batch-sized constants take their size
+    batch_values: dict[str, Any] = field(default_factory=dict)  # name -> shapes.BatchValue, materialized lazily
+    first_input: Any = None  # any graph input: where constants made tensors take their (zero) dependence
     env: dict[str, KT] = field(default_factory=dict)
     used_names: set[str] = field(default_factory=set)
     skipped_nodes: set[str] = field(default_factory=set)
@@ -69,13 +71,64 @@ class BuildContext:
     def get(self, name: str) -> KT:
         if name in self.env:
             return self.env[name]
+        if name in self.batch_values:
+            kt = self._batch_value(name)
+            self.env[name] = kt
+            return kt
         if name in self.consts:
             arr = self.consts[name]
             return KT(arr, identity(arr.ndim))
         raise UnsupportedError(f"value {name!r} is used before it is produced (graph not topologically sorted?)")
 
     def has(self, name: str) -> bool:
-        return bool(name) and (name in self.env or name in self.consts)
+        return bool(name) and (name in self.env or name in self.consts or name in self.batch_values)
+
+    def is_const(self, name: str) -> bool:
+        """Known at conversion time (without materializing a batch-dependent value)."""
+        return name in self.consts or (name in self.env and self.env[name].is_const)
+
+    def _batch_value(self, name: str) -> KT:
+        """A constant-derived value that follows the batch size, as a tensor: exact when it is one constant slice
+        repeated along the batch axis (a mask or position ids broadcast to the batch)."""
+        bv = self.batch_values[name]
+        a, b = np.asarray(bv.at_2), np.asarray(bv.at_3)
+        differ = [i for i in range(a.ndim) if a.ndim == b.ndim and a.shape[i] != b.shape[i]]
+        if len(differ) == 1 and a.shape[differ[0]] == 2 and b.shape[differ[0]] == 3:
+            axis = differ[0]
+            rows = np.take(a, [0], axis=axis)
+            if np.array_equal(np.broadcast_to(rows, a.shape), a) and np.array_equal(np.broadcast_to(rows, b.shape), b):
+                return KT(self.batch_broadcast(rows, axis), identity(a.ndim))
+        node = self.nodes_by_output.get(name)
+        where = f"{node.op_type} node {node.name!r}" if node is not None else f"value {name!r}"
+        raise UnsupportedError(
+            f"{where}: the model computes with its own batch-dependent shape; export with a fixed batch "
+            "(--static-batch) to convert it")
+
+    def batch_broadcast(self, rows: np.ndarray, axis: int) -> Any:
+        """``rows`` (size 1 on ``axis``) repeated to the run-time batch along ``axis``."""
+        from keras import ops
+
+        if self.batch_source is None:
+            raise UnsupportedError("a batch-dependent constant in a model without a dynamic batch")
+        batch = self.batch_source
+        first = batch[(slice(None),) + (slice(0, 1),) * (len(batch.shape) - 1)]
+        zeros = ops.reshape(ops.zeros_like(first), tuple(-1 if i == axis else 1 for i in range(rows.ndim)))
+        if rows.dtype == np.bool_:
+            return ops.logical_or(ops.cast(zeros, "bool"), rows)
+        return ops.add(ops.cast(zeros, str(rows.dtype)), rows)
+
+    def const_tensor(self, arr: np.ndarray) -> Any:
+        """A constant as a symbolic tensor of exactly its shape (for a layer that must be called on one, e.g. an
+        Embedding looked up at constant positions): ``arr`` plus a scalar zero taken from a graph input."""
+        from keras import ops
+
+        src = self.first_input
+        first = src[(slice(0, 1),) * len(src.shape)] if len(src.shape) else src
+        zero = ops.reshape(ops.zeros_like(first), ())
+        arr = np.asarray(arr)
+        if arr.dtype == np.bool_:
+            return ops.logical_or(ops.cast(zero, "bool"), arr)
+        return ops.add(ops.cast(zero, str(arr.dtype)), arr)
 
     def const(self, name: str, node: Any, what: str) -> np.ndarray:
         """A value that must be known at conversion time (weights, shapes, axes)."""
@@ -128,14 +181,8 @@ class BuildContext:
         if weight:
             base = weight.rsplit(".", 1)[0] if "." in weight else weight
         if not base:
-            for prop in node.metadata_props:
-                if prop.key == "pkg.torch.onnx.name_scopes":
-                    parts = [p for p in re.findall(r"'([^']*)'", prop.value) if p]
-                    if len(parts) > 1:
-                        base = ".".join(parts[:-1]) + "." + parts[-1]
-                    elif parts:
-                        base = parts[0]
-                    break
+            path, op = scope_of(node)
+            base = f"{path}.{op}" if path and op else (path or op)
         if not base:
             base = node.name or node.op_type.lower()
         base = _NAME_OK.sub("_", base.removeprefix("node_")) + suffix
@@ -191,6 +238,26 @@ class BuildContext:
         return kt.perm.index(logical_axis)
 
 
+def scope_of(node: Any) -> tuple[str, str]:
+    """(module path as ``named_modules()`` prints it, the op's own name) from the exporter's name scopes.
+
+    The dynamo exporter records one entry per nesting level, each already fully qualified (``['stages',
+    'stages.0', 'stages.0.blocks', ...]``); joining them would repeat the path per level, so the deepest module
+    entry is the path. Older exporters' local names (``['stages', '0', 'blocks']``) are joined instead."""
+    for prop in getattr(node, "metadata_props", ()):
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            parts = [p for p in re.findall(r"'([^']*)'", prop.value) if p]
+            if not parts:
+                return "", ""
+            modules, op = parts[:-1], parts[-1]
+            if len(parts) == 1:
+                modules, op = parts, ""
+            qualified = all(b.startswith(a + ".") for a, b in zip(modules, modules[1:]))
+            path = modules[-1] if qualified and modules else ".".join(modules)
+            return path, op
+    return "", ""
+
+
 def drop_axes(perm: Sequence[int], removed_logical: Sequence[int]) -> tuple[int, ...]:
     """The permutation left after removing logical axes (e.g. a reduction without keepdims)."""
     removed = set(removed_logical)
@@ -201,4 +268,4 @@ def drop_axes(perm: Sequence[int], removed_logical: Sequence[int]) -> tuple[int,
 
 
 
-__all__ = ["KT", "StaticShape", "BuildContext", "drop_axes", "invert"]
+__all__ = ["KT", "StaticShape", "BuildContext", "drop_axes", "invert", "scope_of"]

@@ -55,12 +55,17 @@ def conv(ctx: BuildContext, node) -> list[KT]:
     strides = tuple(ctx.attr(node, "strides", [1] * spatial))
     dilations = tuple(ctx.attr(node, "dilations", [1] * spatial))
     group = int(ctx.attr(node, "group", 1))
-    if any(s > 1 for s in strides) and any(d > 1 for d in dilations):
-        raise UnsupportedError(f"Conv node {node.name!r}: stride > 1 together with dilation > 1 is not supported by Keras")
     x = ctx.to_perm(x, channels_last_perm(rank))
     c_in = int(ctx.shape(node.input[0]).at_b1[1])
     out_ch = int(w.shape[0])
     mode, pairs = _spatial_padding(ctx, node, spatial, kernel, strides, dilations)
+    # Keras refuses stride > 1 with dilation > 1. Exact instead: the dilated convolution at stride 1, then every
+    # s-th output (a size-1 pooling with stride s): a strided window starts exactly at the stride-1 window s*i.
+    subsample = strides if any(s > 1 for s in strides) and any(d > 1 for d in dilations) else None
+    if subsample is not None:
+        if mode == "same":
+            raise UnsupportedError(f"Conv node {node.name!r}: auto_pad SAME with stride and dilation is not supported")
+        strides = (1,) * spatial
     name = ctx.layer_name(node, node.input[1])
     y = x.value
     if pairs is not None:
@@ -87,6 +92,11 @@ def conv(ctx: BuildContext, node) -> list[KT]:
         weights.append(b)
     y = layer(y)
     layer.set_weights([np.asarray(a, dtype="float32") for a in weights])
+    if subsample is not None:
+        pool_cls = {1: keras.layers.MaxPooling1D, 2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[spatial]
+        step = subsample[0] if spatial == 1 else subsample
+        y = pool_cls(pool_size=1, strides=step, padding="valid", data_format="channels_last",
+                     name=f"{name}.stride")(y)
     return [KT(y, channels_last_perm(rank))]
 
 
@@ -196,16 +206,18 @@ def pool(ctx: BuildContext, node) -> list[KT]:
     y = x.value
     name = ctx.layer_name(node)
     if ceil_mode:
-        if not is_max and (pairs is not None or mode == "same"):
-            raise UnsupportedError(f"AveragePool node {node.name!r}: ceil_mode with padding is not supported")
-        base = pairs if pairs is not None else tuple((0, 0) for _ in range(spatial))
-        if mode == "same":
-            raise UnsupportedError(f"{node.op_type} node {node.name!r}: ceil_mode with 'same' padding is not supported")
+        # ceil_mode only matters where it adds a last, partial window; elsewhere (every stride-1 pool) it is a no-op.
+        if mode == "same":  # 'same' came from explicit symmetric pads (auto_pad SAME has no ceil_mode)
+            pads = list(ctx.attr(node, "pads", [0] * (2 * spatial)))
+            base = tuple(zip(pads[:spatial], pads[spatial:]))
+        else:
+            base = pairs if pairs is not None else tuple((0, 0) for _ in range(spatial))
         extra = _ceil_extra(ctx, node, spatial, kernel, strides, base)
         if any(extra):
             if not is_max:
                 raise UnsupportedError(f"AveragePool node {node.name!r}: ceil_mode that adds a partial window is not supported")
-            pairs = tuple((b, e + x_) for (b, e), x_ in zip(base, extra))
+            # Max over the partial window = max over it padded with -inf (below).
+            pairs, mode = tuple((b, e + x_) for (b, e), x_ in zip(base, extra)), "valid"
     if pairs is not None:
         if is_max:
             width = ((0, 0), *pairs, (0, 0))
@@ -248,3 +260,122 @@ def global_pool(ctx: BuildContext, node) -> list[KT]:
         y = cls(keepdims=True, data_format="channels_last", name=ctx.layer_name(node))(x.value)
         return [KT(y, channels_last_perm(rank))]
     raise UnsupportedError(f"{node.op_type} node {node.name!r}: rank {rank} input is not supported")
+
+
+@handles("InstanceNormalization")
+def instance_norm(ctx: BuildContext, node) -> list[KT]:
+    """InstanceNorm is GroupNorm with one channel per group: ``keras.layers.GroupNormalization(groups=C)``.
+
+    ``nn.GroupNorm`` exports as ``Reshape(N, G, -1) -> InstanceNormalization(ones, zeros) -> Reshape back -> Mul
+    weight -> Add bias``; that chain becomes one ``GroupNormalization(groups=G)`` holding the module's weight and
+    bias (see ``_group_norm_chain``)."""
+    import keras
+
+    eps = float(ctx.attr(node, "epsilon", 1e-5))
+    chain = _group_norm_chain(ctx, node)
+    if chain is not None:
+        source, groups, gamma, beta, last, weight_name = chain
+        x = ctx.get(source)
+        rank = x.rank
+        if rank in (4, 5) and x.perm == tuple(range(rank)):
+            x = ctx.to_perm(x, channels_last_perm(rank))
+        x = ctx.materialize(x)
+        layer = keras.layers.GroupNormalization(groups=groups, axis=ctx.axis(x, 1), epsilon=eps,
+                                                center=beta is not None, scale=gamma is not None,
+                                                name=ctx.layer_name(node, weight_name))
+        y = layer(x.value)
+        layer.set_weights([a.astype("float32") for a in (gamma, beta) if a is not None])
+        out = KT(y, x.perm)
+        for skipped in last:
+            ctx.skipped_nodes.add(skipped)
+        ctx.env[last[-1]] = out
+        return [out]
+    x = ctx.get(node.input[0])
+    scale = ctx.const(node.input[1], node, "scale")
+    bias = ctx.const(node.input[2], node, "bias")
+    rank = x.rank
+    if rank < 3:
+        raise UnsupportedError(f"InstanceNormalization node {node.name!r}: rank {rank} input")
+    if x.perm == tuple(range(rank)) and rank in (4, 5):
+        x = ctx.to_perm(x, channels_last_perm(rank))
+    x = ctx.materialize(x)
+    channels = int(ctx.shape(node.input[0]).at_b1[1])
+    layer = keras.layers.GroupNormalization(groups=channels, axis=ctx.axis(x, 1), epsilon=eps,
+                                            name=ctx.layer_name(node, node.input[1]))
+    y = layer(x.value)
+    layer.set_weights([np.asarray(scale, "float32").reshape(channels), np.asarray(bias, "float32").reshape(channels)])
+    return [KT(y, x.perm)]
+
+
+def _group_norm_chain(ctx: BuildContext, node):
+    """Match ``x -> Reshape(N, G, L) -> InstanceNorm(ones, zeros) -> Reshape(x's shape) [-> Mul w] [-> Add b]``.
+
+    Returns (x's name, G, gamma (C,) or None, beta (C,) or None, outputs the fused layer replaces (the last one is the
+    chain's result), the weight's name) or None. Exact: per sample, each group of C/G consecutive channels is
+    normalized over its channels and positions together, which is what GroupNormalization(groups=G) computes."""
+    pre = ctx.nodes_by_output.get(node.input[0])
+    if pre is None or pre.op_type != "Reshape":
+        return None
+    src = pre.input[0]
+    if src not in ctx.shapes or src in ctx.consts:
+        return None
+    in_shape = ctx.shape(src).at_b1
+    grouped = ctx.shape(node.input[0]).at_b1
+    if len(in_shape) < 3 or len(grouped) != 3 or grouped[0] != in_shape[0]:
+        return None
+    groups, channels = int(grouped[1]), int(in_shape[1])
+    if channels % groups or int(np.prod(in_shape[1:])) != groups * int(grouped[2]):
+        return None
+    scale, _ = _const_with_origin(ctx, node.input[1])
+    bias, _ = _const_with_origin(ctx, node.input[2])
+    if scale is None or bias is None or not np.all(scale == 1) or np.any(bias):
+        return None
+    users = ctx.consumers.get(node.output[0], [])
+    if len(users) != 1 or users[0].op_type != "Reshape" or ctx.shape(users[0].output[0]).at_b1 != in_shape:
+        return None
+    post = users[0]
+    skipped = [post.output[0]]
+    gamma = beta = None
+    weight_name = None
+    per_channel = (1, channels) + (1,) * (len(in_shape) - 2)
+
+    def channel_const(binary, prev: str):
+        other = binary.input[1] if binary.input[0] == prev else binary.input[0]
+        value, origin = _const_with_origin(ctx, other)
+        if value is None or value.size != channels or value.ndim > len(in_shape):
+            return None, origin
+        if value.reshape((1,) * (len(in_shape) - value.ndim) + value.shape).shape != per_channel:
+            return None, origin
+        return value.reshape(channels).astype("float32"), origin
+
+    # A non-parameter all-ones scale / all-zeros shift is the exporter's filler for affine=False: no weight.
+    nxt = ctx.consumers.get(post.output[0], [])
+    if len(nxt) == 1 and nxt[0].op_type == "Mul":
+        value, name = channel_const(nxt[0], post.output[0])
+        if value is not None:
+            if name in ctx.parameter_names or not np.all(value == 1):
+                gamma = value
+                weight_name = name if name in ctx.parameter_names else None
+            skipped.append(nxt[0].output[0])
+            after = ctx.consumers.get(nxt[0].output[0], [])
+            if len(after) == 1 and after[0].op_type == "Add":
+                value, name = channel_const(after[0], nxt[0].output[0])
+                if value is not None:
+                    if name in ctx.parameter_names or np.any(value):
+                        beta = value
+                    skipped.append(after[0].output[0])
+    return src, groups, gamma, beta, skipped, weight_name
+
+
+def _const_with_origin(ctx: BuildContext, name: str) -> tuple[np.ndarray | None, str]:
+    """A constant's value and the initializer it was folded from through shape-only ops (Unsqueeze, Reshape),
+    so a layer holding it can be named after the source parameter."""
+    if not ctx.has(name) or not ctx.get(name).is_const:
+        return None, name
+    origin = name
+    while origin not in ctx.consts:
+        producer = ctx.nodes_by_output.get(origin)
+        if producer is None or producer.op_type not in ("Unsqueeze", "Reshape", "Identity", "Cast") or not producer.input:
+            break
+        origin = producer.input[0]
+    return np.asarray(ctx.get(name).value), origin

@@ -42,7 +42,7 @@ for _op, _fn in {
     "Sigmoid": _act_layer("sigmoid"),
     "Tanh": _act_layer("tanh"),
     "Softplus": _ops("softplus"),
-    "Softsign": _ops("soft_sign"),
+    "Softsign": _ops("softsign"),
     "Erf": _ops("erf"),
     "Exp": _ops("exp"),
     "Log": _ops("log"),
@@ -180,8 +180,46 @@ for _op, (_fn, _layer) in {
     "Less": ("less", None),
     "GreaterOrEqual": ("greater_equal", None),
     "LessOrEqual": ("less_equal", None),
+    "And": ("logical_and", None),
+    "Or": ("logical_or", None),
+    "Xor": ("logical_xor", None),
+    "Mod": ("mod", None),
 }.items():
     handles(_op)(_binary(_fn, _layer))
+
+
+@handles("Not")
+def logical_not(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.materialize(ctx.get(node.input[0]))
+    return [KT(ops.logical_not(x.value), x.perm)]
+
+
+@handles("IsNaN")
+def is_nan(ctx: BuildContext, node) -> list[KT]:
+    """``x != x``: true exactly for NaN, and TFLite has a builtin NOT_EQUAL where it has no IsNan kernel.
+    (Exported attention writes ``Where(IsNaN(softmax), 0, softmax)`` for rows where every key is masked.)"""
+    from keras import ops
+
+    x = ctx.materialize(ctx.get(node.input[0]))
+    return [KT(ops.not_equal(x.value, x.value), x.perm)]
+
+
+@handles("IsInf")
+def is_inf(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.materialize(ctx.get(node.input[0]))
+    pos = int(ctx.attr(node, "detect_positive", 1))
+    neg = int(ctx.attr(node, "detect_negative", 1))
+    if pos and neg:
+        return [KT(ops.equal(ops.abs(x.value), float("inf")), x.perm)]
+    if pos:
+        return [KT(ops.equal(x.value, float("inf")), x.perm)]
+    if neg:
+        return [KT(ops.equal(x.value, float("-inf")), x.perm)]
+    return [KT(ops.logical_and(ops.equal(x.value, 0.0), ops.not_equal(x.value, x.value)), x.perm)]
 
 
 @handles("Where")

@@ -7,6 +7,7 @@ import numpy as np
 from converter.errors import UnsupportedError
 from converter.keras_builder.context import KT, BuildContext
 from converter.keras_builder.registry import handles
+from converter.layout import identity
 
 
 def _fusable_bias(ctx: BuildContext, node, units: int) -> tuple[np.ndarray | None, object | None]:
@@ -133,11 +134,14 @@ def gather(ctx: BuildContext, node) -> list[KT]:
 
     data_name, idx_name = node.input[0], node.input[1]
     axis = int(ctx.attr(node, "axis", 0))
-    if data_name in ctx.consts and idx_name not in ctx.consts:
+    if data_name in ctx.consts and (not ctx.is_const(idx_name) or data_name in ctx.parameter_names):
         table = ctx.consts[data_name]
         if axis != 0 or table.ndim != 2:
             raise UnsupportedError(f"Gather node {node.name!r}: lookup into a constant of rank {table.ndim} on axis {axis}")
         idx = ctx.to_identity(ctx.get(idx_name))
+        if idx.is_const:  # constant positions into a trainable table: still the Embedding layer
+            rows = np.asarray(idx.value)
+            idx = KT(ctx.const_tensor(np.where(rows < 0, rows + table.shape[0], rows)), idx.perm)
         layer = keras.layers.Embedding(int(table.shape[0]), int(table.shape[1]), name=ctx.layer_name(node, data_name))
         y = layer(idx.value)
         layer.set_weights([table.astype("float32")])
@@ -157,3 +161,83 @@ def gather(ctx: BuildContext, node) -> list[KT]:
         return [KT(y, x.perm)]
     x = ctx.to_identity(x)
     return [KT(ops.take(x.value, indices, axis=axis % x.rank), tuple(range(x.rank - 1 + indices.ndim)))]
+
+
+@handles("GatherND")
+def gather_nd(ctx: BuildContext, node) -> list[KT]:
+    """``GatherND`` whose indices are ``[batch index, constant index...]`` for every batch row -- how an exported
+    attention mask reads ``padding_mask[b, kv]`` for each batch row ``b`` -- becomes a gather along the flattened
+    non-batch axes with one constant index, shared by every row. Other index patterns are refused."""
+    from keras import ops
+
+    if int(ctx.attr(node, "batch_dims", 0)) != 0:
+        raise UnsupportedError(f"GatherND node {node.name!r}: batch_dims != 0 is not supported")
+    data_name, idx_name = node.input[0], node.input[1]
+    bv = ctx.batch_values.get(idx_name)
+    rest = _per_row_index(bv) if bv is not None else None
+    if rest is None:
+        raise UnsupportedError(f"GatherND node {node.name!r}: only indices of the form [batch row, constant...] "
+                               "are supported")
+    x = ctx.to_identity(ctx.get(data_name))
+    dims = ctx.shape(data_name).at_b1
+    k = rest.shape[-1]
+    if k == 0 or k >= len(dims):
+        raise UnsupportedError(f"GatherND node {node.name!r}: index depth {k + 1} for data of rank {len(dims)}")
+    inner = tuple(int(d) for d in dims[1:1 + k])
+    flat = ops.reshape(x.value, (-1, int(np.prod(inner)), *[int(d) for d in dims[1 + k:]]))
+    linear = np.ravel_multi_index(tuple(np.moveaxis(rest, -1, 0)), inner).astype("int32")
+    y = ops.take(flat, linear, axis=1)
+    return [KT(y, tuple(range(1 + linear.ndim + len(dims) - 1 - k)))]
+
+
+def _per_row_index(bv) -> np.ndarray | None:
+    """For GatherND indices (B, ..., k) whose component 0 is the row's own batch index and whose other components
+    are the same for every row: those components (..., k-1) -- checked at both probed batch sizes."""
+    rest = None
+    for arr, batch in ((np.asarray(bv.at_2), 2), (np.asarray(bv.at_3), 3)):
+        if arr.ndim < 2 or arr.shape[0] != batch or arr.dtype.kind not in "iu":
+            return None
+        rows = np.arange(batch).reshape((batch,) + (1,) * (arr.ndim - 2))
+        if not np.array_equal(arr[..., 0], np.broadcast_to(rows, arr.shape[:-1])):
+            return None
+        tail = arr[..., 1:]
+        if not all(np.array_equal(tail[0], tail[b]) for b in range(batch)):
+            return None
+        if rest is not None and not np.array_equal(rest, tail[0]):
+            return None
+        rest = tail[0]
+    return rest
+
+
+@handles("GatherElements")
+def gather_elements(ctx: BuildContext, node) -> list[KT]:
+    """``take_along_axis`` (the same rule); data first cut to the index's extent on the other axes, as ONNX
+    allows an index smaller than the data there."""
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    idx = ctx.to_identity(ctx.get(node.input[1]))
+    axis = int(ctx.attr(node, "axis", 0)) % x.rank
+    data_dims = ctx.shape(node.input[0]).dims
+    idx_dims = ctx.shape(node.input[1]).dims
+    if data_dims[axis] is None:
+        raise UnsupportedError(f"GatherElements node {node.name!r}: gathering along the batch axis is not supported")
+    size = int(data_dims[axis])
+    if idx.is_const:
+        arr = np.asarray(idx.value)
+        idx_value = np.where(arr < 0, arr + size, arr).astype("int32")
+    else:
+        idx_value = ops.where(ops.less(idx.value, 0), ops.add(idx.value, size), idx.value)
+    data = x.value
+    cut = [slice(None)] * x.rank
+    for a, (d, i) in enumerate(zip(data_dims, idx_dims)):
+        if a != axis and d is not None and i is not None and i != d:
+            cut[a] = slice(0, int(i))
+    if any(c != slice(None) for c in cut):
+        if x.is_const:
+            data = np.asarray(data)[tuple(cut)]
+        else:
+            data = data[tuple(cut)]
+    if isinstance(data, np.ndarray) and not isinstance(idx_value, np.ndarray):
+        data = ctx.const_tensor(data)
+    return [KT(ops.take_along_axis(data, idx_value, axis=axis), identity(x.rank))]

@@ -53,17 +53,49 @@ def _gru_weights(w: np.ndarray, r: np.ndarray, b: np.ndarray | None, hidden: int
     return [w.T.astype("float32"), r.T.astype("float32"), bias.astype("float32")]
 
 
-def _state(ctx: BuildContext, node: Any, index: int, direction: int) -> Any | None:
-    """Initial state ``direction`` of input ``index`` (dirs, B, H) as a (B, H) tensor."""
+def _constant_state(ctx: BuildContext, name: str) -> np.ndarray | None:
+    """The value an initial state has for every batch row when it is one: a constant (a zero state the exporter
+    folded for a static batch) or a constant expanded to a batch (``Expand`` of zeros). (dirs, 1 or B, H)."""
+    bv = ctx.batch_values.get(name)
+    if bv is not None and name not in ctx.env:  # expanded to a batch computed from shapes (B*H over rows)
+        rows = [np.asarray(v) for v in (bv.at_2, bv.at_3)]
+        if all(r.ndim == 3 and r.shape[1] > 0 and np.array_equal(r, np.broadcast_to(r[:, :1], r.shape))
+               for r in rows) and np.array_equal(rows[0][:, :1], rows[1][:, :1]):
+            return rows[0][:, :1]
+    kt = ctx.get(name)
+    if kt.is_const:
+        return np.asarray(kt.value)
+    producer = ctx.nodes_by_output.get(name)
+    if producer is not None and producer.op_type == "Expand" and ctx.has(producer.input[0]) \
+            and ctx.get(producer.input[0]).is_const:
+        return np.asarray(ctx.get(producer.input[0]).value)
+    return None
+
+
+def _state(ctx: BuildContext, node: Any, index: int, direction: int, x: Any) -> Any | None:
+    """Initial state ``direction`` of input ``index`` (dirs, B, H) as a (B, H) tensor; None for a zero state
+    (Keras' own default). A constant state is broadcast to the batch of the RNN's input ``x`` (B, T, I) -- not the
+    model's: an RNN over image rows runs on B*H sequences (timm sequencer2d)."""
     from keras import ops
 
     if len(node.input) <= index or not node.input[index]:
         return None
+    const = _constant_state(ctx, node.input[index])
+    if const is not None:
+        if const.ndim != 3 or len({const.shape[0], 1}) > 2:
+            raise UnsupportedError(f"{node.op_type} node {node.name!r}: an initial state of shape {const.shape}")
+        rows = const[direction if const.shape[0] > 1 else 0]
+        if not np.any(rows):
+            return None
+        if np.all(rows == rows[:1]):
+            rows = rows[:1]
+        elif x.shape[0] != rows.shape[0]:  # differs per row: only where the RNN's batch is that fixed size
+            raise UnsupportedError(f"{node.op_type} node {node.name!r}: a constant initial state that differs "
+                                   "per batch row needs a fixed batch of that size")
+        zeros = ops.zeros_like(x[:, 0, :1])  # (B, 1), exact whatever x holds
+        return ops.add(zeros, rows.astype("float32"))
     kt = ctx.to_identity(ctx.get(node.input[index]))
-    value = kt.value
-    if kt.is_const:
-        raise UnsupportedError(f"{node.op_type} node {node.name!r}: a constant initial state is not supported")
-    return ops.take(value, direction, axis=0)
+    return ops.take(kt.value, direction, axis=0)
 
 
 @handles("LSTM", "GRU")
@@ -96,7 +128,11 @@ def recurrent(ctx: BuildContext, node: Any) -> list[KT]:
         return keras.layers.GRU(activation="tanh", recurrent_activation="sigmoid", reset_after=True, **common)
 
     n_states = 2 if kind == "LSTM" else 1
-    init = [[_state(ctx, node, 5 + k, d) for k in range(n_states)] for d in range(dirs)]
+    init = [[_state(ctx, node, 5 + k, d, x.value) for k in range(n_states)] for d in range(dirs)]
+    given = [s is not None for d in init for s in d]
+    if any(given) and not all(given):  # Keras takes all states or none: explicit zeros beside a given one
+        zero = ops.add(ops.zeros_like(x.value[:, 0, :1]), np.zeros(hidden, "float32"))
+        init = [[zero if s is None else s for s in d] for d in init]
     if kind == "LSTM" and b is not None:
         ctx.merged_params += 4 * hidden * dirs  # two PyTorch biases, one Keras bias
     weights = [(_lstm_weights if kind == "LSTM" else _gru_weights)(w[d], r[d], None if b is None else b[d], hidden)

@@ -255,13 +255,16 @@ def resize(ctx: BuildContext, node) -> list[KT]:
     x = ctx.materialize(ctx.get(node.input[0]))
     mode = ctx.attr(node, "mode", "nearest")
     coord = ctx.attr(node, "coordinate_transformation_mode", "half_pixel")
+    node_nearest = None
+    if node.op_type == "Upsample" or ctx.opset < 11:  # before opset 11 only one rule existed: asymmetric, floor
+        coord, node_nearest = "asymmetric", "floor"
     src = ctx.shape(node.input[0]).at_b1
     dst = ctx.shape(node.output[0]).at_b1
     if x.rank != 4 or src[:2] != dst[:2] or any(d % s for s, d in zip(src[2:], dst[2:])):
         raise UnsupportedError(f"{node.op_type} node {node.name!r}: only integer-factor 2-D spatial resizing is supported")
     size = (dst[2] // src[2], dst[3] // src[3])
     if mode == "nearest":
-        nearest = ctx.attr(node, "nearest_mode", "round_prefer_floor")
+        nearest = node_nearest or ctx.attr(node, "nearest_mode", "round_prefer_floor")
         if not (coord == "asymmetric" and nearest == "floor") and size != (1, 1):
             raise UnsupportedError(f"{node.op_type} node {node.name!r}: nearest resize with {coord}/{nearest} is not supported")
         interp = "nearest"
@@ -281,6 +284,15 @@ def expand(ctx: BuildContext, node) -> list[KT]:
 
     x = ctx.to_identity(ctx.get(node.input[0]))
     target = ctx.shape(node.output[0]).dims
+    src_dims = ctx.shape(node.input[0]).dims
+    if not x.is_const and len(src_dims) == len(target) and all(
+            (s is None) == (t is None) for s, t in zip(src_dims, target)):
+        # A run-time tensor that already has the batch (GQA's repeat_kv: (B, kv, 1, S, D) -> (B, kv, n, S, D)):
+        # broadcast against zeros of the target's other dims.
+        rest = tuple(1 if d is None else int(d) for d in target)
+        if x.value.dtype == "bool":
+            return [KT(ops.logical_or(x.value, np.zeros(rest, bool)), identity(len(target)))]
+        return [KT(ops.add(x.value, np.zeros(rest, str(x.value.dtype))), identity(len(target)))]
     if sum(d is None for d in target) == 1 and ctx.batch_source is not None:
         # ViT's class token expanded to the batch; an RNN's zero initial state (directions, batch, hidden)
         return [params.expand_to_batch(ctx, node, x, target)]
@@ -295,3 +307,73 @@ def shape(ctx: BuildContext, node) -> list[KT]:
         f"{node.op_type} node {node.name!r}: the model computes with its own batch-dependent shape; "
         "export with a fixed batch (--static-batch) to convert it"
     )
+
+
+@handles("Einsum")
+def einsum(ctx: BuildContext, node) -> list[KT]:
+    """``keras.ops.einsum`` on the operands in logical order (the equation names logical axes)."""
+    from keras import ops
+
+    equation = ctx.attr(node, "equation").replace(" ", "")
+    operands = [ctx.to_identity(ctx.get(n)) for n in node.input if n]
+    if all(o.is_const for o in operands):
+        raise UnsupportedError(f"Einsum node {node.name!r}: all operands constant but not folded")
+    out_rank = len(equation.split("->", 1)[1]) if "->" in equation else None
+    y = ops.einsum(equation, *[o.value for o in operands])
+    return [KT(y, identity(out_rank if out_rank is not None else len(y.shape)))]
+
+
+@handles("Trilu")
+def trilu(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    k = ctx.optional_const(node, 1, "diagonal offset")
+    k = 0 if k is None else int(np.asarray(k).reshape(()))
+    fn = ops.triu if int(ctx.attr(node, "upper", 1)) else ops.tril
+    return [KT(fn(x.value, k=k), x.perm)]
+
+
+@handles("CumSum")
+def cumsum(ctx: BuildContext, node) -> list[KT]:
+    """Cumulative sum (RoBERTa-style position ids from the padding mask); ``exclusive``/``reverse`` as in ONNX."""
+    from keras import ops
+
+    x = ctx.materialize(ctx.get(node.input[0]))
+    axis = int(np.asarray(ctx.const(node.input[1], node, "axis")).reshape(())) % x.rank
+    real = ctx.axis(x, axis)
+    v = x.value
+    reverse = int(ctx.attr(node, "reverse", 0))
+    if reverse:
+        v = ops.flip(v, axis=real)
+    y = ops.cumsum(v, axis=real)
+    if int(ctx.attr(node, "exclusive", 0)):
+        y = ops.subtract(y, v)
+    if reverse:
+        y = ops.flip(y, axis=real)
+    return [KT(y, x.perm)]
+
+
+@handles("Tile")
+def tile(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    repeats = [int(r) for r in np.asarray(ctx.const(node.input[1], node, "repeats")).reshape(-1)]
+    if repeats and repeats[0] != 1 and ctx.shape(node.input[0]).dims[0] is None:
+        raise UnsupportedError(f"Tile node {node.name!r}: tiling the batch axis is not supported")
+    return [KT(ops.tile(x.value, repeats), x.perm)]
+
+
+@handles("ArgMax", "ArgMin")
+def arg_reduce(ctx: BuildContext, node) -> list[KT]:
+    from keras import ops
+
+    x = ctx.to_identity(ctx.get(node.input[0]))
+    axis = int(ctx.attr(node, "axis", 0)) % x.rank
+    keep = bool(ctx.attr(node, "keepdims", 1))
+    if int(ctx.attr(node, "select_last_index", 0)):
+        raise UnsupportedError(f"{node.op_type} node {node.name!r}: select_last_index=1 is not supported")
+    fn = ops.argmax if node.op_type == "ArgMax" else ops.argmin
+    y = ops.cast(fn(x.value, axis=axis, keepdims=keep), "int64")
+    return [KT(y, identity(x.rank if keep else x.rank - 1))]

@@ -71,11 +71,23 @@ def _sample(inp: GraphInput, batch: int, rng: np.random.Generator) -> np.ndarray
     return rng.standard_normal(shape).astype(inp.dtype)
 
 
+@dataclass(frozen=True)
+class BatchValue:
+    """A value computed from constants and shapes only, that differs with the batch size (an ``arange(batch)``,
+    a mask broadcast to the batch): its values at batch 2 and 3. The builder folds what it can from these two
+    (a constant repeated along the batch) instead of computing shapes at run time."""
+
+    at_2: np.ndarray
+    at_3: np.ndarray
+
+
 def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]] | None = None,
-          shape_ops: frozenset[str] = frozenset({"Shape", "Size"})) -> tuple[dict[str, StaticShape],
-                                                                            dict[str, np.ndarray]]:
+          shape_ops: frozenset[str] = frozenset({"Shape", "Size"}),
+          batch_values: dict[str, BatchValue] | None = None) -> tuple[dict[str, StaticShape],
+                                                                       dict[str, np.ndarray]]:
     """Shapes of every intermediate value (batch-dependent dims ``None``) and, at batch 2, the values of the ones
-    that derive from constants only (what the builder folds).
+    that derive from constants only (what the builder folds). Constant-derived values that depend on the batch
+    size go to ``batch_values`` (when given) instead.
 
     Memory: a value made a graph output is held by onnxruntime until the run ends, so probing every intermediate
     holds all activations of a batch-3 run at once (ViT-B/16: +3.7 GB RSS for 331 MB of weights). So:
@@ -86,7 +98,7 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
     """
     graph = model.graph
     declared = _declared_shapes(model, inputs)
-    const_derived = _const_derived(model, shape_only_inputs or {}, shape_ops)
+    const_derived, shape_derived = _const_derived(model, shape_only_inputs or {}, shape_ops)
     existing = {o.name for o in graph.output}
     wanted: list[str] = []
     for node in graph.node:
@@ -106,13 +118,14 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
             pass
     surrogates: set[str] = set()
     try:
-        names, runs, kept = _run(_with_outputs(model, wanted, types), inputs, const_derived)
+        names, runs, kept = _run(_with_outputs(model, wanted, types), inputs, const_derived, shape_derived)
     except _LayerNormRefused:
         # onnxruntime refuses LayerNormalization over a size-1 axis ("Size of X.shape[axis:] must be larger than
         # 1") although the graph is valid (torch and Keras return the bias). The probe only needs those nodes'
         # shapes, which Identity preserves; their values are then wrong, so they are never constant-folded.
         surrogate_model, surrogates = _layernorm_as_identity(model)
-        names, runs, kept = _run(_with_outputs(surrogate_model, wanted, types), inputs, const_derived)
+        names, runs, kept = _run(_with_outputs(surrogate_model, wanted, types), inputs, const_derived,
+                                 shape_derived)
         del surrogate_model
     shapes: dict[str, StaticShape] = dict(declared)
     for name in names:
@@ -129,7 +142,19 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
         shape = (2, *i.shape[1:]) if i.batch_dynamic else i.shape
         dims = ((None, *i.shape[1:]) if i.batch_dynamic else i.shape)
         shapes[i.name] = StaticShape(tuple(dims), tuple(shape))
-    return shapes, {k: v for k, v in kept.items() if k not in surrogates}
+    values: dict[str, np.ndarray] = {}
+    for name, found in kept.items():
+        if name in surrogates:
+            continue
+        if isinstance(found, tuple):
+            a, b = found
+            if a.shape != b.shape or not np.array_equal(a, b):
+                if batch_values is not None:
+                    batch_values[name] = BatchValue(a, b)
+                continue
+            found = a
+        values[name] = found
+    return shapes, values
 
 
 def _with_outputs(model, names: list[str], types: dict):
@@ -204,22 +229,26 @@ def _const_derived(model, shape_only_inputs: dict[str, set[int]], shape_ops: fro
     """Values computed from initializers and Constants only (Shape/Size of anything count: the builder folds
     them when the shape is static) -- a superset of what the builder can fold."""
     known = {i.name for i in model.graph.initializer}
+    from_shapes: set[str] = set()  # of those, the ones computed from a Shape/Size: they may follow the batch
     for node in model.graph.node:
         skip = shape_only_inputs.get(node.op_type, set())
         if node.op_type in shape_ops or node.op_type == "Constant" or all(
                 i in known for n, i in enumerate(node.input) if i and n not in skip):
             known.update(o for o in node.output if o)
-    return known
+            if node.op_type in shape_ops or any(i in from_shapes for i in node.input):
+                from_shapes.update(o for o in node.output if o)
+    return known, from_shapes
 
 
 class _LayerNormRefused(Exception):
     pass
 
 
-def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str]
-         ) -> tuple[list[str], list[dict[str, tuple[int, ...]]], dict[str, np.ndarray]]:
+def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both: set[str] = frozenset()
+         ) -> tuple[list[str], list[dict[str, tuple[int, ...]]], dict[str, object]]:
     """Output names, each output's shape per run (batch 2 and 3, or the fixed batch), and the first run's values
-    of the outputs in ``keep`` (the others are dropped as soon as their shape is read)."""
+    of the outputs in ``keep`` (the others are dropped as soon as their shape is read); for those also in
+    ``keep_both``, a pair of both runs' values."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -252,6 +281,10 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str]
         shapes.append({n: tuple(np.shape(o)) for n, o in zip(names, outs)})
         if k == 0:
             values = {n: np.asarray(o) for n, o in zip(names, outs) if n in keep}
+        else:
+            for n, o in zip(names, outs):
+                if n in keep_both and n in values:
+                    values[n] = (values[n], np.asarray(o))
         del outs
     return names, shapes, values
 

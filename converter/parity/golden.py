@@ -128,7 +128,7 @@ def verify_golden(candidate: Any, directory: str | Path, options: Any) -> Any:
     """Check ``candidate`` against golden files; tolerances default to the ones stored with them."""
     from converter.parity import layouts as L
     from converter.parity.loaders import LoadedModel, load_model
-    from converter.parity.verify import compare_models, match_inputs_by_name
+    from converter.parity.comparison import compare_models, match_inputs_by_name
 
     g = load(directory)
     m = g.manifest

@@ -65,7 +65,7 @@ def render_html(report: Any) -> str:
 
 
 def _mode() -> str:
-    from converter.parity.result import MODE
+    from converter.reporting import MODE
 
     return MODE
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from converter.errors import ModelFileError, UnsafeLoadError
+from converter.errors import ModelFileError
 from converter.layout import Layout
+from converter.parity.runners import Runner
 
 TORCH, ONNX, KERAS, SAVED_MODEL, TFLITE = "torch", "onnx", "keras", "saved_model", "tflite"
 CHANNELS_FIRST_KINDS = (TORCH, ONNX)
@@ -36,7 +37,7 @@ class LoadedModel:
     source: str
     kind: str
     format: str
-    runner: Any
+    runner: Runner
     input_names: tuple[str, ...]
     input_shapes: tuple[tuple[int | None, ...] | None, ...]
     input_dtypes: tuple[str, ...]
@@ -80,8 +81,8 @@ def _is_keras_model(obj: Any) -> bool:
 
 
 def _load_path(source: str, options: LoadOptions) -> LoadedModel:
-    from converter.formats import (Format, keras_file_nonfinite, load_torch_source, raise_if_nonfinite, sniff,
-                                   torch_nonfinite)
+    from converter.formats import Format, load_torch_source, sniff
+    from converter.model_checks import keras_file_nonfinite, raise_if_nonfinite, torch_nonfinite
 
     fmt = sniff(source)
     if fmt in (Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT, Format.FACTORY):
@@ -96,7 +97,9 @@ def _load_path(source: str, options: LoadOptions) -> LoadedModel:
         return _onnx(source)
     if fmt in (Format.KERAS, Format.H5):
         raise_if_nonfinite(source, keras_file_nonfinite(source), _NONFINITE_HINT)
-        return _keras_loaded(source, fmt.value, _load_keras(source, options.trust_code))
+        from converter.adapters.keras_load import load_keras
+
+        return _keras_loaded(source, fmt.value, load_keras(source, options.trust_code))
     if fmt == Format.SAVED_MODEL:
         return _saved_model(source)
     if fmt == Format.TFLITE:
@@ -153,7 +156,7 @@ def _check_onnx_file(source: str) -> None:
     """Name a custom-domain op or NaN weights before onnxruntime fails on them with its own, longer message."""
     import onnx
 
-    from converter.formats import check_onnx_ops, onnx_nonfinite, raise_if_nonfinite
+    from converter.model_checks import check_onnx_ops, onnx_nonfinite, raise_if_nonfinite
 
     try:
         model = onnx.load(source)
@@ -165,24 +168,6 @@ def _check_onnx_file(source: str) -> None:
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
               "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
-
-
-def _load_keras(source: str, trust_code: bool) -> Any:
-    from converter.frameworks import keras
-
-    k = keras()
-    try:
-        if source.lower().endswith((".h5", ".hdf5")):
-            return k.models.load_model(source, compile=False)
-        return k.models.load_model(source, compile=False, safe_mode=not trust_code)
-    except ValueError as err:
-        text = str(err)
-        if "safe_mode" in text or "Lambda" in text or "lambda" in text:
-            raise UnsafeLoadError(f"{source}: contains a Lambda layer (Python code); loading it would run that code. "
-                                  "Pass --trust-code if you trust this file") from err
-        raise ModelFileError(f"{source}: not a readable Keras model ({_first_line(err)})") from err
-    except Exception as err:  # noqa: BLE001 - zip/h5py/keras raise many kinds for a bad file
-        raise ModelFileError(f"{source}: not a readable Keras model ({_first_line(err)})") from err
 
 
 def _keras_loaded(source: str, fmt: str, model: Any) -> LoadedModel:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converter.layout import channels_last_perm, invert
+from converter.layout import layout_for, to_layout
 from converter.parity.compare import Tolerance, compare_arrays
 from converter.parity.loaders import KERAS, ONNX, TORCH, LoadedModel
 
@@ -118,13 +118,13 @@ def _compare(key: str, index: int, ref: np.ndarray, cand: np.ndarray, tol: Toler
 def _align(ref: np.ndarray, cand: np.ndarray, cross: int) -> np.ndarray | None:
     """Bring a candidate intermediate into the reference's axis order. Keras runs images channels-last:
     ``cross`` is 1 when only the candidate is Keras, -1 when only the reference is, 0 otherwise."""
-    perms: list = []
-    if ref.ndim in (3, 4, 5):
-        to_first, to_last = invert(channels_last_perm(ref.ndim)), channels_last_perm(ref.ndim)
-        perms = [to_first, to_last] if cross >= 0 else [to_last, to_first]
-    order = (perms + [None]) if cross else ([None] + perms)
-    for perm in order:
-        moved = cand if perm is None else np.transpose(cand, perm)
+    moves: list = []
+    if ref.ndim in (3, 4, 5) and cand.ndim == ref.ndim:
+        first, last = layout_for(ref.ndim, False), layout_for(ref.ndim, True)
+        moves = [(last, first), (first, last)] if cross >= 0 else [(first, last), (last, first)]
+    order = (moves + [None]) if cross else ([None] + moves)
+    for move in order:
+        moved = cand if move is None else to_layout(cand, *move)
         if moved.shape == ref.shape:
             return moved
     return None

@@ -1,14 +1,15 @@
 """Parity results: one hop (reference runner vs candidate runner over several input sets) and its summary."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 from converter.layout import Layout, to_layout
-from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.parity.compare import OutputComparison, Tolerance, compare_arrays, elementwise_view
 from converter.parity.inputs import InputSet
+from converter.parity.runners import Runner
 
 REPORT_SCHEMA_VERSION = 1
 
@@ -48,8 +49,8 @@ class HopResult:
 
 
 def run_hop(
-    reference: Any,
-    candidate: Any,
+    reference: Runner,
+    candidate: Runner,
     input_sets: Sequence[InputSet],
     input_layouts: Sequence[Layout],
     output_names: Sequence[str],
@@ -98,7 +99,7 @@ def run_hop(
     return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set), compared)
 
 
-def _run(runner: Any, feeds: list[np.ndarray], input_set: InputSet, cache: dict[tuple[int, int], Any] | None) -> Any:
+def _run(runner: Runner, feeds: list[np.ndarray], input_set: InputSet, cache: dict[tuple[int, int], Any] | None) -> Any:
     """Keyed by the input set object, not its label: a static-batch set may share a label with a dynamic one."""
     if cache is None:
         return runner.run(feeds)
@@ -122,6 +123,9 @@ def _merge(primary: OutputComparison, other: OutputComparison | None) -> OutputC
         max_rel_error=max(primary.max_rel_error, other.max_rel_error),
         cosine_similarity=min(primary.cosine_similarity, other.cosine_similarity),
         passed=primary.passed and other.passed,
+        elementwise_passed=primary.elementwise_passed and other.elementwise_passed,
+        elementwise_mismatches=primary.elementwise_mismatches + other.elementwise_mismatches,
+        reference_rms=max(primary.reference_rms, other.reference_rms),
     )
 
 
@@ -137,7 +141,7 @@ def as_intermediate(hop: HopResult) -> HopResult:
     return replace(hop, role="intermediate")
 
 
-def _failed(reference: Any, candidate: Any, message: str, compared: tuple[str, ...]) -> HopResult:
+def _failed(reference: Runner, candidate: Runner, message: str, compared: tuple[str, ...]) -> HopResult:
     return HopResult(reference.name, candidate.name, False, (), (), compared, error=message)
 
 
@@ -158,6 +162,8 @@ def format_hop(hop: HopResult) -> list[str]:
             f"max rel {o.max_rel_error:.2e}  mismatches {o.mismatches}/{o.total}  cos {o.cosine_similarity:.6f}  "
             f"(atol {o.atol:g}, rtol {o.rtol:g}; atol needed {o.atol_needed:.1e})"
         )
+        if elementwise_view(o):
+            lines.append(f"         {elementwise_view(o)}")
         if o.note:
             lines.append(f"         note: {o.note}")
         if not o.passed and o.worst_index:

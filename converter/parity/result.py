@@ -4,17 +4,15 @@ JSON schema ``crossport.verify`` version 1 (documented in README.md, "Verify par
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converter.parity.compare import Tolerance
+from converter.parity.compare import Tolerance, elementwise_view
 from converter.parity.report import HopResult
+from converter.reporting import CRITERION, MODE, Report, criterion_text
 
 VERIFY_SCHEMA_VERSION = 1
-MODE = "eval (inference; Dropout off, BatchNorm running statistics)"
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,9 @@ class TensorLayout:
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(Report):
+    """``crossport verify``'s report (JSON kind ``crossport.verify``); truthy when the outputs matched."""
+
     reference: ModelInfo
     candidate: ModelInfo
     passed: bool
@@ -83,8 +83,8 @@ class VerifyReport:
             "candidate": self.candidate.to_dict(),
             "golden": {"dir": self.golden, "changes": list(self.golden_changes)} if self.golden else None,
             "mode": MODE,
-            "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol,
-                          "criterion": "|candidate - reference| <= atol + rtol * |reference|",
+            "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol, "scale": self.tolerance.scale,
+                          "criterion": CRITERION,
                           "per_output": {k: {"atol": a, "rtol": r} for k, (a, r) in self.per_output_tolerance.items()}},
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
@@ -99,9 +99,6 @@ class VerifyReport:
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "notes": list(self.notes),
         }
-
-    def to_json(self) -> str:
-        return json.dumps(_clean(self.to_dict()), indent=2)
 
     def write(self, path: str | Path) -> Path:
         """``.html``/``.htm``: the self-contained HTML report; anything else: JSON."""
@@ -128,6 +125,8 @@ class VerifyReport:
             rows.append(f"  {o.name[:15]:<16}{str(list(o.shape))[:17]:<18}{o.max_abs_error:>10.2e}"
                         f"{o.max_rel_error:>10.2e}{f'{o.mismatches}/{o.total}':>14}{o.cosine_similarity:>11.6f}"
                         f"{o.atol_needed:>13.1e}  {'ok' if o.passed else 'FAIL'}")
+            if elementwise_view(o):
+                rows.append(f"    {elementwise_view(o)}")
             if o.note:
                 rows.append(f"    note: {o.note}")
             if not o.passed and o.worst_index:
@@ -144,7 +143,7 @@ class VerifyReport:
         sets = ", ".join(s["label"] for s in self.input_sets)
         seed = self.input_sets[0]["seed"] if self.input_sets else "-"
         lines.append(f"  inputs: {sets} (seed {seed}); {MODE}")
-        lines.append(f"  tolerance: |a-b| <= {self.tolerance.atol:g} + {self.tolerance.rtol:g}*|b|"
+        lines.append(f"  tolerance: {criterion_text(self.tolerance.atol, self.tolerance.rtol, self.tolerance.scale)}"
                      + "".join(f"; {k}: {a:g}, {r:g}" for k, (a, r) in self.per_output_tolerance.items()))
         if self.hop.error:
             lines.append(f"  error: {self.hop.error}")
@@ -170,15 +169,3 @@ class VerifyReport:
         lines.append(f"  result: {'PASSED' if self.passed else 'FAILED'}")
         return "\n".join(lines)
 
-
-def _clean(obj: Any) -> Any:
-    """JSON has no inf/nan: write them as strings so the file stays valid JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else str(obj)
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and hasattr(obj, "dtype"):
-        return _clean(obj.item())
-    return obj

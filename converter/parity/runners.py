@@ -23,10 +23,6 @@ class Runner(Protocol):
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
-def _layouts(n: int, given: Sequence[Layout] | None) -> tuple[Layout, ...]:
-    return tuple(given) if given else (Layout.NONE,) * n
-
-
 @dataclass
 class TorchRunner:
     module: Any

@@ -1,6 +1,3 @@
-"""Keras / SavedModel / ONNX -> PyTorch (``.pt2`` ExportedProgram, TorchScript ``.pt``), verified hop by hop."""
-from __future__ import annotations
-
-from converter.to_torch.pipeline import TORCH_TARGETS, convert_to_torch, is_torch_target
-
-__all__ = ["TORCH_TARGETS", "convert_to_torch", "is_torch_target"]
+"""The PyTorch runtime side of a conversion to PyTorch: crossport's plain-torch modules, saving/reloading
+artifacts, trainable-parameter assignment and ``--emit-source``. The route itself is
+``converter.conversion.routes.onnx_torch``."""

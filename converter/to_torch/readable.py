@@ -20,6 +20,8 @@ import operator
 import re
 from typing import Any, Callable, Iterable, Sequence
 
+from converter.to_torch.readable_layout import cancel_permutes, channels_first
+
 HELPER_MODULE = "onnx_ops"
 
 
@@ -368,8 +370,8 @@ def make_readable(module: Any, keras_layers: Iterable[str] = (), nhwc_inputs: tu
                 continue
             node.meta["onnx_name"] = name
     _fuse_linear(gm)
-    _channels_first(gm, nhwc_inputs, nhwc_outputs)
-    _cancel_permutes(gm)
+    channels_first(gm, nhwc_inputs, nhwc_outputs)
+    cancel_permutes(gm)
     gm.graph.eliminate_dead_code()
     used = _helpers(gm)
     _rename(gm, keras_layers, reserved=("self", "torch", "nn", "F", "forward", "training", HELPER_MODULE))
@@ -387,39 +389,3 @@ def _origin_names_children(gm: Any) -> None:
     for node in gm.graph.nodes:
         if node.op == "call_module" and "__" in str(node.target) and not node.meta.get("onnx_name"):
             node.meta["onnx_name"] = str(node.target).rsplit("__", 1)[0]
-
-
-def _channels_first(gm: Any, nhwc_inputs: tuple[bool, ...], nhwc_outputs: tuple[bool, ...]) -> None:
-    graph = gm.graph
-    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    for node, flag in zip(placeholders, nhwc_inputs):
-        if not flag:
-            continue
-        users = list(node.users)
-        with graph.inserting_after(node):
-            permuted = graph.call_method("permute", (node, 0, 2, 3, 1))
-        for user in users:
-            user.replace_input_with(node, permuted)
-    if not any(nhwc_outputs):
-        return
-    output = next(n for n in graph.nodes if n.op == "output")
-    result = output.args[0]
-    items = list(result) if isinstance(result, (tuple, list)) else [result]
-    with graph.inserting_before(output):
-        items = [graph.call_method("permute", (item, 0, 3, 1, 2)) if flag else item
-                 for item, flag in zip(items, list(nhwc_outputs) + [False] * len(items))]
-    output.args = (tuple(items) if isinstance(result, (tuple, list)) else items[0],)
-
-
-def _cancel_permutes(gm: Any) -> None:
-    """``x.permute(p).permute(q)`` that composes to the identity is ``x`` (``--nchw`` meets the ONNX graph's own
-    NHWC->NCHW transpose at the input)."""
-    for node in list(gm.graph.nodes):
-        if node.op != "call_method" or node.target != "permute":
-            continue
-        inner = node.args[0]
-        if getattr(inner, "op", None) != "call_method" or inner.target != "permute":
-            continue
-        p, q = list(inner.args[1:]), list(node.args[1:])
-        if len(p) == len(q) and all(isinstance(i, int) for i in p + q) and [p[i] for i in q] == list(range(len(p))):
-            node.replace_all_uses_with(inner.args[0])

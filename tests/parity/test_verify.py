@@ -172,7 +172,7 @@ def test_unwritable_report_exits_6(artifacts: dict[str, Path], tmp_path: Path) -
 def test_outputs_matched_by_name() -> None:
     from types import SimpleNamespace
 
-    from converter.parity.verify import _output_names
+    from converter.parity.comparison import _output_names
 
     ref = SimpleNamespace(output_names=("logits", "emb"))
     cand = SimpleNamespace(output_names=("emb", "logits"))

@@ -21,9 +21,9 @@ def keras_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def keras_reference(path: Path, batch: int, seed: int = 5) -> tuple[list[np.ndarray], list[np.ndarray], int]:
     """Sample inputs for the Keras model at ``path``, its outputs, and its trainable element count."""
-    from converter.routes import tf_onnx
+    from converter.adapters import keras_load, tf_onnx
 
-    model = tf_onnx.load_keras(str(path), trust_code=False)
+    model = keras_load.load_keras(str(path), trust_code=False)
     sigs = tf_onnx.keras_signature(model, {})
     rng = np.random.default_rng(seed)
     feeds = []

@@ -49,7 +49,7 @@ def _gemm_model_with_external_data(directory: Path) -> Path:
 
 @pytest.mark.parametrize("target", ["keras", "pt2"])
 def test_onnx_source_with_external_data(target: str, tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     src_dir = tmp_path / "src"
     src_dir.mkdir()

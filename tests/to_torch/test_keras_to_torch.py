@@ -15,7 +15,7 @@ FIXTURES = ["cnn", "mlp", "subclassed", "lstm_text", "gru_seq", "two_in_two_out"
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_fixture_to_pt2(name: str, keras_files: dict[str, Path], tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / f"{name}.pt2"
     result = convert(str(keras_files[name]), ConvertOptions(output=str(out), route="onnx"))
@@ -34,7 +34,7 @@ def test_fixture_to_pt2(name: str, keras_files: dict[str, Path], tmp_path: Path)
 
 @pytest.mark.parametrize("kind", ["h5", "saved_model"])
 def test_h5_and_saved_model_sources(kind: str, tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
     from fixtures import keras_models
 
     model = keras_models.build("cnn")
@@ -57,7 +57,7 @@ def test_h5_and_saved_model_sources(kind: str, tmp_path: Path) -> None:
 
 
 def test_cnn_keeps_dynamic_batch_and_nhwc(keras_files: dict[str, Path], tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(tmp_path / "cnn.pt2")))
     assert result.report.dynamic_batch
@@ -69,7 +69,7 @@ def test_cnn_keeps_dynamic_batch_and_nhwc(keras_files: dict[str, Path], tmp_path
 def test_cnn_nchw_folds_the_permutation(keras_files: dict[str, Path], tmp_path: Path) -> None:
     import numpy as np
 
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / "cnn_nchw.pt2"
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out), nchw=True))
@@ -81,7 +81,7 @@ def test_cnn_nchw_folds_the_permutation(keras_files: dict[str, Path], tmp_path: 
 
 
 def test_mlp_to_torchscript(keras_files: dict[str, Path], tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / "mlp.pt"
     result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(out)))
@@ -104,7 +104,7 @@ EMITTED_LAYERS = {
 @pytest.mark.parametrize("name", sorted(EMITTED_LAYERS))
 def test_emit_source(name: str, keras_files: dict[str, Path], tmp_path: Path) -> None:
     """A readable model.py: named nn layers from the Keras layer names, no ATen calls, loadable by plain torch."""
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     src_dir = tmp_path / f"{name}_src"
     result = convert(str(keras_files[name]), ConvertOptions(output=str(tmp_path / f"{name}.pt2"),
@@ -127,7 +127,7 @@ def test_emit_source(name: str, keras_files: dict[str, Path], tmp_path: Path) ->
 def test_emit_source_nchw(keras_files: dict[str, Path], tmp_path: Path) -> None:
     import numpy as np
 
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     src_dir = tmp_path / "cnn_src"
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(tmp_path / "cnn.pt2"), nchw=True,
@@ -143,7 +143,7 @@ def test_emit_source_nchw(keras_files: dict[str, Path], tmp_path: Path) -> None:
 def test_lambda_layer_needs_trust_flag(tmp_path: Path) -> None:
     from converter.errors import UnsafeLoadError
     from converter.frameworks import keras
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     k = keras()
     inp = k.Input((4,))
@@ -158,7 +158,7 @@ def test_lambda_layer_needs_trust_flag(tmp_path: Path) -> None:
 
 
 def test_failed_verification_publishes_nothing(keras_files: dict[str, Path], tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / "mlp.pt2"
     result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(out), atol=0.0, rtol=0.0))
@@ -187,7 +187,7 @@ def test_mobilenet_v2_to_pt2(route: str, tmp_path: Path) -> None:
     the onnx route: no recurrent layers; keras-native forced), loaded by plain torch in a fresh process, trained one
     step."""
     from converter.frameworks import keras
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
     from fixtures.keras_models import randomize_statistics
 
     k = keras()

@@ -24,7 +24,7 @@ def _compare(model: object, feeds: dict[str, np.ndarray], atol: float = 1e-5) ->
     import onnxruntime as ort
     import torch
 
-    from converter.routes import onnx2torch_adapter
+    from converter.adapters import onnx2torch_adapter
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = sess.run(None, feeds)
@@ -113,7 +113,7 @@ def test_layer_normalization_opset17() -> None:
 
 def test_unsupported_op_is_named() -> None:
     from converter.errors import UnsupportedError
-    from converter.routes import onnx2torch_adapter
+    from converter.adapters import onnx2torch_adapter
 
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, (2, 3))
     node = helper.make_node("Det", ["X"], ["Y"], name="my_det")

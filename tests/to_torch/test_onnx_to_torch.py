@@ -26,7 +26,7 @@ class _SeqModel(torch.nn.Module):
 def test_torch_exported_onnx_to_pt2(tmp_path: Path) -> None:
     import onnx
 
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     torch.manual_seed(0)
     model = _SeqModel().eval()

@@ -54,7 +54,7 @@ def test_weight_initializers_by_consumer() -> None:
 
 
 def test_onnx_source_weights_trainable_statistics_buffers(tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     src = tmp_path / "handmade.onnx"
     onnx.save(_handmade(), str(src))
@@ -95,7 +95,7 @@ class _Text(torch.nn.Module):
 
 @pytest.mark.parametrize("name", ["vision", "text"])
 def test_onnx_source_trainable_count_equals_torch_parameters(name: str, tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     torch.manual_seed(0)
     model = (_Vision() if name == "vision" else _Text()).eval()

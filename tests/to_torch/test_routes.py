@@ -13,7 +13,7 @@ FIXTURES = ["cnn", "mlp", "subclassed", "lstm_text", "gru_seq", "two_in_two_out"
 
 
 def test_plan_auto_order_and_skips() -> None:
-    from converter.to_torch.routes import AUTO_ORDER, plan_routes
+    from converter.conversion.plan import AUTO_ORDER, plan_routes
 
     assert AUTO_ORDER == ("onnx", "keras-native")
     assert plan_routes("auto", Format.KERAS, "pt2", False).order == AUTO_ORDER
@@ -32,7 +32,8 @@ def test_plan_auto_order_and_skips() -> None:
 ])
 def test_auto_order_from_the_keras_config(name: str, kind: str, first: str, keras_files: dict[str, Path]) -> None:
     """Recurrent layers or an unlisted layer list put keras-native first; everything else goes onnx first."""
-    from converter.to_torch.routes import keras_kind, plan_routes
+    from converter.conversion.keras_kind import keras_kind
+    from converter.conversion.plan import plan_routes
 
     assert keras_kind(str(keras_files[name]))[0] == kind
     plan = plan_routes("auto", Format.KERAS, "pt2", False, str(keras_files[name]))
@@ -44,7 +45,7 @@ def test_auto_order_from_the_keras_config(name: str, kind: str, first: str, kera
 def test_auto_order_for_wrapped_recurrent_layers_and_h5(tmp_path: Path) -> None:
     """Bidirectional / TimeDistributed(RNN) are found inside wrappers; a .h5 file is read from its model_config."""
     from converter.frameworks import keras
-    from converter.to_torch.routes import keras_kind
+    from converter.conversion.keras_kind import keras_kind
 
     k = keras()
     x = inp = k.Input((5, 4, 3))
@@ -62,7 +63,7 @@ def test_auto_cnn_goes_onnx_without_layout_permutes(keras_files: dict[str, Path]
     none between layers (the only other one is Keras' Flatten order, feeding the reshape)."""
     import torch
 
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / "cnn.pt2"
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out)))
@@ -82,7 +83,7 @@ def test_auto_cnn_goes_onnx_without_layout_permutes(keras_files: dict[str, Path]
 
 
 def test_auto_lstm_goes_keras_native(keras_files: dict[str, Path], tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     result = convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(tmp_path / "lstm.pt2")))
     assert result.report.passed and result.report.route_name == "keras-native", result.report.format_text()
@@ -98,7 +99,7 @@ def test_auto_lstm_goes_keras_native(keras_files: dict[str, Path], tmp_path: Pat
     ("onnx2tf", Format.ONNX, "pt2", "does not apply to PyTorch targets"),
 ])
 def test_forced_route_that_does_not_apply(route: str, fmt: Format, target: str, match: str) -> None:
-    from converter.to_torch.routes import RouteUsageError, plan_routes
+    from converter.conversion.plan import RouteUsageError, plan_routes
 
     with pytest.raises(RouteUsageError, match=match):
         plan_routes(route, fmt, target, False)
@@ -121,7 +122,7 @@ def test_cli_route_usage_error(args: list[str], message: str, tmp_path: Path) ->
 @pytest.mark.parametrize("name", FIXTURES)
 def test_keras_native_route(name: str, keras_files: dict[str, Path], tmp_path: Path) -> None:
     """Forced keras-native: verified against the TF Keras model, real parameters, plain-torch reload + train."""
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / f"{name}.pt2"
     result = convert(str(keras_files[name]), ConvertOptions(output=str(out), route="keras-native"))
@@ -139,7 +140,7 @@ def test_keras_native_route(name: str, keras_files: dict[str, Path], tmp_path: P
 def test_keras_native_nchw(keras_files: dict[str, Path], tmp_path: Path) -> None:
     import numpy as np
 
-    from converter.pipeline import ConvertOptions, convert
+    from converter.conversion import ConvertOptions, convert
 
     out = tmp_path / "cnn_nchw.pt2"
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out), route="keras-native", nchw=True))
@@ -152,8 +153,8 @@ def test_keras_native_nchw(keras_files: dict[str, Path], tmp_path: Path) -> None
 
 
 def test_auto_reports_the_routes_tried(keras_files: dict[str, Path], tmp_path: Path) -> None:
-    from converter.pipeline import ConvertOptions, convert
-    from converter.to_torch.routes import AUTO_ORDER
+    from converter.conversion import ConvertOptions, convert
+    from converter.conversion.plan import AUTO_ORDER
 
     report_path = tmp_path / "report.json"
     result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(tmp_path / "mlp.pt2"),
@@ -168,8 +169,8 @@ def test_auto_reports_the_routes_tried(keras_files: dict[str, Path], tmp_path: P
 
 def test_auto_falls_back_when_keras_native_is_rejected(keras_files: dict[str, Path], tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from converter.pipeline import ConvertOptions, convert
-    from converter.routes import keras_torch_backend
+    from converter.conversion import ConvertOptions, convert
+    from converter.adapters import keras_torch_backend
 
     def reject(*args: object, **kwargs: object) -> None:
         raise keras_torch_backend.RouteRejected("the exported program does not load with plain torch (test)")
@@ -189,18 +190,17 @@ def test_auto_falls_back_when_keras_native_is_rejected(keras_files: dict[str, Pa
 def test_auto_falls_back_when_verification_fails(keras_files: dict[str, Path], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A route whose result does not verify is reported as such, and nothing of it is published."""
-    from converter.pipeline import ConvertOptions, convert
-    from converter.to_torch import pipeline
+    from converter.conversion import ConvertOptions, convert
+    from converter.conversion.routes.onnx_torch import OnnxRoute
 
-    real = pipeline._convert_onnx_route
+    real = OnnxRoute.run
 
-    def strict(source, fmt, target, output, options, clock, tol, tmp, keras_src, may_force):  # noqa: ANN001, ANN202
+    def strict(self, source, job, ledger, last):  # noqa: ANN001, ANN202
         from dataclasses import replace
 
-        return real(source, fmt, target, output, replace(options, atol=0.0, rtol=0.0), clock, type(tol)(0.0, 0.0),
-                    tmp, keras_src, may_force)
+        return real(self, source, replace(job, options=replace(job.options, atol=0.0, rtol=0.0)), ledger, last)
 
-    monkeypatch.setattr(pipeline, "_convert_onnx_route", strict)
+    monkeypatch.setattr(OnnxRoute, "run", strict)
     out = tmp_path / "cnn.pt2"
     result = convert(str(keras_files["cnn"]), ConvertOptions(output=str(out), force=True))
     attempts = [(a.route, a.outcome) for a in result.report.route_attempts]
@@ -214,13 +214,13 @@ def test_auto_falls_back_when_verification_fails(keras_files: dict[str, Path], t
 def test_auto_falls_back_to_keras_native_when_onnx_is_rejected(keras_files: dict[str, Path], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from converter.errors import UnsupportedError
-    from converter.pipeline import ConvertOptions, convert
-    from converter.to_torch import pipeline
+    from converter.conversion import ConvertOptions, convert
+    from converter.conversion.routes.onnx_torch import OnnxRoute
 
     def reject(*args: object, **kwargs: object) -> None:
         raise UnsupportedError("onnx2torch has no converter for this op (test)")
 
-    monkeypatch.setattr(pipeline, "_convert_onnx_route", reject)
+    monkeypatch.setattr(OnnxRoute, "run", reject)
     result = convert(str(keras_files["mlp"]), ConvertOptions(output=str(tmp_path / "mlp.pt2")))
     assert result.report.passed and result.report.route_name == "keras-native"
     assert [(a.route, a.outcome) for a in result.report.route_attempts] == [("onnx", "rejected"),

@@ -1,4 +1,4 @@
-"""The tf2onnx adapter's memory workarounds (``converter.routes.tf_onnx``): optimizers run in place without leaking
+"""The tf2onnx adapter's memory workarounds (``converter.adapters.tf_onnx``): optimizers run in place without leaking
 NodeProto arenas, the freeze drops its frozen function early, and everything tf2onnx-global is restored after the
 export; an optimizer that raises in place makes the export redo itself the way tf2onnx skips such an optimizer."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 
 def _export(keras_files: dict[str, Path], tmp_path: Path, name: str = "cnn") -> object:
-    from converter.routes import tf_onnx
+    from converter.adapters import keras_load, tf_onnx
 
-    model = tf_onnx.load_keras(str(keras_files[name]), trust_code=False)
+    model = keras_load.load_keras(str(keras_files[name]), trust_code=False)
     return tf_onnx.keras_to_onnx(model, tf_onnx.keras_signature(model, {}), tmp_path / f"{name}.onnx")
 
 

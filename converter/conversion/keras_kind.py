@@ -1,11 +1,11 @@
-"""Which routes can produce a PyTorch target, in which order ``--route auto`` tries them, and why one is skipped.
+"""Which PyTorch route ``--route auto`` tries first for a Keras file, read from its config without loading it.
 
 Two routes reach PyTorch:
 
 - ``onnx``: Keras / SavedModel / ONNX -> ONNX (tf2onnx) -> onnxsim -> onnx2torch -> ``.pt2`` / TorchScript /
   ``--emit-source``. Works for every source format.
 - ``keras-native``: a Keras 3 file reloaded under Keras' torch backend and ``torch.export``-ed
-  (``converter.routes.keras_torch_backend``). Keras sources only, ``.pt2`` only; no ONNX in between, the Keras
+  (``converter.adapters.keras_torch_backend``). Keras sources only, ``.pt2`` only; no ONNX in between, the Keras
   layer code itself is traced, so numerics follow Keras' own torch implementation.
 
 ``--route auto`` picks the order per model, from the Keras config alone (``keras_kind``: the ``.keras`` zip's
@@ -33,20 +33,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
 from typing import Any
-
-from converter.errors import CrossportError
-from converter.formats import Format
-from converter.result import RouteAttempt
-
-ONNX = "onnx"
-KERAS_NATIVE = "keras-native"
-TORCH_ROUTES = (ONNX, KERAS_NATIVE)
-AUTO_ORDER = (ONNX, KERAS_NATIVE)  # plain (non-recurrent) Keras models
-RECURRENT_ORDER = (KERAS_NATIVE, ONNX)  # recurrent layers, or a layer list that cannot be read
-TF_ROUTES = ("builder", "onnx2tf")
-
 
 # Keras class names whose presence anywhere in the config (layer, wrapped layer, RNN cell) makes a model recurrent.
 RECURRENT_CLASSES = frozenset({
@@ -54,20 +41,6 @@ RECURRENT_CLASSES = frozenset({
     "GRUCell", "SimpleRNNCell", "StackedRNNCells", "CuDNNLSTM", "CuDNNGRU", "LSTMV1", "GRUV1",
 })
 PLAIN, RECURRENT, OPAQUE = "plain", "recurrent", "opaque"  # keras_kind results
-
-
-class RouteUsageError(CrossportError):
-    """``--route`` names a route that does not apply to this source/target (a usage error at the CLI)."""
-
-    exit_code = 2
-    kind = "usage"
-
-
-@dataclass(frozen=True)
-class RoutePlan:
-    order: tuple[str, ...]  # routes to try, in order
-    skipped: tuple[RouteAttempt, ...]  # applicable-in-general routes ruled out before running, with the reason
-    basis: str = ""  # why --route auto chose this order (empty when nothing was chosen)
 
 
 def _keras_config(source: str) -> Any:
@@ -143,52 +116,3 @@ def _opaque_nested(layers: list) -> str:
             if found:
                 return found
     return ""
-
-
-def _why_not(route: str, fmt: Format, target: str, emit_source: bool) -> str:
-    """Empty when ``route`` can run for this source/target, else the reason it cannot."""
-    if route == KERAS_NATIVE:
-        if fmt not in (Format.KERAS, Format.H5):
-            return f"keras-native reloads Keras files under the torch backend; the source is {fmt.value}"
-        if target != "pt2":
-            return "keras-native writes .pt2 (torch.export) only; TorchScript comes from the onnx route"
-        if emit_source:
-            return "--emit-source writes model.py from the onnx route's module graph"
-    return ""
-
-
-def check_route(route: str, target: str) -> None:
-    """Refuse a ``--route`` that belongs to the other direction (``builder``/``onnx2tf`` are TensorFlow-target
-    routes, ``onnx``/``keras-native`` PyTorch-target routes)."""
-    from converter.to_torch.pipeline import is_torch_target
-
-    torch_target = is_torch_target(target)
-    allowed = ("auto", *TORCH_ROUTES) if torch_target else ("auto", *TF_ROUTES)
-    if route not in allowed:
-        kind = "PyTorch" if torch_target else "TensorFlow/Keras/ONNX"
-        raise RouteUsageError(f"--route {route} does not apply to {kind} targets (--to {target}); "
-                              f"choose one of: {', '.join(allowed)}")
-
-
-def plan_routes(route: str, fmt: Format, target: str, emit_source: bool, source: str | None = None) -> RoutePlan:
-    """The routes to try for ``--route route``; a forced route that cannot run is a usage error. Under ``auto`` a
-    Keras ``source`` picks ``AUTO_ORDER`` or ``RECURRENT_ORDER`` (``keras_kind``); without one, ``AUTO_ORDER``."""
-    check_route(route, target)
-    if route != "auto":
-        reason = _why_not(route, fmt, target, emit_source)
-        if reason:
-            raise RouteUsageError(f"--route {route}: {reason}")
-        return RoutePlan((route,), ())
-    auto_order, basis = AUTO_ORDER, ""
-    if source is not None and not _why_not(KERAS_NATIVE, fmt, target, emit_source):
-        kind, why = keras_kind(source)
-        auto_order = AUTO_ORDER if kind == PLAIN else RECURRENT_ORDER
-        basis = f"auto: {auto_order[0]} first ({why})"
-    order, skipped = [], []
-    for name in auto_order:
-        reason = _why_not(name, fmt, target, emit_source)
-        if not reason:
-            order.append(name)
-        elif name == KERAS_NATIVE and fmt in (Format.KERAS, Format.H5):
-            skipped.append(RouteAttempt(name, "skipped", reason, 0.0))
-    return RoutePlan(tuple(order), tuple(skipped), basis if len(order) > 1 else "")

@@ -2,7 +2,7 @@
 
 The only module that runs Keras on the torch backend. Keras fixes its backend when it is first imported
 (``KERAS_BACKEND``) and crossport's own process runs Keras on TensorFlow (the verification reference and the ONNX
-route), so the export runs in a worker process: ``python -m converter.routes.keras_torch_backend REQUEST.json``.
+route), so the export runs in a worker process: ``python -m converter.adapters.keras_torch_backend REQUEST.json``.
 
 Upstream gaps answered here (see shared/reference/upstream.md, "Keras 3 as a bridge"):
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from converter.errors import CrossportError, ModelFileError, UnsafeLoadError, UnsupportedError
+from converter.errors import CrossportError, UnsafeLoadError
 
 ROUTE = "keras-native"
 BLOCKED_AT_LOAD = ("keras", "tensorflow", "converter", "onnx2torch", "crossport")
@@ -98,7 +98,7 @@ def export_pt2(source: str, out: Path, example: Sequence[Any], *, trust_code: bo
     req_path.write_text(json.dumps(request))
     env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
     try:
-        proc = subprocess.run([sys.executable, "-m", "converter.routes.keras_torch_backend", str(req_path)],
+        proc = subprocess.run([sys.executable, "-m", "converter.adapters.keras_torch_backend", str(req_path)],
                               capture_output=True, text=True, env=env, timeout=TIMEOUT_S, cwd=str(workdir))
     except subprocess.TimeoutExpired as err:
         raise RouteRejected(f"the torch-backend export did not finish in {TIMEOUT_S} s") from err
@@ -258,13 +258,13 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
     if keras.backend.backend() != "torch":
         return {"error": f"KERAS_BACKEND is {keras.backend.backend()!r} in the worker", "kind": "internal"}
     notes = _import_custom_objects(request["custom_objects"])
+    from converter.adapters.keras_load import load_keras
+
     try:
-        model = keras.models.load_model(request["source"], compile=False, safe_mode=not request["trust_code"])
+        model = load_keras(request["source"], request["trust_code"], keras_module=keras)
+    except UnsafeLoadError as err:
+        return {"error": str(err), "kind": "unsafe"}
     except Exception as err:  # noqa: BLE001
-        text = str(err)
-        if "safe_mode" in text:
-            return {"error": f"{request['source']}: contains Python code (e.g. a Lambda layer); pass --trust-code "
-                             "if you trust this file", "kind": "unsafe"}
         return {"error": f"Keras could not load the file under the torch backend ({_line(err)})", "kind": "load"}
     if not isinstance(model, torch.nn.Module):
         return {"error": "the loaded Keras model is not a torch.nn.Module", "kind": "internal"}

@@ -25,13 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from converter.errors import ModelFileError, ShapeError, UnsafeLoadError, UnsupportedError
+from converter.errors import ModelFileError, ShapeError, UnsupportedError
 from converter.memory import release_memory
 
 DEFAULT_OPSET = 17
-TRUST_FLAG = "--trust-code"
-
-
 @dataclass(frozen=True)
 class TfExport:
     """What the ONNX export produced and how."""
@@ -53,23 +50,6 @@ class TfSignature:
     name: str
     shape: tuple[int | None, ...]
     dtype: str
-
-
-def load_keras(path: str, trust_code: bool) -> Any:
-    """Load ``.keras`` / ``.h5`` with ``safe_mode`` unless the user trusts the file (a Lambda layer is code)."""
-    from converter.frameworks import keras
-
-    k = keras()
-    try:
-        return k.models.load_model(path, compile=False, safe_mode=not trust_code)
-    except ValueError as err:
-        text = str(err)
-        if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
-            raise UnsafeLoadError(f"{path}: contains Python code (e.g. a Lambda layer); loading it would run that "
-                                  f"code. Pass {TRUST_FLAG} if you trust this file") from err
-        raise ModelFileError(f"{path}: not a loadable Keras model ({_line(text)})") from err
-    except (OSError, TypeError, KeyError) as err:
-        raise ModelFileError(f"{path}: not a loadable Keras model ({_line(str(err))})") from err
 
 
 def keras_signature(model: Any, given: dict[str, tuple[int, ...]] | list[tuple[int, ...]]) -> list[TfSignature]:
@@ -278,7 +258,7 @@ def keras_to_onnx(model: Any, signature: list[TfSignature], path: Path, opset: i
             notes.append("tf2onnx left a recurrent layer as an ONNX Loop (no ONNX GRU for reset_after); exported "
                          "the recurrent layers unrolled over the fixed sequence length instead")
     del tf
-    from converter.routes.tf_onnx_repair import weights_from_keras
+    from converter.adapters.tf_onnx_repair import weights_from_keras
 
     weights = weights_from_keras(model)
     notes.extend(_repair(proto, weights, path))
@@ -308,7 +288,7 @@ def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: i
 def _repair(proto: Any, weights: Any, path: Path) -> list[str]:
     import onnx
 
-    from converter.routes.tf_onnx_repair import repair
+    from converter.adapters.tf_onnx_repair import repair
 
     done = repair(proto, weights)
     if done.changed:
@@ -333,7 +313,7 @@ def _unrolled_clone(model: Any) -> Any:
     import keras
 
     rnn_types = (keras.layers.RNN,)
-    from converter.routes.tf_onnx_repair import all_layers
+    from converter.adapters.tf_onnx_repair import all_layers
 
     found = [l for l in all_layers(model) if isinstance(l, rnn_types)]
     if not found:
@@ -384,7 +364,7 @@ def saved_model_to_onnx(path: str, given: list[tuple[int, ...]], onnx_path: Path
         return [out[k] for k in out_keys]
 
     proto = _export_fn(serve, tf_sig, onnx_path, opset)
-    from converter.routes.tf_onnx_repair import weights_from_variables
+    from converter.adapters.tf_onnx_repair import weights_from_variables
 
     weights = weights_from_variables(getattr(loaded, "variables", ()))
     notes = _repair(proto, weights, onnx_path)

@@ -1,7 +1,7 @@
 """The PyTorch half of a PyTorch -> TensorFlow conversion: load the file, check it runs, export ONNX and record the
 source model's outputs on every verification input set.
 
-It is one step with one result (``TorchSide``) so that ``converter.pipeline`` can run it in a forked worker
+It is one step with one result (``TorchSide``) so that ``converter.conversion.sources`` can run it in a forked worker
 (``converter.forked``) while the parent imports TensorFlow; the parent then needs no PyTorch at all -- the
 reference outputs travel back as arrays and verification compares against them (``RecordedRunner``).
 """
@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from converter.errors import ShapeError, UnsupportedError
-from converter.formats import Format, load_torch_source, raise_if_nonfinite, torch_nonfinite
+from converter.formats import Format, load_torch_source
+from converter.model_checks import raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
 from converter.parity.inputs import InputSet, InputSpec, make_input_sets
+
+if TYPE_CHECKING:
+    from converter.conversion.job import Clock, ConvertOptions
 
 FORCE_HINT = ", or pass --force to convert it anyway"
 
@@ -30,7 +34,7 @@ class TorchSide:
     layouts: tuple[Layout, ...]  # of the inputs, as the source takes them
     output_layouts: tuple[Layout, ...]
     outputs: tuple[tuple[np.ndarray, ...], ...]  # per input set; only the first when verification is off
-    exported: Any  # converter.routes.torch_onnx.ExportResult
+    exported: Any  # converter.adapters.torch_onnx.ExportResult
     parameter_names: frozenset[str]  # trainable parameter names: readable Keras weight names
     trainable: int | None  # elements in parameters that require grad
     notes: tuple[str, ...]
@@ -89,7 +93,7 @@ def torch_layouts(specs: Sequence[InputSpec]) -> tuple[Layout, ...]:
                  for s in specs)
 
 
-def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any,
+def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, clock: Clock,
             external_data: bool = False) -> TorchSide:
     """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set.
     ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it."""
@@ -120,7 +124,7 @@ def prepare(source: str, fmt: Format, options: Any, onnx_path: Path, clock: Any,
             shapes = [list(a.shape) for a in sets[0].arrays]
             raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
                              f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
-    from converter.routes import torch_onnx
+    from converter.adapters import torch_onnx
 
     with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
         example = tuple(torch.from_numpy(a) for a in sets[0].arrays)

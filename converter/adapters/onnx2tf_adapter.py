@@ -12,7 +12,7 @@ Which of its flags skip which work (read in the installed ``onnx2tf/onnx2tf.py``
   That is the "SavedModel saving done three times" measured in shared/reference/upstream.md (~95 % of a
   ResNet-18 conversion, in tf_keras' per-layer ``tracking_metadata``). So we always pass
   ``disable_model_save=True`` and write only the requested artifacts ourselves, from a traced concrete function
-  held by a plain ``tf.Module`` (no Keras per-layer metadata): see :func:`_save_saved_model`/:func:`_save_tflite`.
+  held by a plain ``tf.Module`` (no Keras per-layer metadata): see :func:`save_saved_model`/:func:`save_tflite`.
 - ``output_signaturedefs=True`` renames ONNX names that start with ``/`` to ``wa/...`` so that they are legal TF
   scope names (upstream's own error message for "A root scope name has to match the following pattern" tells you
   to re-run with ``-osd``). With ``disable_model_save`` it changes naming only, not output.
@@ -68,6 +68,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from converter.adapters.onnx2tf_saving import (ANSI, clean_name, first_line, save_saved_model, save_tflite,
+                                                serving_function)
 from converter.errors import UnsupportedError
 
 #: The file name onnx2tf looks for in the current working directory (``download_test_image_data``).
@@ -75,7 +77,6 @@ CALIBRATION_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 #: Its content upstream: 20 RGB images, 128x128, NHWC, float32 in [0, 1] (the name spells it out).
 CALIBRATION_SHAPE = (20, 128, 128, 3)
 
-SIGNATURE_KEY = "serving_default"
 
 # os.chdir, os.environ["PATH"] and onnx2tf's module-level logger state are process-global: one conversion at a time.
 _LOCK = threading.RLock()
@@ -147,11 +148,11 @@ def convert_with_onnx2tf(
         model = _run_onnx2tf(onnx2tf, onnx_copy, run_dir, input_names, keep_layout=keep_layout, verbose=verbose)
         t_graph = time.perf_counter() - t0
 
-    names_in = tuple(_clean_name(n) for n in model.input_names)
-    names_out = tuple(_clean_name(n) for n in model.output_names)
+    names_in = tuple(clean_name(n) for n in model.input_names)
+    names_out = tuple(clean_name(n) for n in model.output_names)
     layouts = getattr(model, "onnx_output_layouts", {}) or {}
     channels_last = tuple(bool(layouts.get(n, False)) for n in model.output_names)
-    holder, concrete = _serving_function(tf, model, names_in, names_out)
+    holder, concrete = serving_function(tf, model, names_in, names_out)
 
     sm_path = fp32_path = fp16_path = None
     t_sm = t_fp32 = t_fp16 = 0.0
@@ -159,17 +160,17 @@ def convert_with_onnx2tf(
         if saved_model:
             t0 = time.perf_counter()
             sm_path = workdir / "saved_model"
-            _save_saved_model(tf, holder, concrete, model, sm_path)
+            save_saved_model(tf, holder, concrete, model, sm_path)
             t_sm = time.perf_counter() - t0
         if tflite_fp32:
             t0 = time.perf_counter()
             fp32_path = workdir / "model_float32.tflite"
-            fp32_path.write_bytes(_save_tflite(tf, holder, concrete, fp16=False))
+            fp32_path.write_bytes(save_tflite(tf, holder, concrete, fp16=False))
             t_fp32 = time.perf_counter() - t0
         if tflite_fp16:
             t0 = time.perf_counter()
             fp16_path = workdir / "model_float16.tflite"
-            fp16_path.write_bytes(_save_tflite(tf, holder, concrete, fp16=True))
+            fp16_path.write_bytes(save_tflite(tf, holder, concrete, fp16=True))
             t_fp16 = time.perf_counter() - t0
     shapes = tuple(tuple(None if d is None else int(d) for d in t.shape) for t in model.inputs)
     return Onnx2TfResult(
@@ -290,7 +291,7 @@ def _copy_onnx(source: Path, target: Path) -> Path:
     except Exception as err:  # noqa: BLE001
         from converter.errors import ModelFileError
 
-        raise ModelFileError(f"cannot read ONNX file {source}: {_first_line(str(err))}") from err
+        raise ModelFileError(f"cannot read ONNX file {source}: {first_line(str(err))}") from err
     size = sum(len(t.raw_data) for t in model.graph.initializer)
     if size < _PROTOBUF_LIMIT:
         onnx.save(model, str(target))
@@ -351,18 +352,15 @@ def _run_onnx2tf(onnx2tf: Any, onnx_copy: Path, run_dir: Path, input_names: list
             raise UnsupportedError(_failure_message(captured.getvalue(), err, onnx_copy)) from err
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
 def _failure_message(log: str, err: BaseException | None, onnx_copy: Path) -> str:
     node = getattr(err, "onnx_op_name", None) if err is not None else None
     op_type = _op_type_of(onnx_copy, node) if node else None
     where = f" at {op_type} node {node!r}" if op_type else (f" at node {node!r}" if node else "")
     detail = ""
     if err is not None:
-        detail = _first_line(str(err)) or type(err).__name__
+        detail = first_line(str(err)) or type(err).__name__
     if not detail:
-        errors = [_ANSI.sub("", line).strip() for line in log.splitlines() if "ERROR" in _ANSI.sub("", line)]
+        errors = [ANSI.sub("", line).strip() for line in log.splitlines() if "ERROR" in ANSI.sub("", line)]
         detail = errors[-1].split("ERROR:", 1)[-1].strip() if errors else "conversion stopped (sys.exit)"
     return f"onnx2tf failed{where}: {detail}"[:400]
 
@@ -379,78 +377,3 @@ def _op_type_of(onnx_copy: Path, node_name: str) -> str | None:
         if node.name in wanted:
             return node.op_type
     return None
-
-
-def _first_line(text: str) -> str:
-    for line in _ANSI.sub("", text).strip().splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "File ")):
-            return line[:300]
-    return ""
-
-
-# ------------------------------------------------------------------------------------------------------- saving
-
-
-def _clean_name(name: str) -> str:
-    """A name legal as a TF signature key / TensorSpec name."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.\-/]", "_", name.split(":")[0]).lstrip("/")
-    # TF op names must match ^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$ (the same rule behind onnx2tf's "-osd" advice).
-    if not cleaned or not re.match(r"[A-Za-z0-9.]", cleaned[0]):
-        cleaned = "t" + cleaned
-    return cleaned
-
-
-def _serving_function(tf: Any, model: Any, names_in: tuple[str, ...], names_out: tuple[str, ...]) -> tuple[Any, Any]:
-    """A ``tf.Module`` that tracks the model's variables (not the Keras model) and a traced ``serve`` function."""
-    spec = [tf.TensorSpec(shape=t.shape, dtype=t.dtype, name=n) for t, n in zip(model.inputs, names_in)]
-
-    @tf.function(input_signature=spec)
-    def serve(*args: Any) -> dict[str, Any]:
-        outputs = model(list(args) if len(args) > 1 else args[0], training=False)
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        return {name: tf.identity(out, name=name.replace("/", "_")) for name, out in zip(names_out, outputs)}
-
-    holder = tf.Module()
-    # Tracking the variables, not the tf_keras model, keeps tf.saved_model.save out of tf_keras' per-layer
-    # metadata serialization (upstream.md: ~95 % of onnx2tf's ResNet-18 time).
-    holder.model_variables = list(model.variables)
-    holder.serve = serve
-    return holder, serve.get_concrete_function()
-
-
-def _save_saved_model(tf: Any, holder: Any, concrete: Any, model: Any, path: Path) -> None:
-    if path.exists():
-        shutil.rmtree(path)
-    try:
-        try:
-            tf.saved_model.save(holder, str(path), signatures={SIGNATURE_KEY: concrete})
-        except (AssertionError, KeyError, ValueError) as err:
-            # "Tried to export a function which references an 'untracked' resource" (onnx2tf handles the same error
-            # from its own save): a layer owns a resource other than its variables (e.g. a lookup table). Fall back
-            # to saving the tf_keras model itself — slow (per-layer metadata) but it tracks every resource.
-            if "untracked" not in str(err):
-                raise
-            shutil.rmtree(path, ignore_errors=True)
-            tf.saved_model.save(model, str(path), signatures={SIGNATURE_KEY: concrete})
-    except Exception as err:  # noqa: BLE001 - TF raises many types here
-        shutil.rmtree(path, ignore_errors=True)
-        raise UnsupportedError(f"writing the SavedModel failed: {_first_line(str(err))}") from err
-
-
-def _save_tflite(tf: Any, holder: Any, concrete: Any, *, fp16: bool) -> bytes:
-    # onnx2tf uses TFLiteConverter.from_keras_model, which saves the tf_keras model to a temporary SavedModel (with
-    # the slow per-layer metadata). from_concrete_functions with our light tf.Module lowers through a SavedModel of
-    # that module instead (the MLIR saved-model path, same op coverage), without Keras metadata.
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], holder)
-    # Same op sets as onnx2tf: builtins, plus TF ops where TFLite has no builtin (needs the Flex delegate).
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-    if fp16:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    try:
-        return converter.convert()
-    except Exception as err:  # noqa: BLE001 - the TFLite converter raises ConverterError and others
-        kind = "float16" if fp16 else "float32"
-        raise UnsupportedError(f"TFLite {kind} conversion failed: {_first_line(str(err))}") from err

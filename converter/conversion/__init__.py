@@ -1,0 +1,75 @@
+"""The one front door: ``convert(source, ConvertOptions)`` for both directions.
+
+Resolve the target and output (``job``), plan the routes (``plan``), load the source once (``sources`` for
+TensorFlow targets, ``keras_sources`` for PyTorch targets), run the routes in order (``plan.try_routes``), then
+write the report and the manifest. Everything is written in a private temporary directory beside the output and
+moved into place only after verification passed (or with ``force``).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from converter.conversion.job import (ConversionResult, ConvertOptions, Clock, Job, ProgressFn, is_torch_target,
+                                   manifest_path, resolve_output, resolve_target, workdir, write_manifest)
+from converter.conversion.ledger import Ledger
+from converter.errors import OutputError, UnsupportedError
+from converter.formats import Format, sniff
+
+__all__ = ["ConversionResult", "ConvertOptions", "convert", "manifest_path", "resolve_target"]
+
+
+def convert(source: str, options: ConvertOptions | None = None, progress: ProgressFn | None = None,
+            **overrides: Any) -> ConversionResult:
+    """Convert ``source`` and verify the result; see ``ConvertOptions``. Keyword overrides update the options.
+
+    Returns a result whose ``report.passed`` says whether every hop matched; raises ``CrossportError`` subclasses
+    for problems with the input. Nothing is left at the output path unless verification passed or ``force``.
+    """
+    options = replace(options or ConvertOptions(), **overrides)
+    if isinstance(options.input_shapes, dict):
+        options = replace(options, input_shapes=tuple(options.input_shapes.items()))
+    result = _convert(source, options, progress)
+    if options.report_path:
+        result.report.write(Path(options.report_path))
+    if options.manifest:
+        write_manifest(result)
+    return result
+
+
+def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) -> ConversionResult:
+    from converter.conversion.plan import plan_routes, try_routes
+
+    target = resolve_target(options)
+    fmt = sniff(source)
+    output = resolve_output(source, target, options)
+    torch = is_torch_target(target)
+    if torch:
+        target = "pt2" if target == "torch" else target
+        if not options.force:
+            from converter.conversion.sources import refuse_nonfinite_file
+
+            refuse_nonfinite_file(source, fmt)
+        if options.emit_source:
+            emit_dir = Path(options.emit_source)
+            if emit_dir.exists() and (not emit_dir.is_dir() or any(emit_dir.iterdir())) and not options.force:
+                raise OutputError(f"{emit_dir}: already exists; pass --force to replace it")
+    elif fmt in (Format.KERAS, Format.H5, Format.SAVED_MODEL, Format.TFLITE):
+        raise UnsupportedError(f"{source}: converting {fmt.value} sources is not supported yet; "
+                               "crossport converts PyTorch and ONNX sources in this release")
+    plan = plan_routes(options.route, fmt, target, bool(options.emit_source), source)
+    clock = Clock(progress)
+    with workdir(output.parent if output.parent.exists() else Path.cwd()) as tmp:
+        job = Job(source, fmt, target, output, options, clock, tmp)
+        loaded: Any
+        if torch:
+            from converter.conversion.keras_sources import load_keras_source
+
+            loaded = load_keras_source(source, options, clock) if fmt in (Format.KERAS, Format.H5) else None
+            ledger = Ledger()
+        else:
+            from converter.conversion.sources import load_for_tf
+
+            loaded, ledger = load_for_tf(job)
+        return try_routes(plan, loaded, job, ledger)

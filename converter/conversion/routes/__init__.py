@@ -1,0 +1,1 @@
+"""One module per route; each only runs its own steps and hands ``converter.conversion.plan`` a result."""

@@ -1,0 +1,63 @@
+"""The end every TensorFlow/Keras/ONNX-target route shares: verdict, trainable counts, publish, report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from converter.conversion.job import ConversionResult, Job
+from converter.conversion.ledger import Ledger, tensor_infos
+from converter.conversion.sources import OnnxSource
+from converter.layout import Layout
+from converter.parity.report import verdict
+from converter.parity.runners import Runner
+
+VERSIONS = ("crossport", "torch", "onnx", "onnxruntime", "onnxscript", "tensorflow", "keras", "numpy")
+
+
+def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_runner: Runner | None,
+           built: Any = None, keras_trainable: int = 0) -> ConversionResult:
+    """``built``: the builder's ``BuildResult`` (its model already dropped) when the builder made the artifact."""
+    options, target, notes = job.options, job.target, ledger.notes
+    verified = options.verify
+    passed = verified and verdict(ledger.hops) and (target == "onnx" or target_runner is not None)
+    if passed and not all(h.passed for h in ledger.hops):
+        notes.append("an intermediate hop exceeded the tolerance but the delivered model matches the source "
+                     "end to end; the verdict rests on the end-to-end comparison")
+    trainable = {}
+    if src.trainable is not None:
+        trainable["pytorch"] = src.trainable
+    if built is not None:
+        trainable["keras"] = keras_trainable
+        merged = built.merged_params
+        if merged and trainable.get("pytorch") == trainable["keras"] + merged:
+            notes.append(f"Keras LSTM layers hold one bias where PyTorch has two (b_ih + b_hh, summed): "
+                         f"{merged:,} fewer trainable parameters for the same function")
+        elif "pytorch" in trainable and trainable["pytorch"] != trainable["keras"] and target == "keras":
+            notes.append(f"trainable parameter counts differ: PyTorch {trainable['pytorch']:,}, "
+                         f"Keras {trainable['keras']:,}")
+    written = passed or not verified or options.force
+    if written:
+        job.publish(artifact)
+    exported = src.exported
+    in_targets, out_targets = [], []
+    for i in range(len(src.specs)):
+        if built:
+            in_targets.append(built.input_layouts.get(exported.input_names[i], Layout.NONE))
+        elif target_runner is not None and i < len(target_runner.input_layouts):
+            in_targets.append(target_runner.input_layouts[i])
+        else:
+            in_targets.append(src.layouts[i])
+    for k, name in enumerate(exported.output_names):
+        if built:
+            out_targets.append(built.output_layouts.get(name, Layout.NONE).value)
+        elif target_runner is not None and k < len(target_runner.output_layouts):
+            out_targets.append(target_runner.output_layouts[k].value)
+        else:
+            out_targets.append("as source")
+    ins, outs = tensor_infos(src.specs, src.layouts, in_targets, exported.output_names, None, out_targets,
+                             ledger.hops, exported.dynamic_batch)
+    report = ledger.report(job, sets=src.sets, passed=passed, written=written, opset=exported.opset,
+                           exporter=exported.exporter, inputs=ins, outputs=outs,
+                           dynamic_batch=bool(built.dynamic_batch if built else exported.dynamic_batch),
+                           trainable=trainable, version_of=VERSIONS)
+    return ConversionResult(job.output if written else None, report)

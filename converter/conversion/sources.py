@@ -1,0 +1,187 @@
+"""Sources for TensorFlow/Keras/ONNX targets: a PyTorch model (exported to ONNX in ``converter.conversion.torch_source``) or an
+ONNX file, loaded and checked once, with the first hop (PyTorch vs onnxruntime) already in the ledger.
+
+Every route to TensorFlow starts from the ``OnnxSource`` this returns, so a route that hands over to the next
+does not export again.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from converter.conversion.job import Clock, Job
+from converter.conversion.ledger import Ledger
+from converter.errors import CrossportError, ModelFileError
+from converter.formats import Format
+from converter.model_checks import check_onnx_ops, keras_file_nonfinite, onnx_nonfinite, raise_if_nonfinite
+from converter.layout import Layout
+from converter.parity.inputs import InputSet, InputSpec, make_input_sets
+from converter.parity.report import as_intermediate, run_hop
+from converter.parity.runners import OnnxRunner, Runner
+from converter.result import OVERLAPPED
+from converter.conversion.torch_source import FORCE_HINT, TorchSide, runner_for, torch_layouts
+from converter.conversion.torch_source import prepare as prepare_torch_side
+
+
+@dataclass(frozen=True)
+class OnnxSource:
+    """The source as an ONNX file plus the reference every later hop compares against."""
+
+    onnx_path: Path
+    specs: tuple[InputSpec, ...]
+    sets: tuple[InputSet, ...]
+    runner: Runner | None  # the PyTorch source (recorded outputs); None for an ONNX source
+    layouts: tuple[Layout, ...]  # of the inputs, as the source takes them
+    exported: Any  # converter.adapters.torch_onnx.ExportResult
+    onnx_runner: OnnxRunner
+    parameter_names: frozenset[str] = frozenset()
+    trainable: int | None = None  # PyTorch's trainable element count
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.exported.output_names)
+
+
+def load_for_tf(job: Job) -> tuple[OnnxSource, Ledger]:
+    """Load the source, export/copy it to ONNX, and (verifying) compare the PyTorch source with onnxruntime."""
+    ledger = Ledger()
+    if job.fmt == Format.ONNX:
+        src = _onnx_source(job)
+        ledger.route[:] = ["onnx", "onnx"]
+        return src, ledger
+    side = _torch_side(job)
+    runner = runner_for(side)
+    ledger.run_cache.update({(id(runner), id(s)): list(o) for s, o in zip(side.sets, side.outputs)})
+    ledger.notes.extend(side.notes)
+    exported = side.exported
+    ledger.route[:] = [job.fmt.value, f"onnx ({exported.exporter} exporter)"]
+    onnx_runner = OnnxRunner(exported.path, side.layouts, runner.output_layouts)
+    src = OnnxSource(exported.path, side.specs, side.sets, runner, side.layouts, exported, onnx_runner,
+                     side.parameter_names, side.trainable)
+    if job.options.verify:
+        with job.clock.step("verify", "verifying PyTorch vs ONNX (onnxruntime)"):
+            hop = run_hop(runner, onnx_runner, list(src.sets), src.layouts, src.output_names, job.tol,
+                          ledger.run_cache)
+            ledger.hops.append(hop if job.target == "onnx" else as_intermediate(hop))
+        # Its outputs on every set are in run_cache now; the Keras build would otherwise hold a second copy of
+        # the weights in this session while it builds its own.
+        onnx_runner.release()
+    return src, ledger
+
+
+def _torch_side(job: Job) -> TorchSide:
+    """The PyTorch steps; for a TensorFlow target in a fresh process they run in a forked worker while this
+    process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
+    from converter import forked
+
+    options, clock, onnx_path = job.options, job.clock, job.tmp / "model.onnx"
+    # The builder reads the intermediate ONNX with onnx.load, which follows a .data file; a published .onnx and
+    # the onnx2tf route get a single file.
+    external = job.target != "onnx" and options.route != "onnx2tf"
+    if job.target == "onnx" or not forked.can_fork():
+        return prepare_torch_side(job.source, job.fmt, options, onnx_path, clock, external_data=external)
+
+    def work() -> TorchSide:
+        child = Clock(clock.progress)
+        side = prepare_torch_side(job.source, job.fmt, options, onnx_path, child, external_data=external)
+        return replace(side, module=None, timings=tuple(child.timings.items()))
+
+    worker = forked.start(work)
+    try:
+        t0 = time.perf_counter()
+        from converter.frameworks import keras as _keras
+
+        _keras()
+        clock.timings["import-tensorflow" + OVERLAPPED] = time.perf_counter() - t0
+        side = worker.result()
+    except BaseException:
+        worker.kill()
+        raise
+    for key, seconds in side.timings:
+        clock.timings[key] = clock.timings.get(key, 0.0) + seconds
+    return side
+
+
+def _onnx_source(job: Job) -> OnnxSource:
+    import onnx
+
+    from converter.adapters.torch_onnx import ExportResult
+    from converter.keras_builder.shapes import graph_inputs
+
+    source, options = job.source, job.options
+    with job.clock.step("load", f"loading {source}"):
+        model = load_onnx(source)
+    check_onnx_ops(model, source)
+    if not options.force:
+        raise_if_nonfinite(source, onnx_nonfinite(model), FORCE_HINT)
+    if job.target == "onnx":
+        raise CrossportError("source and target are both ONNX; pick --to keras, saved_model or tflite")
+    given = {n: s for n, s in options.input_shapes if n}
+    unnamed = [s for n, s in options.input_shapes if not n]
+    ginputs = graph_inputs(model, None if not options.input_shapes else
+                           (given or {gi.name: s for gi, s in zip(graph_inputs_safe(model), unnamed)}))
+    specs = tuple(InputSpec(g.name, g.shape, str(g.dtype)) for g in ginputs)
+    dynamic = any(g.batch_dynamic for g in ginputs) and not options.static_batch
+    sets = tuple(make_input_sets(list(specs), seed=options.seed, dynamic_batch=dynamic))
+    layouts = torch_layouts(specs)
+    onnx_path = job.tmp / "model.onnx"
+    _save_onnx_copy(model, onnx_path)  # not a file copy: the source may keep its weights in external .data files
+    runner = OnnxRunner(onnx_path, layouts, ())
+    try:
+        probe = runner.run(sets[0].arrays)
+    except Exception as err:  # noqa: BLE001 - onnxruntime's own exception types
+        shapes = [list(a.shape) for a in sets[0].arrays]
+        raise ModelFileError(f"{source}: onnxruntime cannot run it on inputs of shape {shapes} (check "
+                             f"--input-shape): {str(err).strip().splitlines()[0][:200]}") from err
+    runner.output_layouts = tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    exported = ExportResult(onnx_path, "given", opset or 0, tuple(s.name for s in specs),
+                            tuple(o.name for o in model.graph.output), dynamic)
+    return OnnxSource(onnx_path, specs, sets, None, layouts, exported, runner)
+
+
+def load_onnx(source: str) -> Any:
+    """``onnx.load`` + the checker, any failure as one ``ModelFileError`` line."""
+    import onnx
+
+    try:
+        model = onnx.load(source)
+        onnx.checker.check_model(model)
+    except Exception as err:  # noqa: BLE001
+        raise ModelFileError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+    return model
+
+
+def _save_onnx_copy(model: Any, path: Path) -> None:
+    """Write the loaded model (``onnx.load`` already pulled in any external ``.data`` files) as one file;
+    models past protobuf's 2 GB limit keep their tensors in one external file beside it."""
+    import onnx
+
+    if model.ByteSize() < (2**31 - 2**20):
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.name + ".data")
+
+
+def refuse_nonfinite_file(source: str, fmt: Format) -> None:
+    """Keras/H5 and ONNX sources on the PyTorch route: scanned before the route loads them (h5py / protobuf only,
+    no code from the file runs)."""
+    if fmt in (Format.KERAS, Format.H5):
+        raise_if_nonfinite(source, keras_file_nonfinite(source), FORCE_HINT)
+    elif fmt == Format.ONNX:
+        import onnx
+
+        try:
+            model = onnx.load(source)
+        except Exception:  # noqa: BLE001 - unreadable: the route reports it with its own message
+            return
+        check_onnx_ops(model, source)
+        raise_if_nonfinite(source, onnx_nonfinite(model), FORCE_HINT)
+
+
+def graph_inputs_safe(model: Any) -> list[Any]:
+    init = {i.name for i in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in init]

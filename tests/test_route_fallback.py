@@ -1,0 +1,69 @@
+"""The TensorFlow-direction fallback through the one route loop: a graph crossport's builder refuses goes to
+onnx2tf under ``--route auto``, the report says so in a note, and ``--route builder`` keeps the refusal."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HAVE_ONNX2TF = importlib.util.find_spec("onnx2tf") is not None
+
+
+def _hardmax_onnx(path: Path) -> Path:
+    """Hardmax: an op onnx2tf converts and the builder does not (an op the builder will not grow soon)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "w"], ["xw"]), helper.make_node("Hardmax", ["xw"], ["y"], axis=-1)],
+        "hardmax", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.skipif(not HAVE_ONNX2TF, reason="onnx2tf is the optional extra crossport[onnx2tf]")
+def test_builder_refusal_falls_back_to_onnx2tf(tmp_path: Path) -> None:
+    from converter import ConvertOptions, convert
+    from converter.errors import UnsupportedError
+
+    source = str(_hardmax_onnx(tmp_path / "hardmax.onnx"))
+    try:
+        convert(source, ConvertOptions(output=str(tmp_path / "b.tflite"), route="builder", manifest=False))
+    except UnsupportedError as err:
+        refusal = str(err)
+    else:
+        pytest.skip("the builder converts Hardmax now; this test needs an op it refuses")
+    assert not (tmp_path / "b.tflite").exists()
+    result = convert(source, ConvertOptions(output=str(tmp_path / "a.tflite"), manifest=False))
+    report = result.report
+    assert report.passed and result.artifact is not None and result.artifact.is_file()
+    assert "onnx2tf" in report.route and "keras 3 (crossport builder)" not in report.route
+    assert f"crossport's Keras builder could not convert the graph ({refusal}); used onnx2tf" in report.notes
+    assert report.route_attempts == () and report.route_name == ""  # as before: the TF report lists no attempts
+
+
+@pytest.mark.skipif(HAVE_ONNX2TF, reason="onnx2tf is installed here")
+def test_without_onnx2tf_the_builder_refusal_stands_and_the_route_says_how_to_install(tmp_path: Path) -> None:
+    """onnx2tf is an extra: auto never needs it (the builder's own refusal is the answer, exit 5, one line), and
+    ``--route onnx2tf`` says how to install it. Nothing is written either way."""
+    from converter import ConvertOptions, convert
+    from converter.errors import UnsupportedError
+
+    source = str(_hardmax_onnx(tmp_path / "hardmax.onnx"))
+    try:
+        convert(source, ConvertOptions(output=str(tmp_path / "a_sm"), to="saved_model", manifest=False))
+    except UnsupportedError as err:
+        assert "Hardmax" in str(err) and "\n" not in str(err) and err.exit_code == 5
+    else:
+        pytest.skip("the builder converts Hardmax now; this test needs an op it refuses")
+    with pytest.raises(UnsupportedError, match=r"pip install 'crossport\[onnx2tf\]'") as forced:
+        convert(source, ConvertOptions(output=str(tmp_path / "b_sm"), to="saved_model", route="onnx2tf",
+                                       manifest=False))
+    assert "\n" not in str(forced.value)
+    assert not (tmp_path / "a_sm").exists() and not (tmp_path / "b_sm").exists()
