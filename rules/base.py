@@ -15,6 +15,7 @@ import libcst as cst
 
 from rules.cst_tools import Unbindable
 from rules.cst_walk import walk
+from rules.traced import TracedCall
 
 _H = TypeVar("_H", bound=Callable[..., object])
 
@@ -67,8 +68,8 @@ class RuleContext(Protocol):
     def facts_for(self, node: cst.CSTNode, what: str = "") -> object | None:
         """--to torch with --input-shape: the Keras input shape recorded for the layer the original call builds."""
 
-    def traced(self, node: cst.CSTNode) -> object | None:
-        """--to keras with --input-shape: (input shape, output shape) of the original call ``node`` in one torch run."""
+    def traced(self, node: cst.CSTNode) -> TracedCall | None:
+        """--to keras with --input-shape: what one torch run saw at the original call ``node`` (``rules.traced``)."""
 
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         """Schedule an import statement for removal if nothing uses it after the rewrite (RemoveImportsVisitor)."""
@@ -191,12 +192,19 @@ class CallRule(Rule):
     TARGETS: ClassVar[dict[str, str]] = {}
     #: "model": anywhere in a model class or builder; "tensor": only in methods where tensors flow.
     SCOPE: ClassVar[str] = "model"
-    #: set while rewriting a call whose input the trace showed has rank <= 2 (the same axes in NCHW and NHWC).
-    plain_dims: bool = False
+    #: --input-shape, channels_last: what the torch run saw at the call being rewritten (``rules.traced``).
+    traced: TracedCall | None = None
 
     def remaps_dims(self) -> bool:
-        """Whether this call's dims are remapped NCHW -> NHWC (the context's answer, unless the trace says no)."""
-        return self.ctx.remaps_dims() and not self.plain_dims
+        """Whether this call's dims are remapped NCHW -> NHWC: the context's answer, unless the trace saw a plain input."""
+        if self.traced is not None:
+            return self.traced.before_moved
+        return self.ctx.remaps_dims()
+
+    def trace_of(self, original_node: cst.Call) -> TracedCall | None:
+        """The traced facts of ``original_node`` when its dims would be remapped (channels_last image code)."""
+        fact = self.ctx.traced(original_node) if self.ctx.remaps_dims() else None
+        return fact if isinstance(fact, TracedCall) else None
 
     @targeted
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
@@ -211,6 +219,7 @@ class CallRule(Rule):
         method = self.TARGETS.get(name or "")
         if method is None:
             return updated_node
+        self.traced = self.trace_of(original_node)
         try:
             result = getattr(self, method)(updated_node, name)
         except Unbindable as err:
@@ -219,6 +228,8 @@ class CallRule(Rule):
         except KeyError as err:
             self.todo(f"{name.rsplit('.', 1)[-1]}(...) is missing the required argument {err.args[0]!r}")  # type: ignore[union-attr]
             return updated_node
+        finally:
+            self.traced = None
         if result is None:
             return updated_node
         self.add_imports()
@@ -255,9 +266,13 @@ class CallRule(Rule):
         if is_unknown(value):
             return None
 
+        rank = self.traced.rank if self.traced is not None else None
+
         def one(d: object) -> int | None:
             if isinstance(d, bool) or not isinstance(d, int):
                 return None
+            if d < 0 and rank is not None and -rank <= d:
+                d += rank  # the traced rank says which axis a negative dim is
             if d == 0:
                 return 0
             if d == 1:

@@ -55,10 +55,9 @@ def _with_traced_shapes(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tup
     fell_back = bool(result.class_layouts) or result.layout != cmd.job.options.layout
     if not fell_back and not any(w in t.why for t in result.todos for w in _LAYOUT_WORDS):
         return cmd.job, outcomes
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks, tensorflow
 
     quiet_frameworks()
-    from converter.frameworks import tensorflow
 
     tensorflow()  # torch after TF, as --verify imports them
     facts = trace_shapes(outcomes[0].source, choose_class(result, cmd.class_name), parse_shapes(cmd.input_shape or ""),

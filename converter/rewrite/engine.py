@@ -37,8 +37,10 @@ from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.hoist import hoist_module_models
 from converter.rewrite.layout_groups import channels_first_defs
 from converter.rewrite.script_calls import neutralize_script_calls
+from converter.rewrite.torch_trace import call_key
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
+from rules.traced import TracedCall
 from rules.cst_walk import names_in, skippable
 
 
@@ -158,9 +160,11 @@ class RuleRunner(VisitorBasedCodemodCommand):
         key = self.analysis.sites.get(id(node))
         return None if key is None else self.facts.get(key + what)
 
-    def traced(self, node: cst.CSTNode) -> object | None:
+    def traced(self, node: cst.CSTNode) -> TracedCall | None:
+        """What the torch run (``torch_trace``) saw at the original call ``node``; None without a trace."""
         key = self._call_keys.get(id(node))
-        return None if key is None else self.facts.get(key)
+        found = None if key is None else self.facts.get(key)
+        return found if isinstance(found, TracedCall) else None
 
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
@@ -204,7 +208,7 @@ class RuleRunner(VisitorBasedCodemodCommand):
             path, text = ".".join(self._defs), _EMPTY.code_for_node(node)
             n = self._call_counts[(path, text)]
             self._call_counts[(path, text)] = n + 1
-            self._call_keys[id(node)] = f"{path}|{text}|{n}"  # as ``torch_trace.call_key`` writes it
+            self._call_keys[id(node)] = call_key(path, text, n)
         kind = node_kind(type(node))
         if kind:
             if kind & CLASS:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
-from rules.cst_tools import arg, call, expr, lit, literal, tuple_of, Unbindable
+from rules.cst_tools import arg, call, expr, literal, tuple_of, Unbindable
+from rules.traced import shape_of
 from rules.torch_to_keras.tensor_functions import BINARY, UNARY, TensorOps
 from rules.cst_walk import walk
 
@@ -67,23 +68,20 @@ class TensorMethodRule(CallRule):
         if method in _TORCH_ONLY:
             self.todo(f"tensor method .{method}() has no keras.ops translation here")
             return updated_node
-        fact = _shapes(self.ctx.traced(original_node)) if self.ctx.remaps_dims() else None
-        # Traced (--input-shape): a rank <= 2 tensor has the same axes in NCHW and NHWC code.
-        self.plain_dims = fact is not None and len(fact[0]) <= 2 and (fact[1] is None or len(fact[1]) <= 2)
+        self.traced = self.trace_of(original_node)
         try:
-            result = self._method(method, target, list(updated_node.args), fact)
+            result = self._method(method, target, list(updated_node.args))
         except Unbindable as err:
             self.todo(f"cannot name the arguments of .{method}(...) ({err})")
             return updated_node
         finally:
-            self.plain_dims = False
+            self.traced = None
         if result is None:
             return updated_node
         self.ctx.add_import("keras")
         return result
 
-    def _method(self, method: str, target: cst.BaseExpression, args: list[cst.Arg],
-                fact: tuple[tuple[int, ...], tuple[int, ...] | None] | None = None) -> cst.BaseExpression | None:
+    def _method(self, method: str, target: cst.BaseExpression, args: list[cst.Arg]) -> cst.BaseExpression | None:
         if method == "contiguous" and not args:
             return target
         if method == "detach" and not args:
@@ -95,9 +93,9 @@ class TensorMethodRule(CallRule):
         if method == "size":
             shape = call("keras.ops.shape", arg(target))
             if not args:
+                if self.traced is not None:
+                    return shape_of(target, self.traced)
                 if self.remaps_dims():
-                    if fact is not None:  # traced rank: the NCHW shape is the shape of the NCHW-ordered tensor
-                        return call("keras.ops.shape", arg(to_first(target, len(fact[0]))))
                     self.todo("x.size() in a channels_last image model is the NHWC shape; index it by axis instead")
                     return None
                 return shape
@@ -117,10 +115,6 @@ class TensorMethodRule(CallRule):
                 shape = positional[0].value
             else:
                 shape = tuple_of([a.value for a in positional])
-            if method != "permute" and fact is not None and fact[1] is not None and self.remaps_dims():
-                exact = traced_reshape(target, shape, fact[0], fact[1])
-                if exact is not None:
-                    return exact
             return ops.build(_VARARG_SHAPE[method], [arg(target), arg(shape)])
         if method in _SAME:
             return ops.build(method, [arg(target), *args])
@@ -152,39 +146,6 @@ class TensorMethodRule(CallRule):
             return updated_node
         self.ctx.add_import("keras")
         return cst.Subscript(value=call("keras.ops.shape", arg(value.value)), slice=[cst.SubscriptElement(cst.Index(new))])
-
-
-def _shapes(fact: object) -> tuple[tuple[int, ...], tuple[int, ...] | None] | None:
-    """(input shape, output shape or None) from a traced fact, or None."""
-    if not (isinstance(fact, (tuple, list)) and len(fact) == 2 and isinstance(fact[0], (tuple, list))):
-        return None
-    out = tuple(fact[1]) if isinstance(fact[1], (tuple, list)) else None
-    return tuple(fact[0]), out
-
-
-def to_first(x: cst.BaseExpression, rank: int) -> cst.BaseExpression:
-    """The NCHW-ordered view of an NHWC tensor of ``rank`` (itself when rank <= 2)."""
-    if rank <= 2:
-        return x
-    return call("keras.ops.transpose", arg(x), arg(tuple_of([lit(a) for a in (0, rank - 1, *range(1, rank - 1))])))
-
-
-def traced_reshape(x: cst.BaseExpression, shape: cst.BaseExpression, before: tuple[int, ...],
-                   after: tuple[int, ...]) -> cst.BaseExpression | None:
-    """Exact channels_last code for a torch reshape whose traced shapes are known, or None (left to the rules).
-
-    Image tensors (rank 4/5) are NHWC in the output: the torch reshape is applied to the NCHW order and its image
-    result moved back to NHWC. A rank <= 2 result of a 1x1 feature map needs no transpose (same element order);
-    other flattenings of feature maps stay with the rules (the weight transfer permutes the next Dense's rows)."""
-    image_in, image_out = len(before) in (4, 5), len(after) in (4, 5)
-    ones_in = image_in and all(d == 1 for d in before[2:])
-    if len(after) <= 2 and (len(before) <= 2 or ones_in):
-        return call("keras.ops.reshape", arg(x), arg(shape))
-    if image_out and (len(before) <= 2 or image_in):
-        source = x if ones_in or len(before) <= 2 else to_first(x, len(before))
-        return call("keras.ops.moveaxis", arg(call("keras.ops.reshape", arg(source), arg(shape))), arg(lit(1)),
-                    arg(lit(-1)))
-    return None
 
 
 class _BareShape(cst.CSTVisitor):
