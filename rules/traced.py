@@ -120,8 +120,10 @@ def squeeze(x: cst.BaseExpression, dim: cst.BaseExpression, fact: TracedCall, ex
     rank_in, rank_out = fact.rank, len(fact.after)
     axis = d[0] % (rank_out if expand else rank_in)
     moved_in = fact.before_moved and rank_in >= 3
-    if moved_in and axis != 1:  # the channel axis stays where Keras keeps it
-        simple_moved = rank_out >= 3
+    if moved_in and not (expand and axis == 1):
+        # Squeezing/inserting a spatial axis where Keras keeps it leaves a moved tensor; squeezing the (size 1)
+        # channel axis leaves the other axes in torch order, i.e. a plain one.
+        simple_moved = rank_out >= 3 and axis != 1
         if simple_moved == (fact.after_moved and rank_out >= 3):
             k = keras_axis(axis, rank_out if expand else rank_in, True)
             return call(op, arg(x), arg(lit(k)) if expand else arg(lit(k), "axis"))

@@ -31,6 +31,11 @@ LAYOUT_OPS = frozenset({
     "adaptive_max_pool3d", "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
     "batch_norm", "group_norm", "instance_norm",
 })
+#: torch's files whose Python functions (``F.*``, ``torch.*`` wrappers, ``Tensor`` methods) hand a user's call to
+#: ``__torch_function__``: skipped when naming the call site. Any other torch file (a module's forward) is not
+#: the user's call.
+_DISPATCH = ("overrides.py", "functional.py", "nn/functional.py", "_tensor.py")
+
 
 @dataclass
 class _Site:
@@ -56,7 +61,8 @@ class _Recorder:
 
     def __init__(self, path: str, torch_dir: str) -> None:
         self.path = path
-        self.torch_dir = torch_dir
+        #: torch's own files between a user's call and ``__torch_function__`` (Python-level functions dispatching).
+        self.dispatch = {torch_dir + name for name in _DISPATCH}
         #: id(tensor) -> its Keras form: True moved, False plain, or the key of the site whose undecided output it is.
         self.forms: dict[int, object] = {}
         self._files: dict[str, str] = {}
@@ -65,9 +71,9 @@ class _Recorder:
         self.dropped: set[str] = set()
 
     def site(self) -> str | None:
-        """The calling line in the user's file, when the call is made there (not inside torch)."""
+        """The calling line in the user's file, when the call is made there (not inside a torch module's forward)."""
         frame = sys._getframe(2)  # the caller of ``__torch_function__``
-        while frame is not None and self._file(frame.f_code.co_filename).startswith(self.torch_dir):
+        while frame is not None and self._file(frame.f_code.co_filename) in self.dispatch:
             frame = frame.f_back  # type: ignore[assignment]
         if frame is None or self._file(frame.f_code.co_filename) != self.path or frame.f_lasti < 0:
             return None

@@ -27,6 +27,8 @@ TORCH_CASES = {
     "lstm_state_tuple": ("2x6x5", "LSTMCore"), "conv_autoencoder": ("2x1x16x16", "ConvAutoencoder"),
     "char_gru": ("2x9", "CharGRU"), "se_block": ("2x3x10x10", "SEBlock"), "vgg_cfg": ("2x3x16x16", "VGG"),
     "ordered_mlp": ("4x10", "OrderedMLP"), "gan_pair": ("2x3x8x8", "Discriminator"),
+    "cifar_tutorial": ("2x3x32x32", "Net"), "gap_squeeze": ("2x3x8x8", "AllConvNet"),
+    "conv_heads": ("2x1x8x8", "TwoHeadNet"), "conv1d_sensor": ("2x20x3", "SensorCNN"),
 }
 #: Keras fixture -> (input shape, entry: a class, a builder function or a model built at module level)
 KERAS_CASES = {

@@ -125,6 +125,18 @@ def test_verify_mismatch_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     assert "verify FAILED" in result.output
 
 
+def test_input_shape_traces_the_torch_model_and_keeps_channels_last() -> None:
+    """``x.size()[1:]`` in a helper: without --input-shape the file falls back to channels_first; with it the torch
+    model runs once and the helper reads the channels-first shape of the NHWC tensor."""
+    src = str(SOURCES / "lenet_num_flat.py")
+    plain = invoke("rewrite", src, "--to", "keras")
+    assert plain.exit_code == 0 and "layout channels_first" in plain.stderr
+    traced = invoke("rewrite", src, "--to", "keras", "--input-shape", "2x1x32x32")
+    assert traced.exit_code == 0, traced.output
+    assert "layout channels_last" in traced.stderr and "TODO" not in traced.stdout
+    assert "size = keras.ops.shape(keras.ops.moveaxis(x, -1, 1))[1:]" in traced.stdout
+
+
 def test_rules_lists_every_rule() -> None:
     from rules import discover_rules
 
