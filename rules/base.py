@@ -9,18 +9,16 @@ the *updated* node, so ``nn.Linear``, ``torch.nn.Linear`` and ``from torch.nn im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, TypeVar
+from typing import Callable, ClassVar, Protocol, TypeVar
 
 import libcst as cst
 
 from rules.cst_tools import Unbindable
 from rules.cst_walk import walk
+from rules.model_facts import Analysis, ClassInfo
 from rules.traced import TracedCall
 
 _H = TypeVar("_H", bound=Callable[..., object])
-
-if TYPE_CHECKING:  # pragma: no cover
-    from converter.rewrite.analysis import Analysis, ClassInfo
 
 
 @dataclass(frozen=True)
@@ -36,18 +34,18 @@ class RuleContext(Protocol):
     """What the engine offers a rule while it walks the tree."""
 
     layout: str
-    analysis: "Analysis"
+    analysis: Analysis
 
     def qualified_name(self, node: cst.CSTNode) -> str | None:
         """The torch/keras qualified name a Name/Attribute/Call refers to, if it is imported."""
 
-    def current_class(self) -> "ClassInfo | None":
+    def current_class(self) -> ClassInfo | None:
         """The innermost enclosing torch model class, or None."""
 
     def in_model_scope(self) -> bool:
         """Inside a torch model class or a block-building helper function."""
 
-    def current_model(self) -> "ClassInfo | None":
+    def current_model(self) -> ClassInfo | None:
         """The enclosing model class, or (--to torch) the builder function being turned into a module."""
 
     def current_function(self) -> str | None:

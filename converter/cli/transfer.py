@@ -50,8 +50,8 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         return _from_torch()
 
     def _from_keras() -> int:
-        from converter.weights.checkpoint import parse_target
-        from converter.weights.keras_checkpoint import KerasTransferJob, run_keras_transfer
+        from converter.rewrite.transfer_checkpoint import parse_target
+        from converter.rewrite.transfer_keras import KerasTransferJob, run_keras_transfer
 
         torch_path, entry = parse_target(into)
         if entry is None:
@@ -63,7 +63,7 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         return _finish(report, path, quiet)
 
     def _from_torch() -> int:
-        from converter.weights.checkpoint import TransferJob, parse_target, run_transfer
+        from converter.rewrite.transfer_checkpoint import TransferJob, parse_target, run_transfer
 
         keras_path, keras_class = parse_target(into)
         if keras_class is None:

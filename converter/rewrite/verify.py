@@ -148,7 +148,7 @@ def _keras_runner(model: Any, layout: str) -> Any:
 
 def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOptions) -> VerifyReport:
     """Compare the torch class in ``source_path`` with its rewrite in ``result.code`` on seeded inputs."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow

@@ -34,7 +34,7 @@ def build_keras(source: Path, entry: str, kwargs: dict[str, Any], seed: int) -> 
 
 def verify_keras_rewrite(source_path: Path, result: RewriteResult, options: VerifyOptions) -> VerifyReport:
     """Compare the Keras model ``entry`` of ``source_path`` with its rewrite in ``result.code``."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow

@@ -69,7 +69,7 @@ def is_spatial(model: Any) -> bool:
 
 def run_keras_transfer(job: KerasTransferJob) -> tuple[Any, Path]:
     """Returns (VerifyReport, output path); writes the output only when the outputs match."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     import torch

@@ -72,7 +72,7 @@ def detect_layout(keras_code: str) -> str:
 
 def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     """Returns (VerifyReport, output path). Writes the .keras file only when parity holds."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow
