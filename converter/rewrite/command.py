@@ -12,7 +12,8 @@ from converter.rewrite.files import FileOutcome, RewriteJob, rewrite_files, summ
 class RewriteCommand:
     job: RewriteJob
     verify: bool = False
-    input_shape: str | None = None
+    #: ``--input-shape`` values (``converter.input_shapes``), one per model input; empty: nothing is run.
+    input_shapes: tuple[tuple[int, ...], ...] = ()
     class_name: str | None = None
     init_kwargs: str | None = None
     atol: float = 1e-4
@@ -29,13 +30,13 @@ def _with_facts(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tuple[Rewri
     """--to torch --input-shape: run the Keras model once (explicit opt-in) and rewrite again with its shapes."""
     from converter.rewrite.keras_probe import probe
     from converter.rewrite.loading import parse_init_kwargs
-    from converter.rewrite.verify import choose_class, parse_shapes
+    from converter.rewrite.verify import choose_class
 
     if len(outcomes) != 1:
         raise InputPathError("--input-shape with --to torch works on one source file")
     outcome = outcomes[0]
     entry = choose_class(outcome.result, cmd.class_name)
-    facts = probe(outcome.source, entry, parse_shapes(cmd.input_shape or ""), parse_init_kwargs(cmd.init_kwargs),
+    facts = probe(outcome.source, entry, cmd.input_shapes, parse_init_kwargs(cmd.init_kwargs),
                   cmd.seed)
     job = replace(cmd.job, options=replace(cmd.job.options, facts=facts))
     return job, rewrite_files(job)
@@ -47,7 +48,7 @@ def _with_traced_shapes(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tup
     from converter.rewrite.engine import _LAYOUT_WORDS
     from converter.rewrite.loading import parse_init_kwargs
     from converter.rewrite.torch_trace import trace_shapes
-    from converter.rewrite.verify import choose_class, parse_shapes
+    from converter.rewrite.verify import choose_class
 
     if len(outcomes) != 1:
         return cmd.job, outcomes
@@ -60,7 +61,7 @@ def _with_traced_shapes(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tup
     quiet_frameworks()
 
     tensorflow()  # torch after TF, as --verify imports them
-    facts = trace_shapes(outcomes[0].source, choose_class(result, cmd.class_name), parse_shapes(cmd.input_shape or ""),
+    facts = trace_shapes(outcomes[0].source, choose_class(result, cmd.class_name), cmd.input_shapes,
                          parse_init_kwargs(cmd.init_kwargs), cmd.seed)
     if not facts:
         return cmd.job, outcomes
@@ -80,23 +81,23 @@ def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
             raise InputPathError(f"{missing}: no such file or directory")
         raise InputPathError("several sources: choose -o DIR, --in-place, --diff or --check")
     outcomes = rewrite_files(job)
-    if job.options.to == "torch" and cmd.input_shape:
+    if job.options.to == "torch" and cmd.input_shapes:
         job, outcomes = _with_facts(cmd, outcomes)
-    elif cmd.input_shape:
+    elif cmd.input_shapes:
         job, outcomes = _with_traced_shapes(cmd, outcomes)
     if not cmd.quiet:
         for outcome in outcomes:
             for line in summary(outcome):
                 echo(line, err=True)
     if cmd.verify:
-        from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+        from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
 
         outcome = outcomes[0]
         verifier = verify_rewrite
         if job.options.to == "torch":
             from converter.rewrite.verify_torch import verify_keras_rewrite as verifier
         report = verifier(outcome.source, outcome.result, VerifyOptions(
-            input_shapes=parse_shapes(cmd.input_shape or ""), class_name=cmd.class_name,
+            input_shapes=cmd.input_shapes, class_name=cmd.class_name,
             init_kwargs_json=cmd.init_kwargs, atol=cmd.atol, rtol=cmd.rtol, seed=cmd.seed))
         echo(format_report(report), err=job.mode == "stdout")
         if not report.passed:

@@ -62,17 +62,6 @@ def with_todo_reach(report: VerifyReport, result: RewriteResult, entry: str) -> 
     return replace(report, todo_reach=reach(result.code, result.todos, entry, report.n_outputs))
 
 
-def parse_shapes(text: str) -> tuple[tuple[int, ...], ...]:
-    """``1x3x32x32`` or ``1x3x32x32,1x10`` -> shapes."""
-    try:
-        shapes = tuple(tuple(int(d) for d in part.strip().lower().split("x")) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ShapeError(f"--input-shape {text!r}: expected dims joined by 'x', e.g. 1x3x32x32") from None
-    if not shapes or any(not s or any(d <= 0 for d in s) for s in shapes):
-        raise ShapeError(f"--input-shape {text!r}: every dimension must be a positive integer")
-    return shapes
-
-
 def choose_class(result: RewriteResult, requested: str | None) -> str:
     if requested:
         if requested not in result.model_classes:

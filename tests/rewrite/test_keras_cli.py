@@ -108,7 +108,12 @@ def test_transfer_keras_file_refuses_unsafe_lambda(tmp_path: Path) -> None:
     result = invoke("transfer", str(saved), "--into", f"{tmp_path / 'm.py'}:M", "-o", str(tmp_path / "m.pt"),
                     "--input-shape", "1x4")
     assert result.exit_code == 8, result.output
-    assert "--trust-keras" in result.stderr and not (tmp_path / "m.pt").exists()
+    assert "--trust-code" in result.stderr and not (tmp_path / "m.pt").exists()
+    for flag in ("--trust-code", "--trust-keras"):  # --trust-keras: the old spelling, kept hidden for scripts
+        trusted = invoke("transfer", str(saved), "--into", f"{tmp_path / 'm.py'}:M", "-o", str(tmp_path / "m.pt"),
+                         "--input-shape", "1x4", flag)
+        assert trusted.exit_code != 8 and "contains Python code" not in trusted.stderr, trusted.output
+    assert "--trust-keras" not in invoke("transfer", "--help").output
 
 
 @pytest.mark.parametrize("args", [["rewrite", str(MNIST), "--to", "torch"], ["rewrite", str(CNN), "--to", "torch",

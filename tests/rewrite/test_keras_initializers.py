@@ -75,12 +75,13 @@ def test_fresh_torch_weights_have_the_keras_statistics() -> None:
 
     from converter.rewrite.keras_probe import build_entry, probe
     from converter.rewrite.loading import import_code
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes
+    from converter.rewrite.verify import VerifyOptions, format_report
+    from converter.input_shapes import unnamed_shapes
     from converter.rewrite.verify_torch import verify_keras_rewrite
     from tests.rewrite.test_real_world_fixtures import _frameworks
 
     _frameworks()
-    facts = probe(FIXTURE, "InitializedClassifier", parse_shapes("2x16x16x3"), {})
+    facts = probe(FIXTURE, "InitializedClassifier", unnamed_shapes(["2x16x16x3"]), {})
     result = rewrite_source(FIXTURE.read_text(), RewriteOptions(to="torch", facts=facts), filename=str(FIXTURE))
     assert result.todos == ()
     torch.manual_seed(0)
@@ -99,6 +100,6 @@ def test_fresh_torch_weights_have_the_keras_statistics() -> None:
     assert torch.all(model.hidden[0].bias == 0.1)
     head = model.head.weight.detach()  # TruncatedNormal(stddev=0.01): cut at two standard deviations
     assert head.abs().max().item() <= 0.02 and 0.006 < head.std().item() < 0.012
-    report = verify_keras_rewrite(FIXTURE, result, VerifyOptions(parse_shapes("2x16x16x3"),
+    report = verify_keras_rewrite(FIXTURE, result, VerifyOptions(unnamed_shapes(["2x16x16x3"]),
                                                                  class_name="InitializedClassifier"))
     assert report.passed and report.max_abs_error < 1e-5, format_report(report)

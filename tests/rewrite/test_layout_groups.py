@@ -44,11 +44,12 @@ def test_only_the_discriminator_group_falls_back() -> None:
 
 
 def test_both_models_verify_each_in_its_own_layout() -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     result = _gan()
     for cls, shape, layout in (("Generator", "2x16x1x1", "channels_last"), ("Discriminator", "2x3x8x8",
                                                                             "channels_first")):
-        report = verify_rewrite(GAN, result, VerifyOptions(parse_shapes(shape), class_name=cls))
+        report = verify_rewrite(GAN, result, VerifyOptions(unnamed_shapes([shape]), class_name=cls))
         assert report.layout == layout
         assert report.passed and report.max_abs_error < 1e-5, format_report(report)

@@ -87,20 +87,22 @@ def test_torch_fixture_rewrites_imports_and_builds(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(TORCH_CASES))
 def test_torch_fixture_verifies(name: str) -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     path, result = _torch_result(name)
     shape, cls = TORCH_CASES[name]
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes(shape), class_name=cls))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes([shape]), class_name=cls))
     assert report.passed, format_report(report)
     assert len(report.inputs) == 2 and report.max_abs_error < 1e-5
 
 
 def test_sampling_noise_is_detected_and_the_rest_compared() -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     path, result = _torch_result("vae_mlp")
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes("4x64"), class_name="VAE"))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes(["4x64"]), class_name="VAE"))
     assert report.stochastic == ("out0",)  # the decoded sample; mu and logvar are compared
     assert {r.name.rsplit(":", 1)[1] for r in report.rows} == {"out1", "out2"}
     assert "stochastic outputs" in format_report(report)
@@ -123,17 +125,18 @@ def test_keras_fixture_rewrites_imports_and_builds_without_running_keras(name: s
 @pytest.mark.parametrize("name", sorted(KERAS_CASES))
 def test_keras_fixture_verifies_with_facts(name: str) -> None:
     from converter.rewrite.keras_probe import probe
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes
+    from converter.rewrite.verify import VerifyOptions, format_report
+    from converter.input_shapes import unnamed_shapes
     from converter.rewrite.verify_torch import verify_keras_rewrite
 
     path = SOURCES / "keras" / f"{name}.py"
     shape, entry = KERAS_CASES[name]
-    facts = probe(path, entry, parse_shapes(shape), {})
+    facts = probe(path, entry, unnamed_shapes([shape]), {})
     result = rewrite_source(path.read_text(), RewriteOptions(to="torch", facts=facts), filename=str(path))
     assert [t.rule_id for t in result.todos] == EXPECTED_TODOS.get(name, []), result.todos
     imports = [ln for ln in result.code.splitlines() if ln.startswith(("import ", "from "))]
     assert not [ln for ln in imports if "keras" in ln or "tensorflow" in ln], imports
-    report = verify_keras_rewrite(path, result, VerifyOptions(parse_shapes(shape), class_name=entry))
+    report = verify_keras_rewrite(path, result, VerifyOptions(unnamed_shapes([shape]), class_name=entry))
     assert report.passed, format_report(report)
     assert len(report.inputs) == 2 and report.max_abs_error < 1e-5
 

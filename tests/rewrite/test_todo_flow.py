@@ -97,14 +97,15 @@ def test_report_lines() -> None:
 
 
 def test_verify_report_names_the_todos_per_output() -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
     from tests.rewrite.test_real_world_fixtures import _torch_result
 
     path, result = _torch_result("resnet_stem")
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes("2x3x32x32"), class_name="ResNet"))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes(["2x3x32x32"]), class_name="ResNet"))
     text = format_report(report)
     line = result.todos[0].line
     assert f"  out0: none\n  affecting no output: line {line} TODO(weight-init)\nverify passed" in text, text
     path, result = _torch_result("dcgan_generator")
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes("2x16x1x1"), class_name="Generator"))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes(["2x16x1x1"]), class_name="Generator"))
     assert [(r.todo.rule_id, r.outputs) for r in report.todo_reach] == [("device-branch", ("out0",))]
