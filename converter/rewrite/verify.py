@@ -14,6 +14,7 @@ import numpy as np
 
 from converter.errors import ModelClassError, ShapeError
 from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.reporting import MODE, Report
 from converter.rewrite.loading import build, import_code, import_file, parse_init_kwargs
 from converter.rewrite.options import RewriteResult
 from converter.rewrite.todo_flow import TodoReach, format_reach, reach
@@ -28,9 +29,16 @@ class VerifyOptions:
     rtol: float = 1e-4
     seed: int = 0
 
+    @property
+    def tolerance(self) -> Tolerance:
+        """The parity criterion of ``converter.parity.compare`` with these atol/rtol (its default scale term)."""
+        return Tolerance(self.atol, self.rtol)
+
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(Report):
+    """One rewrite verification (``--verify``, ``crossport transfer``): a ``converter.reporting.Report``."""
+
     class_name: str
     layout: str
     rows: tuple[OutputComparison, ...]
@@ -54,6 +62,16 @@ class VerifyReport:
     def max_abs_error(self) -> float:
         return max((r.max_abs_error for r in self.rows), default=float("inf"))
 
+    def to_dict(self) -> dict[str, Any]:
+        """What the text table says, for ``to_json`` (strict JSON: no inf/nan)."""
+        return {
+            "kind": "rewrite-verify", "class": self.class_name, "layout": self.layout, "mode": MODE,
+            "passed": self.passed, "max_abs_error": self.max_abs_error, "inputs": list(self.inputs),
+            "outputs": [r.to_dict() for r in self.rows], "permuted_dense": list(self.permuted_dense),
+            "stochastic": list(self.stochastic),
+            "todo_reach": [{"todo": t.label, "why": t.todo.why, "outputs": list(t.outputs)} for t in self.todo_reach],
+        }
+
 
 def with_todo_reach(report: VerifyReport, result: RewriteResult, entry: str) -> VerifyReport:
     """``report`` saying which outputs each TODO left in ``result`` can affect."""
@@ -76,22 +94,17 @@ def choose_class(result: RewriteResult, requested: str | None) -> str:
     return result.top_models[0]
 
 
-def _sample_batches(shapes: Sequence[tuple[int, ...]], seed: int, int_high: int | None) -> list[tuple[str, list[np.ndarray]]]:
-    """Two seeded batches from different distributions (a model agreeing only on one is not verified)."""
-    batches = []
-    for index, kind in enumerate(("normal", "uniform")):
-        rng = np.random.default_rng(seed + index)
-        arrays = []
-        for shape in shapes:
-            if int_high is not None:
-                arrays.append(rng.integers(0, int_high, size=shape).astype(np.int64))
-            elif kind == "normal":
-                arrays.append(rng.standard_normal(shape).astype(np.float32))
-            else:
-                arrays.append(rng.uniform(-1.0, 1.0, size=shape).astype(np.float32))
-        batches.append((f"{kind}(seed={seed + index})" if int_high is None else f"int[0,{int_high})(seed={seed + index})",
-                        arrays))
-    return batches
+def sample_batches(shapes: Sequence[tuple[int, ...]], seed: int,
+                   int_high: int | None) -> list[tuple[str, list[np.ndarray]]]:
+    """(label, arrays) for the input sets of ``converter.parity.inputs`` (normal, then uniform; seeds ``seed``,
+    ``seed + 1``): a model agreeing only on one distribution is not verified. ``int_high``: integer tokens in
+    ``[0, int_high)`` for every input (a model with an embedding)."""
+    from converter.parity.inputs import InputSpec, make_input_sets
+
+    dtype = "float32" if int_high is None else "int64"
+    specs = [InputSpec(f"input{i}", tuple(shape), dtype, (0, int_high or 1)) for i, shape in enumerate(shapes)]
+    kind = "{}" if int_high is None else f"int[0,{int_high})"
+    return [(f"{kind.format(s.distribution)}(seed={s.seed})", list(s.arrays)) for s in make_input_sets(specs, seed)]
 
 
 def _flat_outputs(value: Any) -> list[Any]:
@@ -175,7 +188,7 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
 
     original.eval()
     embeddings = [m.num_embeddings for m in original.modules() if isinstance(m, torch.nn.Embedding)]
-    batches = _sample_batches(options.input_shapes, options.seed, min(embeddings) if embeddings else None)
+    batches = sample_batches(options.input_shapes, options.seed, min(embeddings) if embeddings else None)
     channels_last = layout == "channels_last" and spatial
 
     def to_keras(a: np.ndarray) -> np.ndarray:
@@ -204,7 +217,7 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
     flat = flatten_inputs(original, first) if channels_last else {}
     report = transfer_weights(original, rewritten, layout="channels_last" if channels_last else "channels_first",
                               flatten_inputs=flat)
-    tol = Tolerance(options.atol, options.rtol)
+    tol = options.tolerance
 
     def run_original() -> list[np.ndarray]:
         with torch.no_grad():
