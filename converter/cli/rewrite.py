@@ -33,11 +33,14 @@ _LAYOUT_HELP = ("channels_last (default): idiomatic NHWC Keras; channel dims rem
 @click.option("--init-kwargs", help="JSON object of constructor arguments, e.g. '{\"num_classes\": 10}'.")
 @click.option("--atol", type=float, default=1e-4, show_default=True)
 @click.option("--rtol", type=float, default=1e-4, show_default=True)
+@click.option("--elementwise", is_flag=True,
+              help="Judge each element by |a-b| <= atol + rtol*|b| alone, without the term relative to the output's "
+                   "RMS (which keeps float32 rounding on outputs of any magnitude from failing).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @verbosity_options
 def command(sources: tuple[Path, ...], to: str, output: Path | None, in_place: bool, show_diff: bool, check: bool,
             layout: str | None, force: bool, verify: bool, input_shapes: tuple[str, ...], class_name: str | None,
-            init_kwargs: str | None, atol: float, rtol: float, seed: int, verbose: bool, quiet: bool) -> None:
+            init_kwargs: str | None, atol: float, rtol: float, elementwise: bool, seed: int, verbose: bool, quiet: bool) -> None:
     """Rewrite PyTorch model source (nn.Module, forward, nn.Sequential, F.*) into Keras 3 source, or Keras source
     (Sequential, functional API, subclassed Model/Layer; keras or tf.keras) into PyTorch (--to torch).
 
@@ -63,7 +66,7 @@ def command(sources: tuple[Path, ...], to: str, output: Path | None, in_place: b
                          options=RewriteOptions(to=to, layout=layout or DEFAULT_LAYOUT, layout_auto=layout is None))
         return run_rewrite(RewriteCommand(job=job, verify=verify, input_shapes=unnamed_shapes(input_shapes),
                                           class_name=class_name,
-                                          init_kwargs=init_kwargs, atol=atol, rtol=rtol, seed=seed, quiet=quiet,
+                                          init_kwargs=init_kwargs, atol=atol, rtol=rtol, elementwise=elementwise, seed=seed, quiet=quiet,
                                           verbose=verbose), echo=click.echo)
 
     run_guarded(verbose, body)

@@ -18,6 +18,7 @@ class RewriteCommand:
     init_kwargs: str | None = None
     atol: float = 1e-4
     rtol: float = 1e-4
+    elementwise: bool = False
     seed: int = 0
     quiet: bool = False
     verbose: bool = False
@@ -45,7 +46,8 @@ def _with_facts(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tuple[Rewri
 def _with_traced_shapes(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tuple[RewriteJob, list[FileOutcome]]:
     """--to keras --input-shape: when channels_last left NCHW-axis TODOs (or fell back to channels_first for them),
     run the original torch model once (explicit opt-in) and rewrite again knowing each call's tensor shapes."""
-    from converter.rewrite.engine import _LAYOUT_WORDS
+    from converter.errors import ModelClassError
+    from converter.rewrite.engine import LAYOUT_WORDS
     from converter.rewrite.loading import parse_init_kwargs
     from converter.rewrite.torch_trace import trace_shapes
     from converter.rewrite.verify import choose_class
@@ -54,14 +56,17 @@ def _with_traced_shapes(cmd: RewriteCommand, outcomes: list[FileOutcome]) -> tup
         return cmd.job, outcomes
     result = outcomes[0].result
     fell_back = bool(result.class_layouts) or result.layout != cmd.job.options.layout
-    if not fell_back and not any(w in t.why for t in result.todos for w in _LAYOUT_WORDS):
+    if not fell_back and not any(w in t.why for t in result.todos for w in LAYOUT_WORDS):
         return cmd.job, outcomes
+    try:
+        entry = choose_class(result, cmd.class_name)
+    except ModelClassError:
+        return cmd.job, outcomes  # several models and no --class: nothing to trace (--verify says the same)
     from converter.frameworks import quiet_frameworks, tensorflow
 
     quiet_frameworks()
-
     tensorflow()  # torch after TF, as --verify imports them
-    facts = trace_shapes(outcomes[0].source, choose_class(result, cmd.class_name), cmd.input_shapes,
+    facts = trace_shapes(outcomes[0].source, entry, cmd.input_shapes,
                          parse_init_kwargs(cmd.init_kwargs), cmd.seed)
     if not facts:
         return cmd.job, outcomes
@@ -98,7 +103,8 @@ def run_rewrite(cmd: RewriteCommand, echo: Echo) -> int:
             from converter.rewrite.verify_torch import verify_keras_rewrite as verifier
         report = verifier(outcome.source, outcome.result, VerifyOptions(
             input_shapes=cmd.input_shapes, class_name=cmd.class_name,
-            init_kwargs_json=cmd.init_kwargs, atol=cmd.atol, rtol=cmd.rtol, seed=cmd.seed))
+            init_kwargs_json=cmd.init_kwargs, atol=cmd.atol, rtol=cmd.rtol, seed=cmd.seed,
+            elementwise=cmd.elementwise))
         echo(format_report(report), err=job.mode == "stdout")
         if not report.passed:
             echo("crossport: verification failed; nothing was written", err=True)

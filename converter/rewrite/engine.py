@@ -281,7 +281,7 @@ def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = N
 
 
 #: Words in a TODO that say an axis' meaning is unknown in channels_last (NHWC) output.
-_LAYOUT_WORDS = ("channels_last", "NCHW->NHWC", "NHWC")
+LAYOUT_WORDS = ("channels_last", "NCHW->NHWC", "NHWC")
 
 
 def rewrite_source(
@@ -301,7 +301,7 @@ def rewrite_source(
     result = _rewrite_once(source, options, rules, filename, precise)
     if not (options.layout_auto and options.to == "keras" and options.layout == "channels_last"):
         return result
-    caused = [t.line for t in result.todos if any(w in t.why for w in _LAYOUT_WORDS)]
+    caused = [t.line for t in result.todos if any(w in t.why for w in LAYOUT_WORDS)]
     if not caused:
         return result
     what = (f"in channels_last {len(caused)} construct(s) depend on the NCHW axis order (view/permute/size of "

@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from converter.errors import ModelClassError, ShapeError
-from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.parity.compare import DEFAULT_SCALE, OutputComparison, Tolerance, compare_arrays
 from converter.reporting import MODE, Report
 from converter.rewrite.loading import build, import_code, import_file, parse_init_kwargs
 from converter.rewrite.options import RewriteResult
@@ -28,11 +28,13 @@ class VerifyOptions:
     atol: float = 1e-4
     rtol: float = 1e-4
     seed: int = 0
+    #: the plain |a-b| <= atol + rtol*|b|, without the term relative to the output's RMS (as convert/verify's flag).
+    elementwise: bool = False
 
     @property
     def tolerance(self) -> Tolerance:
-        """The parity criterion of ``converter.parity.compare`` with these atol/rtol (its default scale term)."""
-        return Tolerance(self.atol, self.rtol)
+        """The parity criterion of ``converter.parity.compare`` with these atol/rtol."""
+        return Tolerance(self.atol, self.rtol, 0.0 if self.elementwise else DEFAULT_SCALE)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ def test_input_shape_gives_concrete_sizes_and_verify_passes(tmp_path: Path) -> N
 def test_verify_mismatch_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "cnn.py"
     result = invoke("rewrite", str(CNN), "--to", "torch", "-o", str(out), "--verify", "--input-shape", "2x32x32x3",
-                    "--atol", "0", "--rtol", "0")
+                    "--atol", "0", "--rtol", "0", "--elementwise")
     assert result.exit_code == 1 and not out.exists()
     assert "verify FAILED" in result.output
 
