@@ -30,6 +30,7 @@ CASES = {
     "gap_squeeze": ("2x3x8x8", "AllConvNet", "channels_first"),  # squeeze(-1).squeeze(-1) after global pooling
     "conv1d_sensor": ("2x20x3", "SensorCNN", "channels_first"),  # permute(0, 2, 1), mean(dim=-1), squeeze(1)
     "cifar_tutorial": ("2x3x32x32", "Net", "channels_last"),  # view(-1, 16 * 5 * 5)
+    "resnet_block": ("2x3x16x16", "TinyResNet", "channels_last"),  # out.view(out.size(0), -1) after conv blocks
     "conv_heads": ("2x1x8x8", "TwoHeadNet", "channels_last"),  # mean(dim=(2, 3)), torch.flatten(p, 1), amax
 }
 
