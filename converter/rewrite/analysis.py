@@ -10,9 +10,7 @@ from typing import Callable
 
 import libcst as cst
 from rules.cst_walk import walk
-from rules.model_facts import Analysis, ClassInfo, FunctionalInfo
-
-__all__ = ["Analysis", "ClassInfo", "FunctionalInfo", "SPATIAL_NAMES", "analyse"]
+from rules.model_facts import Analysis, ClassInfo
 
 #: Layers and functions whose presence means a class handles (N, C, *spatial) tensors.
 SPATIAL_NAMES = frozenset(

@@ -31,7 +31,7 @@ from converter.rewrite.dispatch import HandlerTable
 from converter.rewrite.names import ImportResolver, ShadowWatch
 from converter.rewrite.node_kinds import CLASS, FUNCTION, STATEMENT, node_kind
 from converter.rewrite.traverse import transform
-from converter.rewrite.analysis import Analysis, ClassInfo, analyse
+from converter.rewrite.analysis import analyse
 from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.hoist import hoist_module_models
@@ -40,6 +40,7 @@ from converter.rewrite.script_calls import neutralize_script_calls
 from converter.rewrite.torch_trace import call_key
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
+from rules.model_facts import Analysis, ClassInfo
 from rules.traced import TracedCall
 from rules.cst_walk import names_in, skippable
 

@@ -18,8 +18,9 @@ from typing import Callable
 
 import libcst as cst
 
-from converter.rewrite.analysis import Analysis, ClassInfo, FunctionalInfo, _describe, mentions
+from converter.rewrite.analysis import _describe, mentions
 from rules.keras_names import MODEL_BASES
+from rules.model_facts import Analysis, ClassInfo, FunctionalInfo
 from rules.cst_walk import walk
 
 QualName = Callable[[cst.CSTNode], "str | None"]
