@@ -9,17 +9,16 @@ the *updated* node, so ``nn.Linear``, ``torch.nn.Linear`` and ``from torch.nn im
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, TypeVar
+from typing import Callable, ClassVar, Protocol, TypeVar
 
 import libcst as cst
 
 from rules.cst_tools import Unbindable
 from rules.cst_walk import walk
+from rules.model_facts import Analysis, ClassInfo
+from rules.traced import TracedCall
 
 _H = TypeVar("_H", bound=Callable[..., object])
-
-if TYPE_CHECKING:  # pragma: no cover
-    from converter.rewrite.analysis import Analysis, ClassInfo
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,18 @@ class RuleContext(Protocol):
     """What the engine offers a rule while it walks the tree."""
 
     layout: str
-    analysis: "Analysis"
+    analysis: Analysis
 
     def qualified_name(self, node: cst.CSTNode) -> str | None:
         """The torch/keras qualified name a Name/Attribute/Call refers to, if it is imported."""
 
-    def current_class(self) -> "ClassInfo | None":
+    def current_class(self) -> ClassInfo | None:
         """The innermost enclosing torch model class, or None."""
 
     def in_model_scope(self) -> bool:
         """Inside a torch model class or a block-building helper function."""
 
-    def current_model(self) -> "ClassInfo | None":
+    def current_model(self) -> ClassInfo | None:
         """The enclosing model class, or (--to torch) the builder function being turned into a module."""
 
     def current_function(self) -> str | None:
@@ -66,6 +65,9 @@ class RuleContext(Protocol):
 
     def facts_for(self, node: cst.CSTNode, what: str = "") -> object | None:
         """--to torch with --input-shape: the Keras input shape recorded for the layer the original call builds."""
+
+    def traced(self, node: cst.CSTNode) -> TracedCall | None:
+        """--to keras with --input-shape: what one torch run saw at the original call ``node`` (``rules.traced``)."""
 
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         """Schedule an import statement for removal if nothing uses it after the rewrite (RemoveImportsVisitor)."""
@@ -188,6 +190,19 @@ class CallRule(Rule):
     TARGETS: ClassVar[dict[str, str]] = {}
     #: "model": anywhere in a model class or builder; "tensor": only in methods where tensors flow.
     SCOPE: ClassVar[str] = "model"
+    #: --input-shape, channels_last: what the torch run saw at the call being rewritten (``rules.traced``).
+    traced: TracedCall | None = None
+
+    def remaps_dims(self) -> bool:
+        """Whether this call's dims are remapped NCHW -> NHWC: the context's answer, unless the trace saw a plain input."""
+        if self.traced is not None:
+            return self.traced.before_moved
+        return self.ctx.remaps_dims()
+
+    def trace_of(self, original_node: cst.Call) -> TracedCall | None:
+        """The traced facts of ``original_node`` when its dims would be remapped (channels_last image code)."""
+        fact = self.ctx.traced(original_node) if self.ctx.remaps_dims() else None
+        return fact if isinstance(fact, TracedCall) else None
 
     @targeted
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
@@ -202,6 +217,7 @@ class CallRule(Rule):
         method = self.TARGETS.get(name or "")
         if method is None:
             return updated_node
+        self.traced = self.trace_of(original_node)
         try:
             result = getattr(self, method)(updated_node, name)
         except Unbindable as err:
@@ -210,6 +226,8 @@ class CallRule(Rule):
         except KeyError as err:
             self.todo(f"{name.rsplit('.', 1)[-1]}(...) is missing the required argument {err.args[0]!r}")  # type: ignore[union-attr]
             return updated_node
+        finally:
+            self.traced = None
         if result is None:
             return updated_node
         self.add_imports()
@@ -240,15 +258,19 @@ class CallRule(Rule):
         """The Keras axis for torch dim ``node``: unchanged unless NCHW->NHWC; None when it cannot be known."""
         from rules.cst_tools import is_unknown, lit, literal, tuple_of
 
-        if not self.ctx.remaps_dims():
+        if not self.remaps_dims():
             return node
         value = literal(node)
         if is_unknown(value):
             return None
 
+        rank = self.traced.rank if self.traced is not None else None
+
         def one(d: object) -> int | None:
             if isinstance(d, bool) or not isinstance(d, int):
                 return None
+            if d < 0 and rank is not None and -rank <= d:
+                d += rank  # the traced rank says which axis a negative dim is
             if d == 0:
                 return 0
             if d == 1:

@@ -135,14 +135,6 @@ def self_attr(node: cst.BaseExpression) -> str | None:
     return None
 
 
-def method_call(node: cst.Call, names: Sequence[str]) -> str | None:
-    """The method name when ``node`` is ``<expr>.<name>(...)`` with name in ``names``."""
-    name = attr_name(node.func)
-    if name in names:
-        return name
-    return None
-
-
 def pad_pair(value: Any, dims: int) -> tuple[int, ...] | None:
     """Normalise an int-or-tuple conv/pool argument to a ``dims``-tuple of ints, or None if not literal ints."""
     if isinstance(value, bool):

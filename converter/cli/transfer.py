@@ -19,9 +19,12 @@ from converter.cli._common import run_guarded, verbosity_options
               help="Without --source: map by the Keras attribute paths and write the file unverified.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="The .keras file to write (from a torch checkpoint), or .pt / .pt2 (from a .keras model).")
-@click.option("--trust-keras", is_flag=True,
+@click.option("--trust-code", is_flag=True,
               help="Load the .keras file with safe_mode=False (runs code stored in it, e.g. Lambda layers).")
-@click.option("--input-shape", required=True, help="Sample input shape(s) to build and verify, e.g. 1x1x28x28.")
+@click.option("--trust-keras", "trust_keras", is_flag=True, hidden=True,
+              help="Deprecated spelling of --trust-code.")
+@click.option("--input-shape", "input_shapes", multiple=True, required=True, metavar="1x1x28x28",
+              help="Sample input shape to build and verify (repeat for several inputs).")
 @click.option("--init-kwargs", help="JSON object of constructor arguments (same for both classes).")
 @click.option("--layout", type=click.Choice(["channels_last", "channels_first"]),
               help="Layout of the rewritten code (default: detected from it).")
@@ -31,8 +34,8 @@ from converter.cli._common import run_guarded, verbosity_options
 @click.option("--atol", type=float, default=1e-4, show_default=True)
 @click.option("--rtol", type=float, default=1e-4, show_default=True)
 @verbosity_options
-def command(checkpoint: Path, into: str, source: str | None, unverified: bool, output: Path, trust_keras: bool,
-            input_shape: str, init_kwargs: str | None, layout: str | None, force: bool, trust_pickle: bool,
+def command(checkpoint: Path, into: str, source: str | None, unverified: bool, output: Path, trust_code: bool, trust_keras: bool,
+            input_shapes: tuple[str, ...], init_kwargs: str | None, layout: str | None, force: bool, trust_pickle: bool,
             atol: float, rtol: float, verbose: bool, quiet: bool) -> None:
     """Load CHECKPOINT (torch.load(weights_only=True)) into the original class, move the weights into the
     rewritten Keras class, compare outputs, and save OUT only if they match.
@@ -40,9 +43,11 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
     Without --source the checkpoint keys are mapped by the Keras model's attribute paths; nothing can be
     compared, so the file is written only with --unverified.
 
-    A CHECKPOINT ending in .keras goes the other way: it is loaded (safe_mode=True unless --trust-keras; --source
+    A CHECKPOINT ending in .keras goes the other way: it is loaded (safe_mode=True unless --trust-code; --source
     names the Keras source of custom layers), its weights move into the class of the --to torch rewrite, outputs
     are compared (--input-shape in Keras' channels-last order) and -o model.pt / model.pt2 is written if they match."""
+
+    from converter.input_shapes import unnamed_shapes
 
     def body() -> int:
         if checkpoint.suffix == ".keras":
@@ -50,20 +55,20 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         return _from_torch()
 
     def _from_keras() -> int:
-        from converter.weights.checkpoint import parse_target
-        from converter.weights.keras_checkpoint import KerasTransferJob, run_keras_transfer
+        from converter.rewrite.transfer_checkpoint import parse_target
+        from converter.rewrite.transfer_keras import KerasTransferJob, run_keras_transfer
 
         torch_path, entry = parse_target(into)
         if entry is None:
             raise click.UsageError("--into must be OUT.py:Class")
         report, path = run_keras_transfer(KerasTransferJob(
-            model_file=checkpoint, torch_source=torch_path, entry=entry, output=output, input_shape=input_shape,
+            model_file=checkpoint, torch_source=torch_path, entry=entry, output=output, input_shapes=unnamed_shapes(input_shapes),
             keras_source=parse_target(source)[0] if source else None, init_kwargs_json=init_kwargs,
-            trust=trust_keras, force=force, atol=atol, rtol=rtol))
+            trust_code=trust_code or trust_keras, force=force, atol=atol, rtol=rtol))
         return _finish(report, path, quiet)
 
     def _from_torch() -> int:
-        from converter.weights.checkpoint import TransferJob, parse_target, run_transfer
+        from converter.rewrite.transfer_checkpoint import TransferJob, parse_target, run_transfer
 
         keras_path, keras_class = parse_target(into)
         if keras_class is None:
@@ -71,7 +76,7 @@ def command(checkpoint: Path, into: str, source: str | None, unverified: bool, o
         torch_path, torch_class = parse_target(source) if source else (None, None)
         report, path = run_transfer(TransferJob(
             checkpoint=checkpoint, keras_source=keras_path, class_name=keras_class, torch_source=torch_path,
-            torch_class=torch_class or keras_class, output=output, input_shape=input_shape,
+            torch_class=torch_class or keras_class, output=output, input_shapes=unnamed_shapes(input_shapes),
             init_kwargs_json=init_kwargs, layout=layout, force=force, atol=atol, rtol=rtol, unverified=unverified,
             trust_pickle=trust_pickle))
         if report is None:

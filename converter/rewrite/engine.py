@@ -31,14 +31,21 @@ from converter.rewrite.dispatch import HandlerTable
 from converter.rewrite.names import ImportResolver, ShadowWatch
 from converter.rewrite.node_kinds import CLASS, FUNCTION, STATEMENT, node_kind
 from converter.rewrite.traverse import transform
-from converter.rewrite.analysis import Analysis, ClassInfo, analyse
+from converter.rewrite.analysis import analyse
 from converter.rewrite.keras_analysis import analyse_keras, canonical_keras
 from converter.rewrite.errors import SourceSyntaxError
 from converter.rewrite.hoist import hoist_module_models
+from converter.rewrite.layout_groups import channels_first_defs
 from converter.rewrite.script_calls import neutralize_script_calls
+from converter.rewrite.torch_trace import call_key
 from converter.rewrite.options import RewriteOptions, RewriteResult
 from rules.base import Rule
+from rules.model_facts import Analysis, ClassInfo
+from rules.traced import TracedCall
 from rules.cst_walk import names_in, skippable
+
+
+_EMPTY = cst.Module(body=[])
 
 
 class RuleRunner(VisitorBasedCodemodCommand):
@@ -48,11 +55,18 @@ class RuleRunner(VisitorBasedCodemodCommand):
 
     def __init__(self, context: CodemodContext, rule_classes: Sequence[type[Rule]], layout: str,
                  precise: bool = False, to: str = "keras", facts: Mapping[str, object] | None = None,
-                 hoisted: Mapping[str, str] | None = None) -> None:
+                 hoisted: Mapping[str, str] | None = None, class_layouts: Mapping[str, str] | None = None) -> None:
         super().__init__(context)
         #: --to torch: builder functions made from module-level models -> the model's variable name.
         self.hoisted = dict(hoisted or {})
-        self.layout = layout
+        self.default_layout = layout
+        #: --to keras, layout chosen per group of classes: top-level class/function name -> its layout.
+        self.class_layouts = dict(class_layouts or {})
+        self._defs: list[str] = []
+        #: --to keras with traced shapes (``torch_trace``): original Call node id -> its structural key.
+        self._tracing = to == "keras" and any("|" in k for k in (facts or {}))
+        self._call_keys: dict[int, str] = {}
+        self._call_counts: Counter[tuple[str, str]] = Counter()
         #: the target framework: "keras" rewrites torch sources, "torch" rewrites Keras sources.
         self.to = to
         self.facts = dict(facts or {})
@@ -70,6 +84,13 @@ class RuleRunner(VisitorBasedCodemodCommand):
         self._words: dict[int, tuple[cst.CSTNode, frozenset[str]]] = {}
 
     # -- the RuleContext protocol -------------------------------------------------------------------------
+    @property
+    def layout(self) -> str:
+        """The layout of the code being rewritten: its top-level class's (or function's) own, else the file's."""
+        if self._defs and self._defs[0] in self.class_layouts:
+            return self.class_layouts[self._defs[0]]
+        return self.default_layout
+
     def qualified_name(self, node: cst.CSTNode) -> str | None:
         if self._resolver is not None:
             found = self._resolver.resolve(node)
@@ -140,6 +161,12 @@ class RuleRunner(VisitorBasedCodemodCommand):
         key = self.analysis.sites.get(id(node))
         return None if key is None else self.facts.get(key + what)
 
+    def traced(self, node: cst.CSTNode) -> TracedCall | None:
+        """What the torch run (``torch_trace``) saw at the original call ``node``; None without a trace."""
+        key = self._call_keys.get(id(node))
+        found = None if key is None else self.facts.get(key)
+        return found if isinstance(found, TracedCall) else None
+
     def remove_import_if_unused(self, node: cst.CSTNode) -> None:
         RemoveImportsVisitor.remove_unused_import_by_node(self.context, node)
 
@@ -178,13 +205,20 @@ class RuleRunner(VisitorBasedCodemodCommand):
     def on_visit(self, node: cst.CSTNode) -> bool:
         if self.watch is not None:
             self.watch.check(node)
+        if self._tracing and type(node) is cst.Call:
+            path, text = ".".join(self._defs), _EMPTY.code_for_node(node)
+            n = self._call_counts[(path, text)]
+            self._call_counts[(path, text)] = n + 1
+            self._call_keys[id(node)] = call_key(path, text, n)
         kind = node_kind(type(node))
         if kind:
             if kind & CLASS:
                 info = self.analysis.classes.get(node.name.value)  # type: ignore[attr-defined]
                 self._classes.append(info if info is not None and info.torch_model else None)
+                self._defs.append(node.name.value)  # type: ignore[attr-defined]
             elif kind & FUNCTION:
                 self._functions.append(node.name.value)  # type: ignore[attr-defined]
+                self._defs.append(node.name.value)  # type: ignore[attr-defined]
             if kind & STATEMENT:
                 self._statements.append([])
         return True
@@ -215,8 +249,10 @@ class RuleRunner(VisitorBasedCodemodCommand):
                     updated = todo_marks.attach(updated, messages)
             if kind & CLASS:
                 self._classes.pop()
+                self._defs.pop()
             elif kind & FUNCTION:
                 self._functions.pop()
+                self._defs.pop()
         return updated
 
 
@@ -246,11 +282,7 @@ def select_rules(options: RewriteOptions, rules: Sequence[type[Rule]] | None = N
 
 
 #: Words in a TODO that say an axis' meaning is unknown in channels_last (NHWC) output.
-_LAYOUT_WORDS = ("channels_last", "NCHW->NHWC", "NHWC")
-
-
-def _layout_todos(result: RewriteResult) -> int:
-    return sum(1 for t in result.todos if any(w in t.why for w in _LAYOUT_WORDS))
+LAYOUT_WORDS = ("channels_last", "NCHW->NHWC", "NHWC")
 
 
 def rewrite_source(
@@ -262,22 +294,33 @@ def rewrite_source(
 ) -> RewriteResult:
     """Rewrite model source into the other framework (``options.to``); never raises on untranslatable code (it marks it).
 
-    With ``options.layout_auto`` (--to keras, no --layout given) a channels_last rewrite that leaves TODOs only an
-    NHWC layout causes (``x.view(b, c, 1, 1)``, ``permute``, ``x.size()`` of image tensors) is redone in
-    channels_first, where those are exact, and the result says so in its notes.
+    With ``options.layout_auto`` (--to keras, no --layout given) the classes where a channels_last rewrite leaves
+    TODOs only an NHWC layout causes (``x.view(b, c, 1, 1)``, ``permute``, ``x.size()`` of image tensors) are redone
+    in channels_first, where those are exact, together with the classes and functions they share tensors with
+    (``layout_groups``); the other models of the file stay channels_last. The result says so in its notes.
     """
     result = _rewrite_once(source, options, rules, filename, precise)
     if not (options.layout_auto and options.to == "keras" and options.layout == "channels_last"):
         return result
-    caused = _layout_todos(result)
+    caused = [t.line for t in result.todos if any(w in t.why for w in LAYOUT_WORDS)]
     if not caused:
+        return result
+    what = (f"in channels_last {len(caused)} construct(s) depend on the NCHW axis order (view/permute/size of "
+            "image tensors); channels_first keeps them exact (pass --layout to choose)")
+    names = channels_first_defs(source, result.code, caused)
+    models = set(result.model_classes)
+    if names is not None and not models <= names:
+        mixed = _rewrite_once(source, options, rules, filename, precise,
+                              class_layouts={n: "channels_first" for n in names})
+        if len(mixed.todos) < len(result.todos):
+            listed = ", ".join(sorted(names & models) or sorted(names))
+            return replace(mixed, class_layouts=tuple((n, "channels_first") for n in sorted(names)),
+                           notes=(*mixed.notes, f"layout channels_first for {listed} (the rest channels_last): {what}"))
         return result
     first = _rewrite_once(source, replace(options, layout="channels_first"), rules, filename, precise)
     if len(first.todos) >= len(result.todos):
         return result
-    note = (f"layout channels_first: in channels_last {caused} construct(s) depend on the NCHW axis order "
-            "(view/permute/size of image tensors); channels_first keeps them exact (pass --layout to choose)")
-    return replace(first, notes=(*first.notes, note))
+    return replace(first, notes=(*first.notes, f"layout channels_first: {what}"))
 
 
 def _rewrite_once(
@@ -286,8 +329,9 @@ def _rewrite_once(
     rules: Sequence[type[Rule]] | None,
     filename: str,
     precise: bool,
+    class_layouts: Mapping[str, str] | None = None,
 ) -> RewriteResult:
-    """One rewrite in ``options.layout``; never raises on untranslatable code (it marks it).
+    """One rewrite in ``options.layout`` (``class_layouts``: other layouts for some top-level names); never raises on untranslatable code (it marks it).
 
     ``precise=True`` always resolves names with libcst's QualifiedNameProvider (full scope analysis); by default
     the import-table resolver is used and the engine switches to QualifiedNameProvider by itself whenever an
@@ -306,12 +350,12 @@ def _rewrite_once(
     else:
         module = neutralize_script_calls(module)
     runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=precise, to=options.to,
-                        facts=facts, hoisted=hoisted)
+                        facts=facts, hoisted=hoisted, class_layouts=class_layouts)
     new_module = runner.transform_module(module)
     if runner.watch is not None and runner.watch.shadowed:
         # An import alias is rebound somewhere (runner.watch.reason): resolve names with full scope analysis.
         runner = RuleRunner(CodemodContext(filename=filename), chosen, options.layout, precise=True, to=options.to,
-                            facts=facts, hoisted=hoisted)
+                            facts=facts, hoisted=hoisted, class_layouts=class_layouts)
         new_module = runner.transform_module(module)
     code = new_module.code
     analysis = runner.analysis

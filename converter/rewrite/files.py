@@ -129,7 +129,8 @@ def summary(outcome: FileOutcome) -> list[str]:
         lines.append(f"{name}: no {what} found; nothing to rewrite")
     else:
         applied = ", ".join(f"{rule}×{n}" for rule, n in r.applied) or "nothing"
-        layout = "NCHW torch from channels-last Keras" if r.to == "torch" else f"layout {r.layout}"
+        layout = "NCHW torch from channels-last Keras" if r.to == "torch" else f"layout {r.layout}" + "".join(
+            f", {cls} {other}" for cls, other in r.class_layouts)
         lines.append(f"{name}: {len(r.model_classes)} model class(es) ({', '.join(r.model_classes)}), "
                      f"{layout}; rules applied: {applied}")
     # TODO lines are lines of the rewritten code: name the file that holds it when there is one.

@@ -18,7 +18,9 @@ from typing import Callable
 
 import libcst as cst
 
-from converter.rewrite.analysis import Analysis, ClassInfo, FunctionalInfo, _describe, mentions
+from converter.rewrite.analysis import _describe, mentions
+from rules.keras_names import MODEL_BASES
+from rules.model_facts import Analysis, ClassInfo, FunctionalInfo
 from rules.cst_walk import walk
 
 QualName = Callable[[cst.CSTNode], "str | None"]
@@ -28,7 +30,6 @@ _ALIASES = {
     "keras.models.Sequential": "keras.Sequential", "keras.models.Model": "keras.Model", "keras.Layer": "keras.layers.Layer",
     "keras.Input": "keras.Input", "keras.layers.Input": "keras.Input",
 }
-MODEL_BASES = frozenset({"keras.Model", "keras.layers.Layer"})
 #: Layers whose presence means the model sees channels-last image/sequence-conv tensors (NHWC -> NCHW in torch).
 SPATIAL_LAYERS = frozenset(
     f"keras.layers.{n}" for n in (

@@ -80,6 +80,8 @@ def _plain(shape: Any) -> Any:
 
 def collect_facts(model: Any, entry: str, recorded: dict[int, Any] | None = None) -> dict[str, Any]:
     """site key -> build input shape for every layer reachable from ``model`` (see keras_analysis for keys)."""
+    from converter.weights.to_torch import is_functional
+
     import keras
 
     facts: dict[str, Any] = {}
@@ -130,18 +132,10 @@ def collect_facts(model: Any, entry: str, recorded: dict[int, Any] | None = None
     return {k: v for k, v in facts.items() if v is not None and v != AMBIGUOUS}
 
 
-def is_functional(model: Any) -> bool:
-    from keras.src.models.functional import Functional
-
-    import keras
-
-    return isinstance(model, Functional) and not isinstance(model, keras.Sequential)
-
-
 def probe(source: Path, entry: str, shapes: Sequence[tuple[int, ...]], kwargs: dict[str, Any],
           seed: int = 0) -> tuple[tuple[str, Any], ...]:
     """Import ``source``, build ``entry`` in a fresh Keras session, call it once, return the facts."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow

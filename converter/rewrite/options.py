@@ -53,6 +53,12 @@ class RewriteResult:
     notes: tuple[str, ...] = field(default=())
     #: the target framework of the rewrite ("keras" or "torch").
     to: str = "keras"
+    #: top-level classes/functions rewritten in another layout than ``layout`` (a per-group fallback).
+    class_layouts: tuple[tuple[str, str], ...] = field(default=())
+
+    def layout_of(self, name: str) -> str:
+        """The layout model ``name`` was rewritten in."""
+        return dict(self.class_layouts).get(name, self.layout)
 
     @property
     def changed(self) -> bool:

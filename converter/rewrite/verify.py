@@ -4,7 +4,7 @@ Runs user code (both files) — callers reach this only through an explicit --ve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -13,9 +13,11 @@ import re
 import numpy as np
 
 from converter.errors import ModelClassError, ShapeError
-from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.parity.compare import DEFAULT_SCALE, OutputComparison, Tolerance, compare_arrays
+from converter.reporting import MODE, Report
 from converter.rewrite.loading import build, import_code, import_file, parse_init_kwargs
 from converter.rewrite.options import RewriteResult
+from converter.rewrite.todo_flow import TodoReach, format_reach, reach
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,19 @@ class VerifyOptions:
     atol: float = 1e-4
     rtol: float = 1e-4
     seed: int = 0
+    #: the plain |a-b| <= atol + rtol*|b|, without the term relative to the output's RMS (as convert/verify's flag).
+    elementwise: bool = False
+
+    @property
+    def tolerance(self) -> Tolerance:
+        """The parity criterion of ``converter.parity.compare`` with these atol/rtol."""
+        return Tolerance(self.atol, self.rtol, 0.0 if self.elementwise else DEFAULT_SCALE)
 
 
 @dataclass(frozen=True)
-class VerifyReport:
+class VerifyReport(Report):
+    """One rewrite verification (``--verify``, ``crossport transfer``): a ``converter.reporting.Report``."""
+
     class_name: str
     layout: str
     rows: tuple[OutputComparison, ...]
@@ -37,6 +48,13 @@ class VerifyReport:
     permuted_dense: tuple[str, ...] = field(default=())
     #: outputs that differed between two runs of the original on the same input (sampled noise): not compared.
     stochastic: tuple[str, ...] = field(default=())
+    #: per remaining TODO of the rewrite, the outputs whose computation it lies on (``todo_flow``).
+    todo_reach: tuple[TodoReach, ...] = field(default=())
+
+    @property
+    def n_outputs(self) -> int:
+        found = {int(r.name.rsplit(":out", 1)[1]) for r in self.rows} | {int(s[3:]) for s in self.stochastic}
+        return max(found) + 1 if found else 0
 
     @property
     def passed(self) -> bool:
@@ -46,16 +64,22 @@ class VerifyReport:
     def max_abs_error(self) -> float:
         return max((r.max_abs_error for r in self.rows), default=float("inf"))
 
+    def to_dict(self) -> dict[str, Any]:
+        """What the text table says, for ``to_json`` (strict JSON: no inf/nan)."""
+        return {
+            "kind": "rewrite-verify", "class": self.class_name, "layout": self.layout, "mode": MODE,
+            "passed": self.passed, "max_abs_error": self.max_abs_error, "inputs": list(self.inputs),
+            "outputs": [r.to_dict() for r in self.rows], "permuted_dense": list(self.permuted_dense),
+            "stochastic": list(self.stochastic),
+            "todo_reach": [{"todo": t.label, "why": t.todo.why, "outputs": list(t.outputs)} for t in self.todo_reach],
+        }
 
-def parse_shapes(text: str) -> tuple[tuple[int, ...], ...]:
-    """``1x3x32x32`` or ``1x3x32x32,1x10`` -> shapes."""
-    try:
-        shapes = tuple(tuple(int(d) for d in part.strip().lower().split("x")) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise ShapeError(f"--input-shape {text!r}: expected dims joined by 'x', e.g. 1x3x32x32") from None
-    if not shapes or any(not s or any(d <= 0 for d in s) for s in shapes):
-        raise ShapeError(f"--input-shape {text!r}: every dimension must be a positive integer")
-    return shapes
+
+def with_todo_reach(report: VerifyReport, result: RewriteResult, entry: str) -> VerifyReport:
+    """``report`` saying which outputs each TODO left in ``result`` can affect."""
+    if not result.todos:
+        return report
+    return replace(report, todo_reach=reach(result.code, result.todos, entry, report.n_outputs))
 
 
 def choose_class(result: RewriteResult, requested: str | None) -> str:
@@ -72,22 +96,17 @@ def choose_class(result: RewriteResult, requested: str | None) -> str:
     return result.top_models[0]
 
 
-def _sample_batches(shapes: Sequence[tuple[int, ...]], seed: int, int_high: int | None) -> list[tuple[str, list[np.ndarray]]]:
-    """Two seeded batches from different distributions (a model agreeing only on one is not verified)."""
-    batches = []
-    for index, kind in enumerate(("normal", "uniform")):
-        rng = np.random.default_rng(seed + index)
-        arrays = []
-        for shape in shapes:
-            if int_high is not None:
-                arrays.append(rng.integers(0, int_high, size=shape).astype(np.int64))
-            elif kind == "normal":
-                arrays.append(rng.standard_normal(shape).astype(np.float32))
-            else:
-                arrays.append(rng.uniform(-1.0, 1.0, size=shape).astype(np.float32))
-        batches.append((f"{kind}(seed={seed + index})" if int_high is None else f"int[0,{int_high})(seed={seed + index})",
-                        arrays))
-    return batches
+def sample_batches(shapes: Sequence[tuple[int, ...]], seed: int,
+                   int_high: int | None) -> list[tuple[str, list[np.ndarray]]]:
+    """(label, arrays) for the input sets of ``converter.parity.inputs`` (normal, then uniform; seeds ``seed``,
+    ``seed + 1``): a model agreeing only on one distribution is not verified. ``int_high``: integer tokens in
+    ``[0, int_high)`` for every input (a model with an embedding)."""
+    from converter.parity.inputs import InputSpec, make_input_sets
+
+    dtype = "float32" if int_high is None else "int64"
+    specs = [InputSpec(f"input{i}", tuple(shape), dtype, (0, int_high or 1)) for i, shape in enumerate(shapes)]
+    kind = "{}" if int_high is None else f"int[0,{int_high})"
+    return [(f"{kind.format(s.distribution)}(seed={s.seed})", list(s.arrays)) for s in make_input_sets(specs, seed)]
 
 
 def _flat_outputs(value: Any) -> list[Any]:
@@ -133,7 +152,7 @@ def _keras_runner(model: Any, layout: str) -> Any:
 
 def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOptions) -> VerifyReport:
     """Compare the torch class in ``source_path`` with its rewrite in ``result.code`` on seeded inputs."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow
@@ -147,8 +166,9 @@ def verify_rewrite(source_path: Path, result: RewriteResult, options: VerifyOpti
     original = build(import_file(source_path), class_name, kwargs, str(source_path))
     rewritten = build(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), class_name, kwargs,
                       f"rewritten {source_path.name}")
-    return compare_models(original, rewritten, class_name=class_name, layout=result.layout,
-                          spatial=class_name in result.spatial_classes, options=options, todos=len(result.todos))
+    report = compare_models(original, rewritten, class_name=class_name, layout=result.layout_of(class_name),
+                            spatial=class_name in result.spatial_classes, options=options, todos=len(result.todos))
+    return with_todo_reach(report, result, class_name)
 
 
 def _cause(err: Exception) -> str:
@@ -170,7 +190,7 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
 
     original.eval()
     embeddings = [m.num_embeddings for m in original.modules() if isinstance(m, torch.nn.Embedding)]
-    batches = _sample_batches(options.input_shapes, options.seed, min(embeddings) if embeddings else None)
+    batches = sample_batches(options.input_shapes, options.seed, min(embeddings) if embeddings else None)
     channels_last = layout == "channels_last" and spatial
 
     def to_keras(a: np.ndarray) -> np.ndarray:
@@ -199,7 +219,7 @@ def compare_models(original: Any, rewritten: Any, *, class_name: str, layout: st
     flat = flatten_inputs(original, first) if channels_last else {}
     report = transfer_weights(original, rewritten, layout="channels_last" if channels_last else "channels_first",
                               flatten_inputs=flat)
-    tol = Tolerance(options.atol, options.rtol)
+    tol = options.tolerance
 
     def run_original() -> list[np.ndarray]:
         with torch.no_grad():
@@ -240,5 +260,6 @@ def format_report(report: VerifyReport) -> str:
         lines.append(f"stochastic outputs (differ between two runs of the original on the same input; not compared): "
                      f"{', '.join(report.stochastic)}" + ("" if report.rows else " -- no deterministic output is left "
                                                            "to compare"))
+    lines += format_reach(report.todo_reach, report.n_outputs)
     lines.append(f"verify {'passed' if report.passed else 'FAILED'}: max abs error {report.max_abs_error:.3e}")
     return "\n".join(lines)

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from converter.errors import ShapeError
-from converter.parity.compare import OutputComparison, Tolerance, compare_arrays
+from converter.parity.compare import OutputComparison, compare_arrays
 from converter.rewrite.loading import import_code, import_file, parse_init_kwargs
 from converter.rewrite.options import RewriteResult
-from converter.rewrite.verify import (VerifyOptions, VerifyReport, _cause, _flat_outputs, _sample_batches, choose_class,
-                                      stochastic_names, stochastic_outputs)
+from converter.rewrite.verify import (VerifyOptions, VerifyReport, _cause, _flat_outputs, sample_batches, choose_class,
+                                      stochastic_names, stochastic_outputs, with_todo_reach)
 
 #: How the report names the layouts compared: Keras tensors are channels-last, the torch module's channels-first.
 LAYOUT = "Keras NHWC -> torch NCHW"
@@ -34,7 +34,7 @@ def build_keras(source: Path, entry: str, kwargs: dict[str, Any], seed: int) -> 
 
 def verify_keras_rewrite(source_path: Path, result: RewriteResult, options: VerifyOptions) -> VerifyReport:
     """Compare the Keras model ``entry`` of ``source_path`` with its rewrite in ``result.code``."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow
@@ -50,8 +50,9 @@ def verify_keras_rewrite(source_path: Path, result: RewriteResult, options: Veri
     torch.manual_seed(options.seed)
     rewritten = build_entry(import_code(result.code, f"<rewritten {source_path.name}>", source_path.parent), entry,
                             kwargs, f"rewritten {source_path.name}")
-    return compare_keras_torch(original, rewritten, name=entry, spatial=entry in result.spatial_classes,
-                               options=options, todos=len(result.todos))
+    report = compare_keras_torch(original, rewritten, name=entry, spatial=entry in result.spatial_classes,
+                                 options=options, todos=len(result.todos))
+    return with_todo_reach(report, result, entry)
 
 
 def embedding_size(model: Any) -> int | None:
@@ -70,7 +71,7 @@ def compare_keras_torch(original: Any, rewritten: Any, *, name: str, spatial: bo
     from converter.weights import flatten_inputs, transfer_weights
 
     rewritten.eval()
-    batches = _sample_batches(options.input_shapes, options.seed, None)
+    batches = sample_batches(options.input_shapes, options.seed, None)
     image_ranks = {len(s) for s in options.input_shapes if len(s) >= 3}
 
     def to_torch(a: np.ndarray) -> torch.Tensor:
@@ -87,7 +88,7 @@ def compare_keras_torch(original: Any, rewritten: Any, *, name: str, spatial: bo
                          f"{_cause(err)}") from None
     vocabulary = embedding_size(original)
     if vocabulary is not None:
-        batches = _sample_batches(options.input_shapes, options.seed, vocabulary)
+        batches = sample_batches(options.input_shapes, options.seed, vocabulary)
     first = [to_torch(a) for a in batches[0][1]]
     try:
         with torch.no_grad():
@@ -97,7 +98,7 @@ def compare_keras_torch(original: Any, rewritten: Any, *, name: str, spatial: bo
                          + (f" ({todos} TODO(s) remain in the rewritten code)" if todos else "")) from None
     flat = flatten_inputs(rewritten, first) if spatial else {}
     report = transfer_weights(original, rewritten, flatten_inputs=flat)
-    tol = Tolerance(options.atol, options.rtol)
+    tol = options.tolerance
 
     def run_original() -> list[np.ndarray]:
         return [np.asarray(keras.ops.convert_to_numpy(e)) for e in _flat_outputs(original(*batches[0][1], training=False))]

@@ -1,7 +1,6 @@
 """Per-layer-type weight transfer between PyTorch and Keras, by attribute path (never by order of creation).
 
-Everything is imported on first use: ``crossport rewrite`` loads ``converter.weights.reserved`` without
-verification and must not pay for numpy (or anything heavier) there.
+Everything is imported on first use: importing the package must not pay for numpy (or anything heavier).
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from converter.errors import ShapeError
 from converter.weights.errors import WeightMappingError
-from converter.weights.reserved import KERAS_RESERVED
+from rules.keras_names import KERAS_RESERVED
 
 
 class _State:

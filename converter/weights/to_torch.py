@@ -177,11 +177,17 @@ def _weighted(t: Any) -> list[tuple[str, Any]]:
     return [(name, child) for name, child in t.named_children() if _has_state(child)]
 
 
+def is_functional(model: Any) -> bool:
+    """A Keras functional-API model (a graph of layer calls), not a Sequential or a subclassed model."""
+    import keras
+    from keras.src.models.functional import Functional
+
+    return isinstance(model, Functional) and not isinstance(model, keras.Sequential)
+
+
 def _walk(k: Any, t: Any, path: str, sink: _Sink) -> None:
     import keras
     import torch.nn as nn
-
-    from converter.rewrite.keras_probe import is_functional
 
     where = path.rstrip(".") or "<root>"
     for cls, fn in _leaves():

@@ -13,7 +13,7 @@ import numpy as np
 from converter.errors import ShapeError
 from converter.weights.errors import WeightMappingError, check_all_used
 from converter.weights import layers as layer_rules
-from converter.weights.reserved import keras_attribute
+from rules.keras_names import keras_attribute
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import libcst as cst
 
 from rules.base import CallRule, targeted
 from rules.cst_tools import Unbindable, arg, bind_args, call, expr, literal
+from rules.keras_to_torch.initializers import with_initializers
 
 #: Keyword arguments that only affect training from scratch or naming; the weights are transferred anyway.
 IGNORED_KWARGS = frozenset({"name", "input_shape", "input_dim", "batch_input_shape", "dtype", "trainable",
@@ -44,7 +45,10 @@ class KerasCallRule(CallRule):
     @targeted  # ``_original`` is only read by the target methods this handler calls
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         self._original = original_node
-        return super().leave_Call(original_node, updated_node)
+        result = super().leave_Call(original_node, updated_node)
+        if result is updated_node:
+            return result
+        return with_initializers(original_node, result, self.ctx.qualified_name, self.todo)
 
     def add_imports(self) -> None:
         for module in self.NEEDS:

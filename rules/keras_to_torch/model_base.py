@@ -5,8 +5,8 @@ import libcst as cst
 
 from rules.base import Example, Rule
 from rules.cst_tools import expr
+from rules.keras_names import MODEL_BASES
 from rules.keras_to_torch._base import keras_src
-from converter.rewrite.keras_analysis import MODEL_BASES
 
 
 class ModelBaseRule(Rule):

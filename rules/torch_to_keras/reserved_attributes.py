@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from converter.weights.reserved import KERAS_RESERVED, keras_attribute
+from rules.keras_names import KERAS_RESERVED, keras_attribute
 from rules.base import Example, Rule, model_src
 
 

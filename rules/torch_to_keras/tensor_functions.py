@@ -7,6 +7,7 @@ from typing import Callable
 import libcst as cst
 
 from rules.base import CallRule, Example, model_src
+from rules import traced as exact
 from rules.cst_tools import arg, bind_args, call, expr, lit, literal, tuple_of
 
 UNARY = {
@@ -59,7 +60,7 @@ class TensorOps:
         return axis
 
     def _no_remap(self, what: str) -> bool:
-        if self.rule.ctx.remaps_dims():
+        if self.rule.remaps_dims():
             self.rule.todo(f"{what} in a channels_last image model: the axes' meaning changes; rewrite by hand")
             return False
         return True
@@ -90,18 +91,37 @@ class TensorOps:
 
     def op_reshape(self, node: cst.Call) -> cst.BaseExpression | None:
         a = bind_args(node, ["input", "shape"])
+        fact = self.rule.traced
+        if fact is not None and (fact.before_moved or fact.after_moved):
+            found = exact.reshape(a["input"], a["shape"], fact)
+            if found is not None:
+                return found
         if not is_flatten_form(a["shape"]) and not self._no_remap("reshape/view"):
             return None
         return call("keras.ops.reshape", arg(a["input"]), arg(a["shape"]))
 
+    def _exact_permute(self, x: cst.BaseExpression, perm: tuple[int, ...] | None) -> cst.BaseExpression | None:
+        fact = self.rule.traced
+        if fact is None or perm is None or not (fact.before_moved or fact.after_moved):
+            return None
+        return exact.permute(x, perm, fact)
+
     def op_permute(self, node: cst.Call) -> cst.BaseExpression | None:
         a = bind_args(node, ["input", "dims"])
+        fact = self.rule.traced
+        found = self._exact_permute(a["input"], exact.permutation(a["dims"], fact.rank) if fact else None)
+        if found is not None:
+            return found
         if not self._no_remap("permute"):
             return None
         return call("keras.ops.transpose", arg(a["input"]), arg(a["dims"], "axes"))
 
     def op_transpose(self, node: cst.Call) -> cst.BaseExpression | None:
         a = bind_args(node, ["input", "dim0", "dim1"])
+        fact = self.rule.traced
+        found = self._exact_permute(a["input"], exact.swap(a["dim0"], a["dim1"], fact.rank) if fact else None)
+        if found is not None:
+            return found
         if not self._no_remap("transpose"):
             return None
         return call("keras.ops.swapaxes", arg(a["input"]), arg(a["dim0"]), arg(a["dim1"]))
@@ -110,6 +130,9 @@ class TensorOps:
 
     def op_unsqueeze(self, node: cst.Call) -> cst.BaseExpression | None:
         a = bind_args(node, ["input", "dim"])
+        found = self._exact_squeeze(a, expand=True)
+        if found is not None:
+            return found
         if not self._no_remap("unsqueeze"):
             return None
         return call("keras.ops.expand_dims", arg(a["input"]), arg(a["dim"]))
@@ -118,15 +141,29 @@ class TensorOps:
         a = bind_args(node, ["input", "dim"])
         if "dim" not in a:
             return call("keras.ops.squeeze", arg(a["input"]))
+        found = self._exact_squeeze(a, expand=False)
+        if found is not None:
+            return found
         if not self._no_remap("squeeze"):
             return None
         return call("keras.ops.squeeze", arg(a["input"]), arg(a["dim"], "axis"))
+
+    def _exact_squeeze(self, a: dict[str, cst.BaseExpression], expand: bool) -> cst.BaseExpression | None:
+        fact = self.rule.traced
+        if fact is None or "dim" not in a or not (fact.before_moved or fact.after_moved):
+            return None
+        return exact.squeeze(a["input"], a["dim"], fact, expand)
 
     def _reduce(self, node: cst.Call, op: str) -> cst.BaseExpression | None:
         a = bind_args(node, ["input", "dim", "keepdim", "dtype"])
         if "dtype" in a:
             self.rule.todo(f"{op}(dtype=...) is not translated")
             return None
+        fact = self.rule.traced
+        if fact is not None and "dim" in a and (fact.before_moved or fact.after_moved):
+            found = exact.reduce(op, a["input"], a["dim"], a.get("keepdim"), fact)
+            if found is not None:
+                return found
         args = [arg(a["input"])]
         if "dim" in a and literal(a["dim"], 0) is not None:
             axis = self._axis(a["dim"])

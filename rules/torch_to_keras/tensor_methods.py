@@ -9,6 +9,7 @@ import libcst as cst
 
 from rules.base import CallRule, Example, model_src
 from rules.cst_tools import arg, call, expr, literal, tuple_of, Unbindable
+from rules.traced import shape_of
 from rules.torch_to_keras.tensor_functions import BINARY, UNARY, TensorOps
 from rules.cst_walk import walk
 
@@ -67,11 +68,14 @@ class TensorMethodRule(CallRule):
         if method in _TORCH_ONLY:
             self.todo(f"tensor method .{method}() has no keras.ops translation here")
             return updated_node
+        self.traced = self.trace_of(original_node)
         try:
             result = self._method(method, target, list(updated_node.args))
         except Unbindable as err:
             self.todo(f"cannot name the arguments of .{method}(...) ({err})")
             return updated_node
+        finally:
+            self.traced = None
         if result is None:
             return updated_node
         self.ctx.add_import("keras")
@@ -89,7 +93,9 @@ class TensorMethodRule(CallRule):
         if method == "size":
             shape = call("keras.ops.shape", arg(target))
             if not args:
-                if self.ctx.remaps_dims():
+                if self.traced is not None:
+                    return shape_of(target, self.traced)
+                if self.remaps_dims():
                     self.todo("x.size() in a channels_last image model is the NHWC shape; index it by axis instead")
                     return None
                 return shape

@@ -58,7 +58,7 @@ def test_input_shape_gives_concrete_sizes_and_verify_passes(tmp_path: Path) -> N
 def test_verify_mismatch_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "cnn.py"
     result = invoke("rewrite", str(CNN), "--to", "torch", "-o", str(out), "--verify", "--input-shape", "2x32x32x3",
-                    "--atol", "0", "--rtol", "0")
+                    "--atol", "0", "--rtol", "0", "--elementwise")
     assert result.exit_code == 1 and not out.exists()
     assert "verify FAILED" in result.output
 
@@ -108,7 +108,12 @@ def test_transfer_keras_file_refuses_unsafe_lambda(tmp_path: Path) -> None:
     result = invoke("transfer", str(saved), "--into", f"{tmp_path / 'm.py'}:M", "-o", str(tmp_path / "m.pt"),
                     "--input-shape", "1x4")
     assert result.exit_code == 8, result.output
-    assert "--trust-keras" in result.stderr and not (tmp_path / "m.pt").exists()
+    assert "--trust-code" in result.stderr and not (tmp_path / "m.pt").exists()
+    for flag in ("--trust-code", "--trust-keras"):  # --trust-keras: the old spelling, kept hidden for scripts
+        trusted = invoke("transfer", str(saved), "--into", f"{tmp_path / 'm.py'}:M", "-o", str(tmp_path / "m.pt"),
+                         "--input-shape", "1x4", flag)
+        assert trusted.exit_code != 8 and "contains Python code" not in trusted.stderr, trusted.output
+    assert "--trust-keras" not in invoke("transfer", "--help").output
 
 
 @pytest.mark.parametrize("args", [["rewrite", str(MNIST), "--to", "torch"], ["rewrite", str(CNN), "--to", "torch",

@@ -39,12 +39,13 @@ def test_fixture_rewrites_without_running_anything(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_fixture_verifies_with_facts(name: str) -> None:
     from converter.rewrite.keras_probe import probe
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes
+    from converter.rewrite.verify import VerifyOptions, format_report
+    from converter.input_shapes import unnamed_shapes
     from converter.rewrite.verify_torch import verify_keras_rewrite
 
     path = SOURCES / f"{name}.py"
     shape, entry = CASES[name]
-    facts = probe(path, entry, parse_shapes(shape), {})
+    facts = probe(path, entry, unnamed_shapes([shape]), {})
     result = rewrite_source(path.read_text(), RewriteOptions(to="torch", facts=facts), filename=str(path))
     assert result.todos == ()
     code = result.code
@@ -53,6 +54,6 @@ def test_fixture_verifies_with_facts(name: str) -> None:
     body = code.split('"""', 2)[-1]  # past the module docstring
     assert "layers." not in body and "tf." not in body and "keras.ops" not in body
     assert rewrite_source(code, RewriteOptions(to="torch")).code == code
-    report = verify_keras_rewrite(path, result, VerifyOptions(parse_shapes(shape), class_name=entry))
+    report = verify_keras_rewrite(path, result, VerifyOptions(unnamed_shapes([shape]), class_name=entry))
     assert report.passed, format_report(report)
     assert len(report.inputs) >= 2 and report.max_abs_error < 1e-5

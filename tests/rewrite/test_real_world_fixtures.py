@@ -26,7 +26,9 @@ TORCH_CASES = {
     "text_cnn": ("2x12", "TextCNN"), "lstm_forecaster": ("2x10x3", "LSTMForecaster"),
     "lstm_state_tuple": ("2x6x5", "LSTMCore"), "conv_autoencoder": ("2x1x16x16", "ConvAutoencoder"),
     "char_gru": ("2x9", "CharGRU"), "se_block": ("2x3x10x10", "SEBlock"), "vgg_cfg": ("2x3x16x16", "VGG"),
-    "ordered_mlp": ("4x10", "OrderedMLP"),
+    "ordered_mlp": ("4x10", "OrderedMLP"), "gan_pair": ("2x3x8x8", "Discriminator"),
+    "cifar_tutorial": ("2x3x32x32", "Net"), "gap_squeeze": ("2x3x8x8", "AllConvNet"),
+    "conv_heads": ("2x1x8x8", "TwoHeadNet"), "conv1d_sensor": ("2x20x3", "SensorCNN"),
 }
 #: Keras fixture -> (input shape, entry: a class, a builder function or a model built at module level)
 KERAS_CASES = {
@@ -37,7 +39,7 @@ KERAS_CASES = {
     "text_lstm_sequential": ("2x7", "model"), "gan_discriminator": ("2x16x16x1", "discriminator"),
     "gru_forecaster": ("2x12x3", "build_forecaster"), "keras2_functional_mlp": ("4x20", "classifier"),
     "mlp_regression": ("4x8", "model"), "conv1d_subclassed": ("2x10x4", "SequenceNet"),
-    "residual_loop": ("2x16x16x3", "make_model"),
+    "residual_loop": ("2x16x16x3", "make_model"), "initialized_classifier": ("2x16x16x3", "InitializedClassifier"),
 }
 #: TODOs a person still has to look at (none of them stops the file from importing, building or verifying).
 EXPECTED_TODOS = {
@@ -85,20 +87,22 @@ def test_torch_fixture_rewrites_imports_and_builds(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(TORCH_CASES))
 def test_torch_fixture_verifies(name: str) -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     path, result = _torch_result(name)
     shape, cls = TORCH_CASES[name]
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes(shape), class_name=cls))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes([shape]), class_name=cls))
     assert report.passed, format_report(report)
     assert len(report.inputs) == 2 and report.max_abs_error < 1e-5
 
 
 def test_sampling_noise_is_detected_and_the_rest_compared() -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     path, result = _torch_result("vae_mlp")
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes("4x64"), class_name="VAE"))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes(["4x64"]), class_name="VAE"))
     assert report.stochastic == ("out0",)  # the decoded sample; mu and logvar are compared
     assert {r.name.rsplit(":", 1)[1] for r in report.rows} == {"out1", "out2"}
     assert "stochastic outputs" in format_report(report)
@@ -121,17 +125,18 @@ def test_keras_fixture_rewrites_imports_and_builds_without_running_keras(name: s
 @pytest.mark.parametrize("name", sorted(KERAS_CASES))
 def test_keras_fixture_verifies_with_facts(name: str) -> None:
     from converter.rewrite.keras_probe import probe
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes
+    from converter.rewrite.verify import VerifyOptions, format_report
+    from converter.input_shapes import unnamed_shapes
     from converter.rewrite.verify_torch import verify_keras_rewrite
 
     path = SOURCES / "keras" / f"{name}.py"
     shape, entry = KERAS_CASES[name]
-    facts = probe(path, entry, parse_shapes(shape), {})
+    facts = probe(path, entry, unnamed_shapes([shape]), {})
     result = rewrite_source(path.read_text(), RewriteOptions(to="torch", facts=facts), filename=str(path))
     assert [t.rule_id for t in result.todos] == EXPECTED_TODOS.get(name, []), result.todos
     imports = [ln for ln in result.code.splitlines() if ln.startswith(("import ", "from "))]
     assert not [ln for ln in imports if "keras" in ln or "tensorflow" in ln], imports
-    report = verify_keras_rewrite(path, result, VerifyOptions(parse_shapes(shape), class_name=entry))
+    report = verify_keras_rewrite(path, result, VerifyOptions(unnamed_shapes([shape]), class_name=entry))
     assert report.passed, format_report(report)
     assert len(report.inputs) == 2 and report.max_abs_error < 1e-5
 

@@ -120,9 +120,31 @@ def test_verify_passes_prints_table_and_writes(tmp_path: Path) -> None:
 def test_verify_mismatch_exits_1_and_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "mlp.py"
     result = invoke("rewrite", str(SOURCES / "mlp_layernorm.py"), "--to", "keras", "-o", str(out), "--verify",
-                    "--input-shape", "3x20", "--atol", "0", "--rtol", "0")
+                    "--input-shape", "3x20", "--atol", "0", "--rtol", "0", "--elementwise")
     assert result.exit_code == 1 and not out.exists()
     assert "verify FAILED" in result.output
+
+
+def test_input_shape_traces_the_torch_model_and_keeps_channels_last() -> None:
+    """``x.size()[1:]`` in a helper: without --input-shape the file falls back to channels_first; with it the torch
+    model runs once and the helper reads the channels-first shape of the NHWC tensor."""
+    src = str(SOURCES / "lenet_num_flat.py")
+    plain = invoke("rewrite", src, "--to", "keras")
+    assert plain.exit_code == 0 and "layout channels_first" in plain.stderr
+    traced = invoke("rewrite", src, "--to", "keras", "--input-shape", "2x1x32x32")
+    assert traced.exit_code == 0, traced.output
+    assert "layout channels_last" in traced.stderr and "TODO" not in traced.stdout
+    assert "size = keras.ops.shape(keras.ops.moveaxis(x, -1, 1))[1:]" in traced.stdout
+
+
+def test_input_shape_with_several_models_traces_the_chosen_class() -> None:
+    """gan_pair: without --class there is no one model to run, so the rewrite is the untraced one (no error); with
+    --class Discriminator the discriminator's group stays channels_last too."""
+    src = str(SOURCES / "gan_pair.py")
+    untraced = invoke("rewrite", src, "--to", "keras", "--input-shape", "2x3x8x8")
+    assert untraced.exit_code == 0 and "Discriminator channels_first" in untraced.stderr, untraced.output
+    traced = invoke("rewrite", src, "--to", "keras", "--input-shape", "2x3x8x8", "--class", "Discriminator")
+    assert traced.exit_code == 0 and "channels_first" not in traced.stderr, traced.output
 
 
 def test_rules_lists_every_rule() -> None:

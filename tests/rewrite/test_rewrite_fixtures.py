@@ -43,12 +43,13 @@ def test_fixture_rewrites_cleanly(name: str, layout: str) -> None:
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_fixture_verifies(name: str, layout: str) -> None:
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     if layout == "channels_first" and name in XFAIL_CHANNELS_FIRST:
         pytest.xfail("Keras TF keras.ops.add bias_add heuristic (upstream); see XFAIL_CHANNELS_FIRST")
     path = SOURCES / f"{name}.py"
     result = rewrite_source(path.read_text(), RewriteOptions(layout=layout), filename=str(path))
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes(SHAPES[name])))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes([SHAPES[name]])))
     assert report.passed, format_report(report)
     assert len(report.inputs) >= 2

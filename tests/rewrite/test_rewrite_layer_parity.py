@@ -62,7 +62,8 @@ KERAS_TF_BIAS_ADD_BUG = {0, 3, 22}
 def test_layer_parity(tmp_path: Path, layer: str, shape: str, body: str, layout: str) -> None:
     import os
 
-    from converter.rewrite.verify import VerifyOptions, format_report, parse_shapes, verify_rewrite
+    from converter.rewrite.verify import VerifyOptions, format_report, verify_rewrite
+    from converter.input_shapes import unnamed_shapes
 
     index = next(i for i, c in enumerate(CASES) if c == (layer, shape, body))
     if layout == "channels_first" and index in KERAS_TF_BIAS_ADD_BUG and os.environ.get("KERAS_BACKEND") == "tensorflow":
@@ -77,5 +78,5 @@ def test_layer_parity(tmp_path: Path, layer: str, shape: str, body: str, layout:
     path.write_text(src)
     result = rewrite_source(src, RewriteOptions(layout=layout), filename=str(path))
     assert result.todos == (), result.code
-    report = verify_rewrite(path, result, VerifyOptions(parse_shapes(shape)))
+    report = verify_rewrite(path, result, VerifyOptions(unnamed_shapes([shape])))
     assert report.passed, result.code + "\n" + format_report(report)

@@ -28,11 +28,12 @@ def round_trip(name: str, tmp: Path) -> float:
     from converter.parity.compare import Tolerance, compare_arrays
     from converter.rewrite.keras_probe import probe
     from converter.rewrite.loading import build, import_code, import_file
-    from converter.rewrite.verify import VerifyOptions, compare_models, format_report, parse_shapes
+    from converter.rewrite.verify import VerifyOptions, compare_models, format_report
+    from converter.input_shapes import unnamed_shapes
     from converter.rewrite.verify_torch import build_keras, compare_keras_torch
 
     path = SOURCES / f"{name}.py"
-    shapes = parse_shapes(SHAPES[name])
+    shapes = unnamed_shapes([SHAPES[name]])
     to_keras = rewrite_source(path.read_text(), RewriteOptions(layout="channels_last"), filename=str(path))
     entry = to_keras.top_models[0]
     spatial = entry in to_keras.spatial_classes

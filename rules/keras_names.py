@@ -1,6 +1,10 @@
-"""Attribute names a torch model may use freely but a Keras Model/Layer owns (read-only properties or state
-Keras relies on). The rewrite renames ``self.<name>`` to ``self.<name>_``; the weight transfer follows."""
+"""Names Keras owns: the base classes of a Keras model, and attribute names a torch model may use freely but a
+Keras Model/Layer owns (read-only properties or state Keras relies on). The rewrite renames ``self.<name>`` to
+``self.<name>_``; the weight transfer (``converter.weights``) follows the same rule."""
 from __future__ import annotations
+
+#: The classes a Keras model or block derives from (qualified, canonical spelling).
+MODEL_BASES = frozenset({"keras.Model", "keras.layers.Layer"})
 
 KERAS_RESERVED = frozenset({
     "layers", "weights", "variables", "trainable_weights", "non_trainable_weights", "trainable_variables",

@@ -1,8 +1,8 @@
 """A trained Keras model file -> a trained, trainable PyTorch module, through the ``--to torch`` rewritten code,
 verified before anything is written (state_dict ``.pt`` or an exported program ``.pt2``).
 
-Loading is ``keras.models.load_model(safe_mode=True)`` unless the user trusts the file: a ``.keras`` file with
-Lambda layers carries code, and loading a model is not a licence to run it.
+Loading is the one safe loader, ``keras.models.load_model(safe_mode=True)`` unless the user passed --trust-code: a
+``.keras`` file with Lambda layers carries code, and loading a model is not a licence to run it.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converter.errors import InputPathError, ModelFileError, OutputError, UnsafeLoadError
+from converter.errors import InputPathError, OutputError
 
 OUTPUT_SUFFIXES = (".pt", ".pt2")
 
@@ -23,20 +23,22 @@ class KerasTransferJob:
     torch_source: Path
     entry: str
     output: Path
-    input_shape: str
+    input_shapes: tuple[tuple[int, ...], ...]
     keras_source: Path | None = None
     init_kwargs_json: str | None = None
-    trust: bool = False
+    trust_code: bool = False
     force: bool = False
     atol: float = 1e-4
     rtol: float = 1e-4
     seed: int = 0
 
 
-def load_keras_model(path: Path, custom_source: Path | None, trust: bool) -> Any:
-    """``load_model(safe_mode=not trust)``; classes defined in ``custom_source`` are made known to Keras."""
+def load_keras_model(path: Path, custom_source: Path | None, trust_code: bool) -> Any:
+    """The one safe loader (``converter.adapters.keras_load``); classes defined in ``custom_source`` are made known
+    to Keras (importing that source is the user's opt-in, as with --source everywhere)."""
     import keras
 
+    from converter.adapters.keras_load import load_keras
     from converter.rewrite.loading import import_file
 
     if not path.is_file():
@@ -45,16 +47,7 @@ def load_keras_model(path: Path, custom_source: Path | None, trust: bool) -> Any
     if custom_source is not None:
         module = import_file(custom_source)
         custom = {n: v for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, keras.layers.Layer)}
-    try:
-        return keras.models.load_model(path, custom_objects=custom, compile=False, safe_mode=not trust)
-    except ValueError as err:
-        text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if "safe_mode" in str(err) or "unsafe" in str(err).lower():
-            raise UnsafeLoadError(f"{path}: Keras refuses to load it in safe mode ({text}); pass --trust-keras if you "
-                                  "trust the file") from None
-        raise ModelFileError(f"{path}: cannot load the Keras model: {text}") from None
-    except (OSError, TypeError) as err:
-        raise ModelFileError(f"{path}: cannot load the Keras model: {err}") from None
+    return load_keras(path, trust_code, custom_objects=custom)
 
 
 def is_spatial(model: Any) -> bool:
@@ -69,25 +62,25 @@ def is_spatial(model: Any) -> bool:
 
 def run_keras_transfer(job: KerasTransferJob) -> tuple[Any, Path]:
     """Returns (VerifyReport, output path); writes the output only when the outputs match."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     import torch
 
     from converter.rewrite.keras_probe import build_entry
     from converter.rewrite.loading import import_file, parse_init_kwargs
-    from converter.rewrite.verify import VerifyOptions, parse_shapes
+    from converter.rewrite.verify import VerifyOptions
     from converter.rewrite.verify_torch import embedding_size, compare_keras_torch
 
     if job.output.exists() and not job.force:
         raise OutputError(f"{job.output}: exists; pass --force to overwrite")
     if job.output.suffix not in OUTPUT_SUFFIXES:
         raise OutputError(f"{job.output}: the output must end in .pt (state_dict) or .pt2 (torch.export program)")
-    original = load_keras_model(job.model_file, job.keras_source, job.trust)
+    original = load_keras_model(job.model_file, job.keras_source, job.trust_code)
     torch.manual_seed(job.seed)
     module = build_entry(import_file(job.torch_source), job.entry, parse_init_kwargs(job.init_kwargs_json),
                          str(job.torch_source))
-    options = VerifyOptions(parse_shapes(job.input_shape), atol=job.atol, rtol=job.rtol, seed=job.seed)
+    options = VerifyOptions(job.input_shapes, atol=job.atol, rtol=job.rtol, seed=job.seed)
     report = compare_keras_torch(original, module, name=job.entry, spatial=is_spatial(original), options=options)
     if report.passed:
         integer = embedding_size(original) is not None

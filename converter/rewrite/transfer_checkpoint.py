@@ -19,7 +19,7 @@ class TransferJob:
     torch_source: Path | None
     torch_class: str
     output: Path
-    input_shape: str
+    input_shapes: tuple[tuple[int, ...], ...]
     init_kwargs_json: str | None = None
     layout: str | None = None
     force: bool = False
@@ -72,7 +72,7 @@ def detect_layout(keras_code: str) -> str:
 
 def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     """Returns (VerifyReport, output path). Writes the .keras file only when parity holds."""
-    from converter.cli._common import quiet_frameworks
+    from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
     from converter.frameworks import tensorflow
@@ -82,7 +82,7 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
 
     from converter.rewrite import RewriteOptions, rewrite_source
     from converter.rewrite.loading import build, import_file, parse_init_kwargs
-    from converter.rewrite.verify import VerifyOptions, compare_models, parse_shapes
+    from converter.rewrite.verify import VerifyOptions, compare_models
 
     if job.output.exists() and not job.force:
         raise OutputError(f"{job.output}: exists; pass --force to overwrite")
@@ -111,7 +111,7 @@ def run_transfer(job: TransferJob) -> tuple[Any, Path]:
     rewritten = build(import_file(job.keras_source), job.class_name, kwargs, str(job.keras_source))
     report = compare_models(original, rewritten, class_name=job.class_name, layout=layout,
                             spatial=job.torch_class in analysis.spatial_classes,
-                            options=VerifyOptions(parse_shapes(job.input_shape), atol=job.atol, rtol=job.rtol,
+                            options=VerifyOptions(job.input_shapes, atol=job.atol, rtol=job.rtol,
                                                   seed=job.seed))
     if report.passed:
         _save(rewritten, job.output)
@@ -128,7 +128,6 @@ def _transfer_unverified(job: TransferJob, layout: str) -> tuple[None, Path]:
 
     from converter.errors import CrossportError
     from converter.rewrite.loading import build, import_file, parse_init_kwargs
-    from converter.rewrite.verify import parse_shapes
     from converter.weights.from_state_dict import keras_flatten_inputs, load_state_dict_into_keras
 
     if not job.unverified:
@@ -138,7 +137,7 @@ def _transfer_unverified(job: TransferJob, layout: str) -> tuple[None, Path]:
     model = build(import_file(job.keras_source), job.class_name, parse_init_kwargs(job.init_kwargs_json),
                   str(job.keras_source))
     rng = np.random.default_rng(job.seed)
-    shapes = parse_shapes(job.input_shape)
+    shapes = job.input_shapes
     keras_code = job.keras_source.read_text(encoding="utf-8")
     # --input-shape is torch's (N, C, ...); it is an image input (moved to NHWC) when the code has image layers.
     image = layout == "channels_last" and any(t in keras_code for t in _IMAGE_MARKERS)
