@@ -101,7 +101,8 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         import torch
 
         torch.manual_seed(options.seed)
-        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle,
+                                options.weights_key)
     if not options.force:
         raise_if_nonfinite(source, torch_nonfinite(src.module), FORCE_HINT)
     specs = input_specs(src, options.input_shapes, options.input_dtype, src.input_names)
