@@ -2,7 +2,8 @@
 
 Sniffing looks at content as well as the suffix (a TorchScript archive and a state_dict may both be ``.pt``).
 Loading never unpickles arbitrary objects unless the caller passed ``trust_pickle=True``: plain ``torch.load``
-runs with ``weights_only=True``; a ``.pt2`` ExportedProgram is loaded through ``torch.export.load``.
+runs with ``weights_only=True`` and safetensors has no code at all; a ``.pt2`` ExportedProgram goes through
+``converter.adapters.pt2_load``. Everything lands on the CPU, whatever device the file was saved from.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class Format(str, Enum):
     EXPORTED_PROGRAM = "pt2"
     TORCHSCRIPT = "torchscript"
     TORCH_CHECKPOINT = "torch-checkpoint"  # state_dict or pickled module; decided at load time
+    SAFETENSORS = "safetensors"  # a state_dict: one .safetensors file, or a sharded checkpoint's .index.json
     FACTORY = "factory"
     ONNX = "onnx"
     KERAS = "keras"
@@ -50,6 +52,8 @@ def sniff(source: str) -> Format:
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise ModelFileError(f"{source}: file is empty")
+    if path.name.endswith((".safetensors.index.json", ".bin.index.json", ".pt.index.json", ".pth.index.json")):
+        return Format.SAFETENSORS if ".safetensors." in path.name else Format.TORCH_CHECKPOINT
     _check_zip_container(path, suffix)
     if suffix == ".onnx":
         return Format.ONNX
@@ -61,6 +65,8 @@ def sniff(source: str) -> Format:
         return Format.TFLITE
     if suffix == ".pt2":
         return Format.EXPORTED_PROGRAM
+    if suffix == ".safetensors":
+        return Format.SAFETENSORS
     if suffix in (".pt", ".pth", ".bin", ".ckpt", ".torchscript", ".jit"):
         if zipfile.is_zipfile(path):
             try:
@@ -74,8 +80,8 @@ def sniff(source: str) -> Format:
                 return Format.EXPORTED_PROGRAM
         return Format.TORCH_CHECKPOINT
     raise ModelFileError(
-        f"{source}: unknown model suffix {suffix!r}; expected .pt2, .pt/.pth, .onnx, .keras, .h5, .tflite "
-        "or a SavedModel directory"
+        f"{source}: unknown model suffix {suffix!r}; expected .pt2, .pt/.pth/.bin/.ckpt, .safetensors (or a "
+        "sharded checkpoint's .index.json), .onnx, .keras, .h5, .tflite or a SavedModel directory"
     )
 
 
@@ -146,6 +152,10 @@ def build_module(spec: str, kwargs: dict[str, Any]) -> Any:
     """Instantiate a model class or call a factory, and check it really is an ``nn.Module``."""
     import torch
 
+    from converter.factories import build_library_model, is_library_spec
+
+    if is_library_spec(spec):
+        return build_library_model(spec, kwargs)
     obj = resolve_callable(spec)
     if not callable(obj):
         raise ModelClassError(f"{spec}: is not a class or function")
@@ -187,21 +197,6 @@ def _check_zip(path: Path, kind: str) -> None:
         raise ModelFileError(f"{path}: not a readable {kind} (not a complete zip archive: {err})") from err
 
 
-class _quiet_logs:
-    """Silence torch's logging while it reads a file we may reject anyway."""
-
-    def __enter__(self) -> None:
-        import logging
-
-        self._prev = logging.root.manager.disable
-        logging.disable(logging.CRITICAL)
-
-    def __exit__(self, *exc: object) -> None:
-        import logging
-
-        logging.disable(self._prev)
-
-
 def _weights_only_load(path: Path) -> Any:
     import pickle
 
@@ -225,6 +220,42 @@ def _weights_only_load(path: Path) -> Any:
         raise ModelFileError(f"{path}: not a readable PyTorch file (corrupt or not a checkpoint: {detail[:120]})") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise ModelFileError(f"{path}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
+
+
+def read_checkpoint(path: Path, fmt: Format, trust_pickle: bool = False) -> Any:
+    """The object a checkpoint file holds, on the CPU: safetensors (no pickle at all), a sharded checkpoint's
+    index, or ``torch.load`` -- weights-only unless the user vouched for the file with ``--trust-pickle``."""
+    import torch
+
+    from converter.state_dicts import is_shard_index, read_safetensors, read_sharded
+
+    def read_pickle(file: Path) -> Any:
+        if not trust_pickle:
+            return _weights_only_load(file)
+        try:
+            return torch.load(str(file), map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001
+            raise ModelFileError(f"{file}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
+
+    if is_shard_index(path):
+        return read_sharded(path, read_safetensors if fmt == Format.SAFETENSORS else read_pickle)
+    if fmt == Format.SAFETENSORS:
+        return read_safetensors(path)
+    return read_pickle(path)
+
+
+def _pickled_module(obj: Any, weights_key: str | None) -> tuple[str, Any] | None:
+    """A whole module saved inside a dict checkpoint (``{"model": model, "epoch": ...}``, as YOLOv5 does)."""
+    import torch
+
+    if not isinstance(obj, dict):
+        return None
+    from converter.state_dicts import WEIGHT_KEYS
+
+    for key in ([weights_key] if weights_key else list(WEIGHT_KEYS)):
+        if isinstance(obj.get(key), torch.nn.Module):
+            return key, obj[key]
+    return None
 
 
 def _ep_signature(ep: Any) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...], tuple[str, ...], bool]:
@@ -264,8 +295,9 @@ def load_torch_source(
     model_class: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     trust_pickle: bool = False,
+    weights_key: str | None = None,
 ) -> TorchSource:
-    """Load any PyTorch source format into an eval-mode module."""
+    """Load any PyTorch source format into an eval-mode module on the CPU."""
     import torch
 
     path = Path(source)
@@ -277,46 +309,35 @@ def load_torch_source(
         return TorchSource(module.eval(), fmt)
     if fmt == Format.EXPORTED_PROGRAM:
         _check_zip(path, "ExportedProgram")
-        try:
-            with _quiet_logs():
-                ep = torch.export.load(str(path))
-        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad archive
-            raise ModelFileError(f"{path}: not a readable ExportedProgram ({str(err).splitlines()[0][:200]})") from err
+        from converter.adapters.pt2_load import load_exported_program
+
+        ep, notes = load_exported_program(path)
         shapes, dtypes, names, dynamic = _ep_signature(ep)
         return TorchSource(ep.module(), fmt, exported_program=ep, example_shapes=shapes, example_dtypes=dtypes,
-                           input_names=names, dynamic_batch=dynamic)
+                           input_names=names, dynamic_batch=dynamic, notes=notes)
     if fmt == Format.TORCHSCRIPT:
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as err:  # noqa: BLE001
             raise ModelFileError(f"{path}: not a readable TorchScript archive ({str(err).splitlines()[0][:200]})") from err
         return TorchSource(module.eval(), fmt)
-    if fmt == Format.TORCH_CHECKPOINT:
-        if trust_pickle:
-            try:
-                obj = torch.load(str(path), map_location="cpu", weights_only=False)
-            except Exception as err:  # noqa: BLE001
-                raise ModelFileError(f"{path}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
-        else:
-            obj = _weights_only_load(path)
+    if fmt in (Format.TORCH_CHECKPOINT, Format.SAFETENSORS):
+        obj = read_checkpoint(path, fmt, trust_pickle)
         if isinstance(obj, torch.nn.Module):
             return TorchSource(obj.eval(), fmt, notes=("loaded a pickled nn.Module (--trust-pickle)",))
-        state = obj
-        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-            state = obj["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ModelFileError(f"{path}: holds a {type(obj).__name__}, not a state_dict or a model")
+        pickled = _pickled_module(obj, weights_key) if trust_pickle else None
+        if pickled is not None:
+            return TorchSource(pickled[1].eval(), fmt, notes=(f"loaded the pickled nn.Module under {pickled[0]!r} "
+                                                              "(--trust-pickle)",))
+        from converter.state_dicts import find_state_dict, load_into
+
+        found = find_state_dict(obj, path, weights_key)
         if not model_class:
             raise ModelClassError(
-                f"{path}: is a state_dict (weights only); pass --model-class package.module:Class "
-                "(or path/to/file.py:Class) so crossport knows the architecture"
+                f"{path}: holds weights only ({found.describe()}); pass --model-class package.module:Class "
+                "(or path/to/file.py:Class, timm:NAME, transformers:Class) so crossport knows the architecture"
             )
         module = build_module(model_class, kwargs)
-        result = module.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ModelClassError(
-                f"{path}: state_dict does not fit {model_class}: missing {list(result.missing_keys)[:5]}, "
-                f"unexpected {list(result.unexpected_keys)[:5]}"
-            )
-        return TorchSource(module.eval(), fmt)
+        notes = load_into(module, found, path, model_class)
+        return TorchSource(module.eval(), fmt, notes=notes)
     raise ModelFileError(f"{path}: {fmt.value} is not a PyTorch format")

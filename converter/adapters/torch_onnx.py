@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,9 +115,17 @@ def _quiet() -> Iterator[None]:
     if _VERBOSE:
         yield
         return
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    # onnxscript's constant folder logs "Evaluation failed: cannot reshape ..." through logging's last-resort
+    # handler (stderr) when it declines to fold a node -- harmless, and not the user's business.
+    folder = logging.getLogger("onnxscript")
+    level = folder.level
+    folder.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        folder.setLevel(level)
 
 
 def _names(count: int, given: Sequence[str], stem: str) -> list[str]:
@@ -132,6 +141,7 @@ def export(
     *,
     n_outputs: int,
     input_names: Sequence[str] = (),
+    output_names: Sequence[str] = (),
     dynamic_batch: bool = True,
     is_torchscript: bool = False,
     external_data: bool = False,
@@ -148,7 +158,7 @@ def export(
 
     n_in = len(example_inputs)
     names_in = _names(n_in, input_names, "input")
-    names_out = _names(n_outputs, (), "output")
+    names_out = _names(n_outputs, output_names, "output")
     if is_torchscript:
         return _export_legacy(module, example_inputs, path, names_in, names_out, dynamic_batch)
     dynamic_shapes = None

@@ -24,7 +24,10 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
               help="Input shape (repeat for several inputs). ExportedPrograms record it themselves.")
 @click.option("--input-dtype", default="float32", show_default=True, help="dtype of the inputs.")
-@click.option("--model-class", help="For a state_dict: the architecture, as package.module:Class or path/to/file.py:Class.")
+@click.option("--model-class", help="For weights (state_dict, checkpoint, .safetensors): the architecture, as "
+              "package.module:Class, path/to/file.py:Class, timm:NAME or transformers:Class.")
+@click.option("--weights-key", metavar="KEY", help="Where a checkpoint dict keeps the weights (dotted for nesting, e.g. "
+              "model_ema.module); default: the file itself, else state_dict, model_state_dict, model, net, ...")
 @click.option("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class or a factory.")
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading a whole pickled nn.Module. Unpickling runs code from the file: only for files you trust.")
@@ -56,7 +59,7 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
 def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
-            model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
+            model_class: str | None, weights_key: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             atol: float, rtol: float, elementwise: bool, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
             emit_source: str | None, static_batch: bool, force: bool,
             report_path: str | None, no_manifest: bool, as_json: bool, verbose: bool, quiet: bool) -> None:
@@ -79,7 +82,8 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
             to=to, output=output, input_shapes=parse_input_shapes(input_shapes),
-            input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
+            input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, weights_key=weights_key,
+            trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, elementwise=elementwise, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,

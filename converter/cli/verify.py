@@ -36,7 +36,9 @@ from converter.frameworks import quiet_frameworks
               help="Layout of a tensor (nchw, nhwc, ncl, nlc, ncdhw, ndhwc, none); without a prefix: the candidate's.")
 @click.option("--manifest", type=click.Path(dir_okay=False),
               help="crossport conversion report giving the layouts (default: <candidate>.crossport.json if present).")
-@click.option("--model-class", help="For a state_dict: the architecture, as package.module:Class or file.py:Class.")
+@click.option("--model-class", help="For weights (state_dict, checkpoint, .safetensors): the architecture, as "
+              "package.module:Class, file.py:Class, timm:NAME or transformers:Class.")
+@click.option("--weights-key", metavar="KEY", help="Where a checkpoint dict keeps the weights (dotted for nesting).")
 @click.option("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class or a factory.")
 @click.option("--trust-pickle", is_flag=True, help="Allow unpickling a whole nn.Module (runs code from the file).")
 @click.option("--trust-code", is_flag=True, help="Allow Keras Lambda layers (safe_mode=False; runs code from the file).")
@@ -49,7 +51,8 @@ from converter.frameworks import quiet_frameworks
 def command(reference: str, candidate: str | None, golden_dir: str | None, save_golden: str | None,
             inputs_path: str | None, input_shapes: tuple[str, ...], input_dtype: str | None, seed: int,
             distributions: tuple[str, ...], int_range: str | None, atol: float, rtol: float, elementwise: bool, tols: tuple[str, ...],
-            layouts: tuple[str, ...], manifest: str | None, model_class: str | None, model_kwargs: str,
+            layouts: tuple[str, ...], manifest: str | None, model_class: str | None, weights_key: str | None,
+            model_kwargs: str,
             trust_pickle: bool, trust_code: bool, layers: bool, no_localize: bool, reports: tuple[str, ...],
             as_json: bool, verbose: bool, quiet: bool) -> None:
     """Run REFERENCE and CANDIDATE on the same inputs and compare every output.
@@ -83,7 +86,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
             input_dtype=input_dtype, seed=seed, distributions=tuple(distributions) or ("normal", "uniform", "large"),
             int_range=_int_range(int_range), atol=atol, rtol=rtol, elementwise=elementwise, tolerances=tuple(_tol(t) for t in tols),
             layouts=tuple(layouts), manifest=manifest,
-            load=LoadOptions(model_class, kwargs, trust_pickle, trust_code), layers=layers,
+            load=LoadOptions(model_class, kwargs, trust_pickle, trust_code, weights_key), layers=layers,
             localize=not no_localize, save_golden=save_golden,
             command=" ".join(shlex.quote(a) for a in ["crossport", "verify", *sys.argv[2:]]),
         )

@@ -40,6 +40,7 @@ class ConvertOptions:
     model_class: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     trust_pickle: bool = False
+    weights_key: str | None = None  # where a checkpoint dict keeps the weights (dotted)
     keep_layout: bool = False
     fp16: bool = False
     atol: float = DEFAULT_ATOL

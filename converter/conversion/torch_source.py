@@ -101,7 +101,8 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         import torch
 
         torch.manual_seed(options.seed)
-        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle,
+                                options.weights_key)
     if not options.force:
         raise_if_nonfinite(source, torch_nonfinite(src.module), FORCE_HINT)
     specs = input_specs(src, options.input_shapes, options.input_dtype, src.input_names)
@@ -130,7 +131,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         example = tuple(torch.from_numpy(a) for a in sets[0].arrays)
         exported = torch_onnx.export(
             src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
-            input_names=[s.name for s in specs], dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
+            input_names=[s.name for s in specs], output_names=runner.output_names, dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
             external_data=external_data, n_outputs=len(probe),
         )
     outputs = [tuple(probe)]

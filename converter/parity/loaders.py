@@ -28,6 +28,7 @@ class LoadOptions:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     trust_pickle: bool = False
     trust_code: bool = False
+    weights_key: str | None = None  # where a checkpoint dict keeps the weights (dotted)
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,10 @@ def _load_path(source: str, options: LoadOptions) -> LoadedModel:
     from converter.model_checks import keras_file_nonfinite, raise_if_nonfinite, torch_nonfinite
 
     fmt = sniff(source)
-    if fmt in (Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT, Format.FACTORY):
-        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
+    if fmt in (Format.EXPORTED_PROGRAM, Format.TORCHSCRIPT, Format.TORCH_CHECKPOINT, Format.SAFETENSORS,
+               Format.FACTORY):
+        src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle,
+                                options.weights_key)
         raise_if_nonfinite(source, torch_nonfinite(src.module), _NONFINITE_HINT)
         shapes: tuple = ()
         if src.example_shapes:

@@ -29,6 +29,7 @@ class TorchRunner:
     input_layouts: tuple[Layout, ...]
     output_layouts: tuple[Layout, ...]
     name: str = "pytorch"
+    output_names: tuple[str, ...] = ()  # set by run() when the model returns a dict / ModelOutput
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -40,13 +41,34 @@ class TorchRunner:
                 pass  # torch.export's module(): already traced in eval mode, and refuses .eval()
         with torch.no_grad():
             out = self.module(*[torch.from_numpy(np.ascontiguousarray(f)) for f in feeds])
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        if not all(isinstance(o, torch.Tensor) for o in outs):
-            from converter.errors import UnsupportedError
-
-            raise UnsupportedError("the model returns something other than a tensor or a tuple of tensors "
-                                   f"({type(out).__name__}); dict and nested outputs are not supported")
+        outs, self.output_names = flatten_outputs(out)
         return [o.detach().cpu().numpy() for o in outs]
+
+
+def flatten_outputs(out: Any) -> tuple[list[Any], tuple[str, ...]]:
+    """A model's outputs as a flat list of tensors, in the order ``torch.export``/``torch.onnx`` flatten them
+    (pytree order), with names when the model returns a dict or a Hugging Face ``ModelOutput``
+    (``last_hidden_state``, ``hidden_states.1``); ``None`` fields are skipped, as the exporters skip them."""
+    import torch
+    from torch.utils._pytree import MappingKey, SequenceKey, tree_flatten_with_path
+
+    if isinstance(out, torch.Tensor):
+        return [out], ()
+    leaves = [(path, leaf) for path, leaf in tree_flatten_with_path(out)[0] if leaf is not None]
+
+    def name(path: tuple[Any, ...]) -> str:
+        return ".".join(str(k.key) if isinstance(k, MappingKey) else str(k.idx) if isinstance(k, SequenceKey)
+                        else str(getattr(k, "name", k)) for k in path)
+
+    bad = [(name(p), type(v).__name__) for p, v in leaves if not isinstance(v, torch.Tensor)]
+    if bad or not leaves:
+        from converter.errors import UnsupportedError
+
+        what = f"{bad[0][1]} at output {bad[0][0]!r}" if bad else f"no tensors ({type(out).__name__})"
+        raise UnsupportedError(f"the model returns {what}; outputs must be tensors, or tuples, lists, dicts or "
+                               "dataclass outputs of tensors")
+    named = any(isinstance(k, MappingKey) or not isinstance(k, SequenceKey) for p, _ in leaves for k in p)
+    return [v for _, v in leaves], (tuple(name(p) for p, _ in leaves) if named else ())
 
 
 @dataclass

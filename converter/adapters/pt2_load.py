@@ -1,0 +1,124 @@
+"""Load a ``.pt2`` ExportedProgram onto the CPU, whatever device it was exported on, with the real cause on failure.
+
+- ``torch.export.load`` swallows the deserializer's ``RuntimeError``, logs its traceback as a warning and raises
+  "We ran into an error when deserializing the saved file. Please check the warnings above" -- the cause (e.g.
+  "Found no NVIDIA driver") never reaches a one-line message. We call the archive reader it wraps
+  (``torch.export.pt2_archive._package.load_pt2``) so the real exception is ours to report, and fall back to
+  ``torch.export.load`` only for archives that reader does not handle (the pre-2.8 zip layout).
+- A program exported on CUDA stores its weights with ``cuda:0`` and calls ``torch.load`` on CUDA-tagged constants;
+  on a machine without a GPU both fail. The archive has no ``map_location``, so for such files we map every
+  stored device to the CPU while reading (its ``deserialize_device`` and ``torch.load``'s default
+  ``map_location``), then move the graph itself with ``torch.export.passes.move_to_device_pass`` (device arguments
+  and fake-tensor metadata). The caller's report says that it was moved.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from converter.errors import ModelFileError
+
+_CUDA_SIGNS = ("nvidia driver", "cuda device", "torch.cuda.is_available() is false", "no cuda gpus",
+               "cuda driver", "torch not compiled with cuda")
+
+
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """torch logs the tracebacks of archives we may reject anyway; the caller reports one line."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+@contextlib.contextmanager
+def _stored_devices_on_cpu() -> Iterator[None]:
+    """While reading: every device recorded in the archive deserializes as the CPU."""
+    import torch
+    import torch.export.pt2_archive._package as package
+
+    real_device, real_load = package.deserialize_device, torch.load
+
+    def cpu_device(spec: Any) -> Any:
+        device = real_device(spec)
+        return torch.device("cpu") if device.type != "cpu" else device
+
+    def load_on_cpu(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("map_location", "cpu")
+        return real_load(*args, **kwargs)
+
+    package.deserialize_device, torch.load = cpu_device, load_on_cpu
+    try:
+        yield
+    finally:
+        package.deserialize_device, torch.load = real_device, real_load
+
+
+def _read(path: Path) -> Any:
+    import torch
+    from torch.export.pt2_archive._package import load_pt2
+
+    contents = load_pt2(str(path))
+    if "model" in contents.exported_programs:
+        return contents.exported_programs["model"]
+    if contents.exported_programs:
+        return next(iter(contents.exported_programs.values()))
+    return torch.export.load(str(path))  # the older zip layout, which only torch.export.load reads
+
+
+def _stored_devices(ep: Any) -> set[str]:
+    import torch
+
+    found = {str(t.device) for t in ep.state_dict.values() if hasattr(t, "device")}
+    for node in ep.graph.nodes:
+        val = node.meta.get("val")
+        if hasattr(val, "device"):
+            found.add(str(val.device))
+        found.update(str(a) for a in (*node.args, *node.kwargs.values()) if isinstance(a, torch.device))
+    return found
+
+
+def load_exported_program(path: Path) -> tuple[Any, tuple[str, ...]]:
+    """The program, on the CPU, and notes for the report (e.g. that it was moved from ``cuda:0``)."""
+    import torch
+
+    mapped = False
+    try:
+        with _quiet_logs():
+            ep = _read(path)
+    except Exception as err:  # noqa: BLE001 - torch raises many kinds for a bad archive
+        cause = _cause(err)
+        if not any(sign in cause.lower() for sign in _CUDA_SIGNS):
+            raise ModelFileError(f"{path}: not a readable ExportedProgram ({cause})") from err
+        try:
+            with _quiet_logs(), _stored_devices_on_cpu():
+                ep = _read(path)
+        except Exception as err2:  # noqa: BLE001
+            raise ModelFileError(f"{path}: not a readable ExportedProgram, even with its weights mapped from CUDA "
+                                 f"to the CPU ({_cause(err2)})") from err2
+        mapped = True
+    foreign = sorted(d for d in _stored_devices(ep) if d != "cpu" and d != "meta")
+    if foreign:
+        import torch.export.passes  # noqa: F401 - registers move_to_device_pass
+
+        try:
+            ep = torch.export.passes.move_to_device_pass(ep, "cpu")
+        except Exception as err:  # noqa: BLE001
+            raise ModelFileError(f"{path}: was exported on {', '.join(foreign)} and could not be moved to the CPU "
+                                 f"({_cause(err)})") from err
+    if not (mapped or foreign):
+        return ep, ()
+    where = ", ".join(foreign) or "a CUDA device"
+    return ep, (f"the ExportedProgram was made on {where}: its weights and graph were moved to the CPU",)
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost exception's first line: the reason, not torch's "see the warnings above"."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    return (f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__)[:240]
