@@ -205,6 +205,14 @@ def best_fit(state: Mapping[str, Any], module: Any) -> Fit:
     return max(fits, key=lambda f: (f.exact, f.score, -len(f.strip) - len(f.add)))
 
 
+def strip_wrapper_prefixes(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Without a module to fit against: drop ``module.`` / ``_orig_mod.`` while every key carries one."""
+    out = dict(state)
+    while out and (head := next((p for p in ("module.", "_orig_mod.") if all(k.startswith(p) for k in out)), None)):
+        out = {k[len(head):]: v for k, v in out.items()}
+    return out
+
+
 def _shape(dims: tuple[int, ...]) -> str:
     return "x".join(map(str, dims)) or "scalar"
 

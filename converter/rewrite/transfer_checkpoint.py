@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converter.errors import InputPathError, ModelFileError, OutputError, UnsafeLoadError
+from converter.errors import InputPathError, ModelFileError, OutputError
 from converter.weights.errors import WeightMappingError
 
 
@@ -39,31 +39,19 @@ def parse_target(text: str) -> tuple[Path, str | None]:
 
 
 def load_state_dict(path: Path, trust_pickle: bool = False) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` only: a checkpoint never runs code."""
-    import torch
-
-    from converter.formats import _weights_only_load
+    """The checkpoint's weights, found and read the way ``convert`` reads them (``converter.state_dicts``):
+    tutorial/Lightning/timm dicts, DataParallel and torch.compile prefixes, safetensors; never runs code unless
+    ``trust_pickle``."""
+    from converter.formats import Format, read_checkpoint
+    from converter.state_dicts import find_state_dict, is_shard_index, strip_wrapper_prefixes
 
     if not path.is_file():
         raise InputPathError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: empty file, not a checkpoint")
-    try:
-        obj = _weights_only_load(path)  # one classification: code in the pickle -> 8, unreadable bytes -> 4
-    except UnsafeLoadError:
-        if not trust_pickle:
-            raise UnsafeLoadError(f"{path}: holds pickled Python objects besides tensors; torch.load(weights_only="
-                                  "True) refuses it because loading would run code from the file. Save "
-                                  "model.state_dict(), or pass --trust-pickle if you trust this file") from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)  # the user vouched for the file
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict", "model"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelFileError(f"{path}: not a state_dict (a mapping of names to tensors)")
-    return obj
+    safetensors = path.suffix == ".safetensors" or is_shard_index(path) and ".safetensors." in path.name
+    obj = read_checkpoint(path, Format.SAFETENSORS if safetensors else Format.TORCH_CHECKPOINT, trust_pickle)
+    return strip_wrapper_prefixes(find_state_dict(obj, path).state)
 
 
 def detect_layout(keras_code: str) -> str:
