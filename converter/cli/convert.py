@@ -22,7 +22,7 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
                                            "aoti", "executorch"], case_sensitive=False),
               help="Target format (default: from the output suffix). aoti: an AOTInductor package (.pt2, loaded with "
                    "torch._inductor.aoti_load_package); executorch: a .pte program (needs crossport[executorch]).")
-@click.option("--model-version", type=click.IntRange(min=0), metavar="N",
+@click.option("--model-version", type=int, metavar="N",
               help="saved_model: write OUTPUT/N/saved_model.pb, the versioned layout TF Serving loads from "
                    "--model_base_path=OUTPUT (OUTPUT may already hold other versions).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
@@ -99,9 +99,6 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
             check_route(route, target)
         except RouteUsageError as err:
             raise click.UsageError(str(err)) from err
-        if model_version is not None and target != "saved_model":
-            raise click.UsageError(f"--model-version applies to --to saved_model (TF Serving's versioned layout), "
-                                   f"not {target}")
         start = time.perf_counter()
 
         def progress(message: str) -> None:

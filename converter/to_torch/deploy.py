@@ -47,7 +47,13 @@ def save(module_or_program: Any, example: Sequence[Any], path: Path, dynamic_bat
     else:
         from converter.adapters import executorch
 
-        written = executorch.lower(program, path).notes
+        lowered = executorch.lower(program, path)
+        written = lowered.notes
+        planned = lowered.max_input_shapes[0][0] if lowered.max_input_shapes and lowered.max_input_shapes[0] else 0
+        if dynamic and planned <= int(example[0].shape[0]):
+            # ExecuTorch memory-plans every tensor; its lowering may bound the batch at the example's size
+            dynamic = False
+            written = (*written, f"ExecuTorch planned memory for a fixed batch of {planned}: verified at that batch")
     return SavedArtifact(path, dynamic, (*notes, *written))
 
 
