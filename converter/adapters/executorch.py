@@ -29,7 +29,10 @@ class Lowered:
 
 
 def available() -> bool:
-    return importlib.util.find_spec("executorch") is not None
+    try:
+        return importlib.util.find_spec("executorch") is not None
+    except (ImportError, ValueError):  # a blocked or half-installed package
+        return False
 
 
 def require() -> None:
