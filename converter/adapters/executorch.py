@@ -44,13 +44,13 @@ def require() -> None:
 def lower(program: Any, path: Path) -> Lowered:
     """Lower ``program`` with the XNNPACK partitioner and write the ``.pte`` to ``path``."""
     require()
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     from converter.frameworks import silenced_stderr
 
     try:
-        with silenced_stderr():
+        with silenced_stderr():  # importing the partitioner pulls in torchao, which warns on stderr
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
+
             edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
             delegated = _count_delegates(edge.exported_program().graph_module)
             blob = edge.to_executorch().buffer
