@@ -229,3 +229,19 @@ def test_executorch_missing_is_one_line_exit_5(saved_sources, tmp_path: Path) ->
     lines = [l for l in proc.stderr.splitlines() if l.startswith("crossport: ")]
     assert lines == [lines[-1]] and "crossport[executorch]" in lines[-1] and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("runtime, suffix", [("aoti", ".pt2"), ("executorch", ".pte")])
+def test_isolated_runner_reports_an_artifact_that_does_not_load(runtime: str, suffix: str, tmp_path: Path) -> None:
+    """A broken artifact is a one-line runner error naming the runtime and the file (a failed hop), not a hang."""
+    if runtime == "executorch" and importlib.util.find_spec("executorch") is None:
+        pytest.skip("ExecuTorch is the optional extra crossport[executorch]")
+    from converter.layout import Layout
+    from converter.parity.isolated import ArtifactLoadError, IsolatedRunner
+
+    path = tmp_path / f"broken{suffix}"
+    path.write_bytes(b"PK\x03\x04 not really a package")
+    runner = IsolatedRunner(path, runtime, (Layout.NONE,), (Layout.NONE,))
+    with pytest.raises(ArtifactLoadError, match=f"{runtime} could not load or run broken{suffix}: .+"):
+        runner.run([np.zeros((2, 4), np.float32)])
+    runner.close()
