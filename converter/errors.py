@@ -13,6 +13,13 @@ class CrossportError(Exception):
     kind: str = "error"
 
 
+class UsageError(CrossportError):
+    """Options that contradict each other or the target (the CLI's usage-error exit code)."""
+
+    exit_code = 2
+    kind = "usage"
+
+
 class InputPathError(CrossportError):
     """A path given by the user does not exist, or is a directory where a file is expected (or the reverse)."""
 

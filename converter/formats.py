@@ -34,8 +34,10 @@ class Format(str, Enum):
     TFLITE = "tflite"
 
 
-TARGET_SUFFIXES = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2", ".pt": "torchscript"}
-TARGETS = ("keras", "saved_model", "tflite", "onnx", "pt2", "torch", "torchscript")
+TARGET_SUFFIXES = {".keras": "keras", ".onnx": "onnx", ".tflite": "tflite", ".pt2": "pt2", ".pt": "torchscript",
+                   ".pte": "executorch"}
+# aoti (an AOTInductor package) is also a .pt2 file, PyTorch's own convention: it is chosen with --to aoti only.
+TARGETS = ("keras", "saved_model", "tflite", "onnx", "pt2", "torch", "torchscript", "aoti", "executorch")
 
 
 def sniff(source: str) -> Format:

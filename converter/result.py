@@ -7,6 +7,7 @@ from typing import Any
 
 from converter.parity.report import REPORT_SCHEMA_VERSION, HopResult, format_hop
 from converter.reporting import CRITERION, MODE, Report, criterion_text
+from converter.serving import ServingInfo
 
 # A timing key ending in this ran alongside other steps (in a worker process): shown, but not added to the total.
 OVERLAPPED = " (overlapped)"
@@ -71,6 +72,7 @@ class ConversionReport(Report):
     # route tried on the way. Empty for directions with a single route.
     route_name: str = ""
     route_attempts: tuple[RouteAttempt, ...] = ()
+    serving: ServingInfo | None = None  # SavedModel targets: the serving_default signature as TF Serving sees it
 
     @property
     def failed_hop(self) -> HopResult | None:
@@ -95,6 +97,7 @@ class ConversionReport(Report):
             "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
             "schema_minor": 1, "route_name": self.route_name or None,
             "route_attempts": [a.to_dict() for a in self.route_attempts],
+            "serving": self.serving.to_dict() if self.serving else None,
         }
 
     def write(self, path: Path) -> None:
@@ -122,6 +125,8 @@ class ConversionReport(Report):
                 lines.extend(format_hop(hop))
         for note in self.notes:
             lines.append(f"  note: {note}")
+        if self.serving is not None:
+            lines.extend(_serving_lines(self.serving))
         total = sum(v for k, v in self.timings.items() if not k.endswith(OVERLAPPED))
         lines.append("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()) + f" (total {total:.1f}s)")
         if self.verified and self.passed:
@@ -137,6 +142,20 @@ class ConversionReport(Report):
             verdict += " (nothing was written)"
         lines.append(f"  result: {verdict}")
         return "\n".join(lines)
+
+
+def _serving_lines(info: ServingInfo) -> list[str]:
+    """The signature as ``saved_model_cli show`` prints it, then how TF Serving loads and is called."""
+    lines = [f"  serving signature '{info.signature}' (tags {', '.join(info.tags)}; saved_model_cli show):"]
+    lines += [f"    {line}" for line in info.show_text()]
+    if info.base_path is not None:
+        lines.append(f"  TF Serving: tensorflow_model_server --rest_api_port=8501 --model_name=MODEL "
+                     f"--model_base_path={info.base_path}  (version {info.version})")
+    else:
+        lines.append("  TF Serving: pass --model-version N to write the versioned layout DIR/N/ that "
+                     "--model_base_path=DIR expects")
+    lines.append(f"  REST: POST /v1/models/MODEL:predict {info.rest_body(abbreviate=32)}")
+    return lines
 
 
 def _tensor(t: TensorInfo) -> dict[str, Any]:

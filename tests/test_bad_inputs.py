@@ -118,6 +118,23 @@ CASES: list[Case] = [
     _c("convert-keras-shape-larger-than-memory", "convert", 7,
        lambda f, o: Run(["convert", str(f["keras"]), "-o", str(o / "a.pt2"), "--input-shape", "999999999999x4"],
                         "--input-shape", o / "a.pt2")),
+    # ---- convert: deployment targets ---------------------------------------------------------------------------
+    _c("convert-model-version-not-saved-model", "convert", 2,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(o / "a.keras"), "--model-version", "1"],
+                        "--model-version", o / "a.keras")),
+    _c("convert-model-version-negative", "convert", 2,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(o / "base"), "--to", "saved_model", "--model-version",
+                         "-1"], "--model-version", o / "base")),
+    _c("convert-model-version-inside-a-saved-model", "convert", 6,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(_saved_model_dir(o / "plain_sm")), "--to",
+                         "saved_model", "--model-version", "1"], "plain_sm", o / "plain_sm" / "saved_model.pb")),
+    _c("convert-model-version-exists", "convert", 6,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(_saved_model_dir(o / "base" / "1").parent), "--to",
+                         "saved_model", "--model-version", "1"], "--force", o / "base" / "1" / "saved_model.pb")),
+    _c("convert-existing-serving-base-without-version", "convert", 6,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(_saved_model_dir(o / "models" / "2").parent), "--to",
+                         "saved_model"], "--model-version", o / "models" / "2" / "saved_model.pb")),
+    _c("convert-pytorch-to-pt2", "convert", 5, _conv("pt2", "again.pt2", "--to", "pt2")),
     # ---- convert: model class ---------------------------------------------------------------------------------
     _c("convert-model-class-does-not-import", "convert", 9,
        _conv("state_dict", "a.keras", "--model-class", "no_such_pkg.models:Net", "--input-shape", "2x4",
@@ -219,6 +236,13 @@ CASES: list[Case] = [
 
 def _existing(path: Path) -> Path:
     path.write_bytes(b"the user's own file")
+    return path
+
+
+def _saved_model_dir(path: Path) -> Path:
+    """A directory that looks like a SavedModel to a reader (its own saved_model.pb)."""
+    path.mkdir(parents=True)
+    (path / "saved_model.pb").write_bytes(b"the user's own model")
     return path
 
 

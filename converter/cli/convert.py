@@ -18,9 +18,13 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source")
 @click.option("-o", "--output", help="Output path; its suffix picks the target (.keras, .onnx, .tflite, directory = SavedModel).")
-@click.option("--to", "to", type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx", "torch", "pt2", "torchscript"],
-                                          case_sensitive=False),
-              help="Target format (default: from the output suffix).")
+@click.option("--to", "to", type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx", "torch", "pt2", "torchscript",
+                                           "aoti", "executorch"], case_sensitive=False),
+              help="Target format (default: from the output suffix). aoti: an AOTInductor package (.pt2, loaded with "
+                   "torch._inductor.aoti_load_package); executorch: a .pte program (needs crossport[executorch]).")
+@click.option("--model-version", type=int, metavar="N",
+              help="saved_model: write OUTPUT/N/saved_model.pb, the versioned layout TF Serving loads from "
+                   "--model_base_path=OUTPUT (OUTPUT may already hold other versions).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
               help="Input shape (repeat for several inputs). ExportedPrograms record it themselves.")
 @click.option("--input-dtype", default="float32", show_default=True, help="dtype of the inputs.")
@@ -40,11 +44,12 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
                    "RMS (which keeps float32 rounding on outputs of any magnitude from failing).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the sample inputs.")
 @click.option("--no-verify", is_flag=True, help="Skip verification (the output says that nothing was verified).")
-@click.option("--route", type=click.Choice(["auto", "builder", "onnx2tf", "onnx", "keras-native"]), default="auto",
+@click.option("--route", type=click.Choice(["auto", "builder", "onnx2tf", "onnx", "keras-native", "torch-export"]),
+              default="auto",
               show_default=True,
               help="TF/Keras targets: builder (crossport's ONNX->Keras 3 builder) or onnx2tf (SavedModel/TFLite only). "
                    "PyTorch targets: onnx (ONNX -> onnx2torch) or keras-native (Keras files reloaded under Keras' "
-                   "torch backend, .pt2 only). auto tries that direction's routes in order and keeps the first "
+                   "torch backend, .pt2 only); torch-export (PyTorch sources -> aoti/executorch). auto tries that direction's routes in order and keeps the first "
                    "that verifies; the report lists the routes tried.")
 @click.option("--nchw", is_flag=True, help="PyTorch targets: take/return channels-first image tensors (permutes folded into the model).")
 @click.option("--trust-code", is_flag=True,
@@ -58,13 +63,15 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
               help="Do not write <output>.crossport.json (the report `crossport verify` reads layouts from).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
-def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
-            model_class: str | None, weights_key: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
+def command(source: str, output: str | None, to: str | None, model_version: int | None, input_shapes: tuple[str, ...],
+            input_dtype: str, model_class: str | None, weights_key: str | None, model_kwargs: str, trust_pickle: bool,
+            keep_layout: bool, fp16: bool,
             atol: float, rtol: float, elementwise: bool, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
             emit_source: str | None, static_batch: bool, force: bool,
             report_path: str | None, no_manifest: bool, as_json: bool, verbose: bool, quiet: bool) -> None:
-    """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
-    SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
+    """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx, .keras, SavedModel)
+    to Keras 3, SavedModel, TFLite, ONNX, PyTorch (.pt2, TorchScript), an AOTInductor package or an ExecuTorch
+    .pte, and verify the result against the source on seeded inputs.
 
     Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 3 bad path,
     4 unreadable model, 5 unsupported op, 6 output exists/unwritable, 7 input shape, 8 unsafe load refused,
@@ -87,12 +94,14 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, elementwise=elementwise, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
+            model_version=model_version,
         )
         from converter.conversion import resolve_target
         from converter.conversion.plan import RouteUsageError, check_route
 
+        target = resolve_target(options)
         try:
-            check_route(route, resolve_target(options))
+            check_route(route, target)
         except RouteUsageError as err:
             raise click.UsageError(str(err)) from err
         start = time.perf_counter()

@@ -11,8 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from converter.conversion.job import (ConversionResult, ConvertOptions, Clock, Job, ProgressFn, is_torch_target,
-                                   manifest_path, resolve_output, resolve_target, workdir, write_manifest)
+from converter.conversion.job import (DEPLOY_TARGETS, ConversionResult, ConvertOptions, Clock, Job, ProgressFn, is_torch_target,
+                                   existing_ancestor, manifest_path, resolve_output, resolve_target, workdir,
+                                   write_manifest)
 from converter.conversion.ledger import Ledger
 from converter.errors import OutputError, UnsupportedError
 from converter.formats import Format, sniff
@@ -47,6 +48,10 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     torch = is_torch_target(target)
     if torch:
         target = "pt2" if target == "torch" else target
+        if target in DEPLOY_TARGETS:
+            from converter.to_torch.deploy import require
+
+            require(target)  # a missing toolchain is one line before any work
         if not options.force:
             from converter.conversion.sources import refuse_nonfinite_file
 
@@ -60,7 +65,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
                                "crossport converts PyTorch and ONNX sources in this release")
     plan = plan_routes(options.route, fmt, target, bool(options.emit_source), source)
     clock = Clock(progress)
-    with workdir(output.parent if output.parent.exists() else Path.cwd()) as tmp:
+    with workdir(existing_ancestor(output)) as tmp:
         job = Job(source, fmt, target, output, options, clock, tmp)
         loaded: Any
         if torch:

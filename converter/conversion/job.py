@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from converter.errors import CrossportError, OutputError
+from converter.errors import CrossportError, OutputError, UsageError
 from converter.formats import TARGET_SUFFIXES, TARGETS, Format
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.result import ConversionReport
 
 ProgressFn = Callable[[str], None]
 
-TORCH_TARGETS = ("pt2", "torch", "torchscript")
+DEPLOY_TARGETS = ("aoti", "executorch")  # PyTorch deployment artifacts, each verified in its own runtime
+TORCH_TARGETS = ("pt2", "torch", "torchscript", *DEPLOY_TARGETS)
 _TARGET_DEFAULT_SUFFIX = {"keras": ".keras", "onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model",
-                          "pt2": ".pt2", "torch": ".pt2", "torchscript": ".pt"}
+                          "pt2": ".pt2", "torch": ".pt2", "torchscript": ".pt", "aoti": "_aoti.pt2",
+                          "executorch": ".pte"}
 
 
 def is_torch_target(target: str) -> bool:
@@ -56,6 +58,7 @@ class ConvertOptions:
     trust_code: bool = False  # Keras sources: load with safe_mode=False (Lambda layers run code)
     emit_source: str | None = None  # torch targets: also write model.py + weights.pt to this directory
     manifest: bool = True  # write the report beside the output as <output>.crossport.json (verify reads layouts)
+    model_version: int | None = None  # saved_model: write DIR/<N>/ (TF Serving's model base path layout)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,14 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
         out = Path(options.output)
     else:
         out = Path.cwd() / f"{_stem(source)}{_TARGET_DEFAULT_SUFFIX[target]}"
+    if options.model_version is not None:
+        out = _versioned(out, target, options.model_version)
+    elif out.exists() and not options.force:
+        versions = serving_versions(out)
+        if versions:
+            raise OutputError(f"{out}: already exists, a TF Serving model base path (versions "
+                              f"{', '.join(map(str, versions))}); pass --model-version N to add version N")
+        raise OutputError(f"{out}: already exists; pass --force to replace it")
     if out.exists() and not options.force:
         raise OutputError(f"{out}: already exists; pass --force to replace it")
     if options.manifest:
@@ -98,12 +109,45 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
     if out.exists() and out.is_dir() and target != "saved_model":
         raise OutputError(f"{out}: is a directory; a {target} output is a file")
     parent = out.parent if str(out.parent) else Path(".")
+    if options.model_version is not None and not parent.exists():
+        parent = parent.parent if str(parent.parent) else Path(".")  # the base directory is made when publishing
     if not parent.exists():
         raise OutputError(f"{parent}: output directory does not exist")
     if not parent.is_dir():
         raise OutputError(f"{parent}: is a file, not a directory; the output {out.name} cannot be written there")
     _probe_writable(parent)
     return out
+
+
+def _versioned(base: Path, target: str, version: int) -> Path:
+    """``BASE/<version>``: the layout TF Serving's ``--model_base_path`` expects. ``BASE`` may already hold other
+    versions; a SavedModel or a file at ``BASE`` is refused (never turned into a base path)."""
+    if target != "saved_model":
+        raise UsageError(f"--model-version applies to --to saved_model (TF Serving's versioned layout), not {target}")
+    if version < 0:
+        raise UsageError(f"--model-version {version}: TF Serving versions are non-negative integers")
+    if base.exists() and not base.is_dir():
+        raise OutputError(f"{base}: is a file; --model-version writes {base}/{version}/ inside a directory")
+    if (base / "saved_model.pb").exists() or (base / "saved_model.pbtxt").exists():
+        raise OutputError(f"{base}: is a SavedModel itself, not a TF Serving model base path; pass another "
+                          f"directory (crossport writes DIR/{version}/saved_model.pb)")
+    return base / str(version)
+
+
+def serving_versions(base: Path) -> tuple[int, ...]:
+    """The version subdirectories TF Serving would load from ``base`` (numeric names holding a SavedModel)."""
+    if not base.is_dir():
+        return ()
+    return tuple(sorted(int(p.name) for p in base.iterdir()
+                        if p.name.isdigit() and p.is_dir() and (p / "saved_model.pb").exists()))
+
+
+def existing_ancestor(path: Path) -> Path:
+    """The nearest existing directory at or above ``path``'s parent (the work dir goes there: same filesystem)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 def _stem(source: str) -> str:
@@ -196,6 +240,7 @@ def publish(tmp_artifact: Path, output: Path, force: bool) -> None:
             shutil.rmtree(output)
         else:
             output.unlink()
+    output.parent.mkdir(exist_ok=True)  # a TF Serving base directory (--model-version) is made only now
     os.replace(tmp_artifact, output)
 
 

@@ -24,7 +24,8 @@ from converter.result import ConversionReport, RouteAttempt
 
 ONNX = "onnx"
 KERAS_NATIVE = "keras-native"
-TORCH_ROUTES = (ONNX, KERAS_NATIVE)
+TORCH_EXPORT = "torch-export"  # PyTorch sources -> aoti / executorch
+TORCH_ROUTES = (ONNX, KERAS_NATIVE, TORCH_EXPORT)
 AUTO_ORDER = (ONNX, KERAS_NATIVE)  # plain (non-recurrent) Keras models
 RECURRENT_ORDER = (KERAS_NATIVE, ONNX)  # recurrent layers, or a layer list that cannot be read
 TF_ROUTES = ("builder", "onnx2tf")
@@ -72,8 +73,9 @@ class RoutePlan:
 def _torch_routes() -> dict[str, Route]:
     from converter.conversion.routes.keras_native import KerasNativeRoute
     from converter.conversion.routes.onnx_torch import OnnxRoute
+    from converter.conversion.routes.torch_export import TorchExportRoute
 
-    return {ONNX: OnnxRoute(), KERAS_NATIVE: KerasNativeRoute()}
+    return {ONNX: OnnxRoute(), KERAS_NATIVE: KerasNativeRoute(), TORCH_EXPORT: TorchExportRoute()}
 
 
 def check_route(route: str, target: str) -> None:
@@ -108,12 +110,16 @@ def plan_routes(route: str, fmt: Format, target: str, emit_source: bool, source:
         auto_order = AUTO_ORDER if kind == PLAIN else RECURRENT_ORDER
         basis = f"auto: {auto_order[0]} first ({why})"
     order, skipped = [], []
-    for name in auto_order:
+    for name in (*auto_order, TORCH_EXPORT):
         reason = routes[name].applies(fmt, target, options)
         if not reason:
             order.append(routes[name])
         elif name == KERAS_NATIVE and fmt in (Format.KERAS, Format.H5):
             skipped.append(RouteAttempt(name, "skipped", reason, 0.0))
+    if not order:
+        raise UnsupportedError(f"{source or 'the source'}: converting a {fmt.value} source to {target} is not "
+                               "supported; PyTorch sources go to aoti or executorch (or to keras, saved_model, "
+                               "tflite, onnx), Keras/SavedModel/ONNX sources to pt2, torchscript, aoti or executorch")
     return RoutePlan(tuple(order), tuple(skipped), basis if len(order) > 1 else "")
 
 

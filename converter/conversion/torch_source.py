@@ -105,26 +105,13 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
                                 options.weights_key)
     if not options.force:
         raise_if_nonfinite(source, torch_nonfinite(src.module), FORCE_HINT)
-    specs = input_specs(src, options.input_shapes, options.input_dtype, src.input_names)
-    dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
-    if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
-        dynamic = False
-    trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
-                   else s for s in specs]
-    sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
+    specs, sets, dynamic = sample_inputs(src, fmt, options)
     layouts = torch_layouts(specs)
     from converter.parity.runners import TorchRunner
 
     runner = TorchRunner(src.module, layouts, ())
     with clock.step("check-inputs", "running the source model once"):
-        try:
-            probe = runner.run(sets[0].arrays)
-        except UnsupportedError:
-            raise
-        except Exception as err:  # noqa: BLE001 - user model code
-            shapes = [list(a.shape) for a in sets[0].arrays]
-            raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
-                             f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+        probe = run_once(runner, sets[0])
     from converter.adapters import torch_onnx
 
     with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
@@ -138,14 +125,38 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
     if options.verify:
         with clock.step("verify", "running the source model on the verification inputs"):
             outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
-    names, trainable = _parameters(src.module)
+    names, trainable = parameters(src.module)
     return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
                      notes=tuple(src.notes), module=src.module)
 
 
-def _parameters(module: Any) -> tuple[frozenset[str], int | None]:
+def sample_inputs(src: Any, fmt: Format, options: ConvertOptions) -> tuple[list[InputSpec], list[InputSet], bool]:
+    """The input specs, the seeded verification sets and whether the batch stays dynamic (an ExportedProgram
+    with a fixed batch keeps it fixed; a size-1 batch is traced at 2, which torch.export would specialise)."""
+    specs = input_specs(src, options.input_shapes, options.input_dtype, src.input_names)
+    dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
+    if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
+        dynamic = False
+    trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
+                   else s for s in specs]
+    return specs, make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic), dynamic
+
+
+def run_once(runner: Any, first: InputSet) -> list[np.ndarray]:
+    """Run the source on the first set; a failure is the user's shapes (``ShapeError``), in one line."""
+    try:
+        return runner.run(first.arrays)
+    except UnsupportedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - user model code
+        shapes = [list(a.shape) for a in first.arrays]
+        raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
+                         f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+
+
+def parameters(module: Any) -> tuple[frozenset[str], int | None]:
     if module is None or not hasattr(module, "named_parameters"):
         return frozenset(), None
     try:

@@ -97,12 +97,32 @@ def test_auto_lstm_goes_keras_native(keras_files: dict[str, Path], tmp_path: Pat
     ("keras-native", Format.KERAS, "torchscript", "writes .pt2"),
     ("builder", Format.KERAS, "pt2", "does not apply to PyTorch targets"),
     ("onnx2tf", Format.ONNX, "pt2", "does not apply to PyTorch targets"),
+    ("torch-export", Format.KERAS, "aoti", "torch-export reads PyTorch sources"),
+    ("torch-export", Format.EXPORTED_PROGRAM, "pt2", "torch-export writes aoti and executorch"),
+    ("onnx", Format.EXPORTED_PROGRAM, "executorch", "the onnx route reads Keras, SavedModel and ONNX"),
 ])
 def test_forced_route_that_does_not_apply(route: str, fmt: Format, target: str, match: str) -> None:
     from converter.conversion.plan import RouteUsageError, plan_routes
 
     with pytest.raises(RouteUsageError, match=match):
         plan_routes(route, fmt, target, False)
+
+
+@pytest.mark.parametrize("fmt", [Format.EXPORTED_PROGRAM, Format.FACTORY, Format.TORCH_CHECKPOINT])
+@pytest.mark.parametrize("target", ["aoti", "executorch"])
+def test_pytorch_sources_deploy_through_torch_export(fmt: Format, target: str) -> None:
+    from converter.conversion.plan import plan_routes
+
+    assert plan_routes("auto", fmt, target, False).order == ("torch-export",)
+    assert plan_routes("auto", Format.KERAS, target, False).order == ("onnx",)  # keras-native writes .pt2 only
+
+
+def test_pytorch_source_to_pytorch_format_is_unsupported() -> None:
+    from converter.conversion.plan import plan_routes
+    from converter.errors import UnsupportedError
+
+    with pytest.raises(UnsupportedError, match="PyTorch sources go to aoti or executorch"):
+        plan_routes("auto", Format.EXPORTED_PROGRAM, "pt2", False, "m.pt2")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,6 +1,7 @@
 """The end every TensorFlow/Keras/ONNX-target route shares: verdict, trainable counts, publish, report."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,4 +61,9 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
                            exporter=exported.exporter, inputs=ins, outputs=outs,
                            dynamic_batch=bool(built.dynamic_batch if built else exported.dynamic_batch),
                            trainable=trainable, version_of=VERSIONS)
+    if target == "saved_model":
+        from converter.serving import read_serving_info
+
+        report = replace(report, serving=read_serving_info(job.output if written else artifact,
+                                                           options.model_version))
     return ConversionResult(job.output if written else None, report)

@@ -32,7 +32,7 @@ class KerasNativeRoute:
         if fmt not in (Format.KERAS, Format.H5):
             return f"keras-native reloads Keras files under the torch backend; the source is {fmt.value}"
         if target != "pt2":
-            return "keras-native writes .pt2 (torch.export) only; TorchScript comes from the onnx route"
+            return "keras-native writes .pt2 (torch.export) only; TorchScript, aoti and executorch come from the onnx route"
         if options.emit_source:
             return "--emit-source writes model.py from the onnx route's module graph"
         return ""

@@ -25,7 +25,7 @@ from converter.parity.report import as_intermediate, run_hop, verdict
 if TYPE_CHECKING:
     import torch
 
-SUFFIX = {"pt2": ".pt2", "torchscript": ".pt"}
+SUFFIX = {"pt2": ".pt2", "torchscript": ".pt", "aoti": ".pt2", "executorch": ".pte"}
 VERSIONS = ("crossport", "torch", "onnx", "onnxruntime", "onnx2torch", "onnxsim", "tf2onnx", "tensorflow", "keras",
             "numpy")
 
@@ -35,6 +35,8 @@ class OnnxRoute:
     name: ClassVar[str] = "onnx"
 
     def applies(self, fmt: Format, target: str, options: ConvertOptions) -> str:
+        if fmt not in (Format.KERAS, Format.H5, Format.SAVED_MODEL, Format.ONNX):
+            return f"the onnx route reads Keras, SavedModel and ONNX sources; the source is {fmt.value}"
         return ""
 
     def run(self, keras_src: KerasSource | None, job: Job, ledger: Ledger, last: bool) -> ConversionResult:
@@ -57,7 +59,7 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
     import torch
 
     from converter.parity.runners import OnnxRunner, TorchRunner
-    from converter.to_torch import artifacts
+    from converter.to_torch import artifacts, deploy
     from converter.to_torch.modules import ChannelsFirst
     from converter.to_torch.trainable import assign_trainable
 
@@ -115,21 +117,33 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
     dynamic_out = False
     target_runner = None
     # Intermediate hops only localize: the file is written and judged end to end (source vs reloaded file).
-    with clock.step("save", f"writing {target} ({'torch.export' if target == 'pt2' else 'torch.jit.trace'})"):
+    how = {"pt2": "torch.export", "torchscript": "torch.jit.trace"}.get(target, f"torch.export, {target}")
+    with clock.step("save", f"writing {target} ({how})"):
         if target == "pt2":
             saved = artifacts.save_pt2(module, example, artifact_tmp, batch_dynamic)
+        elif target in deploy.ROUTE_STEP:
+            saved = deploy.save(module, example, artifact_tmp, batch_dynamic, target)
         else:
             saved = artifacts.save_torchscript(module, example, artifact_tmp)
     notes.extend(saved.notes)
     # a traced TorchScript file is checked on both batch sizes below; that is what makes it "dynamic"
     dynamic_out = saved.dynamic_batch or (target == "torchscript" and batch_dynamic)
-    route.append("torch.export (.pt2)" if target == "pt2" else "torchscript (torch.jit.trace)")
+    route.append({"pt2": "torch.export (.pt2)", "torchscript": "torchscript (torch.jit.trace)"}.get(
+        target, f"torch.export -> {deploy.ROUTE_STEP.get(target, target)}"))
     if options.verify:
-        with clock.step("verify", f"reloading the {target} file with plain torch and verifying it"):
-            reloaded = artifacts.load_artifact(artifact_tmp, target)
-            target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
-            run_sets = sets if dynamic_out or (target != "pt2" and batch_dynamic) else static_sets
-            hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
+        run_sets = sets if dynamic_out else static_sets
+        if target in deploy.ROUTE_STEP:
+            with clock.step("verify", f"loading the {target} artifact in its runtime (fresh process) and verifying it"):
+                target_runner = deploy.runner(artifact_tmp, target, t_in, t_out)
+                try:
+                    hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
+                finally:
+                    target_runner.close()
+        else:
+            with clock.step("verify", f"reloading the {target} file with plain torch and verifying it"):
+                reloaded = artifacts.load_artifact(artifact_tmp, target)
+                target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
+                hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
     emitted = None
     if options.emit_source and (target_runner is not None or not options.verify):
         emitted = _emit(module, example, batch_dynamic, tmp, source, src, t_in, t_out, options, clock, notes)
