@@ -11,12 +11,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from converter.errors import CrossportError, OutputError
 from converter.formats import TARGET_SUFFIXES, TARGETS, Format
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.result import ConversionReport
+
+if TYPE_CHECKING:
+    from converter.contract import Contract
 
 ProgressFn = Callable[[str], None]
 
@@ -224,5 +227,11 @@ class Job:
 
         return Tolerance(self.options.atol, self.options.rtol, 0.0 if self.options.elementwise else DEFAULT_SCALE)
 
-    def publish(self, artifact: Path) -> None:
+    def publish(self, artifact: Path, contract: Contract | None = None) -> None:
+        """Move the artifact into place; with ``contract``, first store it inside the artifact (``--no-manifest``
+        writes neither the sidecar nor the embedded copy)."""
+        if contract is not None and self.options.manifest:
+            from converter.contract import embed
+
+            embed(artifact, self.target, contract)
         publish(artifact, self.output, self.options.force)
