@@ -71,6 +71,8 @@ class ConversionReport(Report):
     # route tried on the way. Empty for directions with a single route.
     route_name: str = ""
     route_attempts: tuple[RouteAttempt, ...] = ()
+    # Additive: Keras layer name -> PyTorch module path (a .keras from the builder; names use "_" for ".")
+    layer_paths: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed_hop(self) -> HopResult | None:
@@ -95,6 +97,7 @@ class ConversionReport(Report):
             "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
             "schema_minor": 1, "route_name": self.route_name or None,
             "route_attempts": [a.to_dict() for a in self.route_attempts],
+            "layer_paths": dict(self.layer_paths),
         }
 
     def write(self, path: Path) -> None:

@@ -228,9 +228,9 @@ class Job:
         return Tolerance(self.options.atol, self.options.rtol, 0.0 if self.options.elementwise else DEFAULT_SCALE)
 
     def publish(self, artifact: Path, contract: Contract | None = None) -> None:
-        """Move the artifact into place; with ``contract``, first store it inside the artifact (``--no-manifest``
-        writes neither the sidecar nor the embedded copy)."""
-        if contract is not None and self.options.manifest:
+        """Move the artifact into place; with ``contract``, first store it inside the artifact (always: unlike the
+        sidecar, which ``--no-manifest`` skips, it leaves no extra file)."""
+        if contract is not None:
             from converter.contract import embed
 
             embed(artifact, self.target, contract)

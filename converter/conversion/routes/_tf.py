@@ -1,6 +1,7 @@
 """The end every TensorFlow/Keras/ONNX-target route shares: verdict, trainable counts, publish, report."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,12 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
             out_targets.append("as source")
     ins, outs = tensor_infos(src.specs, src.layouts, in_targets, exported.output_names, None, out_targets,
                              ledger.hops, exported.dynamic_batch)
+    layers = built.layer_paths if built is not None and target == "keras" else {}
     if written:
-        layers = built.layer_paths if built is not None and target == "keras" else None
         job.publish(artifact, contract.from_infos(ins, outs, ledger.route, exported.opset, job.source, layers))
     report = ledger.report(job, sets=src.sets, passed=passed, written=written, opset=exported.opset,
                            exporter=exported.exporter, inputs=ins, outputs=outs,
                            dynamic_batch=bool(built.dynamic_batch if built else exported.dynamic_batch),
                            trainable=trainable, version_of=VERSIONS)
+    report = replace(report, layer_paths=dict(layers))
     return ConversionResult(job.output if written else None, report)
