@@ -89,19 +89,26 @@ def parse(text: str | bytes) -> Contract | None:
 # ---- writing --------------------------------------------------------------------------------------------------
 
 
-def embed(path: Path, target: str, contract: Contract) -> None:
-    """Store ``contract`` inside the (not yet published) artifact at ``path``; the model itself is untouched."""
+def embed(path: Path, target: str, contract: Contract) -> bool:
+    """Store ``contract`` inside the (not yet published) artifact at ``path``; the model itself is untouched.
+    False when the file could not take it (the sidecar still says the same; the conversion stands)."""
     text = contract.to_json()
-    if target in ("keras", "pt2", "torchscript"):
-        _zip_add(path, _zip_entry(path, target), text)
-    elif target == "onnx":
-        _onnx_add(path, text)
-    elif target == "tflite":
-        _tflite_add(path, text.encode())
-    elif target == "saved_model":
-        extra = path / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        (extra / ENTRY).write_text(text + "\n")
+    try:
+        if target in ("keras", "pt2", "torchscript"):
+            _zip_add(path, _zip_entry(path, target), text)
+        elif target == "onnx":
+            _onnx_add(path, text)
+        elif target == "tflite":
+            _tflite_add(path, text.encode())
+        elif target == "saved_model":
+            extra = path / "assets.extra"
+            extra.mkdir(exist_ok=True)
+            (extra / ENTRY).write_text(text + "\n")
+        else:
+            return False
+    except Exception:  # noqa: BLE001 - metadata is a convenience; every writer above replaces files atomically
+        return False
+    return True
 
 
 def _zip_entry(path: Path, target: str) -> str:
@@ -179,7 +186,7 @@ def read(path: str | Path) -> Contract | None:
             return _tflite_read(path)
         if path.suffix.lower() == ".onnx":
             return _onnx_read(path)
-    except (OSError, zipfile.BadZipFile, ValueError):
+    except Exception:  # noqa: BLE001 - the model itself loaded; unreadable metadata just means "no contract"
         return None
     return None
 

@@ -227,11 +227,15 @@ class Job:
 
         return Tolerance(self.options.atol, self.options.rtol, 0.0 if self.options.elementwise else DEFAULT_SCALE)
 
-    def publish(self, artifact: Path, contract: Contract | None = None) -> None:
+    def publish(self, artifact: Path, contract: Contract | None = None) -> str:
         """Move the artifact into place; with ``contract``, first store it inside the artifact (always: unlike the
-        sidecar, which ``--no-manifest`` skips, it leaves no extra file)."""
+        sidecar, which ``--no-manifest`` skips, it leaves no extra file). Returns a note when that failed."""
+        note = ""
         if contract is not None:
             from converter.contract import embed
 
-            embed(artifact, self.target, contract)
+            if not embed(artifact, self.target, contract):
+                note = (f"the layout contract could not be stored inside the {self.target} file; keep "
+                        f"{manifest_path(self.output).name} beside it for crossport verify")
         publish(artifact, self.output, self.options.force)
+        return note

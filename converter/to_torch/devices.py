@@ -118,9 +118,9 @@ def strip_torchscript(module: Any) -> Any:
     import torch
 
     for sub in module.modules():
-        graph = getattr(sub, "graph", None)
-        if graph is None:
+        if not sub._c._has_method("forward"):  # noqa: SLF001 - containers (ModuleList) have no forward graph
             continue
+        graph = sub.graph
         inputs = [v for v in list(graph.inputs())[1:] if v.type().kind() == "TensorType"]
         consts = [n for n in graph.nodes()
                   if n.kind() == "prim::Constant" and n.output().type().kind() == "DeviceObjType"]
@@ -133,3 +133,18 @@ def strip_torchscript(module: Any) -> Any:
             const.output().replaceAllUsesWith(device.output())
             const.destroy()
     return module
+
+
+def make_device_free(program: Any) -> tuple[str, ...]:
+    """Strip an ExportedProgram or traced TorchScript module in place; notes for the report if anything is left."""
+    import torch
+
+    if isinstance(program, torch.jit.ScriptModule):
+        strip_torchscript(program)
+    else:
+        strip_program(program)
+    left = device_literals(program)
+    if not left:
+        return ()
+    return (f"the PyTorch file still names a device in {len(left)} op(s) (first: {left[0][:120]}); "
+            "it may not run after .to('cuda')",)

@@ -58,7 +58,8 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
                              ledger.hops, exported.dynamic_batch)
     layers = built.layer_paths if built is not None and target == "keras" else {}
     if written:
-        job.publish(artifact, contract.from_infos(ins, outs, ledger.route, exported.opset, job.source, layers))
+        note = job.publish(artifact, contract.from_infos(ins, outs, ledger.route, exported.opset, job.source, layers))
+        notes.extend([note] if note else [])
     report = ledger.report(job, sets=src.sets, passed=passed, written=written, opset=exported.opset,
                            exporter=exported.exporter, inputs=ins, outputs=outs,
                            dynamic_batch=bool(built.dynamic_batch if built else exported.dynamic_batch),

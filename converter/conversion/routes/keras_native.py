@@ -87,7 +87,8 @@ class KerasNativeRoute:
         ins, outs = tensor_infos(ks.specs, ks.layouts, t_in, ks.output_names, ks.runner.output_layouts,
                                  [l.value for l in t_out], ledger.hops, native.dynamic_batch)
         if written:
-            job.publish(artifact_tmp, contract.from_infos(ins, outs, ledger.route, None, job.source))
+            note = job.publish(artifact_tmp, contract.from_infos(ins, outs, ledger.route, None, job.source))
+            notes.extend([note] if note else [])
         report = ledger.report(job, sets=sets, passed=passed, written=written, opset=None,
                                exporter="torch.export of the Keras model (KERAS_BACKEND=torch)", inputs=ins,
                                outputs=outs, dynamic_batch=native.dynamic_batch,

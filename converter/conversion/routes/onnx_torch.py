@@ -157,7 +157,8 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
     in_infos, out_infos = tensor_infos(src.specs, src.layouts, t_in, out_names, onnx_runner.output_layouts,
                                        [l.value for l in t_out], hops, dynamic_out)
     if written:
-        job.publish(artifact_tmp, contract.from_infos(in_infos, out_infos, route, src.opset, source))
+        note = job.publish(artifact_tmp, contract.from_infos(in_infos, out_infos, route, src.opset, source))
+        notes.extend([note] if note else [])
         if emitted is not None:
             publish_dir(emitted, Path(options.emit_source))
             notes.append(f"wrote {options.emit_source}/model.py and weights.pt (plain nn.Module + state_dict)")
