@@ -46,7 +46,12 @@ def convert_all(workdir: Path) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     specs = [",".join(c) for c in CASES]
-    subprocess.run([sys.executable, "-c", _CONVERT, str(workdir), *specs], env=env, cwd=ROOT, check=True)
+    proc = subprocess.run([sys.executable, "-c", _CONVERT, str(workdir), *specs], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+    print(proc.stdout, end="")
+    if proc.returncode != 0:
+        print(proc.stderr[-4000:])
+        raise SystemExit("gpu_check: converting the models failed (above)")
 
 
 def _example(program: object, seed: int) -> list[object]:

@@ -102,7 +102,7 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
     return out
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("backend", ["tensorflow", "torch", "jax"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_keras_file_loads_and_matches_under_backend(converted, case: str, backend: str, tmp_path: Path) -> None:
     path, feed, expected = converted[case]

@@ -2,7 +2,8 @@
 
 Order of precedence per tensor: ``--layout [ref:|cand:]NAME=LAYOUT`` flags, then the crossport conversion report
 beside the candidate (``<candidate>.crossport.json``: reference = ``source_layout``, candidate = ``target_layout``)
-or, without one, the same contract embedded in the candidate file (``converter.contract``), then "same on both sides". When only one side is named, the other takes its framework's convention
+or, without one, the same contract embedded in the candidate file (``converter.contract``), then "same on both
+sides". When only one side is named, the other takes its framework's convention
 (PyTorch/ONNX channels-first, TensorFlow channels-last). If shapes then differ by exactly a channels transpose,
 we stop with a one-line error that says what to pass (exit 7) instead of guessing.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from converter.errors import ModelFileError, ShapeError
 from converter.layout import Layout, channels_last_perm, invert, layout_for
+
+if TYPE_CHECKING:
+    from converter.contract import Contract
 
 REFERENCE, CANDIDATE = "ref", "cand"
 
@@ -56,7 +60,6 @@ class Manifest:
     route: tuple[str, ...] = ()
     opset: int | None = None
     source: str = ""
-    embedded: bool = False
     note: str = ""  # which copy was used when the model has both, for the report
 
 
@@ -77,7 +80,7 @@ def find_manifest(candidate: str, explicit: str | None) -> Manifest | None:
     if embedded is None:
         return _manifest(sidecar, str(path)) if sidecar else None
     if sidecar is None:
-        return _manifest(embedded, f"{candidate} (embedded contract)", embedded=True,
+        return _manifest(embedded, f"{candidate} (embedded contract)",
                          note=f"layouts from the contract embedded in {candidate} (no {path.name} beside it)")
     if (sidecar.inputs, sidecar.outputs) != (embedded.inputs, embedded.outputs):
         raise ShapeError(f"{path} and the contract embedded in {candidate} disagree on layouts (sidecar "
@@ -87,7 +90,7 @@ def find_manifest(candidate: str, explicit: str | None) -> Manifest | None:
                                               f"{Path(candidate).name})")
 
 
-def _read_sidecar(path: Path) -> Any:
+def _read_sidecar(path: Path) -> Contract:
     from converter import contract as C
 
     try:
@@ -99,11 +102,11 @@ def _read_sidecar(path: Path) -> Any:
     return C.from_dict(data)
 
 
-def _manifest(c: Any, where: str, embedded: bool = False, note: str = "") -> Manifest:
-    return Manifest(where, c.inputs, c.outputs, c.route, c.opset, c.source, embedded, note)
+def _manifest(c: Contract, where: str, note: str = "") -> Manifest:
+    return Manifest(where, c.inputs, c.outputs, c.route, c.opset, c.source, note)
 
 
-def _rows(c: Any) -> str:
+def _rows(c: Contract) -> str:
     return ", ".join(f"{n} {s}->{t}" for n, s, t in (*c.inputs, *c.outputs))
 
 
