@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from converter.cli import main
+from fixtures import save
 
 
 def test_verify_reads_the_manifest_convert_wrote(saved_sources, tmp_path: Path) -> None:
@@ -25,11 +25,7 @@ def test_verify_reads_the_manifest_convert_wrote(saved_sources, tmp_path: Path) 
     manifest.unlink()  # the same contract is inside the .keras file
     res = runner.invoke(main, ["verify", str(saved_sources["pt2"]), str(out)])
     assert res.exit_code == 0 and "embedded" in res.output, res.output
-    bare = tmp_path / "bare.keras"  # without either, verify has to be told the layouts
-    with zipfile.ZipFile(out) as src, zipfile.ZipFile(bare, "w") as dst:
-        for item in src.namelist():
-            if item != "crossport.json":
-                dst.writestr(item, src.read(item))
+    bare = save.without_contract(out, tmp_path / "bare.keras")  # without either, verify must be told the layouts
     res = runner.invoke(main, ["verify", str(saved_sources["pt2"]), str(bare)])
     assert res.exit_code == 7 and "--layout" in res.output
 
