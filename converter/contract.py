@@ -122,10 +122,16 @@ def _zip_entry(path: Path, target: str) -> str:
 
 
 def _zip_add(path: Path, entry: str, text: str) -> None:
-    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as z:
-        if entry in z.namelist():
-            return  # already there (a retried publish); zip cannot replace an entry in place
-        z.writestr(entry, text)
+    """Appended to a copy that then replaces the file: an append that fails half-way would leave no valid zip."""
+    import shutil
+
+    def write(tmp: Path) -> None:
+        shutil.copyfile(path, tmp)
+        with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_STORED) as z:
+            if entry not in z.namelist():  # zip cannot replace an entry in place
+                z.writestr(entry, text)
+
+    _replace(path, write)
 
 
 def _onnx_add(path: Path, text: str) -> None:
@@ -136,9 +142,7 @@ def _onnx_add(path: Path, text: str) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     model.metadata_props.add(key=KEY, value=text)
-    tmp = path.with_name(f".{path.name}.contract")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, path)
+    _replace(path, lambda tmp: onnx.save(model, str(tmp)))
 
 
 def _tflite_add(path: Path, blob: bytes) -> None:
@@ -157,9 +161,17 @@ def _tflite_add(path: Path, blob: bytes) -> None:
     model.metadata = [m for m in (model.metadata or []) if _text(m.name) != KEY] + [entry]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    _replace(path, lambda tmp: tmp.write_bytes(bytes(builder.Output())))
+
+
+def _replace(path: Path, write: Any) -> None:
+    """``write(tmp)`` beside ``path``, then one atomic rename: the artifact is either the old file or the new one."""
     tmp = path.with_name(f".{path.name}.contract")
-    tmp.write_bytes(bytes(builder.Output()))
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _text(name: Any) -> str:
