@@ -73,6 +73,8 @@ class ConversionReport(Report):
     route_name: str = ""
     route_attempts: tuple[RouteAttempt, ...] = ()
     serving: ServingInfo | None = None  # SavedModel targets: the serving_default signature as TF Serving sees it
+    # Additive: Keras layer name -> PyTorch module path (a .keras from the builder; names use "_" for ".")
+    layer_paths: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed_hop(self) -> HopResult | None:
@@ -98,6 +100,7 @@ class ConversionReport(Report):
             "schema_minor": 1, "route_name": self.route_name or None,
             "route_attempts": [a.to_dict() for a in self.route_attempts],
             "serving": self.serving.to_dict() if self.serving else None,
+            "layer_paths": dict(self.layer_paths),
         }
 
     def write(self, path: Path) -> None:

@@ -85,10 +85,12 @@ def test_default_attention_converts_to_keras(tmp_path: Path, kind: str) -> None:
     assert result.passed, result.report.format_text()
     model = keras.models.load_model(str(out))
     assert model.inputs[0].shape[0] is None  # the batch stays dynamic
-    names = {layer.name for layer in model.layers}
-    assert any(n.startswith(("m.encoder.layer", "m.transformer.layer", "m.h.", "m.layers.")) for n in names), \
-        sorted(names)
-    assert not any(n.startswith("m.m.") for n in names), sorted(names)  # paths as named_modules() prints them
+    from converter import contract
+
+    paths = set(contract.read(out).layer_paths.values())  # layer names are these paths with "_" for "."
+    assert any(n.startswith(("m.encoder.layer", "m.transformer.layer", "m.h.", "m.layers.")) for n in paths), \
+        sorted(paths)
+    assert not any(n.startswith("m.m.") for n in paths), sorted(paths)  # paths as named_modules() prints them
 
     # Beyond crossport's own check: a padded batch of 3 (BERT/DistilBERT: last 5 tokens masked).
     rng = np.random.default_rng(3)

@@ -7,6 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from converter.cli import main
+from fixtures import save
 
 
 def test_verify_reads_the_manifest_convert_wrote(saved_sources, tmp_path: Path) -> None:
@@ -21,9 +22,12 @@ def test_verify_reads_the_manifest_convert_wrote(saved_sources, tmp_path: Path) 
     # NCHW PyTorch vs NHWC Keras: without the manifest verify would have to be told the layouts.
     res = runner.invoke(main, ["verify", str(saved_sources["pt2"]), str(out)])
     assert res.exit_code == 0, res.output
-    manifest.unlink()
+    manifest.unlink()  # the same contract is inside the .keras file
     res = runner.invoke(main, ["verify", str(saved_sources["pt2"]), str(out)])
-    assert res.exit_code != 0 and "--layout" in res.output
+    assert res.exit_code == 0 and "embedded" in res.output, res.output
+    bare = save.without_contract(out, tmp_path / "bare.keras")  # without either, verify must be told the layouts
+    res = runner.invoke(main, ["verify", str(saved_sources["pt2"]), str(bare)])
+    assert res.exit_code == 7 and "--layout" in res.output
 
 
 def test_no_manifest_flag_and_foreign_file_kept(saved_sources, tmp_path: Path) -> None:

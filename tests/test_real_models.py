@@ -33,7 +33,10 @@ def test_torchvision_resnet18_pt2_to_keras(tmp_path: Path) -> None:
     reloaded = keras.models.load_model(str(out))
     assert reloaded.input_shape == (None, 64, 64, 3)
     names = {layer.name for layer in reloaded.layers}
-    assert {"conv1", "bn1", "layer4.1.conv2", "fc"} <= names
+    assert {"conv1", "bn1", "layer4_1_conv2", "fc"} <= names  # module paths, in a form every Keras backend takes
+    from converter import contract
+
+    assert contract.read(out).layer_paths["layer4_1_conv2"] == "layer4.1.conv2"
     assert not any(type(op).__name__ == "Transpose" for op in reloaded.operations)
 
 

@@ -291,6 +291,9 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
     elif lifted_float:
         notes.append(f"{len(lifted_float)} constant tensor(s) of the Keras model (not variables) stay constants")
         lifted_float = []
+    from converter.to_torch.devices import make_device_free
+
+    notes.extend(make_device_free(program))  # Keras' torch backend adds a .to(cpu) per tensor: gone, so .to() works
     torch.export.save(program, request["out"])
     trainable = sum(p.numel() for p in program.module().parameters() if p.requires_grad)
     keras_trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))

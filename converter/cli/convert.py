@@ -60,7 +60,8 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
 @click.option("--no-manifest", is_flag=True,
-              help="Do not write <output>.crossport.json (the report `crossport verify` reads layouts from).")
+              help="Do not write the report <output>.crossport.json beside the output (the layout contract "
+                   "`crossport verify` needs is inside the model file too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
 def command(source: str, output: str | None, to: str | None, model_version: int | None, input_shapes: tuple[str, ...],

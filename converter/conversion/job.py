@@ -11,12 +11,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from converter.errors import CrossportError, OutputError, UsageError
 from converter.formats import TARGET_SUFFIXES, TARGETS, Format
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.result import ConversionReport
+
+if TYPE_CHECKING:
+    from converter.contract import Contract
 
 ProgressFn = Callable[[str], None]
 
@@ -270,5 +273,15 @@ class Job:
 
         return Tolerance(self.options.atol, self.options.rtol, 0.0 if self.options.elementwise else DEFAULT_SCALE)
 
-    def publish(self, artifact: Path) -> None:
+    def publish(self, artifact: Path, contract: Contract | None = None) -> str:
+        """Move the artifact into place; with ``contract``, first store it inside the artifact (always: unlike the
+        sidecar, which ``--no-manifest`` skips, it leaves no extra file). Returns a note when that failed."""
+        note = ""
+        if contract is not None:
+            from converter.contract import embed
+
+            if not embed(artifact, self.target, contract):
+                note = (f"the layout contract could not be stored inside the {self.target} file; keep "
+                        f"{manifest_path(self.output).name} beside it for crossport verify")
         publish(artifact, self.output, self.options.force)
+        return note

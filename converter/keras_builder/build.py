@@ -47,6 +47,7 @@ class BuiltModel:
     op_counts: dict[str, int]
     transposes: int
     merged_params: int = 0  # source parameters Keras holds summed (an LSTM's b_ih + b_hh is one Keras bias)
+    layer_paths: dict[str, str] = field(default_factory=dict)  # Keras layer name -> PyTorch module path
 
 
 def _sanitize(name: str) -> str:
@@ -200,6 +201,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
         merged_params=ctx.merged_params,
         op_counts=dict(op_counts),
         transposes=transposes,
+        layer_paths=dict(ctx.layer_paths),
     )
 
 

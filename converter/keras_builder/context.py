@@ -45,7 +45,15 @@ class StaticShape:
         return len(self.dims)
 
 
-_NAME_OK = re.compile(r"[^A-Za-z0-9_.\-]")
+# Keras' torch backend registers weights under their layer's name and torch refuses "." in parameter names; JAX and
+# TensorFlow accept anything. Letters, digits and "_" work under every backend: ``layer1.0.conv1`` -> ``layer1_0_conv1``
+# (the dotted path is kept in ``BuildContext.layer_paths``, which goes into the artifact's contract).
+_NAME_OK = re.compile(r"[^A-Za-z0-9_]")
+
+
+def layer_name_for(path: str) -> str:
+    """The Keras layer name a PyTorch module path becomes (also how localization matches names back)."""
+    return _NAME_OK.sub("_", path)
 
 
 @dataclass
@@ -65,6 +73,7 @@ class BuildContext:
     first_input: Any = None  # any graph input: where constants made tensors take their (zero) dependence
     env: dict[str, KT] = field(default_factory=dict)
     used_names: set[str] = field(default_factory=set)
+    layer_paths: dict[str, str] = field(default_factory=dict)  # Keras layer name -> PyTorch module path
     skipped_nodes: set[str] = field(default_factory=set)
 
     # ---- access -------------------------------------------------------------------------------------------
@@ -176,21 +185,25 @@ class BuildContext:
 
     # ---- naming --------------------------------------------------------------------------------------------
     def layer_name(self, node: Any, weight: str | None = None, suffix: str = "") -> str:
-        """A readable, unique Keras layer name: the PyTorch module path where the export recorded one."""
-        base = ""
+        """A unique Keras layer name every backend accepts: the PyTorch module path where the export recorded one,
+        with ``_`` for ``.`` (the path itself is remembered in ``layer_paths``)."""
+        base, module = "", ""
         if weight:
-            base = weight.rsplit(".", 1)[0] if "." in weight else weight
+            base = module = weight.rsplit(".", 1)[0] if "." in weight else weight
         if not base:
             path, op = scope_of(node)
+            module = path
             base = f"{path}.{op}" if path and op else (path or op)
         if not base:
             base = node.name or node.op_type.lower()
-        base = _NAME_OK.sub("_", base.removeprefix("node_")) + suffix
+        base = layer_name_for(base.removeprefix("node_")) + suffix
         name, k = base, 1
         while name in self.used_names:
             name = f"{base}_{k}"
             k += 1
         self.used_names.add(name)
+        if module:
+            self.layer_paths[name] = module
         return name
 
     # ---- layout --------------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ def conv(ctx: BuildContext, node) -> list[KT]:
     name = ctx.layer_name(node, node.input[1])
     y = x.value
     if pairs is not None:
-        y = _pad_layer(keras, spatial, pairs, f"{name}.pad")(y)
+        y = _pad_layer(keras, spatial, pairs, f"{name}_pad")(y)
     kernel_hwio = np.transpose(w, (*range(2, rank), 1, 0))
     if group == 1:
         cls = {1: keras.layers.Conv1D, 2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[spatial]
@@ -96,7 +96,7 @@ def conv(ctx: BuildContext, node) -> list[KT]:
         pool_cls = {1: keras.layers.MaxPooling1D, 2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[spatial]
         step = subsample[0] if spatial == 1 else subsample
         y = pool_cls(pool_size=1, strides=step, padding="valid", data_format="channels_last",
-                     name=f"{name}.stride")(y)
+                     name=f"{name}_stride")(y)
     return [KT(y, channels_last_perm(rank))]
 
 
@@ -138,7 +138,7 @@ def conv_transpose(ctx: BuildContext, node) -> list[KT]:
         crop_bottom, crop_right = max(0, crop_bottom), max(0, crop_right)
     if any((crop_top, crop_left, crop_bottom, crop_right)):
         y = keras.layers.Cropping2D(((crop_top, crop_bottom), (crop_left, crop_right)),
-                                    data_format="channels_last", name=f"{name}.crop")(y)
+                                    data_format="channels_last", name=f"{name}_crop")(y)
     return [KT(y, channels_last_perm(4))]
 
 
@@ -223,7 +223,7 @@ def pool(ctx: BuildContext, node) -> list[KT]:
             width = ((0, 0), *pairs, (0, 0))
             y = ops.pad(y, width, constant_values=float("-inf"))
         elif include_pad:
-            y = _pad_layer(keras, spatial, pairs, f"{name}.pad")(y)
+            y = _pad_layer(keras, spatial, pairs, f"{name}_pad")(y)
         else:
             raise UnsupportedError(
                 f"AveragePool node {node.name!r}: padding {pairs} with count_include_pad=0 has no exact Keras equivalent"
@@ -231,7 +231,7 @@ def pool(ctx: BuildContext, node) -> list[KT]:
     elif mode == "same" and not is_max and include_pad:
         # Keras 'same' average pooling excludes padded cells; PyTorch's default counts them.
         half = tuple(((k - 1) // 2, (k - 1) - (k - 1) // 2) for k in kernel)
-        y = _pad_layer(keras, spatial, half, f"{name}.pad")(y)
+        y = _pad_layer(keras, spatial, half, f"{name}_pad")(y)
         mode = "valid"
     table_max = {1: keras.layers.MaxPooling1D, 2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}
     table_avg = {1: keras.layers.AveragePooling1D, 2: keras.layers.AveragePooling2D, 3: keras.layers.AveragePooling3D}

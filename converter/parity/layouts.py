@@ -1,8 +1,9 @@
 """Decide the layout of every input/output on each side — from flags, then a conversion manifest, never guessed.
 
 Order of precedence per tensor: ``--layout [ref:|cand:]NAME=LAYOUT`` flags, then the crossport conversion report
-beside the candidate (``<candidate>.crossport.json``: reference = ``source_layout``, candidate = ``target_layout``),
-then "same on both sides". When only one side is named, the other takes its framework's convention
+beside the candidate (``<candidate>.crossport.json``: reference = ``source_layout``, candidate = ``target_layout``)
+or, without one, the same contract embedded in the candidate file (``converter.contract``), then "same on both
+sides". When only one side is named, the other takes its framework's convention
 (PyTorch/ONNX channels-first, TensorFlow channels-last). If shapes then differ by exactly a channels transpose,
 we stop with a one-line error that says what to pass (exit 7) instead of guessing.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from converter.errors import ModelFileError, ShapeError
 from converter.layout import Layout, channels_last_perm, invert, layout_for
+
+if TYPE_CHECKING:
+    from converter.contract import Contract
 
 REFERENCE, CANDIDATE = "ref", "cand"
 
@@ -48,43 +52,62 @@ def parse_layout_flag(text: str) -> LayoutFlag:
 
 @dataclass(frozen=True)
 class Manifest:
-    """What a crossport conversion report says about tensor layouts and the route."""
+    """What a crossport conversion report, or the contract embedded in the model, says about tensor layouts."""
 
-    path: str
+    path: str  # the sidecar/--manifest file, or "<model> (embedded contract)"
     inputs: tuple[tuple[str, str, str], ...]  # (name, source layout, target layout)
     outputs: tuple[tuple[str, str, str], ...]
     route: tuple[str, ...] = ()
     opset: int | None = None
     source: str = ""
+    note: str = ""  # which copy was used when the model has both, for the report
 
 
 def find_manifest(candidate: str, explicit: str | None) -> Manifest | None:
-    """``--manifest`` if given, else ``<candidate>.crossport.json`` beside the candidate, else None."""
+    """``--manifest`` if given; else ``<candidate>.crossport.json`` beside the candidate and/or the contract
+    embedded in the candidate (``converter.contract``): the sidecar when both agree, the embedded one when the
+    sidecar is missing (a renamed or copied file); when they disagree nothing says which is right, so we stop."""
+    from converter import contract as C
+
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise ModelFileError(f"--manifest {explicit}: no such file")
-    else:
-        path = Path(f"{str(candidate).rstrip('/')}.crossport.json")
-        if not path.is_file():
-            return None
+        return _manifest(_read_sidecar(path), str(path))
+    path = Path(f"{str(candidate).rstrip('/')}.crossport.json")
+    sidecar = _read_sidecar(path) if candidate and path.is_file() else None
+    embedded = C.read(candidate) if candidate else None
+    if embedded is None:
+        return _manifest(sidecar, str(path)) if sidecar else None
+    if sidecar is None:
+        return _manifest(embedded, f"{candidate} (embedded contract)",
+                         note=f"layouts from the contract embedded in {candidate} (no {path.name} beside it)")
+    if (sidecar.inputs, sidecar.outputs) != (embedded.inputs, embedded.outputs):
+        raise ShapeError(f"{path} and the contract embedded in {candidate} disagree on layouts (sidecar "
+                         f"{_rows(sidecar)}; embedded {_rows(embedded)}); the sidecar may describe another model: "
+                         "remove it, or pass --manifest FILE or --layout NAME=LAYOUT")
+    return _manifest(sidecar, str(path), note=f"layouts from {path.name} (the same as the contract embedded in "
+                                              f"{Path(candidate).name})")
+
+
+def _read_sidecar(path: Path) -> Contract:
+    from converter import contract as C
+
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: not a readable crossport report ({err})") from err
     if not isinstance(data, dict) or "inputs" not in data:
         raise ModelFileError(f"{path}: not a crossport conversion report (no 'inputs')")
+    return C.from_dict(data)
 
-    def rows(key: str) -> tuple[tuple[str, str, str], ...]:
-        out = []
-        for t in data.get(key, []):
-            src = str(t.get("source_layout", "none"))
-            tgt = str(t.get("target_layout", src))
-            out.append((str(t.get("name", "")), src, src if tgt == "as source" else tgt))
-        return tuple(out)
 
-    return Manifest(str(path), rows("inputs"), rows("outputs"), tuple(data.get("route", ())), data.get("opset"),
-                    str(data.get("source", "")))
+def _manifest(c: Contract, where: str, note: str = "") -> Manifest:
+    return Manifest(where, c.inputs, c.outputs, c.route, c.opset, c.source, note)
+
+
+def _rows(c: Contract) -> str:
+    return ", ".join(f"{n} {s}->{t}" for n, s, t in (*c.inputs, *c.outputs))
 
 
 CONVENTION = "convention"  # placeholder in merged rows: the side's framework convention for the tensor's rank

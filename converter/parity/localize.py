@@ -3,7 +3,7 @@
 Everything crossport converts goes through ONNX, and each side keeps the PyTorch module path:
 PyTorch leaf modules (forward hooks; a ``.pt2`` is unflattened back into its modules), ONNX nodes (the dynamo
 exporter records ``pkg.torch.onnx.name_scopes``; their outputs are read with onnxruntime as extra graph outputs),
-and Keras layers (crossport's builder names them after the module path: ``layer1.0.conv1``, ``pool.max_pool2d``).
+and Keras layers (crossport's builder names them after the module path: ``layer1_0_conv1``, ``pool_max_pool2d``).
 A *probe* is one call of one module; a module called twice (a shared ReLU) gives two probes. Probes are paired by
 (module, call number) and compared in the reference's execution order; the first one beyond tolerance is the
 first divergent layer.
@@ -164,23 +164,27 @@ def _scopes(node: Any) -> list[str]:
 
 
 def keras_module(name: str, modules: set[str] | None) -> str | None:
-    """The module a Keras layer name stands for: ``bn2`` -> bn2, ``pool.max_pool2d`` -> pool,
-    ``layer1.layer1.0.layer1.0.relu.relu_1`` -> layer1.0.relu, ``conv2.pad`` -> conv2."""
+    """The module a Keras layer name stands for. crossport names layers after the module path with ``_`` for
+    ``.`` (``converter.keras_builder.context.layer_name_for``), so names are compared in that form: ``bn2`` -> bn2,
+    ``layer1_0_conv1_1`` -> layer1.0.conv1, ``pool_max_pool2d`` -> pool, ``conv2_pad`` -> conv2, and the older
+    exporters' repeated scopes ``layer1_layer1_0_layer1_0_relu_relu_1`` -> layer1.0.relu. Dotted names (other
+    tools' Keras files) match the same way."""
+    from converter.keras_builder.context import layer_name_for
+
     if modules is None:
         return name
     if name in modules:
         return name
-    m = re.fullmatch(r"(.+)_\d+", name)
-    if m and m.group(1) in modules:
-        return m.group(1)
-    if "." in name:
-        parent = name.rsplit(".", 1)[0]
-        if parent in modules:
-            return parent
-        hits = [s for s in modules if parent.endswith("." + s)]
-        if hits:
-            return max(hits, key=len)
-    return None
+    by_name = {layer_name_for(m): m for m in modules}
+    flat = layer_name_for(name)
+    if flat in by_name:
+        return by_name[flat]
+    m = re.fullmatch(r"(.+)_\d+", flat)
+    if m and m.group(1) in by_name:
+        return by_name[m.group(1)]
+    # a module path followed by the op's own name: the longest module that ends just before an "_"
+    hits = [key for key in by_name if flat.startswith(key + "_") or f"_{key}_" in flat]
+    return by_name[max(hits, key=len)] if hits else None
 
 
 # ---- probes per framework ------------------------------------------------------------------------------------

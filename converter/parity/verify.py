@@ -63,6 +63,7 @@ def verify(reference: Any, candidate: Any, options: VerifyOptions = VerifyOption
     timings["compare"] = time.perf_counter() - t1
     used = manifest or ref_manifest
     report = replace(report, manifest=", ".join(m.path for m in (ref_manifest, manifest) if m) or None,
+                     notes=(*report.notes, *(m.note for m in (ref_manifest, manifest) if m and m.note)),
                      route=used.route if used else (), opset=used.opset if used else None,
                      timings={**timings, **report.timings}, dynamic_batch=dynamic)
     if options.save_golden:

@@ -69,5 +69,5 @@ def resnet18(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     program = torch.export.export(model, (torch.randn(2, 3, 32, 32),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(d / "resnet18.pt2"))
     out = {"pt2": d / "resnet18.pt2", "keras": _convert(d / "resnet18.pt2", d / "resnet18.keras")}
-    out["broken"] = broken_keras(out["keras"], d / "resnet18_broken.keras", "layer2.0.bn2")
+    out["broken"] = broken_keras(out["keras"], d / "resnet18_broken.keras", "layer2_0_bn2")  # layer2.0.bn2
     return out

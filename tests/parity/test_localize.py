@@ -57,3 +57,10 @@ def test_keras_layer_names_map_to_modules() -> None:
     assert keras_module("layer1.layer1.0.add_65", modules) is None  # a functional op inside a block
     assert keras_module("relu_1", modules) is None
     assert keras_module("fc_1", modules) == "fc"  # a weighted module called a second time
+    # crossport's own names: the module path with "_" for "." (every Keras backend accepts them)
+    assert keras_module("layer1_0_conv1", modules) == "layer1.0.conv1"
+    assert keras_module("layer1_0_conv1_1", modules) == "layer1.0.conv1"
+    assert keras_module("pool_max_pool2d", modules) == "pool"
+    assert keras_module("conv1_pad", modules) == "conv1"
+    assert keras_module("layer1_layer1_0_layer1_0_relu_relu_3", modules) == "layer1.0.relu"
+    assert keras_module("layer1_layer1_0_add_65", modules) is None

@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from converter import contract
 from converter.conversion.job import ConversionResult, Job
 from converter.conversion.ledger import Ledger, tensor_infos
 from converter.conversion.sources import OnnxSource
@@ -37,8 +38,6 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
             notes.append(f"trainable parameter counts differ: PyTorch {trainable['pytorch']:,}, "
                          f"Keras {trainable['keras']:,}")
     written = passed or not verified or options.force
-    if written:
-        job.publish(artifact)
     exported = src.exported
     in_targets, out_targets = [], []
     for i in range(len(src.specs)):
@@ -57,6 +56,10 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
             out_targets.append("as source")
     ins, outs = tensor_infos(src.specs, src.layouts, in_targets, exported.output_names, None, out_targets,
                              ledger.hops, exported.dynamic_batch)
+    layers = built.layer_paths if built is not None and target == "keras" else {}
+    if written:
+        note = job.publish(artifact, contract.from_infos(ins, outs, ledger.route, exported.opset, job.source, layers))
+        notes.extend([note] if note else [])
     report = ledger.report(job, sets=src.sets, passed=passed, written=written, opset=exported.opset,
                            exporter=exported.exporter, inputs=ins, outputs=outs,
                            dynamic_batch=bool(built.dynamic_batch if built else exported.dynamic_batch),
@@ -66,4 +69,5 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
 
         report = replace(report, serving=read_serving_info(job.output if written else artifact,
                                                            options.model_version))
+    report = replace(report, layer_paths=dict(layers))
     return ConversionResult(job.output if written else None, report)

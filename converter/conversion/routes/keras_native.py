@@ -13,6 +13,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from converter import contract
 from converter.conversion.job import ConversionResult, ConvertOptions, Job
 from converter.conversion.keras_sources import KerasSource
 from converter.conversion.ledger import Ledger, tensor_infos
@@ -80,13 +81,14 @@ class KerasNativeRoute:
         verified = options.verify
         passed = verified and all(h.passed for h in ledger.hops)
         written = passed or not verified or options.force and last
-        if written:
-            job.publish(artifact_tmp)
         if any(in_nhwc) and not options.nchw:
             notes.append("layout: the PyTorch model keeps the source's NHWC for image tensors; pass --nchw for "
                          "channels-first")
         ins, outs = tensor_infos(ks.specs, ks.layouts, t_in, ks.output_names, ks.runner.output_layouts,
                                  [l.value for l in t_out], ledger.hops, native.dynamic_batch)
+        if written:
+            note = job.publish(artifact_tmp, contract.from_infos(ins, outs, ledger.route, None, job.source))
+            notes.extend([note] if note else [])
         report = ledger.report(job, sets=sets, passed=passed, written=written, opset=None,
                                exporter="torch.export of the Keras model (KERAS_BACKEND=torch)", inputs=ins,
                                outputs=outs, dynamic_batch=native.dynamic_batch,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
+from converter import contract
 from converter.conversion.job import Clock, ConversionResult, ConvertOptions, Job, publish_dir
 from converter.conversion.keras_sources import (KerasSource, LoadedSource, keras_onnx_source,
                                              load_onnx_source, load_saved_model_source)
@@ -167,8 +168,11 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
         notes.append(f"trainable parameter counts differ: source {source_count:,}, PyTorch {summary.trainable:,} "
                      f"({why})")
     written = (passed or not verified or options.force and may_force) and artifact_tmp.exists()
+    in_infos, out_infos = tensor_infos(src.specs, src.layouts, t_in, out_names, onnx_runner.output_layouts,
+                                       [l.value for l in t_out], hops, dynamic_out)
     if written:
-        job.publish(artifact_tmp)
+        note = job.publish(artifact_tmp, contract.from_infos(in_infos, out_infos, route, src.opset, source))
+        notes.extend([note] if note else [])
         if emitted is not None:
             publish_dir(emitted, Path(options.emit_source))
             notes.append(f"wrote {options.emit_source}/model.py and weights.pt (plain nn.Module + state_dict)")
@@ -176,8 +180,6 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
                    "channels-first" if any(in_nhwc) and not options.nchw else "")
     if layout_note:
         notes.append(layout_note)
-    in_infos, out_infos = tensor_infos(src.specs, src.layouts, t_in, out_names, onnx_runner.output_layouts,
-                                       [l.value for l in t_out], hops, dynamic_out)
     report = ledger.report(job, sets=sets, passed=passed, written=written, opset=src.opset, exporter=src.exporter,
                            inputs=in_infos, outputs=out_infos, dynamic_batch=dynamic_out, trainable=trainable,
                            version_of=VERSIONS, route_name=OnnxRoute.name)
