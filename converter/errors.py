@@ -13,6 +13,13 @@ class CrossportError(Exception):
     kind: str = "error"
 
 
+class UsageError(CrossportError):
+    """Options that contradict each other or name an unknown value (e.g. ``--quantize`` for a non-TFLite target)."""
+
+    exit_code = 2
+    kind = "usage"
+
+
 class InputPathError(CrossportError):
     """A path given by the user does not exist, or is a directory where a file is expected (or the reverse)."""
 

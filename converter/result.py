@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from converter.parity.latency import Latency, format_latency
 from converter.parity.report import REPORT_SCHEMA_VERSION, HopResult, format_hop
 from converter.reporting import CRITERION, MODE, Report, criterion_text
 
@@ -71,6 +72,10 @@ class ConversionReport(Report):
     # route tried on the way. Empty for directions with a single route.
     route_name: str = ""
     route_attempts: tuple[RouteAttempt, ...] = ()
+    # Schema 1.3 (additive): measured latency of the source and the written artifact, and for a quantized TFLite
+    # its mode, calibration, thresholds and each integer input/output's scale and zero point.
+    latency: tuple[Latency, ...] = ()
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_hop(self) -> HopResult | None:
@@ -95,6 +100,7 @@ class ConversionReport(Report):
             "trainable_params": self.trainable_params, "notes": list(self.notes), "error": self.error,
             "schema_minor": 1, "route_name": self.route_name or None,
             "route_attempts": [a.to_dict() for a in self.route_attempts],
+            "latency": [l.to_dict() for l in self.latency], "quantization": self.quantization or None,
         }
 
     def write(self, path: Path) -> None:
@@ -120,6 +126,8 @@ class ConversionReport(Report):
                          f" {criterion_text(self.atol, self.rtol, self.scale)}):")
             for hop in self.hops:
                 lines.extend(format_hop(hop))
+        lines.extend(_format_quantization(self.quantization))
+        lines.extend(format_latency(self.latency))
         for note in self.notes:
             lines.append(f"  note: {note}")
         total = sum(v for k, v in self.timings.items() if not k.endswith(OVERLAPPED))
@@ -137,6 +145,17 @@ class ConversionReport(Report):
             verdict += " (nothing was written)"
         lines.append(f"  result: {verdict}")
         return "\n".join(lines)
+
+
+def _format_quantization(q: dict[str, Any]) -> list[str]:
+    if not q:
+        return []
+    lines = [f"  quantization: {q['mode']}" + (f"; calibration: {q['calibration']}" if q.get("calibration") else "")
+             + f"; thresholds: {q['thresholds_text']}"]
+    for io in q.get("io", []):
+        params = f" scale {io['scale']:.6g} zero point {io['zero_point']}" if io.get("scale") is not None else ""
+        lines.append(f"    {io['kind']} {io['name']}: {io['dtype']}{params}")
+    return lines
 
 
 def _tensor(t: TensorInfo) -> dict[str, Any]:

@@ -11,7 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from converter.conversion.job import (ConversionResult, ConvertOptions, Clock, Job, ProgressFn, is_torch_target,
+from converter.conversion.job import (ConversionResult, ConvertOptions, Clock, Job, ProgressFn, check_quantization,
+                                   is_torch_target,
                                    manifest_path, resolve_output, resolve_target, workdir, write_manifest)
 from converter.conversion.ledger import Ledger
 from converter.errors import OutputError, UnsupportedError
@@ -42,6 +43,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     from converter.conversion.plan import plan_routes, try_routes
 
     target = resolve_target(options)
+    check_quantization(options, target)
     fmt = sniff(source)
     output = resolve_output(source, target, options)
     torch = is_torch_target(target)

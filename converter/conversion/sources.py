@@ -50,11 +50,14 @@ def load_for_tf(job: Job) -> tuple[OnnxSource, Ledger]:
     if job.fmt == Format.ONNX:
         src = _onnx_source(job)
         ledger.route[:] = ["onnx", "onnx"]
+        ledger.time_runner(job, replace(src.onnx_runner, name="onnxruntime (source)"), src.sets, src.layouts,
+                           "source")
         return src, ledger
     side = _torch_side(job)
     runner = runner_for(side)
     ledger.run_cache.update({(id(runner), id(s)): list(o) for s, o in zip(side.sets, side.outputs)})
     ledger.notes.extend(side.notes)
+    ledger.latency.extend(side.latency)
     exported = side.exported
     ledger.route[:] = [job.fmt.value, f"onnx ({exported.exporter} exporter)"]
     onnx_runner = OnnxRunner(exported.path, side.layouts, runner.output_layouts)

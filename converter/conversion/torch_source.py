@@ -39,6 +39,7 @@ class TorchSide:
     trainable: int | None  # elements in parameters that require grad
     notes: tuple[str, ...]
     timings: tuple[tuple[str, float], ...] = ()  # filled when the side ran in a worker
+    latency: tuple[Any, ...] = ()  # the source's measured latency (converter.parity.latency.Latency), if timed
     module: Any = None  # the loaded model, in-process only (a worker cannot send it back)
 
 
@@ -138,7 +139,13 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         with clock.step("verify", "running the source model on the verification inputs"):
             outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
     names, trainable = _parameters(src.module)
-    return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts,
+    latency: tuple[Any, ...] = ()
+    if options.verify and options.latency_runs > 0:
+        from converter.parity.latency import measure
+
+        with clock.step("latency", "timing the source model"):
+            latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs),)
+    return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
                      notes=tuple(src.notes), module=src.module)

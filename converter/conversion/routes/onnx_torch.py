@@ -130,6 +130,8 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
             target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
             run_sets = sets if dynamic_out or (target != "pt2" and batch_dynamic) else static_sets
             hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
+        ledger.time_runner(job, reference, run_sets, src.layouts, "source")
+        ledger.time_runner(job, target_runner, run_sets, src.layouts, "artifact")
     emitted = None
     if options.emit_source and (target_runner is not None or not options.verify):
         emitted = _emit(module, example, batch_dynamic, tmp, source, src, t_in, t_out, options, clock, notes)
