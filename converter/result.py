@@ -155,6 +155,11 @@ def _format_quantization(q: dict[str, Any]) -> list[str]:
     for io in q.get("io", []):
         params = f" scale {io['scale']:.6g} zero point {io['zero_point']}" if io.get("scale") is not None else ""
         lines.append(f"    {io['kind']} {io['name']}: {io['dtype']}{params}")
+    for o in q.get("outputs", []):
+        f, qq = o.get("float"), o["quantized"]
+        cost = (f"float cosine {f['cosine']:.5f} / SNR {f['snr_db']:.1f} dB -> " if f else "")
+        lines.append(f"    cost on {o['name']}: {cost}quantized cosine {qq['cosine']:.5f} / SNR {qq['snr_db']:.1f} dB; "
+                     f"decided by: {o['decided_by']}")
     return lines
 
 

@@ -118,6 +118,8 @@ class BuilderRoute:
                 if src.runner is not None:
                     ledger.hops.append(run_hop(src.runner, target_runner, sets, src.layouts, names, tol,
                                                ledger.run_cache, **judge))
+                if thresholds is not None:
+                    _summarize_cost(ledger)
         return finish(src, job, ledger, artifact, target_runner, built, keras_trainable)
 
 
@@ -169,3 +171,14 @@ def _float_hop(src: OnnxSource, job: Job, ledger: Ledger, model: Any, in_layouts
                       quality=thresholds)
     ledger.hops.append(as_intermediate(hop))
     ledger.time_runner(job, runner, src.sets, src.layouts, "float, before quantization")
+
+
+def _summarize_cost(ledger: Ledger) -> None:
+    """What quantization cost, per output: the float model's and the quantized file's metrics side by side, and
+    the metric that decided the verdict."""
+    final = ledger.hops[-1]
+    floating = next((h for h in ledger.hops if h.candidate.startswith("keras float32")), None)
+    before = {q.name: q for q in floating.quality} if floating else {}
+    ledger.quantization["outputs"] = [
+        {"name": q.name, "decided_by": q.decided_by, "quantized": q.to_dict(),
+         "float": before[q.name].to_dict() if q.name in before else None} for q in final.quality]
