@@ -8,7 +8,7 @@ report: random inputs only roughly match the activation ranges real data produce
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +16,7 @@ import numpy as np
 
 from converter.errors import InputPathError, ModelFileError, ShapeError
 from converter.layout import Layout, to_layout
+from converter.parity.inputs import InputSpec, make_input_sets
 
 # The converter runs the model once per sample; a few hundred samples are what its documentation recommends.
 MAX_SAMPLES = 256
@@ -92,10 +93,16 @@ def load(path: str, names: Sequence[str], shapes: Sequence[tuple[int, ...]], dty
     return Calibration(tuple(arrays), str(path))
 
 
-def from_input_sets(sets: Sequence[Sequence[np.ndarray]]) -> Calibration:
-    """The seeded verification inputs, stacked, as the fallback calibration set."""
-    arrays = tuple(np.concatenate([s[i] for s in sets]) for i in range(len(sets[0])))
-    return Calibration(arrays, "seeded sample inputs")
+SEEDED_PER_DISTRIBUTION = 32
+
+
+def seeded(specs: Sequence[InputSpec], seed: int) -> Calibration:
+    """The fallback: samples drawn like the verification inputs (same distributions, other seeds, so the verdict is
+    not taken on the calibration data itself), ``SEEDED_PER_DISTRIBUTION`` of each."""
+    big = [replace(s, shape=(SEEDED_PER_DISTRIBUTION, *s.shape[1:])) for s in specs]
+    sets = make_input_sets(big, seed=seed + 1000)
+    arrays = tuple(np.concatenate([s.arrays[i] for s in sets]) for i in range(len(specs)))
+    return Calibration(arrays, f"seeded sample inputs ({', '.join(s.distribution for s in sets)}; seed {seed + 1000})")
 
 
 def representative_feeds(calibration: Calibration, source_layouts: Sequence[Layout],

@@ -132,7 +132,7 @@ def _representative(src: OnnxSource, job: Job, built: Any, ledger: Ledger) -> li
         cal = calibration.load(job.options.calibration, [s.name for s in specs], [s.shape for s in specs],
                                [s.dtype for s in specs])
     else:
-        cal = calibration.from_input_sets([s.arrays for s in src.sets])
+        cal = calibration.seeded(specs, job.options.seed)
         ledger.notes.append(f"warning: {calibration.SEEDED_WARNING}")
         if job.clock.progress:
             job.clock.progress(f"warning: {calibration.SEEDED_WARNING}")
@@ -166,7 +166,10 @@ def _float_hop(src: OnnxSource, job: Job, ledger: Ledger, model: Any, in_layouts
 
     runner = KerasRunner(model, in_layouts, out_layouts, name="keras float32 (before quantization)")
     reference = src.runner if src.runner is not None else src.onnx_runner
-    with job.clock.step("verify", "verifying the float model before quantization"):
+    import warnings
+
+    with job.clock.step("verify", "verifying the float model before quantization"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "the structure of `inputs` doesn't match" for a one-input model
         hop = run_hop(reference, runner, list(src.sets), src.layouts, src.output_names, job.tol, None,
                       quality=thresholds)
     ledger.hops.append(as_intermediate(hop))
