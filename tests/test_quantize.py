@@ -164,3 +164,29 @@ def test_latency_for_other_targets(target: str, tmp_path: Path) -> None:
     roles = {l.role: l for l in report.latency}
     assert set(roles) == {"source", "artifact"} and all(l.runs == 2 and l.median_ms > 0 for l in roles.values())
     assert "latency (median" in report.format_text()
+
+
+def _lone_erf_onnx(path: Path) -> Path:
+    """``y = erf(x)``: TF's Erf has no TFLite builtin (only exact GELU's pattern becomes one), so it needs Flex."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Erf", ["x"], ["y"])], "erf",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_flex_ops_are_refused_unless_allowed(tmp_path: Path) -> None:
+    from converter.errors import UnsupportedError
+
+    source = _lone_erf_onnx(tmp_path / "erf.onnx")
+    out = tmp_path / "erf.tflite"
+    with pytest.raises(UnsupportedError, match=r"Select TF \(Flex\) ops \(tf\.Erf\).*LiteRT.*--allow-flex"):
+        convert(str(source), ConvertOptions(output=str(out)))
+    assert not out.exists() and not list(tmp_path.glob(".crossport-*"))
+    report = convert(str(source), ConvertOptions(output=str(out), allow_flex=True, force=True)).report
+    assert out.is_file() and any("Flex delegate" in n and "LiteRT" in n for n in report.notes)

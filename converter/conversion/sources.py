@@ -50,8 +50,7 @@ def load_for_tf(job: Job) -> tuple[OnnxSource, Ledger]:
     if job.fmt == Format.ONNX:
         src = _onnx_source(job)
         ledger.route[:] = ["onnx", "onnx"]
-        ledger.time_runner(job, replace(src.onnx_runner, name="onnxruntime (source)"), src.sets, src.layouts,
-                           "source")
+        ledger.time_runner(job, src.onnx_runner, src.sets, src.layouts, "source")
         return src, ledger
     side = _torch_side(job)
     runner = runner_for(side)
