@@ -17,7 +17,7 @@ from converter.errors import ShapeError, UnsupportedError
 from converter.formats import Format, load_torch_source
 from converter.model_checks import raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
-from converter.parity.inputs import InputSet, InputSpec, make_input_sets
+from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
 
 if TYPE_CHECKING:
     from converter.conversion.job import Clock, ConvertOptions
@@ -112,6 +112,8 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
     trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
                    else s for s in specs]
     sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
+    if options.quant_mode and options.verify:  # top-1 agreement needs more rows than the two default batches
+        sets += quality_sets(trace_specs, options.seed, dynamic)
     layouts = torch_layouts(specs)
     from converter.parity.runners import TorchRunner
 
