@@ -190,3 +190,37 @@ def test_flex_ops_are_refused_unless_allowed(tmp_path: Path) -> None:
     assert not out.exists() and not list(tmp_path.glob(".crossport-*"))
     report = convert(str(source), ConvertOptions(output=str(out), allow_flex=True, force=True)).report
     assert out.is_file() and any("Flex delegate" in n and "LiteRT" in n for n in report.notes)
+
+
+STEM_NET = '''import torch
+from torch import nn
+
+
+class Stem(nn.Module):
+    """ResNet's stem in miniature: conv, ReLU, then a 3x3 stride-2 max pool with padding 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+'''
+
+
+def test_padded_max_pool_quantizes_with_finite_ranges(tmp_path: Path) -> None:
+    """A -inf pad before the max pool gave its tensor an int8 scale of ~1e36 and LiteRT's XNNPACK refused the file;
+    the border is mirrored instead (exact for pad <= kernel/2)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    (tmp_path / "stem.py").write_text(STEM_NET)
+    out = tmp_path / "stem.tflite"
+    report = convert(f"{tmp_path / 'stem.py'}:Stem", ConvertOptions(output=str(out), input_shapes=((None, (2, 3, 16, 16)),),
+                                                                    quantize="int8", latency_runs=0)).report
+    assert report.passed, report.format_text()
+    interp = Interpreter(model_path=str(out))  # LiteRT's default delegate (XNNPACK) prepares every node
+    interp.allocate_tensors()
+    scales = [t["quantization"][0] for t in interp.get_tensor_details() if t["dtype"] == np.int8]
+    assert scales and max(scales) < 1e3, max(scales)
