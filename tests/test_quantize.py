@@ -224,3 +224,16 @@ def test_padded_max_pool_quantizes_with_finite_ranges(tmp_path: Path) -> None:
     interp.allocate_tensors()
     scales = [t["quantization"][0] for t in interp.get_tensor_details() if t["dtype"] == np.int8]
     assert scales and max(scales) < 1e3, max(scales)
+
+
+def test_calibration_file_by_order_in_the_source_layout(tmp_path: Path) -> None:
+    """An unnamed array (``arr_0``) is taken by order, NCHW as the source takes it, and moved to the file's NHWC."""
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, np.random.default_rng(9).standard_normal((24, 3, 16, 16)).astype(np.float32))
+    out = tmp_path / "m.tflite"
+    report = convert("fixtures.models:small_cnn", ConvertOptions(output=str(out), input_shapes=MODELS["cnn"][1],
+                                                                 quantize="int8-full", calibration=str(calib),
+                                                                 latency_runs=0)).report
+    assert report.passed, report.format_text()
+    assert report.quantization["calibration"] == f"24 samples from {calib}"
+    assert not any("seeded sample inputs" in n for n in report.notes)
