@@ -15,7 +15,8 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "zoo.json"
 DIRECTION = {"torch2tf": "PyTorch → TF", "keras2torch": "Keras → PyTorch"}
-TARGET = {"keras": ".keras", "saved_model": "SavedModel", "tflite": ".tflite", "pt2": ".pt2"}
+TARGET = {"keras": ".keras", "saved_model": "SavedModel", "tflite": ".tflite", "tflite_int8": ".tflite int8",
+          "pt2": ".pt2"}
 
 
 def _sci(x: float | None) -> str:
@@ -64,6 +65,31 @@ def zoo_table(results: dict[str, Any]) -> str:
         out.extend(_row(m, c) for m in models for c in m["conversions"])
         out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def int8_table(results: dict[str, Any]) -> str:
+    """The image models' int8 TFLite next to their float32 TFLite: size, latency, and what quantization cost."""
+    rows = []
+    for m in results["models"]:
+        convs = {c["target"]: c for c in m["conversions"]}
+        q8 = convs.get("tflite_int8")
+        if q8 is None:
+            continue
+        f32 = convs.get("tflite", {})
+        lat8, lat32 = _measurement(m, "tflite_int8"), _measurement(m, "tflite")
+        mib = lambda c: _num(c["artifact_bytes"] / 2**20) if c.get("artifact_bytes") else "—"  # noqa: E731
+        q = q8.get("quantization") or {}
+        top1 = f"{q['top1']:.0%} of {q['rows']}" if q.get("top1") is not None else "—"
+        top5 = f"{q['top5']:.0%}" if q.get("top5") is not None else "—"
+        rows.append(f"| {m['name']} | {mib(f32)} → {mib(q8)} | {_num(lat32.get('latency_ms'))} → "
+                    f"{_num(lat8.get('latency_ms'))} | {_num(q.get('cosine'), '.4f')} | {_num(q.get('snr_db'))} "
+                    f"| {top1} | {top5} | {_yes(q8['verified'])} |")
+    if not rows:
+        return ""
+    head = ("| model | .tflite MiB: float32 → int8 | latency ms: float32 → int8 | cosine | SNR dB | top-1 agreement "
+            "| top-5 | verified |\n|---|---:|---:|---:|---:|---:|---:|---|")
+    return "**int8 TFLite** (`--quantize int8`, seeded calibration; metrics vs the PyTorch source)\n\n" + head + \
+        "\n" + "\n".join(rows) + "\n"
 
 
 def failures(results: dict[str, Any]) -> list[str]:
@@ -130,6 +156,8 @@ def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
     results = json.loads(path.read_text())
     print(zoo_table(results))
+    if int8_table(results):
+        print(int8_table(results))
     print(summary(results))
 
 

@@ -56,6 +56,9 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "keras": (".keras", ()),
     "saved_model": ("_saved_model", ("--to", "saved_model")),
     "tflite": (".tflite", ()),
+    # full integer, float I/O, seeded calibration; --force keeps a file that misses a threshold, so its size and
+    # latency are still measured (the table says it did not verify)
+    "tflite_int8": ("_int8.tflite", ("--quantize", "int8", "--force")),
     "pt2": (".pt2", ()),
 }
 
@@ -73,13 +76,20 @@ class ZooConfig:
     startup: bool = True
     footprint: bool = True  # tiny models for the frameworks' own memory footprint (not with --quick)
     keep: bool = False
+    int8: bool = True  # also an int8 .tflite for the image models (PyTorch -> TF)
+    only_targets: tuple[str, ...] = ()  # restrict to these targets (e.g. tflite,tflite_int8)
     partial_output: Path | None = None  # rewritten after every model, so an interrupted run still leaves numbers
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True), repr=False)
 
     def targets(self, model: ZooModel) -> tuple[str, ...]:
         if model.direction == "keras2torch":
-            return ("pt2",)
-        return ("keras",) if self.quick or model.footprint_only else ("keras", "saved_model", "tflite")
+            targets: tuple[str, ...] = ("pt2",)
+        elif self.quick or model.footprint_only:
+            targets = ("keras",)
+        else:
+            image = len(model.input_shape) == 3
+            targets = ("keras", "saved_model", "tflite") + (("tflite_int8",) if self.int8 and image else ())
+        return tuple(t for t in targets if t in self.only_targets) if self.only_targets else targets
 
     def models(self) -> tuple[ZooModel, ...]:
         if not self.only:
@@ -114,6 +124,9 @@ class Conversion:
     load: tuple[float, float]
     artifact: str | None = None
     input_layouts: tuple[tuple[str, str], ...] = ()  # per input: (source layout, target layout)
+    artifact_bytes: int | None = None  # size of the written file (directory: summed)
+    # quantized targets: crossport's metrics on the end-to-end hop (cosine, SNR, top-1/top-5 agreement, decided_by)
+    quantization: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -198,9 +211,27 @@ def convert_once(source: Path, model: ZooModel, target: str, work: Path, static_
         max_elementwise_rel_error=rel_el, failed_hop=failed_hop,
         route=tuple(report.get("route", ())), crossport_timings_s=dict(report.get("timings_s", {})),
         load=(child.loadavg_1m_before, child.loadavg_1m_after),
-        artifact=str(output) if verified and output.exists() else None,
+        artifact=str(output) if (verified or report.get("forced")) and output.exists() else None,
         input_layouts=tuple((t["source_layout"], t["target_layout"]) for t in report.get("inputs", [])),
+        artifact_bytes=_size(output) if output.exists() else None,
+        quantization=_quantization(report),
     )
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _quantization(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The quantized file's metrics from crossport's report (first output), for the int8 columns."""
+    q = report.get("quantization") or {}
+    outs = q.get("outputs") or []
+    if not outs:
+        return None
+    first = outs[0]["quantized"]
+    return {"mode": q.get("mode"), "calibration": q.get("calibration"), "cosine": first["cosine"],
+            "snr_db": first["snr_db"], "top1": first["top1_agreement"], "top5": first["top5_agreement"],
+            "rows": first["rows"], "decided_by": outs[0]["decided_by"]}
 
 
 def convert(source: Path, model: ZooModel, target: str, work: Path, deadline: float,
@@ -208,6 +239,8 @@ def convert(source: Path, model: ZooModel, target: str, work: Path, deadline: fl
     """Convert with a dynamic batch; on failure (not a timeout) retry once with ``--static-batch``."""
     first = convert_once(source, model, target, work, start_static, deadline - time.monotonic())
     if first.verified or first.static_batch or first.exit_code is None or not retry_static:
+        return first
+    if first.quantization is not None:  # judged by quantization metrics: a fixed batch would not change them
         return first
     retry = convert_once(source, model, target, work, True, deadline - time.monotonic())
     if retry.verified:
@@ -236,6 +269,8 @@ def stage_make(name: str, work: Path) -> dict[str, Any]:
 
 def _single_thread() -> None:
     """One thread everywhere, set before any op runs: latency on a shared 2-CPU machine is otherwise noise."""
+    import converter  # noqa: F401 - first: imports triton before TensorFlow (tensorflow/tensorflow#124205, see
+    # converter/frameworks.py); without it torch.export.load segfaulted in this stage (exit -11)
     import tensorflow as tf
     import torch
 
@@ -657,6 +692,9 @@ def main() -> None:
     parser.add_argument("--update-expected", action="store_true",
                         help=f"record this run's converted/verified status in {EXPECTED.relative_to(ROOT)}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument("--targets", default="", help=f"comma-separated subset of {', '.join(TARGETS)}")
+    parser.add_argument("--no-int8", action="store_true", help="skip the int8 .tflite of the image models")
+    parser.add_argument("--no-footprint", action="store_true", help="skip the tiny footprint models")
     args = parser.parse_args()
     if args.stage:
         stage, name, work, out = args.stage
@@ -665,7 +703,8 @@ def main() -> None:
     interruptible()
     config = ZooConfig(only=tuple(n for n in args.only.split(",") if n), quick=args.quick, timeout_s=args.timeout,
                        latency_runs=args.runs, measure=not args.no_measure, raw_baseline=not args.no_raw,
-                       startup=not args.no_startup,
+                       startup=not args.no_startup, footprint=not args.no_footprint, int8=not args.no_int8,
+                       only_targets=tuple(t for t in args.targets.split(",") if t),
                        keep=args.keep, partial_output=args.output.with_suffix(".partial.json"))
     results = run_zoo(config)
     results["command"] = " ".join([".venv/bin/python", "benchmarks/zoo.py", *sys.argv[1:]])
@@ -675,9 +714,11 @@ def main() -> None:
     if args.update_expected:
         merged = {**(json.loads(EXPECTED.read_text()) if EXPECTED.is_file() else {}), **statuses(results)}
         EXPECTED.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    from benchmarks.report import summary, zoo_table
+    from benchmarks.report import int8_table, summary, zoo_table
 
     print(zoo_table(results))
+    if int8_table(results):
+        print(int8_table(results))
     print(summary(results))
     print(f"\nwrote {args.output} in {results['total_wall_s']:.0f} s", file=sys.stderr)
 

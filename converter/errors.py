@@ -14,7 +14,8 @@ class CrossportError(Exception):
 
 
 class UsageError(CrossportError):
-    """Options that contradict each other or the target (the CLI's usage-error exit code)."""
+    """Options that contradict each other, the target, or name an unknown value (e.g. ``--quantize`` for a
+    non-TFLite target): the CLI's usage-error exit code."""
 
     exit_code = 2
     kind = "usage"

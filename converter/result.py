@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from converter.parity.latency import Latency, format_latency
 from converter.parity.report import REPORT_SCHEMA_VERSION, HopResult, format_hop
 from converter.reporting import CRITERION, MODE, Report, criterion_text
 from converter.serving import ServingInfo
@@ -75,6 +76,10 @@ class ConversionReport(Report):
     serving: ServingInfo | None = None  # SavedModel targets: the serving_default signature as TF Serving sees it
     # Additive: Keras layer name -> PyTorch module path (a .keras from the builder; names use "_" for ".")
     layer_paths: dict[str, str] = field(default_factory=dict)
+    # Schema 1.3 (additive): measured latency of the source and the written artifact, and for a quantized TFLite
+    # its mode, calibration, thresholds and each integer input/output's scale and zero point.
+    latency: tuple[Latency, ...] = ()
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed_hop(self) -> HopResult | None:
@@ -101,6 +106,7 @@ class ConversionReport(Report):
             "route_attempts": [a.to_dict() for a in self.route_attempts],
             "serving": self.serving.to_dict() if self.serving else None,
             "layer_paths": dict(self.layer_paths),
+            "latency": [l.to_dict() for l in self.latency], "quantization": self.quantization or None,
         }
 
     def write(self, path: Path) -> None:
@@ -126,6 +132,8 @@ class ConversionReport(Report):
                          f" {criterion_text(self.atol, self.rtol, self.scale)}):")
             for hop in self.hops:
                 lines.extend(format_hop(hop))
+        lines.extend(_format_quantization(self.quantization))
+        lines.extend(format_latency(self.latency))
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.serving is not None:
@@ -158,6 +166,22 @@ def _serving_lines(info: ServingInfo) -> list[str]:
         lines.append("  TF Serving: pass --model-version N to write the versioned layout DIR/N/ that "
                      "--model_base_path=DIR expects")
     lines.append(f"  REST: POST /v1/models/MODEL:predict {info.rest_body(abbreviate=32)}")
+    return lines
+
+
+def _format_quantization(q: dict[str, Any]) -> list[str]:
+    if not q:
+        return []
+    lines = [f"  quantization: {q['mode']}" + (f"; calibration: {q['calibration']}" if q.get("calibration") else "")
+             + f"; thresholds: {q['thresholds_text']}"]
+    for io in q.get("io", []):
+        params = f" scale {io['scale']:.6g} zero point {io['zero_point']}" if io.get("scale") is not None else ""
+        lines.append(f"    {io['kind']} {io['name']}: {io['dtype']}{params}")
+    for o in q.get("outputs", []):
+        f, qq = o.get("float"), o["quantized"]
+        cost = (f"float cosine {f['cosine']:.5f} / SNR {f['snr_db']:.1f} dB -> " if f else "")
+        lines.append(f"    cost on {o['name']}: {cost}quantized cosine {qq['cosine']:.5f} / SNR {qq['snr_db']:.1f} dB; "
+                     f"decided by: {o['decided_by']}")
     return lines
 
 

@@ -62,6 +62,17 @@ def _conv(src_key: str, out_name: str, *extra: str, names: str | None = None) ->
     return make
 
 
+def _calib(npz_key: str, names: str, mode: str = "int8-full") -> Callable[..., Run]:
+    """``crossport convert <tiny onnx> -o a.tflite --quantize MODE --calibration <corpus npz>``."""
+
+    def make(f: dict[str, Path], out: Path) -> Run:
+        dst = out / "a.tflite"
+        return Run(["convert", str(f["onnx"]), "-o", str(dst), "--quantize", mode, "--calibration",
+                    str(f[npz_key])], names, dst)
+
+    return make
+
+
 SMALL_CNN = "fixtures.models:small_cnn"
 
 CASES: list[Case] = [
@@ -135,6 +146,25 @@ CASES: list[Case] = [
        lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(_saved_model_dir(o / "models" / "2").parent), "--to",
                          "saved_model"], "--model-version", o / "models" / "2" / "saved_model.pb")),
     _c("convert-pytorch-to-pt2", "convert", 5, _conv("pt2", "again.pt2", "--to", "pt2")),
+    # ---- convert: quantized TFLite (--quantize, --calibration) ---------------------------------------------------
+    _c("convert-quantize-unknown-mode", "convert", 2,
+       _conv("onnx", "a.tflite", "--quantize", "int4", names="--quantize int4")),
+    _c("convert-quantize-non-tflite-target", "convert", 2,
+       _conv("onnx", "a.keras", "--quantize", "int8", names="--quantize int8")),
+    _c("convert-calibration-without-int8-mode", "convert", 2,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(o / "a.tflite"), "--quantize", "dynamic",
+                         "--calibration", str(f["npz_wrong_shape"])], "--calibration", o / "a.tflite")),
+    _c("convert-min-top1-out-of-range", "convert", 2,
+       _conv("onnx", "a.tflite", "--quantize", "int8", "--min-top1", "90", names="--min-top1")),
+    _c("convert-calibration-missing", "convert", 3,
+       lambda f, o: Run(["convert", str(f["onnx"]), "-o", str(o / "a.tflite"), "--quantize", "int8",
+                         "--calibration", str(o / "gone.npz")], "gone.npz", o / "a.tflite")),
+    _c("convert-calibration-random-bytes", "convert", 4, _calib("random_npz", "random.npz")),
+    _c("convert-calibration-empty", "convert", 7, _calib("npz_empty", "empty_calib.npz")),
+    _c("convert-calibration-no-samples", "convert", 7, _calib("npz_no_samples", "no_samples.npz")),
+    _c("convert-calibration-wrong-names", "convert", 7, _calib("npz_wrong_name", "wrong_name.npz")),
+    _c("convert-calibration-wrong-shape", "convert", 7, _calib("npz_wrong_shape", "wrong_shape.npz")),
+    _c("convert-calibration-wrong-dtype", "convert", 7, _calib("npz_wrong_dtype", "wrong_dtype.npz")),
     # ---- convert: model class ---------------------------------------------------------------------------------
     _c("convert-model-class-does-not-import", "convert", 9,
        _conv("state_dict", "a.keras", "--model-class", "no_such_pkg.models:Net", "--input-shape", "2x4",

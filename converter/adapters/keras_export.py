@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from converter.errors import UnsupportedError
 
@@ -47,10 +49,18 @@ def save_saved_model(model: Any, path: Path) -> tuple[str, ...]:
     return names
 
 
-def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:
-    """Write ``.tflite``; returns notes for the report (e.g. when TF ops had to be embedded)."""
+def save_tflite(model: Any, path: Path, fp16: bool = False, *, quantize: str | None = None,
+                representative: Sequence[Sequence[np.ndarray]] | None = None, allow_flex: bool = False) -> list[str]:
+    """Write ``.tflite``; returns notes for the report.
+
+    ``quantize``: ``fp16`` (float16 weights; ``fp16=True`` is the same), ``dynamic`` (int8 weights, float
+    activations), ``int8`` (full integer, float inputs/outputs) or ``int8-full`` (full integer, int8 inputs/outputs);
+    the integer modes calibrate activation ranges on ``representative`` (one list of batch-1 feeds per sample, in
+    the model's own input layout). A file that needs Select TF (Flex) ops does not run on LiteRT: refused unless
+    ``allow_flex``."""
     import tensorflow as tf
 
+    mode = quantize or ("fp16" if fp16 else None)
     spec = _signature(model)
 
     @tf.function(input_signature=spec)
@@ -66,10 +76,8 @@ def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:
 
     def make(select_tf_ops: bool, keep_tensor_lists: bool = False) -> Any:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        if fp16:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        if select_tf_ops:
+        _configure_quantization(tf, converter, mode, representative)
+        if select_tf_ops and mode not in ("int8", "int8-full"):
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
         if keep_tensor_lists:
             # A Keras RNN is a while loop over TensorLists; with a dynamic batch their element shape is not static
@@ -86,17 +94,54 @@ def save_tflite(model: Any, path: Path, fp16: bool = False) -> list[str]:
         missing = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", text)))
         tensor_lists = "TensorList" in text and "element_shape to be static" in text
         if not missing and not tensor_lists:
-            raise UnsupportedError(f"TFLite conversion failed: {_last_line(text)}") from err
-        # e.g. exact GELU lowers to tf.Erf, which has no TFLite builtin: embed those TF ops (needs the Flex
-        # delegate at deployment; the Python interpreter has it).
+            what = f"TFLite {mode} quantization failed" if mode in ("int8", "int8-full") else "TFLite conversion failed"
+            hint = "; try --quantize dynamic, which keeps float activations" if mode in ("int8", "int8-full") else ""
+            raise UnsupportedError(f"{what}: {_last_line(text)}{hint}") from err
+        what = ", ".join(missing) if missing else "the recurrent loop's TensorList ops"
+        if not allow_flex:
+            # LiteRT (ai_edge_litert) has no Flex delegate: such a file is not deployable there.
+            raise UnsupportedError(f"TFLite needs Select TF (Flex) ops ({what}), which LiteRT cannot run; pass "
+                                   "--allow-flex to write it anyway (deploy with TensorFlow's Flex delegate)") from err
+        if mode in ("int8", "int8-full"):
+            raise UnsupportedError(f"TFLite {mode} quantization cannot keep Select TF (Flex) ops ({what}); "
+                                   "use --quantize dynamic or fp16") from err
+        # e.g. a TF op without a TFLite builtin: embed those TF ops (needs the Flex delegate at deployment; TF's
+        # Python interpreter has it).
         try:
             blob = make(True, keep_tensor_lists=tensor_lists).convert()
         except Exception as err2:  # noqa: BLE001
             raise UnsupportedError(f"TFLite conversion failed: {_last_line(str(err2))}") from err2
-        what = ", ".join(missing) if missing else "the recurrent loop's TensorList ops"
-        notes.append(f"TFLite uses Select TF ops ({what}): deploy with the Flex delegate")
+        notes.append(f"TFLite uses Select TF ops ({what}) because of --allow-flex: it does not run on LiteRT; "
+                     "deploy with TensorFlow's Flex delegate")
     Path(path).write_bytes(blob)
     return notes
+
+
+def _configure_quantization(tf: Any, converter: Any, mode: str | None,
+                            representative: Sequence[Sequence[np.ndarray]] | None) -> None:
+    """The TFLite converter settings of each ``--quantize`` mode (the converter's documented post-training
+    quantization recipes)."""
+    if mode is None:
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        return
+    if mode == "dynamic":
+        return
+    if not representative:
+        raise UnsupportedError(f"--quantize {mode} needs calibration samples")
+    samples = [list(s) for s in representative]
+
+    def dataset() -> Any:
+        for feeds in samples:
+            yield [np.ascontiguousarray(f) for f in feeds]
+
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if mode == "int8-full":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
 
 
 def _last_line(text: str) -> str:

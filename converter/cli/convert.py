@@ -36,7 +36,21 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--trust-pickle", is_flag=True,
               help="Allow loading a whole pickled nn.Module. Unpickling runs code from the file: only for files you trust.")
 @click.option("--keep-layout", is_flag=True, help="Keep channels-first (NCHW) inputs/outputs instead of TF's NHWC.")
-@click.option("--fp16", is_flag=True, help="TFLite: store weights as float16.")
+@click.option("--fp16", is_flag=True, help="TFLite: store weights as float16 (the same as --quantize fp16).")
+@click.option("--quantize", metavar="MODE",
+              help="TFLite quantization: fp16 (float16 weights), dynamic (int8 weights, float activations), int8 "
+                   "(full integer, float inputs/outputs), int8-full (full integer, int8 inputs/outputs). Judged by "
+                   "cosine / SNR / top-1 agreement thresholds per mode (see --min-cosine).")
+@click.option("--calibration", metavar="DATA.npz",
+              help="int8 modes: calibration samples, one array per input (by name, else in order) in the source's "
+                   "layout, first axis = samples. Default: the seeded sample inputs (with a warning).")
+@click.option("--allow-flex", is_flag=True,
+              help="TFLite: write a file that needs Select TF (Flex) ops, which LiteRT cannot run (refused otherwise).")
+@click.option("--min-cosine", type=float, help="Quantized TFLite: minimum cosine similarity per output (overrides the mode's default).")
+@click.option("--min-snr", "min_snr_db", type=float, help="Quantized TFLite: minimum signal-to-noise ratio in dB.")
+@click.option("--min-top1", type=float, help="Quantized TFLite: minimum top-1 agreement for classifier outputs (0-1).")
+@click.option("--latency-runs", type=int, default=5, show_default=True,
+              help="Timed inference calls per runtime for the report's latency (median, after one warm-up); 0 skips.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b| + 1e-5*rms(b) (--elementwise drops the last term).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
 @click.option("--elementwise", is_flag=True,
@@ -67,6 +81,8 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 def command(source: str, output: str | None, to: str | None, model_version: int | None, input_shapes: tuple[str, ...],
             input_dtype: str, model_class: str | None, weights_key: str | None, model_kwargs: str, trust_pickle: bool,
             keep_layout: bool, fp16: bool,
+            quantize: str | None, calibration: str | None, allow_flex: bool, min_cosine: float | None,
+            min_snr_db: float | None, min_top1: float | None, latency_runs: int,
             atol: float, rtol: float, elementwise: bool, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
             emit_source: str | None, static_batch: bool, force: bool,
             report_path: str | None, no_manifest: bool, as_json: bool, verbose: bool, quiet: bool) -> None:
@@ -74,7 +90,7 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
     to Keras 3, SavedModel, TFLite, ONNX, PyTorch (.pt2, TorchScript), an AOTInductor package or an ExecuTorch
     .pte, and verify the result against the source on seeded inputs.
 
-    Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 3 bad path,
+    Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 2 usage, 3 bad path,
     4 unreadable model, 5 unsupported op, 6 output exists/unwritable, 7 input shape, 8 unsafe load refused,
     9 model class, 70 internal error, 130 interrupted.
     """
@@ -96,6 +112,8 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
             model_version=model_version,
+            quantize=quantize.lower() if quantize else None, calibration=calibration, allow_flex=allow_flex,
+            min_cosine=min_cosine, min_snr_db=min_snr_db, min_top1=min_top1, latency_runs=latency_runs,
         )
         from converter.conversion import resolve_target
         from converter.conversion.plan import RouteUsageError, check_route

@@ -11,9 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from converter.conversion.job import (DEPLOY_TARGETS, ConversionResult, ConvertOptions, Clock, Job, ProgressFn, is_torch_target,
-                                   existing_ancestor, manifest_path, resolve_output, resolve_target, workdir,
-                                   write_manifest)
+from converter.conversion.job import (DEPLOY_TARGETS, ConversionResult, ConvertOptions, Clock, Job, ProgressFn,
+                                   check_quantization, existing_ancestor, is_torch_target, manifest_path,
+                                   resolve_output, resolve_target, workdir, write_manifest)
 from converter.conversion.ledger import Ledger
 from converter.errors import OutputError, UnsupportedError
 from converter.formats import Format, sniff
@@ -43,6 +43,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     from converter.conversion.plan import plan_routes, try_routes
 
     target = resolve_target(options)
+    check_quantization(options, target)
     fmt = sniff(source)
     output = resolve_output(source, target, options)
     torch = is_torch_target(target)

@@ -62,6 +62,18 @@ class ConvertOptions:
     emit_source: str | None = None  # torch targets: also write model.py + weights.pt to this directory
     manifest: bool = True  # write the report beside the output as <output>.crossport.json (verify reads layouts)
     model_version: int | None = None  # saved_model: write DIR/<N>/ (TF Serving's model base path layout)
+    # TFLite quantization (converter.parity.quality.MODES); ``fp16=True`` is the older spelling of "fp16"
+    quantize: str | None = None
+    calibration: str | None = None  # .npz of samples per input, in the source's layout (int8 modes)
+    allow_flex: bool = False  # write a .tflite that needs Select TF (Flex) ops, which LiteRT cannot run
+    min_cosine: float | None = None  # overrides of the mode's default thresholds (quality.DEFAULT_THRESHOLDS)
+    min_snr_db: float | None = None
+    min_top1: float | None = None
+    latency_runs: int = 5  # timed calls per runtime (after one warm-up) for the report's latency; 0 = skip
+
+    @property
+    def quant_mode(self) -> str | None:
+        return self.quantize or ("fp16" if self.fp16 else None)
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,37 @@ class ConversionResult:
     @property
     def passed(self) -> bool:
         return self.report.passed
+
+
+def check_quantization(options: ConvertOptions, target: str) -> None:
+    """Refuse quantization options that cannot apply, before any model is loaded."""
+    from converter.errors import UsageError
+    from converter.parity.quality import MODES
+
+    mode = options.quant_mode
+    if options.quantize and options.quantize not in MODES:
+        raise UsageError(f"--quantize {options.quantize}: unknown mode; choose one of {', '.join(MODES)}")
+    if options.quantize and options.fp16 and options.quantize != "fp16":
+        raise UsageError(f"--fp16 and --quantize {options.quantize} contradict each other (--fp16 means "
+                         "--quantize fp16)")
+    if mode and target != "tflite":
+        raise UsageError(f"--quantize {mode} applies to TFLite only, not --to {target}; write a .tflite output")
+    if options.calibration and mode not in ("int8", "int8-full"):
+        raise UsageError(f"--calibration {options.calibration}: only the int8 modes calibrate "
+                         "(--quantize int8 or int8-full)")
+    if options.allow_flex and target != "tflite":
+        raise UsageError(f"--allow-flex applies to TFLite only, not --to {target}")
+    for flag, value in (("--min-cosine", options.min_cosine), ("--min-top1", options.min_top1)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise UsageError(f"{flag} {value:g}: expected a number between 0 and 1")
+    if (options.min_cosine, options.min_snr_db, options.min_top1) != (None, None, None) and not mode:
+        raise UsageError("--min-cosine/--min-snr/--min-top1 judge quantized TFLite; pass --quantize")
+    if options.latency_runs < 0:
+        raise UsageError(f"--latency-runs {options.latency_runs}: expected 0 (skip) or more")
+    if options.calibration:
+        from converter import calibration
+
+        calibration.check_file(options.calibration)
 
 
 def resolve_target(options: ConvertOptions) -> str:

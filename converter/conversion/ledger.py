@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from converter.conversion.job import Job
 from converter.layout import Layout
 from converter.parity.inputs import InputSet, InputSpec
+from converter.parity.latency import Latency
 from converter.parity.report import HopResult
 from converter.reporting import versions
 from converter.result import ConversionReport, TensorInfo
@@ -24,9 +25,28 @@ class Ledger:
     hops: list[HopResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     run_cache: dict[tuple[int, int], Any] = field(default_factory=dict)  # each model runs once per input set
+    latency: list[Latency] = field(default_factory=list)  # the source's and each written artifact's
+    quantization: dict[str, Any] = field(default_factory=dict)  # a quantized TFLite's mode, calibration, I/O params
 
     def copy(self) -> "Ledger":
-        return Ledger(list(self.route), list(self.hops), list(self.notes), dict(self.run_cache))
+        return Ledger(list(self.route), list(self.hops), list(self.notes), dict(self.run_cache), list(self.latency),
+                      dict(self.quantization))
+
+    def time_runner(self, job: Job, runner: Any, sets: Sequence[InputSet], layouts: Sequence[Layout],
+                    role: str) -> None:
+        """Record ``runner``'s latency on the first verification input set (when verifying and timing is on).
+        A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed."""
+        runs = job.options.latency_runs
+        if not job.options.verify or runs <= 0 or not sets or runner is None:
+            return
+        from converter.parity.latency import measure
+
+        try:
+            with job.clock.step("latency", f"timing {runner.name}"):
+                self.latency.append(measure(runner, sets[0].arrays, layouts, sets[0].label, role, runs))
+        except Exception as err:  # noqa: BLE001 - a runtime's own exception types
+            self.notes.append(f"latency of {runner.name} not measured: {type(err).__name__}: "
+                              f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}")
 
     def report(self, job: Job, *, sets: Sequence[InputSet], passed: bool, written: bool, opset: int | None,
                exporter: str | None, inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...],
@@ -41,6 +61,7 @@ class Ledger:
             input_sets=tuple(s.describe() for s in sets) if verified else (), atol=job.options.atol,
             rtol=job.options.rtol, scale=job.tol.scale, timings=dict(job.clock.timings), versions=versions(version_of),
             trainable_params=trainable, notes=tuple(self.notes), route_name=route_name,
+            latency=tuple(self.latency), quantization=dict(self.quantization),
         )
 
 

@@ -17,7 +17,7 @@ from converter.errors import CrossportError, ModelFileError
 from converter.formats import Format
 from converter.model_checks import check_onnx_ops, keras_file_nonfinite, onnx_nonfinite, raise_if_nonfinite
 from converter.layout import Layout
-from converter.parity.inputs import InputSet, InputSpec, make_input_sets
+from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
 from converter.parity.report import as_intermediate, run_hop
 from converter.parity.runners import OnnxRunner, Runner
 from converter.result import OVERLAPPED
@@ -50,11 +50,13 @@ def load_for_tf(job: Job) -> tuple[OnnxSource, Ledger]:
     if job.fmt == Format.ONNX:
         src = _onnx_source(job)
         ledger.route[:] = ["onnx", "onnx"]
+        ledger.time_runner(job, src.onnx_runner, src.sets, src.layouts, "source")
         return src, ledger
     side = _torch_side(job)
     runner = runner_for(side)
     ledger.run_cache.update({(id(runner), id(s)): list(o) for s, o in zip(side.sets, side.outputs)})
     ledger.notes.extend(side.notes)
+    ledger.latency.extend(side.latency)
     exported = side.exported
     ledger.route[:] = [job.fmt.value, f"onnx ({exported.exporter} exporter)"]
     onnx_runner = OnnxRunner(exported.path, side.layouts, runner.output_layouts)
@@ -125,6 +127,8 @@ def _onnx_source(job: Job) -> OnnxSource:
     specs = tuple(InputSpec(g.name, g.shape, str(g.dtype)) for g in ginputs)
     dynamic = any(g.batch_dynamic for g in ginputs) and not options.static_batch
     sets = tuple(make_input_sets(list(specs), seed=options.seed, dynamic_batch=dynamic))
+    if options.quant_mode and options.verify:  # top-1 agreement needs more rows than the two default batches
+        sets += tuple(quality_sets(list(specs), options.seed, dynamic))
     layouts = torch_layouts(specs)
     onnx_path = job.tmp / "model.onnx"
     _save_onnx_copy(model, onnx_path)  # not a file copy: the source may keep its weights in external .data files

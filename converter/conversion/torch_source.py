@@ -17,7 +17,7 @@ from converter.errors import ShapeError, UnsupportedError
 from converter.formats import Format, load_torch_source
 from converter.model_checks import raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
-from converter.parity.inputs import InputSet, InputSpec, make_input_sets
+from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
 
 if TYPE_CHECKING:
     from converter.conversion.job import Clock, ConvertOptions
@@ -39,6 +39,7 @@ class TorchSide:
     trainable: int | None  # elements in parameters that require grad
     notes: tuple[str, ...]
     timings: tuple[tuple[str, float], ...] = ()  # filled when the side ran in a worker
+    latency: tuple[Any, ...] = ()  # the source's measured latency (converter.parity.latency.Latency), if timed
     module: Any = None  # the loaded model, in-process only (a worker cannot send it back)
 
 
@@ -126,7 +127,13 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         with clock.step("verify", "running the source model on the verification inputs"):
             outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
     names, trainable = parameters(src.module)
-    return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts,
+    latency: tuple[Any, ...] = ()
+    if options.verify and options.latency_runs > 0:
+        from converter.parity.latency import measure
+
+        with clock.step("latency", "timing the source model"):
+            latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs),)
+    return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
                      notes=tuple(src.notes), module=src.module)
@@ -141,7 +148,10 @@ def sample_inputs(src: Any, fmt: Format, options: ConvertOptions) -> tuple[list[
         dynamic = False
     trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
                    else s for s in specs]
-    return specs, make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic), dynamic
+    sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
+    if options.quant_mode and options.verify:  # top-1 agreement needs more rows than the two default batches
+        sets += quality_sets(trace_specs, options.seed, dynamic)
+    return specs, sets, dynamic
 
 
 def run_once(runner: Any, first: InputSet) -> list[np.ndarray]:

@@ -185,6 +185,15 @@ def _ceil_extra(ctx: BuildContext, node, spatial: int, kernel, strides, pairs):
     return extra
 
 
+def _mirror_is_exact(ctx: BuildContext, node, pairs, kernel, dilations, ceil_extra: bool) -> bool:
+    """Whether max pooling over symmetric (mirror) padding equals max pooling over -inf padding."""
+    if ceil_extra or any(int(d) != 1 for d in dilations):
+        return False
+    dims = ctx.shape(node.input[0]).dims[2:]
+    return all(max(b, e) <= int(k) // 2 and d is not None and max(b, e) <= int(d)
+               for (b, e), k, d in zip(pairs, kernel, dims))
+
+
 @handles("MaxPool", "AveragePool")
 def pool(ctx: BuildContext, node) -> list[KT]:
     import keras
@@ -205,6 +214,7 @@ def pool(ctx: BuildContext, node) -> list[KT]:
     x = ctx.to_perm(x, channels_last_perm(rank))
     y = x.value
     name = ctx.layer_name(node)
+    partial = False  # ceil_mode added a last, partial window (padded on the right beyond the explicit pads)
     if ceil_mode:
         # ceil_mode only matters where it adds a last, partial window; elsewhere (every stride-1 pool) it is a no-op.
         if mode == "same":  # 'same' came from explicit symmetric pads (auto_pad SAME has no ceil_mode)
@@ -218,10 +228,18 @@ def pool(ctx: BuildContext, node) -> list[KT]:
                 raise UnsupportedError(f"AveragePool node {node.name!r}: ceil_mode that adds a partial window is not supported")
             # Max over the partial window = max over it padded with -inf (below).
             pairs, mode = tuple((b, e + x_) for (b, e), x_ in zip(base, extra)), "valid"
+            partial = True
     if pairs is not None:
         if is_max:
             width = ((0, 0), *pairs, (0, 0))
-            y = ops.pad(y, width, constant_values=float("-inf"))
+            if _mirror_is_exact(ctx, node, pairs, kernel, dilations, ceil_extra=partial):
+                # A mirrored border cell is already inside every window that reaches it (pad <= kernel/2, dilation
+                # 1), so the max is unchanged; unlike a -inf constant it keeps the tensor's range finite, which int8
+                # calibration needs: the -inf pad gave ResNet's stem a quantization scale of 1e36 and LiteRT's
+                # XNNPACK delegate refused the file ("failed to prepare").
+                y = ops.pad(y, width, mode="symmetric")
+            else:
+                y = ops.pad(y, width, constant_values=float("-inf"))
         elif include_pad:
             y = _pad_layer(keras, spatial, pairs, f"{name}_pad")(y)
         else:

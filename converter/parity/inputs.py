@@ -3,7 +3,7 @@ easy inputs is not called verified."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -133,3 +133,21 @@ def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool =
         arrays = tuple(_draw(s, batch if dynamic_batch else None, rng, dist) for s in specs)
         sets.append(InputSet(label=f"{dist}-b{batch}", seed=seed + k, distribution=dist, arrays=arrays))
     return sets
+
+
+# Rows per distribution added when a metric is a share of rows (top-1 agreement of a quantized model): with the two
+# default batches alone (5 rows) one disagreeing row is already 80 %.
+QUALITY_ROWS = 16
+
+
+def quality_sets(specs: list[InputSpec], seed: int, dynamic_batch: bool, rows: int = QUALITY_ROWS) -> list[InputSet]:
+    """``rows`` more rows per distribution on their own seeds: one batch each when the batch is dynamic, else as
+    many batches of the fixed size as it takes."""
+    if not specs or not specs[0].shape:
+        return []
+    if dynamic_batch:
+        return make_input_sets([replace(s, shape=(rows, *s.shape[1:])) for s in specs], seed=seed + 2000)
+    out = []
+    for k in range(-(-rows // max(1, specs[0].shape[0]))):
+        out.extend(replace(s, label=f"{s.label}-{k + 1}") for s in make_input_sets(specs, seed=seed + 2000 + 2 * k))
+    return out

@@ -213,7 +213,7 @@ def _saved_model(source: str) -> LoadedModel:
 
 def _tflite(source: str) -> LoadedModel:
     from converter.frameworks import silenced_stderr, tflite_interpreter
-    from converter.parity.runners import TFLiteRunner
+    from converter.parity.runners import TFLiteRunner, io_quantization
 
     try:
         with silenced_stderr():
@@ -225,7 +225,8 @@ def _tflite(source: str) -> LoadedModel:
     shapes = tuple(tuple(None if s < 0 else int(d) for d, s in zip(x["shape"], x.get("shape_signature", x["shape"])))
                    for x in details)
     names = tuple(_tflite_name(x["name"]) for x in details)
-    dtypes = tuple(str(x["dtype"].__name__) for x in details)
+    # A full-integer file's int8 inputs take float data through their scale/zero point (TFLiteRunner quantizes).
+    dtypes = tuple("float32" if io_quantization(x) else str(x["dtype"].__name__) for x in details)
     runner = TFLiteRunner(Path(source), (Layout.NONE,) * len(details), ())
     return LoadedModel(source, TFLITE, "tflite", runner, names, shapes, dtypes,
                        tuple(_tflite_name(o["name"]) for o in outs))

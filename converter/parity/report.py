@@ -9,6 +9,7 @@ import numpy as np
 from converter.layout import Layout, to_layout
 from converter.parity.compare import OutputComparison, Tolerance, compare_arrays, elementwise_view
 from converter.parity.inputs import InputSet
+from converter.parity.quality import OutputQuality, Thresholds, output_quality
 from converter.parity.runners import Runner
 
 REPORT_SCHEMA_VERSION = 1
@@ -29,6 +30,10 @@ class HopResult:
     # ONNX -> target) localize a failure. An intermediate runtime may be the one that is off (onnxruntime's
     # LayerNormalization on ill-conditioned inputs, a kernel it refuses), which must not fail a faithful result.
     role: str = "end-to-end"
+    # A quantized artifact is judged by ``converter.parity.quality`` (cosine, SNR, top-1 agreement), not by the
+    # element-wise tolerance: then ``quality`` holds each output's metrics and ``judged_by`` the thresholds.
+    quality: tuple[OutputQuality, ...] = ()
+    judged_by: str = ""
 
     @property
     def name(self) -> str:
@@ -45,6 +50,7 @@ class HopResult:
             "compared_layout": list(self.compared_layout), "error": self.error,
             "outputs": [o.to_dict() for o in self.outputs],
             "input_sets": [{"label": l, "passed": p, "max_abs_error": e} for l, p, e in self.per_set],
+            "quality": [q.to_dict() for q in self.quality], "judged_by": self.judged_by or "tolerance",
         }
 
 
@@ -56,13 +62,19 @@ def run_hop(
     output_names: Sequence[str],
     tolerances: dict[str, Tolerance] | Tolerance,
     cache: dict[tuple[int, int], Any] | None = None,
+    quality: Thresholds | None = None,
+    output_scales: Sequence[float | None] = (),
 ) -> HopResult:
     """Feed each input set (given in ``input_layouts``) to both runners; compare in the reference's layout.
 
     ``cache`` (one dict per verification, the runners kept alive meanwhile) remembers each runner's outputs per
     input set: a route's hops share their models (source -> ONNX, ONNX -> target, source -> target), so each
-    model runs once per input set instead of twice."""
+    model runs once per input set instead of twice.
+
+    ``quality``: also compute the quantization metrics of every output pooled over the sets, and let them (not the
+    element-wise tolerance) decide the hop; ``output_scales`` are the artifact's output quantization scales."""
     worst: dict[int, OutputComparison] = {}
+    pooled: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     per_set = []
     compared = tuple(l.value for l in reference.output_layouts)
     for s in input_sets:
@@ -86,6 +98,9 @@ def run_hop(
             name = output_names[k] if k < len(output_names) else f"output{k}"
             tol = tolerances.get(name, Tolerance()) if isinstance(tolerances, dict) else tolerances
             cmp = compare_arrays(name, c, np.asarray(r), tol)
+            if c.shape == np.shape(r):
+                pooled.setdefault(k, ([], []))[0].append(c)
+                pooled[k][1].append(np.asarray(r))
             set_ok &= cmp.passed
             set_err = max(set_err, cmp.max_abs_error)
             prev = worst.get(k)
@@ -96,7 +111,14 @@ def run_hop(
                 worst[k] = _merge(prev, cmp)
         per_set.append((s.label, bool(set_ok), float(set_err)))
     outputs = tuple(worst[k] for k in sorted(worst))
-    return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set), compared)
+    if quality is None:
+        return HopResult(reference.name, candidate.name, all(o.passed for o in outputs), outputs, tuple(per_set),
+                         compared)
+    metrics = tuple(output_quality(o.name, *pooled[k], quality, output_scales[k] if k < len(output_scales) else None)
+                    for k, o in enumerate(outputs) if k in pooled)
+    passed = len(metrics) == len(outputs) and all(q.passed for q in metrics)
+    return HopResult(reference.name, candidate.name, passed, outputs, tuple(per_set), compared,
+                     quality=metrics, judged_by=quality.describe())
 
 
 def _run(runner: Runner, feeds: list[np.ndarray], input_set: InputSet, cache: dict[tuple[int, int], Any] | None) -> Any:
@@ -156,6 +178,11 @@ def format_hop(hop: HopResult) -> list[str]:
     lines = [f"  [{mark}] {hop.name}" + ("" if hop.decisive else " (intermediate)")]
     if hop.error:
         lines.append(f"         error: {hop.error}")
+    if hop.quality:
+        lines.append(f"         judged by quantization metrics ({hop.judged_by}); element-wise view for reference:")
+        for q in hop.quality:
+            lines.append(f"         {q.describe()}")
+            lines.append(f"           -> {'PASS' if q.passed else 'FAIL'}: {q.decided_by}")
     for o in hop.outputs:
         lines.append(
             f"         {o.name:<14} shape {str(list(o.shape)):<18} max abs {o.max_abs_error:.2e}  "
@@ -166,6 +193,6 @@ def format_hop(hop: HopResult) -> list[str]:
             lines.append(f"         {elementwise_view(o)}")
         if o.note:
             lines.append(f"         note: {o.note}")
-        if not o.passed and o.worst_index:
+        if not o.passed and o.worst_index and not hop.quality:
             lines.append(f"         worst element at index {list(o.worst_index)}")
     return lines

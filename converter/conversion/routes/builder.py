@@ -3,7 +3,8 @@ reloaded and verified against onnxruntime and the source."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -13,8 +14,8 @@ from converter.conversion.routes._tf import finish
 from converter.conversion.sources import OnnxSource
 from converter.errors import UnsupportedError
 from converter.formats import Format
+from converter.layout import Layout
 from converter.memory import release_memory
-from converter.parity.compare import Tolerance
 from converter.parity.report import as_intermediate, run_hop
 from converter.parity.runners import Runner
 
@@ -38,6 +39,7 @@ class BuilderRoute:
         from converter.keras_builder import BuildOptions, build_keras_model
 
         options, target, clock, notes = job.options, job.target, job.clock, ledger.notes
+        mode = options.quant_mode if target == "tflite" else None
         with clock.step("import-tensorflow", "loading TensorFlow/Keras"):
             _keras()
         with clock.step("build-keras", "building the Keras 3 model"):
@@ -69,9 +71,21 @@ class BuilderRoute:
                 from converter.frameworks import silenced_stderr
 
                 artifact = job.tmp / "model.tflite"
+                representative = _representative(src, job, built, ledger) if mode in ("int8", "int8-full") else None
                 with silenced_stderr():  # the TFLite converter logs from C++ straight to fd 2
-                    notes.extend(keras_export.save_tflite(built.model, artifact, fp16=options.fp16))
-                ledger.route.append("tflite" + (" float16" if options.fp16 else " float32"))
+                    notes.extend(keras_export.save_tflite(built.model, artifact, quantize=mode,
+                                                          representative=representative,
+                                                          allow_flex=options.allow_flex))
+                ledger.route.append(f"tflite {mode}" if mode else "tflite float32")
+        thresholds = None
+        if mode and target == "tflite":
+            from converter.parity.quality import thresholds_for
+
+            thresholds = thresholds_for(mode, options.min_cosine, options.min_snr_db, options.min_top1)
+            ledger.quantization.update({"mode": mode, "thresholds": thresholds.to_dict(),
+                                        "thresholds_text": thresholds.describe(), "io": _io_params(artifact)})
+            if options.verify:
+                _float_hop(src, job, ledger, built.model, in_layouts, out_layouts, thresholds)
         # The file is written: what the rest needs from the built model is two small facts, and verification
         # loads the file itself -- holding both copies of every weight at once is the conversion's peak.
         keras_trainable = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
@@ -93,15 +107,81 @@ class BuilderRoute:
                                                        input_keys=keras_input_keys)
                 else:
                     target_runner = R.TFLiteRunner(artifact, in_layouts, out_layouts,
-                                                   name="tflite" + (" fp16" if options.fp16 else ""))
+                                                   name=f"tflite {mode}" if mode else "tflite")
                 tol = job.tol
-                if options.fp16 and target == "tflite":
-                    tol = Tolerance(max(options.atol, 1e-2), max(options.rtol, 1e-2))
-                    notes.append(f"float16 TFLite compared with atol {tol.atol:g}, rtol {tol.rtol:g}")
+                scales = tuple(io["scale"] for io in ledger.quantization.get("io", ()) if io["kind"] == "output")
+                judge = {"quality": thresholds, "output_scales": scales}
                 sets, names = list(src.sets), src.output_names
-                hop = run_hop(src.onnx_runner, target_runner, sets, src.layouts, names, tol, ledger.run_cache)
+                hop = run_hop(src.onnx_runner, target_runner, sets, src.layouts, names, tol, ledger.run_cache,
+                              **judge)
                 ledger.hops.append(hop if src.runner is None else as_intermediate(hop))
                 if src.runner is not None:
                     ledger.hops.append(run_hop(src.runner, target_runner, sets, src.layouts, names, tol,
-                                               ledger.run_cache))
+                                               ledger.run_cache, **judge))
+                if thresholds is not None:
+                    _summarize_cost(ledger)
         return finish(src, job, ledger, artifact, target_runner, built, keras_trainable)
+
+
+def _representative(src: OnnxSource, job: Job, built: Any, ledger: Ledger) -> list[list[np.ndarray]]:
+    """Calibration feeds for the int8 modes, moved into the built model's input layouts."""
+    from converter import calibration
+
+    specs = src.specs
+    if job.options.calibration:
+        cal = calibration.load(job.options.calibration, [s.name for s in specs], [s.shape for s in specs],
+                               [s.dtype for s in specs])
+    else:
+        cal = calibration.seeded(specs, job.options.seed)
+        ledger.notes.append(f"warning: {calibration.SEEDED_WARNING}")
+        if job.clock.progress:
+            job.clock.progress(f"warning: {calibration.SEEDED_WARNING}")
+    ledger.quantization["calibration"] = cal.describe()
+    names = src.exported.input_names
+    model_layouts = [built.input_layouts.get(n, Layout.NONE) for n in names]
+    return calibration.representative_feeds(cal, src.layouts, model_layouts)
+
+
+def _io_params(artifact: Path) -> list[dict[str, Any]]:
+    """Each input/output of the written file with its dtype, and scale/zero point where it is an integer tensor."""
+    from converter.frameworks import silenced_stderr, tflite_interpreter
+    from converter.parity.runners import io_quantization
+
+    with silenced_stderr():
+        interp = tflite_interpreter(str(artifact))
+    rows = []
+    for kind, details in (("input", interp.get_input_details()), ("output", interp.get_output_details())):
+        for d in details:
+            q = io_quantization(d)
+            rows.append({"kind": kind, "name": str(d["name"]), "dtype": np.dtype(d["dtype"]).name,
+                         "scale": q[0] if q else None, "zero_point": q[1] if q else None})
+    return rows
+
+
+def _float_hop(src: OnnxSource, job: Job, ledger: Ledger, model: Any, in_layouts: tuple[Layout, ...],
+               out_layouts: tuple[Layout, ...], thresholds: Any) -> None:
+    """The float Keras model the quantized file was converted from, measured the same way (metrics and latency),
+    so the report shows what quantization cost."""
+    from converter.parity.runners import KerasRunner
+
+    runner = KerasRunner(model, in_layouts, out_layouts, name="keras float32 (before quantization)")
+    reference = src.runner if src.runner is not None else src.onnx_runner
+    import warnings
+
+    with job.clock.step("verify", "verifying the float model before quantization"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras: "the structure of `inputs` doesn't match" for a one-input model
+        hop = run_hop(reference, runner, list(src.sets), src.layouts, src.output_names, job.tol, None,
+                      quality=thresholds)
+    ledger.hops.append(as_intermediate(hop))
+    ledger.time_runner(job, runner, src.sets, src.layouts, "float, before quantization")
+
+
+def _summarize_cost(ledger: Ledger) -> None:
+    """What quantization cost, per output: the float model's and the quantized file's metrics side by side, and
+    the metric that decided the verdict."""
+    final = ledger.hops[-1]
+    floating = next((h for h in ledger.hops if h.candidate.startswith("keras float32")), None)
+    before = {q.name: q for q in floating.quality} if floating else {}
+    ledger.quantization["outputs"] = [
+        {"name": q.name, "decided_by": q.decided_by, "quantized": q.to_dict(),
+         "float": before[q.name].to_dict() if q.name in before else None} for q in final.quality]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
@@ -19,7 +20,7 @@ from converter.conversion.keras_sources import KerasSource
 from converter.conversion.ledger import Ledger, tensor_infos
 from converter.formats import Format
 from converter.layout import Layout, to_layout
-from converter.parity.inputs import make_input_sets
+from converter.parity.inputs import InputSet, make_input_sets
 from converter.parity.report import run_hop
 
 VERSIONS = ("crossport", "torch", "keras", "tensorflow", "numpy")
@@ -78,6 +79,8 @@ class KerasNativeRoute:
                                    "pytorch (pt2 file)")
                 ledger.hops.append(run_hop(ks.runner, runner, run_sets, ks.layouts, list(ks.output_names),
                                            job.tol))
+            ledger.time_runner(job, ks.runner, run_sets, ks.layouts, "source")
+            _time_pt2(job, ledger, artifact_tmp, run_sets, ks.layouts, t_in, t_out)
         verified = options.verify
         passed = verified and all(h.passed for h in ledger.hops)
         written = passed or not verified or options.force and last
@@ -120,3 +123,20 @@ class _Recorded:
         if key not in self.outputs:
             raise RuntimeError("no plain-torch run recorded for these inputs")
         return self.outputs[key]
+
+
+def _time_pt2(job: Job, ledger: Ledger, path: Path, sets: Sequence[InputSet], layouts: Sequence[Layout],
+              t_in: tuple[Layout, ...], t_out: tuple[Layout, ...]) -> None:
+    """The verified outputs came from a Keras-free process; latency is taken here with plain torch on the same
+    file (``torch.export.load``), which runs the same graph."""
+    if not job.options.verify or job.options.latency_runs <= 0:
+        return
+    try:
+        from converter.parity.runners import TorchRunner
+        from converter.to_torch import artifacts
+
+        runner = TorchRunner(artifacts.load_artifact(path, "pt2"), t_in, t_out, name="pytorch (pt2 file)")
+    except Exception as err:  # noqa: BLE001 - timing is informative, never a failure
+        ledger.notes.append(f"latency of the .pt2 not measured: {type(err).__name__}")
+        return
+    ledger.time_runner(job, runner, sets, layouts, "artifact")

@@ -12,6 +12,7 @@ from converter.adapters.onnx2tf_adapter import convert_with_onnx2tf
 from converter.conversion.job import ConversionResult, ConvertOptions, Job
 from converter.conversion.ledger import Ledger
 from converter.conversion.routes._tf import finish
+from converter.errors import UnsupportedError
 from converter.conversion.sources import OnnxSource
 from converter.formats import Format
 from converter.layout import Layout, layout_for
@@ -30,10 +31,14 @@ class Onnx2tfRoute:
         from converter.parity import runners as R
 
         options, target, clock = job.options, job.target, job.clock
+        if options.quant_mode not in (None, "fp16"):
+            raise UnsupportedError(f"--quantize {options.quant_mode} is done by crossport's builder route; the "
+                                   "onnx2tf route writes float32/float16 TFLite only")
+        fp16 = options.quant_mode == "fp16"
         with clock.step("onnx2tf", "converting with onnx2tf"):
             res = convert_with_onnx2tf(src.onnx_path, job.tmp / "onnx2tf", saved_model=target == "saved_model",
-                                       tflite_fp32=target == "tflite" and not options.fp16,
-                                       tflite_fp16=target == "tflite" and options.fp16,
+                                       tflite_fp32=target == "tflite" and not fp16,
+                                       tflite_fp16=target == "tflite" and fp16,
                                        keep_layout=options.keep_layout)
         ledger.route.append("onnx2tf")
         in_layouts = tuple(layout_for(len(s.shape), not options.keep_layout) if len(s.shape) in (3, 4, 5)
@@ -47,7 +52,7 @@ class Onnx2tfRoute:
             runner = R.SavedModelRunner(artifact, in_layouts, out_layouts, name="tf-savedmodel (onnx2tf)",
                                         output_keys=res.output_names, input_keys=res.input_names)
         else:
-            artifact = res.tflite_fp16 if options.fp16 else res.tflite_fp32
+            artifact = res.tflite_fp16 if fp16 else res.tflite_fp32
             runner = R.TFLiteRunner(artifact, in_layouts, out_layouts, name="tflite (onnx2tf)",
                                     input_keys=res.input_names, output_keys=res.output_names)
         if options.verify:

@@ -138,6 +138,8 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
                 target_runner = deploy.runner(artifact_tmp, target, t_in, t_out)
                 try:
                     hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
+                    ledger.time_runner(job, reference, run_sets, src.layouts, "source")
+                    ledger.time_runner(job, target_runner, run_sets, src.layouts, "artifact")
                 finally:
                     target_runner.close()
         else:
@@ -145,6 +147,8 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
                 reloaded = artifacts.load_artifact(artifact_tmp, target)
                 target_runner = TorchRunner(reloaded, t_in, t_out, name=f"pytorch ({target} file)")
                 hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
+            ledger.time_runner(job, reference, run_sets, src.layouts, "source")
+            ledger.time_runner(job, target_runner, run_sets, src.layouts, "artifact")
     emitted = None
     if options.emit_source and (target_runner is not None or not options.verify):
         emitted = _emit(module, example, batch_dynamic, tmp, source, src, t_in, t_out, options, clock, notes)

@@ -1,0 +1,77 @@
+"""Inference latency of a runner on one verification input set: warm-up, then the median of N timed calls.
+
+Every written artifact is timed next to its source, so a report answers "is it fast" as well as "does it match".
+A runner may offer ``timed(feeds)``: a zero-argument call that does only the inference (e.g. a TFLite interpreter
+already allocated and fed); otherwise ``run(feeds)`` is timed as a whole.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from converter.layout import Layout, to_layout
+
+DEFAULT_RUNS = 5
+WARMUP = 1
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One runtime's latency: the median of ``runs`` timed calls after ``warmup`` untimed ones."""
+
+    runtime: str
+    role: str  # "source" or "artifact" (or "float reference" for the model before quantization)
+    median_ms: float
+    runs: int
+    warmup: int
+    input_set: str
+    batch: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"runtime": self.runtime, "role": self.role, "median_ms": round(self.median_ms, 4),
+                "runs": self.runs, "warmup": self.warmup, "input_set": self.input_set, "batch": self.batch}
+
+    def describe(self) -> str:
+        return (f"{self.runtime} ({self.role}): {self.median_ms:.2f} ms median of {self.runs} "
+                f"(batch {self.batch}, {self.input_set})")
+
+
+def time_call(call: Callable[[], Any], runs: int = DEFAULT_RUNS, warmup: int = WARMUP) -> float:
+    """Median seconds of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(max(1, runs)):
+        t0 = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def measure(runner: Any, arrays: Sequence[np.ndarray], layouts: Sequence[Layout], label: str, role: str,
+            runs: int = DEFAULT_RUNS) -> Latency:
+    """Time ``runner`` on ``arrays`` (given in ``layouts``, moved into the runner's own input layouts)."""
+    feeds = [to_layout(a, src, dst) for a, src, dst in zip(arrays, layouts, runner.input_layouts)]
+    timed = getattr(runner, "timed", None)
+    call = timed(feeds) if callable(timed) else (lambda: runner.run(feeds))
+    seconds = time_call(call, runs)
+    batch = int(arrays[0].shape[0]) if arrays and np.ndim(arrays[0]) else 1
+    return Latency(runner.name, role, seconds * 1e3, max(1, runs), WARMUP, label, batch)
+
+
+def format_latency(entries: Sequence[Latency]) -> list[str]:
+    """Report lines: each runtime, and the artifact's time relative to the source's."""
+    if not entries:
+        return []
+    source = next((e for e in entries if e.role == "source"), None)
+    lines = ["  latency (median; " + f"{entries[0].warmup} warm-up call):"]
+    for e in entries:
+        ratio = ""
+        if source is not None and e is not source and source.median_ms > 0:
+            ratio = f"  ({e.median_ms / source.median_ms:.2f}x the source)"
+        lines.append(f"    {e.describe()}{ratio}")
+    return lines
