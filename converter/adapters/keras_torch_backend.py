@@ -291,7 +291,7 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
     elif lifted_float:
         notes.append(f"{len(lifted_float)} constant tensor(s) of the Keras model (not variables) stay constants")
         lifted_float = []
-    from converter.to_torch.devices import make_device_free
+    from converter.device_free import make_device_free
 
     notes.extend(make_device_free(program))  # Keras' torch backend adds a .to(cpu) per tensor: gone, so .to() works
     torch.export.save(program, request["out"])

@@ -50,7 +50,7 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     if torch:
         target = "pt2" if target == "torch" else target
         if target in DEPLOY_TARGETS:
-            from converter.to_torch.deploy import require
+            from converter.conversion.deploy import require
 
             require(target)  # a missing toolchain is one line before any work
         if not options.force:

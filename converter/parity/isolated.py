@@ -109,3 +109,11 @@ class IsolatedRunner:
             lines = []
         self.close()
         return lines[-1][:300] if lines else f"the worker exited with code {proc.returncode}"
+
+
+def deploy_runner(path: Path, target: str, input_layouts: tuple[Layout, ...],
+                  output_layouts: tuple[Layout, ...]) -> IsolatedRunner:
+    """The artifact loaded by its runtime (``aoti_load_package`` / ExecuTorch's ``Runtime``) in a fresh process
+    where crossport, Keras and TensorFlow cannot be imported."""
+    label = {"aoti": "aoti package", "executorch": "executorch .pte"}[target]
+    return IsolatedRunner(path, target, input_layouts, output_layouts, name=f"{label} (fresh process)")

@@ -38,7 +38,7 @@ def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: boo
     """``torch.export`` the module (dynamic batch when asked and possible) and save it."""
     import torch
 
-    from converter.to_torch.devices import make_device_free
+    from converter.device_free import make_device_free
 
     ep, dynamic, notes = export_program(module, example, dynamic_batch)
     notes = (*notes, *make_device_free(ep))  # runs wherever .to() moves it
@@ -97,7 +97,7 @@ def save_torchscript(module: Any, example: Sequence[Any], path: Path) -> SavedAr
             traced = torch.jit.trace(module, tuple(example), check_trace=False)
         except Exception as err:  # noqa: BLE001
             raise UnsupportedError(f"torch.jit.trace failed on the converted model: {_line(err)}") from err
-        from converter.to_torch.devices import make_device_free
+        from converter.device_free import make_device_free
 
         notes = make_device_free(traced)  # runs wherever .to() moves it
         torch.jit.save(traced, str(path))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from converter.to_torch.devices import device_literals, make_device_free
+from converter.device_free import device_literals, make_device_free
 
 pytestmark = pytest.mark.slow
 

@@ -60,7 +60,9 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
     import torch
 
     from converter.parity.runners import OnnxRunner, TorchRunner
-    from converter.to_torch import artifacts, deploy
+    from converter.parity.isolated import deploy_runner
+    from converter.conversion import deploy
+    from converter.to_torch import artifacts
     from converter.to_torch.modules import ChannelsFirst
     from converter.to_torch.trainable import assign_trainable
 
@@ -135,7 +137,7 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
         run_sets = sets if dynamic_out else static_sets
         if target in deploy.ROUTE_STEP:
             with clock.step("verify", f"loading the {target} artifact in its runtime (fresh process) and verifying it"):
-                target_runner = deploy.runner(artifact_tmp, target, t_in, t_out)
+                target_runner = deploy_runner(artifact_tmp, target, t_in, t_out)
                 try:
                     hops.append(run_hop(reference, target_runner, run_sets, src.layouts, out_names, tol, cache))
                     ledger.time_runner(job, reference, run_sets, src.layouts, "source")

@@ -40,7 +40,8 @@ class TorchExportRoute:
         from converter.layout import Layout
         from converter.model_checks import raise_if_nonfinite, torch_nonfinite
         from converter.parity.runners import TorchRunner
-        from converter.to_torch import deploy
+        from converter.parity.isolated import deploy_runner
+        from converter.conversion import deploy
 
         options, clock, target, notes = job.options, job.clock, job.target, ledger.notes
         with clock.step("load", f"loading {job.source}"):
@@ -68,7 +69,7 @@ class TorchExportRoute:
             first = [a.shape for a in sets[0].arrays]  # a fixed-batch artifact runs the sets of that batch only
             run_sets = sets if saved.dynamic_batch else [s for s in sets if [a.shape for a in s.arrays] == first]
             with clock.step("verify", f"loading the {target} artifact in its runtime (fresh process) and verifying it"):
-                runner = deploy.runner(artifact, target, layouts, reference.output_layouts)
+                runner = deploy_runner(artifact, target, layouts, reference.output_layouts)
                 try:
                     ledger.hops.append(run_hop(reference, runner, run_sets, layouts, out_names, job.tol,
                                                ledger.run_cache))

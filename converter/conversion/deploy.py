@@ -1,5 +1,5 @@
 """PyTorch deployment artifacts from a module: ``torch.export`` once, then an AOTInductor package (``aoti``) or an
-ExecuTorch program (``executorch``); and the runner that verifies each in its own runtime in a fresh process.
+ExecuTorch program (``executorch``); verified by ``converter.parity.isolated.deploy_runner`` in a fresh process.
 
 Every route that reaches a PyTorch module (the ``onnx`` route from Keras/SavedModel/ONNX, ``torch-export`` from a
 PyTorch source) writes its deployment target here, so the two formats exist once.
@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from converter.layout import Layout
-from converter.parity.isolated import IsolatedRunner
 from converter.to_torch.artifacts import SavedArtifact, export_program
 
 ROUTE_STEP = {"aoti": "AOTInductor package (aoti_compile_and_package)",
@@ -55,11 +53,3 @@ def save(module_or_program: Any, example: Sequence[Any], path: Path, dynamic_bat
             dynamic = False
             written = (*written, f"ExecuTorch planned memory for a fixed batch of {planned}: verified at that batch")
     return SavedArtifact(path, dynamic, (*notes, *written))
-
-
-def runner(path: Path, target: str, input_layouts: tuple[Layout, ...],
-           output_layouts: tuple[Layout, ...]) -> IsolatedRunner:
-    """The artifact loaded by its runtime (``aoti_load_package`` / ExecuTorch's ``Runtime``) in a fresh process
-    where crossport, Keras and TensorFlow cannot be imported."""
-    label = {"aoti": "aoti package", "executorch": "executorch .pte"}[target]
-    return IsolatedRunner(path, target, input_layouts, output_layouts, name=f"{label} (fresh process)")
