@@ -108,26 +108,30 @@ def _resnet18():  # noqa: ANN202
     return torchvision.models.resnet18().eval()
 
 
-def dataparallel(work: Path) -> tuple[list[str], float]:
+def _checkpoint_row(filename: str, save: Callable[[object, Path], None]) -> Callable[[Path], tuple[list[str], float]]:
+    """ResNet-18 weights saved by ``save`` as ``filename``, converted with ``--model-class``."""
+
+    def run(work: Path) -> tuple[list[str], float]:
+        model = _resnet18()
+        save(model, work / filename)
+        cmd = _crossport(["convert", str(work / filename), "--model-class", "torchvision.models:resnet18",
+                          "--input-shape", "1x3x224x224", "-o", str(work / "r18.keras")], work)
+        x = _image()
+        return cmd, float(np.abs(_keras_out(work / "r18.keras", x) - _torch_ref(model, x)).max())
+
+    return run
+
+
+def _save_dataparallel(model, path: Path) -> None:  # noqa: ANN001
     import torch
 
-    model = _resnet18()
-    torch.save(torch.nn.DataParallel(model).state_dict(), work / "dp.pth")
-    cmd = _crossport(["convert", str(work / "dp.pth"), "--model-class", "torchvision.models:resnet18",
-                      "--input-shape", "1x3x224x224", "-o", str(work / "dp.keras")], work)
-    x = _image()
-    return cmd, float(np.abs(_keras_out(work / "dp.keras", x) - _torch_ref(model, x)).max())
+    torch.save(torch.nn.DataParallel(model).state_dict(), path)  # every key prefixed "module."
 
 
-def safetensors(work: Path) -> tuple[list[str], float]:
+def _save_safetensors(model, path: Path) -> None:  # noqa: ANN001
     from safetensors.torch import save_file
 
-    model = _resnet18()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(work / "model.safetensors"))
-    cmd = _crossport(["convert", str(work / "model.safetensors"), "--model-class", "torchvision.models:resnet18",
-                      "--input-shape", "1x3x224x224", "-o", str(work / "st.keras")], work)
-    x = _image()
-    return cmd, float(np.abs(_keras_out(work / "st.keras", x) - _torch_ref(model, x)).max())
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
 def torchscript(work: Path) -> tuple[list[str], float]:
@@ -188,8 +192,8 @@ def _keras_file_row(kind: str) -> Callable[[Path], tuple[list[str], float]]:
     return run
 
 
-ROWS = [Row("cuda_pt2", cuda_pt2), Row("cuda_checkpoint", cuda_checkpoint), Row("dataparallel", dataparallel),
-        Row("safetensors", safetensors), Row("torchscript_cpu_traced", torchscript),
+ROWS = [Row("cuda_pt2", cuda_pt2), Row("cuda_checkpoint", cuda_checkpoint), Row("dataparallel", _checkpoint_row("dp.pth", _save_dataparallel)),
+        Row("safetensors", _checkpoint_row("model.safetensors", _save_safetensors)), Row("torchscript_cpu_traced", torchscript),
         Row("keras_on_torch_backend", _keras_backend_row("torch")), Row("keras_on_jax", _keras_backend_row("jax")),
         Row("keras_saved_under_torch_to_pt2", _keras_file_row("torch")),
         Row("legacy_h5_to_pt2", _keras_file_row("h5"))]
