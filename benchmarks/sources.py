@@ -192,8 +192,10 @@ def _keras_file_row(kind: str) -> Callable[[Path], tuple[list[str], float]]:
     return run
 
 
-ROWS = [Row("cuda_pt2", cuda_pt2), Row("cuda_checkpoint", cuda_checkpoint), Row("dataparallel", _checkpoint_row("dp.pth", _save_dataparallel)),
-        Row("safetensors", _checkpoint_row("model.safetensors", _save_safetensors)), Row("torchscript_cpu_traced", torchscript),
+ROWS = [Row("cuda_pt2", cuda_pt2), Row("cuda_checkpoint", cuda_checkpoint),
+        Row("dataparallel", _checkpoint_row("dp.pth", _save_dataparallel)),
+        Row("safetensors", _checkpoint_row("model.safetensors", _save_safetensors)),
+        Row("torchscript_cpu_traced", torchscript),
         Row("keras_on_torch_backend", _keras_backend_row("torch")), Row("keras_on_jax", _keras_backend_row("jax")),
         Row("keras_saved_under_torch_to_pt2", _keras_file_row("torch")),
         Row("legacy_h5_to_pt2", _keras_file_row("h5"))]
