@@ -23,7 +23,11 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
               help="Target format (default: from the output suffix).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
               help="Input shape (repeat for several inputs). ExportedPrograms record it themselves.")
-@click.option("--input-dtype", default="float32", show_default=True, help="dtype of the inputs.")
+@click.option("--input-dtype", help="dtype of the inputs (default: as the model records them, else float32).")
+@click.option("--int-range", "int_ranges", multiple=True, metavar="[NAME=]LO:HI",
+              help="Range [LO, HI) for integer inputs, e.g. input_ids=0:30522; repeat per input. Default: an "
+                   "input that indexes an embedding stays in its vocabulary, an integer mask is 0/1, others "
+                   "the unnamed range, else 0:10.")
 @click.option("--model-class", help="For a state_dict: the architecture, as package.module:Class or path/to/file.py:Class.")
 @click.option("--model-kwargs", default="{}", help="JSON keyword arguments for --model-class or a factory.")
 @click.option("--trust-pickle", is_flag=True,
@@ -55,7 +59,8 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
               help="Do not write <output>.crossport.json (the report `crossport verify` reads layouts from).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
-def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str,
+def command(source: str, output: str | None, to: str | None, input_shapes: tuple[str, ...], input_dtype: str | None,
+            int_ranges: tuple[str, ...],
             model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             atol: float, rtol: float, elementwise: bool, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
             emit_source: str | None, static_batch: bool, force: bool,
@@ -73,13 +78,13 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
         from converter import frameworks
         from converter.jsonargs import parse_json_object
         from converter.conversion import ConvertOptions, convert
-        from converter.input_shapes import parse_input_shapes
+        from converter.input_shapes import parse_input_shapes, parse_int_ranges
 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
             to=to, output=output, input_shapes=parse_input_shapes(input_shapes),
-            input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
+            input_dtype=input_dtype, int_ranges=parse_int_ranges(int_ranges), model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, elementwise=elementwise, verify=not no_verify, force=force,
             seed=seed, static_batch=static_batch, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,

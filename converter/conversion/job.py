@@ -36,7 +36,8 @@ class ConvertOptions:
     to: str | None = None
     output: str | None = None
     input_shapes: tuple[tuple[str | None, tuple[int, ...]], ...] = ()
-    input_dtype: str = "float32"
+    input_dtype: str | None = None  # None: what the model records (an ExportedProgram's int64 ids), else float32
+    int_ranges: tuple[tuple[str | None, tuple[int, int]], ...] = ()  # --int-range: [NAME=]LO:HI (input_shapes)
     model_class: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     trust_pickle: bool = False

@@ -1,0 +1,103 @@
+"""How a Keras model takes its inputs and gives its outputs: one tensor, a list, or a dict keyed by input name
+(keras-hub backbones take ``{"token_ids": ..., "padding_mask": ...}`` and refuse a list). Every place that calls a
+Keras model with crossport's flat feeds (the conversion source, the parity runner, the tf2onnx trace, the
+torch-backend export) packs them here, so a dict-input model is called by name everywhere."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def input_names(model: Any) -> tuple[str, ...]:
+    """The model's inputs in the order crossport feeds them (``model.inputs``, i.e. Keras' flattened order)."""
+    return tuple(_name(t) for t in (getattr(model, "inputs", None) or ()))
+
+
+def takes_dict(model: Any) -> bool:
+    """Whether the model was built on a dict of inputs (functional ``keras.Model(inputs={...})``)."""
+    try:
+        struct = model.input  # the structure the model was built with; raises for a model without inputs
+    except Exception:  # noqa: BLE001 - subclassed / unbuilt models
+        return False
+    return isinstance(struct, dict)
+
+
+def pack(model: Any, feeds: Sequence[Any]) -> Any:
+    """What to call ``model`` with: a dict by input name for a dict-input model, the tensor alone for a one-input
+    model (a subclassed model's call() gets exactly what it was written for), else a list."""
+    if takes_dict(model):
+        keys = _dict_keys(model)
+        if len(keys) == len(feeds):
+            return dict(zip(keys, feeds))
+    return feeds[0] if len(feeds) == 1 else list(feeds)
+
+
+def flatten(out: Any) -> list[Any]:
+    """A model's outputs as a flat list (dict outputs in Keras' flattened order, i.e. sorted keys)."""
+    if isinstance(out, (list, tuple, dict)):
+        import keras
+
+        return list(keras.tree.flatten(out))
+    return [out]
+
+
+def output_names(model: Any, count: int) -> tuple[str, ...]:
+    """Names of the flattened outputs: the dict keys of a dict-output model, else ``model.output_names``."""
+    try:
+        struct = model.output
+    except Exception:  # noqa: BLE001 - subclassed / unbuilt models
+        struct = None
+    if isinstance(struct, dict) and len(struct) == count:
+        return tuple(sorted(struct))
+    names = tuple(getattr(model, "output_names", None) or ())
+    return names if len(names) == count else tuple(f"output_{k}" for k in range(count))
+
+
+def integer_bounds(model: Any) -> dict[str, tuple[int, int]]:
+    """Integer inputs whose valid values the model itself fixes: an input fed straight into an ``Embedding`` is
+    drawn from ``[0, input_dim)``; an integer input named like a mask from ``{0, 1}``. Token ids drawn out of the
+    vocabulary would make TF return zeros where PyTorch raises."""
+    import keras
+
+    names = input_names(model)
+    by_id = {id(t): _name(t) for t in (getattr(model, "inputs", None) or ())}
+    bounds: dict[str, tuple[int, int]] = {}
+    for layer in _layers(model):
+        if not isinstance(layer, keras.layers.Embedding):
+            continue
+        for node in getattr(layer, "_inbound_nodes", ()):
+            for tensor in getattr(node, "input_tensors", ()):
+                name = by_id.get(id(tensor))
+                if name is not None:
+                    lo, hi = bounds.get(name, (0, int(layer.input_dim)))
+                    bounds[name] = (lo, min(hi, int(layer.input_dim)))
+    for t in getattr(model, "inputs", None) or ():
+        name = _name(t)
+        if name not in bounds and "mask" in name.lower() and "int" in str(t.dtype):
+            bounds[name] = (0, 2)
+    return {n: r for n, r in bounds.items() if n in names}
+
+
+def _dict_keys(model: Any) -> list[str]:
+    """The dict keys in the order of ``model.inputs`` (Keras flattens a dict by sorted key)."""
+    struct = model.input
+    by_id = {id(v): k for k, v in struct.items()}
+    keys = [by_id.get(id(t)) for t in model.inputs]
+    return keys if None not in keys else sorted(struct)
+
+
+def _name(tensor: Any) -> str:
+    return str(getattr(tensor, "name", "input")).split(":")[0]
+
+
+def _layers(model: Any) -> list[Any]:
+    """Every layer, nested models included (keras-hub backbones nest their embeddings)."""
+    out, seen, stack = [], set(), list(getattr(model, "layers", ()))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        out.append(layer)
+        stack.extend(getattr(layer, "layers", ()) or ())
+        stack.extend(getattr(layer, "_layers", ()) or ())
+    return out
