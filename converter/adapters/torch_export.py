@@ -5,7 +5,7 @@ argument (``class_token.expand(2, -1, -1)``, ``view(2, 197, 12, 64)``). Converte
 batch, and the ONNX exporter's constant folding turns parameters whose only use is batch-shaped (ViT's class token
 expanded to the batch) into constants, so the converted model trains fewer parameters. Re-exporting
 ``ep.module()`` with a dynamic batch fails on those literals ("Constraints violated (batch)... specialized it to be
-a constant"), so we first replace the leading size of each shape argument that equals the baked batch by
+a constant"), so we drop ``ep.module()``'s input-shape guards, replace the leading size of each shape argument that equals the baked batch by
 ``x.size(0)``, re-export with ``Dim("batch")``, and keep the result only when it reproduces the original program on
 two overlapping windows of a larger batch (a leading size that was not the batch changes the numbers or fails).
 """
@@ -43,6 +43,7 @@ def with_dynamic_batch(program: Any, shapes: tuple[tuple[int, ...], ...],
     if any(not s or s[0] != batch for s in shapes):
         return Redone(None, 0, "its inputs do not share one leading (batch) size")
     gm = program.module()
+    _drop_input_guards(gm)
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != len(shapes):
         return Redone(None, 0, "its inputs could not be matched to the graph")
@@ -72,6 +73,17 @@ def with_dynamic_batch(program: Any, shapes: tuple[tuple[int, ...], ...],
     if why:
         return Redone(None, replaced, why)
     return Redone(redone, replaced)
+
+
+def _drop_input_guards(gm: Any) -> None:
+    """``ep.module()`` re-checks the exported input shapes (a ``_guards_fn`` call and a forward pre-hook), which
+    would pin the batch again; the re-export records its own guards."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_module" and str(node.target) == "_guards_fn" and not node.users:
+            gm.graph.erase_node(node)
+    hooks = getattr(gm, "_forward_pre_hooks", {})
+    for key in [k for k, fn in hooks.items() if getattr(fn, "__name__", "") == "_check_input_constraints_pre_hook"]:
+        del hooks[key]
 
 
 def _sample(shape: tuple[int, ...], dtype: str, batch: int, seed: int) -> Any:

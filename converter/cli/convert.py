@@ -53,6 +53,9 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--emit-source", "emit_source", type=click.Path(file_okay=False), metavar="DIR",
               help="PyTorch targets: also write model.py (a plain nn.Module) + weights.pt to DIR, verified.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
+@click.option("--allow-param-loss", is_flag=True,
+              help="Write the result even when it trains fewer (or more) parameters than the source (exit 11 "
+                   "otherwise); the report lists the count difference.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
 @click.option("--no-manifest", is_flag=True,
@@ -63,14 +66,14 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             int_ranges: tuple[str, ...],
             model_class: str | None, model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             atol: float, rtol: float, elementwise: bool, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
-            emit_source: str | None, static_batch: bool, force: bool,
+            emit_source: str | None, static_batch: bool, allow_param_loss: bool, force: bool,
             report_path: str | None, no_manifest: bool, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx) to Keras 3,
     SavedModel, TFLite or ONNX, and verify the result against the source on seeded inputs.
 
     Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 3 bad path,
     4 unreadable model, 5 unsupported op, 6 output exists/unwritable, 7 input shape, 8 unsafe load refused,
-    9 model class, 70 internal error, 130 interrupted.
+    9 model class, 11 trainable parameters differ, 70 internal error, 130 interrupted.
     """
     quiet_frameworks()
 
@@ -86,7 +89,7 @@ def command(source: str, output: str | None, to: str | None, input_shapes: tuple
             to=to, output=output, input_shapes=parse_input_shapes(input_shapes),
             input_dtype=input_dtype, int_ranges=parse_int_ranges(int_ranges), model_class=model_class, model_kwargs=kwargs, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, elementwise=elementwise, verify=not no_verify, force=force,
-            seed=seed, static_batch=static_batch, report_path=report_path, route=route,
+            seed=seed, static_batch=static_batch, allow_param_loss=allow_param_loss, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
         )
         from converter.conversion import resolve_target

@@ -55,6 +55,7 @@ class ConvertOptions:
     nchw: bool = False  # torch targets: channels-first inputs/outputs, the permutation folded into the model
     trust_code: bool = False  # Keras sources: load with safe_mode=False (Lambda layers run code)
     emit_source: str | None = None  # torch targets: also write model.py + weights.pt to this directory
+    allow_param_loss: bool = False  # publish even when trainable parameter counts differ (converter.errors 11)
     manifest: bool = True  # write the report beside the output as <output>.crossport.json (verify reads layouts)
 
 

@@ -145,6 +145,9 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle)
     if not options.force:
         raise_if_nonfinite(source, torch_nonfinite(src.module), FORCE_HINT)
+    if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False and not options.static_batch:
+        with clock.step("dynamic-batch", "re-exporting the static-batch program with a dynamic batch"):
+            src = _with_dynamic_batch(src)
     specs = input_specs(src, options, src.input_names)
     dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
     if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
@@ -183,6 +186,23 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
                      notes=tuple(src.notes), module=src.module)
+
+
+def _with_dynamic_batch(src: Any) -> Any:
+    """An ExportedProgram saved with a fixed batch, re-exported from ``ep.module()`` with a dynamic one when that
+    computes the same (``converter.adapters.torch_export``); otherwise the source as it is, with the reason."""
+    from converter.adapters.torch_export import with_dynamic_batch
+
+    batch = src.example_shapes[0][0] if src.example_shapes and src.example_shapes[0] else None
+    redone = with_dynamic_batch(src.exported_program, src.example_shapes, src.example_dtypes)
+    if redone.program is None:
+        note = (f"the .pt2 was exported with a fixed batch of {batch} and stays so: {redone.reason}; re-export it "
+                "with dynamic_shapes={0: torch.export.Dim('batch')} for a dynamic batch")
+        return replace(src, notes=(*src.notes, note))
+    note = (f"the .pt2 was exported with a fixed batch of {batch}; re-exported from ep.module() with a dynamic "
+            f"batch ({redone.replaced} shape argument(s) now follow x.size(0)), checked against the original")
+    return replace(src, module=redone.program.module(), exported_program=redone.program, dynamic_batch=True,
+                   notes=(*src.notes, note))
 
 
 def _parameters(module: Any) -> tuple[frozenset[str], int | None]:

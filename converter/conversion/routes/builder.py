@@ -75,6 +75,7 @@ class BuilderRoute:
         # The file is written: what the rest needs from the built model is two small facts, and verification
         # loads the file itself -- holding both copies of every weight at once is the conversion's peak.
         keras_trainable = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
+        missing = _missing_parameters(src.parameter_names, built.model)
         keras_input_keys = tuple(t.name for t in built.model.inputs)
         built = replace(built, model=None)
         release_memory()  # a functional Keras model is a reference cycle: free its variables now
@@ -104,4 +105,11 @@ class BuilderRoute:
                 if src.runner is not None:
                     ledger.hops.append(run_hop(src.runner, target_runner, sets, src.layouts, names, tol,
                                                ledger.run_cache))
-        return finish(src, job, ledger, artifact, target_runner, built, keras_trainable)
+        return finish(src, job, ledger, artifact, target_runner, built, keras_trainable, missing)
+
+
+def _missing_parameters(names: frozenset[str], model: object) -> tuple[str, ...]:
+    """Source parameters with no Keras layer named after them or their module (layers carry module paths)."""
+    layers = {getattr(layer, "name", "") for layer in getattr(model, "layers", ())
+              if getattr(layer, "trainable_weights", None)}
+    return tuple(sorted(n for n in names if n not in layers and n.rpartition(".")[0] not in layers))
