@@ -12,22 +12,30 @@ def input_names(model: Any) -> tuple[str, ...]:
     return tuple(_name(t) for t in (getattr(model, "inputs", None) or ()))
 
 
+def _structure(model: Any) -> Any:
+    """The input structure the model was built with (a tensor, a list or a dict), or None (subclassed/unbuilt)."""
+    try:
+        return model.input  # raises for a model without recorded inputs
+    except Exception:  # noqa: BLE001 - subclassed / unbuilt models
+        return None
+
+
 def takes_dict(model: Any) -> bool:
     """Whether the model was built on a dict of inputs (functional ``keras.Model(inputs={...})``)."""
-    try:
-        struct = model.input  # the structure the model was built with; raises for a model without inputs
-    except Exception:  # noqa: BLE001 - subclassed / unbuilt models
-        return False
-    return isinstance(struct, dict)
+    return isinstance(_structure(model), dict)
 
 
 def pack(model: Any, feeds: Sequence[Any]) -> Any:
-    """What to call ``model`` with: a dict by input name for a dict-input model, the tensor alone for a one-input
-    model (a subclassed model's call() gets exactly what it was written for), else a list."""
-    if takes_dict(model):
+    """What to call ``model`` with, in the structure it was built on: a dict by input name, a list (also of one:
+    ``keras.Model([x], y)`` warns about a bare tensor), else the tensor alone for a one-input model (a subclassed
+    model's call() gets exactly what it was written for) or a list."""
+    struct = _structure(model)
+    if isinstance(struct, dict):
         keys = _dict_keys(model)
         if len(keys) == len(feeds):
             return dict(zip(keys, feeds))
+    if isinstance(struct, (list, tuple)) and len(struct) == len(feeds):
+        return list(feeds)
     return feeds[0] if len(feeds) == 1 else list(feeds)
 
 

@@ -23,6 +23,22 @@ class BuildRefused(UnsupportedError):
     """The builder cannot convert the graph; under ``--route auto`` onnx2tf gets its turn."""
 
 
+def way_out(target: str, onnx_source: bool = False) -> str:
+    """What the user can do when the builder cannot translate an op: only ways that exist here and now."""
+    from converter.adapters import onnx2tf_adapter
+
+    onnx = ("the .onnx source itself runs in onnxruntime" if onnx_source
+            else "--to onnx writes the exported model (verified with onnxruntime)")
+    if target == "keras":
+        other = ("; --route onnx2tf writes SavedModel or .tflite (not .keras)" if onnx2tf_adapter.available()
+                 else "")
+        return f"no other route writes .keras; {onnx}{other}"
+    if onnx2tf_adapter.available():
+        return f"--route onnx2tf (installed) may convert it; {onnx}"
+    return (f"{onnx}; the onnx2tf route (pip install 'crossport[onnx2tf]', in an environment of its own) may "
+            f"convert it to {'SavedModel' if target == 'saved_model' else '.tflite'}")
+
+
 @dataclass(frozen=True)
 class BuilderRoute:
     name: ClassVar[str] = "builder"
@@ -53,7 +69,8 @@ class BuilderRoute:
                                                        model_name=model_name(job.source),
                                                        parameter_names=src.parameter_names, unroll_max_steps=unroll))
             except UnsupportedError as err:
-                raise BuildRefused(*err.args) from err
+                raise BuildRefused(f"{err.args[0] if err.args else err}; "
+                                   f"{way_out(target, src.runner is None)}") from err
         ledger.route.append("keras 3 (crossport builder)")
         in_layouts = tuple(built.input_layouts[n] for n in built.input_names)
         out_layouts = tuple(built.output_layouts[n] for n in built.output_names)
