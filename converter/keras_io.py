@@ -61,28 +61,50 @@ def output_names(model: Any, count: int) -> tuple[str, ...]:
 
 
 def integer_bounds(model: Any) -> dict[str, tuple[int, int]]:
-    """Integer inputs whose valid values the model itself fixes: an input fed straight into an ``Embedding`` is
-    drawn from ``[0, input_dim)``; an integer input named like a mask from ``{0, 1}``. Token ids drawn out of the
-    vocabulary would make TF return zeros where PyTorch raises."""
-    import keras
-
-    names = input_names(model)
-    by_id = {id(t): _name(t) for t in (getattr(model, "inputs", None) or ())}
+    """Integer inputs whose valid values the model itself fixes: an input fed into an ``Embedding`` (directly or
+    through nested functional models, as keras-hub backbones are nested in task models) is drawn from
+    ``[0, input_dim)``; an integer input named like a mask from ``{0, 1}``. Token ids drawn out of the vocabulary
+    would make TF raise (or return zeros) where PyTorch raises."""
+    by_id = _embedding_bounds(model)
     bounds: dict[str, tuple[int, int]] = {}
-    for layer in _layers(model):
-        if not isinstance(layer, keras.layers.Embedding):
-            continue
-        for node in getattr(layer, "_inbound_nodes", ()):
-            for tensor in getattr(node, "input_tensors", ()):
-                name = by_id.get(id(tensor))
-                if name is not None:
-                    lo, hi = bounds.get(name, (0, int(layer.input_dim)))
-                    bounds[name] = (lo, min(hi, int(layer.input_dim)))
     for t in getattr(model, "inputs", None) or ():
         name = _name(t)
-        if name not in bounds and "mask" in name.lower() and "int" in str(t.dtype):
+        if id(t) in by_id:
+            bounds[name] = by_id[id(t)]
+        elif "mask" in name.lower() and "int" in str(t.dtype):
             bounds[name] = (0, 2)
-    return {n: r for n, r in bounds.items() if n in names}
+    return bounds
+
+
+def _embedding_bounds(model: Any, depth: int = 0) -> dict[int, tuple[int, int]]:
+    """``id(input tensor) -> [0, rows)`` for the model's inputs that reach an ``Embedding`` unchanged."""
+    import keras
+
+    own = {id(t) for t in (getattr(model, "inputs", None) or ())}
+    found: dict[int, tuple[int, int]] = {}
+
+    def note(tid: int, rows: int) -> None:
+        lo, hi = found.get(tid, (0, rows))
+        found[tid] = (lo, min(hi, rows))
+
+    for layer in getattr(model, "layers", ()) or ():
+        nodes = getattr(layer, "_inbound_nodes", ()) or ()
+        if isinstance(layer, keras.layers.Embedding):
+            for node in nodes:
+                for tensor in getattr(node, "input_tensors", ()):
+                    if id(tensor) in own:
+                        note(id(tensor), int(layer.input_dim))
+        elif depth < 4 and getattr(layer, "inputs", None):  # a nested functional model: map its inputs back
+            inner = _embedding_bounds(layer, depth + 1)
+            inner_inputs = list(layer.inputs)
+            for node in nodes:
+                given = list(getattr(node, "input_tensors", ()))
+                if len(given) != len(inner_inputs):
+                    continue
+                for outer, own_input in zip(given, inner_inputs):
+                    if id(outer) in own and id(own_input) in inner:
+                        note(id(outer), inner[id(own_input)][1])
+    return found
 
 
 def _dict_keys(model: Any) -> list[str]:
@@ -97,15 +119,3 @@ def _name(tensor: Any) -> str:
     return str(getattr(tensor, "name", "input")).split(":")[0]
 
 
-def _layers(model: Any) -> list[Any]:
-    """Every layer, nested models included (keras-hub backbones nest their embeddings)."""
-    out, seen, stack = [], set(), list(getattr(model, "layers", ()))
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        out.append(layer)
-        stack.extend(getattr(layer, "layers", ()) or ())
-        stack.extend(getattr(layer, "_layers", ()) or ())
-    return out

@@ -112,3 +112,17 @@ def test_keras_hub_bert_backbone_converts_to_pytorch(tmp_path: Path) -> None:
     assert result.passed, result.report.format_text()  # segment ids past num_segments would raise in TF
     assert result.report.trainable_params["pytorch"] == result.report.trainable_params["keras"]
     assert result.report.dynamic_batch
+
+
+def test_integer_bounds_follow_nested_models() -> None:
+    """A backbone nested in a task model: its embeddings still bound the outer model's inputs."""
+    from converter import keras_io
+    from converter.frameworks import keras
+
+    k = keras()
+    ids, seg = k.Input((None,), dtype="int32", name="token_ids"), k.Input((None,), dtype="int32", name="seg")
+    inner = k.Model({"token_ids": ids, "seg": seg},
+                    k.layers.Embedding(30, 4)(ids) + k.layers.Embedding(2, 4)(seg))
+    outer_in = {n: k.Input((6,), dtype="int32", name=n) for n in ("token_ids", "seg", "attention_mask")}
+    outer = k.Model(outer_in, k.layers.Dense(2)(inner({"token_ids": outer_in["token_ids"], "seg": outer_in["seg"]})))
+    assert keras_io.integer_bounds(outer) == {"token_ids": (0, 30), "seg": (0, 2), "attention_mask": (0, 2)}
