@@ -3,7 +3,7 @@ file, each as a ``LoadedSource`` -- an ONNX file plus the runner verification co
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -105,9 +105,13 @@ def load_keras_source(source: str, options: ConvertOptions, clock: Clock) -> Ker
 
     named, unnamed = _given_shapes(options)
     sigs = tf_onnx.keras_signature(model, named or unnamed)
+    given_sigs = sigs
     if (named or unnamed) and not options.static_batch:
         sigs = _batch_kept_open(model, sigs)
     specs, dynamic = _specs_from_signature(sigs, options, keras_io.integer_bounds(model))
+    if named or unnamed:  # the sample inputs keep the batch the user gave (2 for 1: torch.export specializes 1)
+        specs = [replace(sp, shape=(2 if dynamic and g.shape[0] == 1 else int(g.shape[0]), *sp.shape[1:]))
+                 if g.shape and g.shape[0] is not None else sp for sp, g in zip(specs, given_sigs)]
     if options.static_batch:
         sigs = [tf_onnx.TfSignature(s.name, sp.shape, s.dtype) for s, sp in zip(sigs, specs)]
     layouts = tuple(image_layout(len(s.shape)) for s in specs)
