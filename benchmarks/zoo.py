@@ -368,6 +368,8 @@ def _feeds(model: ZooModel, seed: int) -> tuple[Any, Any]:
     x = keras_input(model, 1, seed)
     import torch
 
+    if isinstance(x, dict):  # a dict-input Keras model; its .pt2 takes them in Keras' order (sorted names)
+        return tuple(torch.from_numpy(x[k]) for k in sorted(x)), x
     return torch.from_numpy(x), x
 
 
@@ -388,7 +390,7 @@ def _source_runner(model: ZooModel, source: str, x_torch: Any, x_np: Any) -> Cal
 
     net = keras().models.load_model(source)
     fn = tf.function(lambda t: net(t, training=False))
-    x = tf.constant(x_np)
+    x = {k: tf.constant(v) for k, v in x_np.items()} if isinstance(x_np, dict) else tf.constant(x_np)
     return lambda: fn(x)
 
 
@@ -399,8 +401,20 @@ def _target_runner(job: dict[str, Any], x_np: Any) -> tuple[Callable[[], Any], d
     from converter.layout import Layout, to_layout
 
     src_layout, dst_layout = job["input_layouts"][0] if job["input_layouts"] else ("none", "none")
-    x = to_layout(x_np, Layout(src_layout), Layout(dst_layout))
     target, path = job["target"], job["artifact"]
+    if isinstance(x_np, dict) and target == "pt2":  # integer inputs: no layout; Keras' order (sorted names)
+        import torch
+
+        program = torch.export.load(path)
+        module = program.module()
+        xs = tuple(torch.from_numpy(x_np[k]) for k in sorted(x_np))
+
+        def run_dict() -> Any:
+            with torch.inference_mode():
+                return module(*xs)
+
+        return run_dict, _count_torch_permutes(program)
+    x = to_layout(x_np, Layout(src_layout), Layout(dst_layout))
     if target == "pt2":
         import torch
 

@@ -36,6 +36,7 @@ class ZooModel:
     input_dtype: str = "float32"
     footprint_only: bool = False  # tiny model used to measure the frameworks' own memory footprint
     output_scale: float = 1.0  # the calibrated output's std (a regression net in physical units: 1e4)
+    input_names: tuple[str, ...] = ()  # a dict-input model: one input of input_shape/input_dtype per name
 
 
 TORCH_MODELS: tuple[ZooModel, ...] = (
@@ -66,6 +67,8 @@ KERAS_MODELS: tuple[ZooModel, ...] = (
     ZooModel("NASNetMobile", "keras2torch", "keras.applications", (224, 224, 3)),
     ZooModel("keras_lstm", "keras2torch", "benchmarks/zoo_models.py", (32,), "int32"),
     ZooModel("keras_transformer", "keras2torch", "benchmarks/zoo_models.py", (32, 128)),
+    ZooModel("keras_hub_bert", "keras2torch", "keras-hub BertBackbone (config), dict inputs", (32,), "int32",
+             input_names=("padding_mask", "segment_ids", "token_ids")),
 )
 FOOTPRINT_MODELS: tuple[ZooModel, ...] = (
     ZooModel("tiny_torch_cnn", "torch2tf", "fixtures.models:small_cnn", (3, 16, 16), footprint_only=True),
@@ -229,6 +232,10 @@ def torch_input(model: ZooModel, batch: int, seed: int) -> Any:
 
     rng = np.random.default_rng(seed)
     shape = (batch, *model.input_shape)
+    if model.input_names:  # masks and segment ids in {0, 1} (crossport's default for them too), ids as below
+        return {n: (rng.integers(0, 2, size=shape) if "mask" in n or "segment" in n
+                    else rng.integers(*TOKEN_RANGE, size=shape)).astype(model.input_dtype)
+                for n in model.input_names}
     if model.input_dtype.startswith("int"):
         return torch.from_numpy(rng.integers(*TOKEN_RANGE, size=shape).astype(model.input_dtype))
     return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
@@ -371,9 +378,23 @@ def _tiny_keras_cnn() -> Any:
     return cnn()
 
 
+def _keras_hub_bert() -> Any:
+    """keras-hub's BertBackbone built from a small config (nothing downloaded), called on a dict of fixed-length
+    integer inputs as keras-hub's own task models do; its sequence output, so the head rescale applies."""
+    import keras_hub
+
+    keras = _keras()
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=64,
+                                             intermediate_dim=128, max_sequence_length=32, num_segments=2)
+    inputs = {n: keras.Input((32,), dtype="int32", name=n) for n in ("token_ids", "segment_ids", "padding_mask")}
+    out = keras.layers.Dense(64, name="head")(backbone(inputs)["sequence_output"])
+    return keras.Model(inputs, out, name="keras_hub_bert")
+
+
 KERAS_BUILDERS: dict[str, Callable[[], Any]] = {
     **{m.name: _keras_app(m.name) for m in KERAS_MODELS if m.origin == "keras.applications"},
     "keras_lstm": _keras_lstm, "keras_transformer": _keras_transformer, "tiny_keras_cnn": _tiny_keras_cnn,
+    "keras_hub_bert": _keras_hub_bert,
 }
 
 
@@ -382,6 +403,10 @@ def keras_input(model: ZooModel, batch: int, seed: int) -> Any:
 
     rng = np.random.default_rng(seed)
     shape = (batch, *model.input_shape)
+    if model.input_names:  # masks and segment ids in {0, 1} (crossport's default for them too), ids as below
+        return {n: (rng.integers(0, 2, size=shape) if "mask" in n or "segment" in n
+                    else rng.integers(*TOKEN_RANGE, size=shape)).astype(model.input_dtype)
+                for n in model.input_names}
     if model.input_dtype.startswith("int"):
         return rng.integers(*TOKEN_RANGE, size=shape).astype(model.input_dtype)
     return rng.standard_normal(shape).astype(np.float32)

@@ -70,6 +70,13 @@ class ModelClassError(CrossportError):
     kind = "model class"
 
 
+class ParameterLossError(CrossportError):
+    """The converted model would train fewer (or more) parameters than the source; ``--allow-param-loss`` accepts."""
+
+    exit_code = 11
+    kind = "parameters lost"
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (conversion verified, or verification passed)",
     1: "verification ran and the outputs did not match",
@@ -82,6 +89,7 @@ EXIT_CODES: dict[int, str] = {
     8: "loading would run code from the file; pass the trust flag to allow it",
     9: "--model-class / factory cannot be imported or built",
     10: "other crossport error",
+    11: "the converted model's trainable parameters differ from the source's (--allow-param-loss accepts it)",
     70: "internal error (a bug in crossport; rerun with -v and report it)",
     130: "interrupted (Ctrl-C / SIGTERM); nothing was written",
 }

@@ -34,3 +34,53 @@ def unnamed_shapes(values: Sequence[str]) -> tuple[tuple[int, ...], ...]:
     if named:
         raise ShapeError(f"--input-shape: inputs are given by position here, not by name ({', '.join(named)})")
     return tuple(s for _, s in shapes)
+
+
+# ---------------------------------------------------------------- --int-range: [NAME=]LO:HI (or LO,HI)
+
+_RANGE = re.compile(r"^(?:(?P<name>[A-Za-z_][\w.:/-]*)=)?(?P<lo>-?\d+)[:,](?P<hi>-?\d+)$")
+
+NamedRange = tuple[str | None, tuple[int, int]]
+
+DEFAULT_INT_RANGE = (0, 10)  # small enough for any vocabulary, large enough to differ between positions
+
+
+def parse_int_range(text: str) -> NamedRange:
+    """``0:1000`` (every integer input) or ``input_ids=0:1000`` (one input); ``LO,HI`` is accepted too."""
+    m = _RANGE.match(text.strip())
+    if not m:
+        raise ShapeError(f"--int-range {text!r}: expected LO:HI or NAME=LO:HI, e.g. input_ids=0:30522")
+    lo, hi = int(m.group("lo")), int(m.group("hi"))
+    if hi <= lo:
+        raise ShapeError(f"--int-range {text!r}: HI must be greater than LO (the range is [LO, HI))")
+    return m.group("name"), (lo, hi)
+
+
+def parse_int_ranges(values: Sequence[str]) -> tuple[NamedRange, ...]:
+    """Each repeated ``--int-range`` value; at most one without a name, each name once."""
+    ranges = tuple(parse_int_range(v) for v in values)
+    names = [n for n, _ in ranges]
+    if names.count(None) > 1:
+        raise ShapeError("--int-range: give one range for all integer inputs, or NAME=LO:HI per input")
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise ShapeError(f"--int-range: input(s) {repeated} given more than once")
+    return ranges
+
+
+def check_range_names(ranges: Sequence[NamedRange], inputs: Sequence[str]) -> None:
+    """Refuse ``NAME=`` ranges for inputs the model does not have (a typo would silently use the default)."""
+    unknown = [n for n, _ in ranges if n and n not in inputs]
+    if unknown and inputs:
+        raise ShapeError(f"--int-range names {unknown} are not inputs of the model (inputs: {list(inputs)})")
+
+
+def int_range_for(name: str, ranges: Sequence[NamedRange], inferred: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The range an integer input is drawn from: its own ``NAME=`` range, else the model's own bound (an
+    embedding's vocabulary, a mask's 0/1), else the unnamed range, else ``DEFAULT_INT_RANGE``."""
+    named = {n: r for n, r in ranges if n}
+    if name in named:
+        return named[name]
+    if inferred is not None:
+        return inferred
+    return next((r for n, r in ranges if n is None), DEFAULT_INT_RANGE)

@@ -134,13 +134,13 @@ def test_error_cases(saved_sources, tmp_path: Path) -> None:
 
 
 def test_unsupported_op_names_the_op(tmp_path: Path) -> None:
-    src = tmp_path / "det.py"  # a determinant: ONNX Det, which the builder does not translate
+    src = tmp_path / "det.py"  # (CumSum, used here before, has a Keras translation now)
     src.write_text("import torch\nclass Det(torch.nn.Module):\n    def forward(self, x):\n"
-                   "        return torch.linalg.det(x.reshape(-1, 2, 2)) * 2\n")
+                   "        return torch.linalg.det(x) * 2\n")
     out = tmp_path / "det.keras"
-    result = _run(["convert", f"{src}:Det", "-o", str(out), "--input-shape", "2x4"])
+    result = _run(["convert", f"{src}:Det", "-o", str(out), "--input-shape", "2x3x3"])
     assert result.exit_code == 5, result.output
-    assert "Det" in result.output and "Traceback" not in result.output
+    assert "'Det'" in result.output and "Traceback" not in result.output
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".crossport-")]
 

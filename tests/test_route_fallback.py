@@ -67,3 +67,34 @@ def test_without_onnx2tf_the_builder_refusal_stands_and_the_route_says_how_to_in
                                        manifest=False))
     assert "\n" not in str(forced.value)
     assert not (tmp_path / "a_sm").exists() and not (tmp_path / "b_sm").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["keras", "tflite"])
+def test_builder_refusal_offers_only_real_ways_out(tmp_path: Path, target: str) -> None:
+    """An op the builder cannot translate (Det): the message names the op and its module, and offers what works
+    here -- ``--to onnx`` (which then converts), onnx2tf only where it is installed, and never for ``.keras``."""
+    import torch
+    from click.testing import CliRunner
+
+    from converter.cli import main
+
+    class Det(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.linalg.det(x).unsqueeze(-1) * x.sum((1, 2))[:, None]
+
+    src = tmp_path / "det.pt2"
+    batch = torch.export.Dim("batch", min=1, max=64)
+    torch.export.save(torch.export.export(Det(), (torch.randn(2, 3, 3),), dynamic_shapes=({0: batch},)), str(src))
+    runner = CliRunner()
+    out = tmp_path / f"det.{target}"
+    result = runner.invoke(main, ["convert", str(src), "-o", str(out), "-q"], catch_exceptions=False)
+    if result.exit_code == 0:
+        pytest.skip("the builder converts Det now; this test needs an op it refuses")
+    line = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 5 and "'Det'" in line and "linalg_det" in line and "--to onnx" in line, line
+    assert ("onnx2tf" in line) == (HAVE_ONNX2TF or target != "keras" and "pip install" in line), line
+    if target == "keras":
+        assert "no other route writes .keras" in line
+    onnx = runner.invoke(main, ["convert", str(src), "-o", str(tmp_path / "det.onnx"), "-q"], catch_exceptions=False)
+    assert onnx.exit_code == 0, onnx.output

@@ -172,6 +172,8 @@ def _module_class() -> type:
     import keras
     import torch
 
+    from converter import keras_io
+
     class KerasModule(torch.nn.Module):
         """A Keras model as a real ``nn.Module``: its variables are this module's parameters (trainable) and
         buffers (the rest), named by the Keras variable path, bound to the model for each call."""
@@ -209,9 +211,9 @@ def _module_class() -> type:
             state.update(self.layers.named_buffers())
             mapping = [(var, state[name]) for var, name in self._bindings]
             with keras.StatelessScope(state_mapping=mapping):
-                out = self._model(xs[0] if len(xs) == 1 else list(xs), training=False)
+                out = self._model(keras_io.pack(self._model, list(xs)), training=False)
             if isinstance(out, (list, tuple, dict)):
-                return tuple(keras.tree.flatten(out))
+                return tuple(keras_io.flatten(out))
             return out
 
     return KerasModule

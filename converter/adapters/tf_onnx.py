@@ -277,10 +277,13 @@ def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: i
 
     sig = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=_tf_name(s.name, i)) for i, s in enumerate(signature)]
 
+    from converter import keras_io
+
     @tf.function(input_signature=sig)
     def serve(*args: Any) -> Any:
-        out = model(list(args) if len(args) > 1 else args[0], training=False)
-        return list(out) if isinstance(out, (tuple, list)) else out
+        out = model(keras_io.pack(model, list(args)), training=False)
+        flat = keras_io.flatten(out)
+        return flat if len(flat) > 1 else flat[0]
 
     return _export_fn(serve, sig, path, opset)
 

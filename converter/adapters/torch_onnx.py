@@ -7,6 +7,9 @@
   ``DeduplicateInitializersPass`` merges weights that happen to be equal (every freshly
   initialised LayerNorm has gamma = 1, beta = 0), so one layer's weight name ends up on another and the Keras
   layers get the wrong PyTorch names; we skip that pass too.
+- Its constant folding turns a lookup of a parameter at constant positions (HF BERT's position embeddings read at
+  0..S-1) or a parameter expanded to a static shape (a class token) into a new constant: the parameter leaves the
+  graph and the converted model trains fewer weights. Such reads (``_PARAMETER_READS``) are never folded.
 - ``torch.export`` specializes a dimension whose example size is 1 (upstream.md), so a dynamic batch is traced
   with batch 2.
 - ``adaptive_avg_pool2d`` on a tensor that is not contiguous (ConvNeXt pools the result of a permute) is
@@ -65,16 +68,45 @@ def _optimizer_keeping_parameters() -> Iterator[None]:
 
             return ir.passes.PassResult(model, modified=False)
 
+    from onnxscript.optimizer import _constant_folding
+
+    fold_pass = _constant_folding.FoldConstantsPass
+
+    class _KeepParameterLookups(fold_pass):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["should_fold"] = _keeps_parameter
+            super().__init__(*args, **kwargs)
+
     original = rewriter._DEFAULT_REWRITE_RULES  # noqa: SLF001 - no public switch for this (onnxscript 0.7)
     kept = [r for r in original if not str(getattr(r, "name", "")).startswith(_PARAMETER_DROPPING_RULES)]
     dedup = common_passes.DeduplicateInitializersPass
     rewriter._DEFAULT_REWRITE_RULES = type(original)(kept) if isinstance(original, tuple) else kept  # noqa: SLF001
     common_passes.DeduplicateInitializersPass = _KeepInitializers
+    _constant_folding.FoldConstantsPass = _KeepParameterLookups
     try:
         yield
     finally:
         rewriter._DEFAULT_REWRITE_RULES = original  # noqa: SLF001
         common_passes.DeduplicateInitializersPass = dedup
+        _constant_folding.FoldConstantsPass = fold_pass
+
+
+# Ops that read a parameter table at constant positions or copy it to a shape: folded, the table becomes a new
+# constant and the parameter is gone from the graph (HF BERT's position embeddings at positions 0..S-1, ViT's
+# class token expanded to a static batch). Kept, the builder makes them trainable Embedding lookups. Not Slice:
+# the exporter slices every LSTM weight per gate and direction, and keeping those (300 Slices for a tiny
+# sequencer2d) made the rewriter's pattern matching 4x slower (22 s -> 91 s) for no parameter kept.
+_PARAMETER_READS = ("Gather", "Expand")
+
+
+def _keeps_parameter(node: Any) -> bool | None:
+    """``should_fold`` for onnxscript's constant folding: never fold a read of a trainable initializer."""
+    if node.op_type in _PARAMETER_READS and node.inputs and node.inputs[0] is not None:
+        first = node.inputs[0]
+        if first.is_initializer() and first.const_value is not None and first.dtype is not None \
+                and first.dtype.is_floating_point():
+            return False
+    return None
 
 
 @contextlib.contextmanager
@@ -109,7 +141,10 @@ def _cheap_traced_function_ir() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The exporter prints progress lines and warnings to stdout; keep them out of the user's terminal."""
+    """The exporter prints progress lines and warnings to stdout, and onnxscript's optimizer logs the nodes it could
+    not evaluate while folding ("Evaluation failed: ...", harmless: the node stays); keep them off the terminal."""
+    import logging
+
     from converter.frameworks import _VERBOSE
 
     if _VERBOSE:

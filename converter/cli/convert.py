@@ -27,7 +27,11 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
                    "--model_base_path=OUTPUT (OUTPUT may already hold other versions).")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="[NAME=]1x3x224x224",
               help="Input shape (repeat for several inputs). ExportedPrograms record it themselves.")
-@click.option("--input-dtype", default="float32", show_default=True, help="dtype of the inputs.")
+@click.option("--input-dtype", help="dtype of the inputs (default: as the model records them, else float32).")
+@click.option("--int-range", "int_ranges", multiple=True, metavar="[NAME=]LO:HI",
+              help="Range [LO, HI) for integer inputs, e.g. input_ids=0:30522; repeat per input. Default: an "
+                   "input that indexes an embedding stays in its vocabulary, an integer mask is 0/1, others "
+                   "the unnamed range, else 0:10.")
 @click.option("--model-class", help="For weights (state_dict, checkpoint, .safetensors): the architecture, as "
               "package.module:Class, path/to/file.py:Class, timm:NAME or transformers:Class.")
 @click.option("--weights-key", metavar="KEY", help="Where a checkpoint dict keeps the weights (dotted for nesting, e.g. "
@@ -71,6 +75,9 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--emit-source", "emit_source", type=click.Path(file_okay=False), metavar="DIR",
               help="PyTorch targets: also write model.py (a plain nn.Module) + weights.pt to DIR, verified.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch size to the one in --input-shape.")
+@click.option("--allow-param-loss", is_flag=True,
+              help="Write the result even when it trains fewer (or more) parameters than the source (exit 11 "
+                   "otherwise); the report lists the count difference.")
 @click.option("-f", "--force", is_flag=True, help="Replace an existing output; write the output even if verification fails.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the full report as JSON here.")
 @click.option("--no-manifest", is_flag=True,
@@ -79,12 +86,12 @@ def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
 def command(source: str, output: str | None, to: str | None, model_version: int | None, input_shapes: tuple[str, ...],
-            input_dtype: str, model_class: str | None, weights_key: str | None, model_kwargs: str, trust_pickle: bool,
-            keep_layout: bool, fp16: bool,
+            input_dtype: str | None, int_ranges: tuple[str, ...], model_class: str | None, weights_key: str | None,
+            model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             quantize: str | None, calibration: str | None, allow_flex: bool, min_cosine: float | None,
             min_snr_db: float | None, min_top1: float | None, latency_runs: int,
             atol: float, rtol: float, elementwise: bool, seed: int, no_verify: bool, route: str, nchw: bool, trust_code: bool,
-            emit_source: str | None, static_batch: bool, force: bool,
+            emit_source: str | None, static_batch: bool, allow_param_loss: bool, force: bool,
             report_path: str | None, no_manifest: bool, as_json: bool, verbose: bool, quiet: bool) -> None:
     """Convert SOURCE (.pt2, TorchScript .pt, state_dict + --model-class, module:factory, .onnx, .keras, SavedModel)
     to Keras 3, SavedModel, TFLite, ONNX, PyTorch (.pt2, TorchScript), an AOTInductor package or an ExecuTorch
@@ -92,7 +99,7 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
 
     Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 2 usage, 3 bad path,
     4 unreadable model, 5 unsupported op, 6 output exists/unwritable, 7 input shape, 8 unsafe load refused,
-    9 model class, 70 internal error, 130 interrupted.
+    9 model class, 11 trainable parameters differ, 70 internal error, 130 interrupted.
     """
     quiet_frameworks()
 
@@ -100,16 +107,16 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
         from converter import frameworks
         from converter.jsonargs import parse_json_object
         from converter.conversion import ConvertOptions, convert
-        from converter.input_shapes import parse_input_shapes
+        from converter.input_shapes import parse_input_shapes, parse_int_ranges
 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
             to=to, output=output, input_shapes=parse_input_shapes(input_shapes),
-            input_dtype=input_dtype, model_class=model_class, model_kwargs=kwargs, weights_key=weights_key,
-            trust_pickle=trust_pickle,
+            input_dtype=input_dtype, int_ranges=parse_int_ranges(int_ranges), model_class=model_class,
+            model_kwargs=kwargs, weights_key=weights_key, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, elementwise=elementwise, verify=not no_verify, force=force,
-            seed=seed, static_batch=static_batch, report_path=report_path, route=route,
+            seed=seed, static_batch=static_batch, allow_param_loss=allow_param_loss, report_path=report_path, route=route,
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
             model_version=model_version,
             quantize=quantize.lower() if quantize else None, calibration=calibration, allow_flex=allow_flex,

@@ -25,7 +25,9 @@ from converter.frameworks import quiet_frameworks
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first generated input set.")
 @click.option("--dist", "distributions", multiple=True, type=click.Choice(["normal", "uniform", "large"]),
               help="Input distributions, one set each (default: normal, uniform [0,1), large = normal x 100).")
-@click.option("--int-range", metavar="LO,HI", help="Range [LO, HI) for integer inputs (e.g. token ids).")
+@click.option("--int-range", "int_ranges", multiple=True, metavar="[NAME=]LO:HI",
+              help="Range [LO, HI) for integer inputs (e.g. input_ids=0:30522); repeat per input; without NAME: "
+                   "every integer input (default 0:10).")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b| + 1e-5*rms(b) (--elementwise drops the last term).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance (b = reference).")
 @click.option("--elementwise", is_flag=True,
@@ -50,7 +52,7 @@ from converter.frameworks import quiet_frameworks
 @verbosity_options
 def command(reference: str, candidate: str | None, golden_dir: str | None, save_golden: str | None,
             inputs_path: str | None, input_shapes: tuple[str, ...], input_dtype: str | None, seed: int,
-            distributions: tuple[str, ...], int_range: str | None, atol: float, rtol: float, elementwise: bool, tols: tuple[str, ...],
+            distributions: tuple[str, ...], int_ranges: tuple[str, ...], atol: float, rtol: float, elementwise: bool, tols: tuple[str, ...],
             layouts: tuple[str, ...], manifest: str | None, model_class: str | None, weights_key: str | None,
             model_kwargs: str,
             trust_pickle: bool, trust_code: bool, layers: bool, no_localize: bool, reports: tuple[str, ...],
@@ -72,7 +74,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
         from converter.jsonargs import parse_json_object
         from converter.parity.loaders import LoadOptions
         from converter.parity.verify import VerifyOptions, verify
-        from converter.input_shapes import parse_input_shapes
+        from converter.input_shapes import parse_input_shapes, parse_int_ranges
 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
@@ -84,7 +86,7 @@ def command(reference: str, candidate: str | None, golden_dir: str | None, save_
         options = VerifyOptions(
             inputs=inputs_path, input_shapes=parse_input_shapes(input_shapes),
             input_dtype=input_dtype, seed=seed, distributions=tuple(distributions) or ("normal", "uniform", "large"),
-            int_range=_int_range(int_range), atol=atol, rtol=rtol, elementwise=elementwise, tolerances=tuple(_tol(t) for t in tols),
+            int_ranges=parse_int_ranges(int_ranges), atol=atol, rtol=rtol, elementwise=elementwise, tolerances=tuple(_tol(t) for t in tols),
             layouts=tuple(layouts), manifest=manifest,
             load=LoadOptions(model_class, kwargs, trust_pickle, trust_code, weights_key), layers=layers,
             localize=not no_localize, save_golden=save_golden,
@@ -164,20 +166,6 @@ def _with_input_source(message: str, inputs_path: str | None, input_shapes: tupl
     if input_shapes and "--input-shape" not in message:
         return f"{message} (from --input-shape {' '.join(input_shapes)})"
     return message
-
-
-def _int_range(text: str | None) -> tuple[int, int] | None:
-    from converter.errors import ShapeError
-
-    if not text:
-        return None
-    try:
-        lo, hi = (int(x) for x in text.replace(":", ",").split(","))
-    except ValueError as err:
-        raise ShapeError(f"--int-range {text!r}: expected LO,HI, e.g. 0,30522") from err
-    if hi <= lo:
-        raise ShapeError(f"--int-range {text!r}: HI must be greater than LO")
-    return lo, hi
 
 
 def _tol(text: str) -> tuple[str, float, float]:

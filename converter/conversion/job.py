@@ -41,7 +41,8 @@ class ConvertOptions:
     to: str | None = None
     output: str | None = None
     input_shapes: tuple[tuple[str | None, tuple[int, ...]], ...] = ()
-    input_dtype: str = "float32"
+    input_dtype: str | None = None  # None: what the model records (an ExportedProgram's int64 ids), else float32
+    int_ranges: tuple[tuple[str | None, tuple[int, int]], ...] = ()  # --int-range: [NAME=]LO:HI (input_shapes)
     model_class: str | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     trust_pickle: bool = False
@@ -60,6 +61,7 @@ class ConvertOptions:
     nchw: bool = False  # torch targets: channels-first inputs/outputs, the permutation folded into the model
     trust_code: bool = False  # Keras sources: load with safe_mode=False (Lambda layers run code)
     emit_source: str | None = None  # torch targets: also write model.py + weights.pt to this directory
+    allow_param_loss: bool = False  # publish even when trainable parameter counts differ (converter.errors 11)
     manifest: bool = True  # write the report beside the output as <output>.crossport.json (verify reads layouts)
     model_version: int | None = None  # saved_model: write DIR/<N>/ (TF Serving's model base path layout)
     # TFLite quantization (converter.parity.quality.MODES); ``fp16=True`` is the older spelling of "fp16"

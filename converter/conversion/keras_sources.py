@@ -3,7 +3,7 @@ file, each as a ``LoadedSource`` -- an ONNX file plus the runner verification co
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -58,7 +58,12 @@ def _given_shapes(options: ConvertOptions) -> tuple[dict[str, tuple[int, ...]], 
     return named, unnamed
 
 
-def _specs_from_signature(sigs: list[Any], options: ConvertOptions) -> tuple[list[InputSpec], bool]:
+def _specs_from_signature(sigs: list[Any], options: ConvertOptions,
+                          bounds: dict[str, tuple[int, int]] | None = None) -> tuple[list[InputSpec], bool]:
+    """Specs in the source's order; integer inputs get their ``--int-range`` or the model's own ``bounds``."""
+    from converter.input_shapes import check_range_names, int_range_for
+
+    check_range_names(options.int_ranges, [s.name for s in sigs])
     dynamic = any(s.shape and s.shape[0] is None for s in sigs) and not options.static_batch
     specs = []
     for s in sigs:
@@ -71,7 +76,8 @@ def _specs_from_signature(sigs: list[Any], options: ConvertOptions) -> tuple[lis
         if dynamic and dims and dims[0] == 1:
             dims[0] = 2  # torch.export specializes a dimension whose example size is 1
         dtype = "float32" if "float" in s.dtype else s.dtype
-        specs.append(InputSpec(s.name, tuple(int(d) for d in dims), dtype))
+        specs.append(InputSpec(s.name, tuple(int(d) for d in dims), dtype,
+                               int_range_for(s.name, options.int_ranges, (bounds or {}).get(s.name))))
     return specs, dynamic
 
 
@@ -95,26 +101,43 @@ def load_keras_source(source: str, options: ConvertOptions, clock: Clock) -> Ker
 
     with clock.step("load", f"loading {source} (safe_mode={'off' if options.trust_code else 'on'})"):
         model = load_keras(source, options.trust_code)
+    from converter import keras_io
+
     named, unnamed = _given_shapes(options)
     sigs = tf_onnx.keras_signature(model, named or unnamed)
-    specs, dynamic = _specs_from_signature(sigs, options)
+    given_sigs = sigs
+    if (named or unnamed) and not options.static_batch:
+        sigs = _batch_kept_open(model, sigs)
+    specs, dynamic = _specs_from_signature(sigs, options, keras_io.integer_bounds(model))
+    if named or unnamed:  # the sample inputs keep the batch the user gave (2 for 1: torch.export specializes 1)
+        specs = [replace(sp, shape=(2 if dynamic and g.shape[0] == 1 else int(g.shape[0]), *sp.shape[1:]))
+                 if g.shape and g.shape[0] is not None else sp for sp, g in zip(specs, given_sigs)]
     if options.static_batch:
         sigs = [tf_onnx.TfSignature(s.name, sp.shape, s.dtype) for s, sp in zip(sigs, specs)]
     layouts = tuple(image_layout(len(s.shape)) for s in specs)
 
     def call(feeds: list[np.ndarray]) -> list[np.ndarray]:
-        # One tensor for a one-input model: a subclassed model's call() gets exactly what it was written for.
-        out = model(feeds[0] if len(feeds) == 1 else list(feeds), training=False)
-        return [np.asarray(o) for o in (out if isinstance(out, (tuple, list)) else (out,))]
+        out = model(keras_io.pack(model, feeds), training=False)
+        return [np.asarray(o) for o in keras_io.flatten(out)]
 
     runner = _CallRunner(call, layouts, (), name="keras")
     probe = runner.run(list(make_input_sets(specs, seed=options.seed)[0].arrays))
     runner.output_layouts = tuple(image_layout(o.ndim) for o in probe)
-    names = tuple(getattr(model, "output_names", None) or ())
-    if len(names) != len(probe):
-        names = tuple(f"output_{k}" for k in range(len(probe)))
+    names = keras_io.output_names(model, len(probe))
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     return KerasSource(model, tuple(sigs), runner, tuple(specs), layouts, dynamic, names, trainable)
+
+
+def _batch_kept_open(model: Any, sigs: list[Any]) -> list[Any]:
+    """``--input-shape`` sizes the inputs; the batch stays dynamic where the model leaves it open (as for an ONNX
+    source), unless ``--static-batch``."""
+    from converter.adapters.tf_onnx import TfSignature
+
+    own = [tuple(t.shape) for t in (getattr(model, "inputs", None) or ())]
+    if len(own) != len(sigs):
+        return sigs
+    return [TfSignature(s.name, (None, *s.shape[1:]), s.dtype)
+            if o and o[0] is None and len(o) == len(s.shape) else s for s, o in zip(sigs, own)]
 
 
 def keras_onnx_source(ks: KerasSource, tmp: Path, clock: Clock) -> LoadedSource:

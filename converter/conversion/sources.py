@@ -124,7 +124,11 @@ def _onnx_source(job: Job) -> OnnxSource:
     unnamed = [s for n, s in options.input_shapes if not n]
     ginputs = graph_inputs(model, None if not options.input_shapes else
                            (given or {gi.name: s for gi, s in zip(graph_inputs_safe(model), unnamed)}))
-    specs = tuple(InputSpec(g.name, g.shape, str(g.dtype)) for g in ginputs)
+    from converter.input_shapes import check_range_names, int_range_for
+
+    check_range_names(options.int_ranges, [g.name for g in ginputs])
+    specs = tuple(InputSpec(g.name, g.shape, str(g.dtype), int_range_for(g.name, options.int_ranges))
+                  for g in ginputs)
     dynamic = any(g.batch_dynamic for g in ginputs) and not options.static_batch
     sets = tuple(make_input_sets(list(specs), seed=options.seed, dynamic_batch=dynamic))
     if options.quant_mode and options.verify:  # top-1 agreement needs more rows than the two default batches

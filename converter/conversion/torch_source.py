@@ -72,21 +72,62 @@ def runner_for(side: TorchSide) -> RecordedRunner:
                           side.output_layouts, side.module)
 
 
-def input_specs(source: Any, input_shapes: Sequence[tuple[str, tuple[int, ...]]], input_dtype: str,
-                names: tuple[str, ...]) -> list[InputSpec]:
-    given = list(input_shapes)
+def input_specs(source: Any, options: ConvertOptions, names: tuple[str, ...]) -> list[InputSpec]:
+    """Inputs from ``--input-shape`` (by name or in order), else the file's record; each integer input gets its
+    ``--int-range`` or the bound the model itself sets (an embedding's vocabulary, see ``embedding_bounds``)."""
+    from converter.input_shapes import check_range_names, int_range_for
+
+    given = list(options.input_shapes)
+    recorded = dict(zip(source.input_names, source.example_dtypes))
+
+    def dtype(name: str | None, k: int) -> str:
+        if options.input_dtype:
+            return options.input_dtype
+        if name in recorded:
+            return recorded[name]
+        return source.example_dtypes[k] if k < len(source.example_dtypes) else "float32"
+
     if given:
         if any(n for n, _ in given) and names:
             by_name = {n: s for n, s in given}
             unknown = [n for n in by_name if n not in names]
             if unknown:
                 raise ShapeError(f"--input-shape names {unknown} are not inputs of the model (inputs: {list(names)})")
-            return [InputSpec(n, by_name[n], input_dtype) for n in names if n in by_name]
-        return [InputSpec(n or (names[i] if i < len(names) else f"input{i}" if len(given) > 1 else "input"),
-                          s, input_dtype) for i, (n, s) in enumerate(given)]
-    if source.example_shapes:
-        return [InputSpec(n, s, d) for n, s, d in zip(source.input_names, source.example_shapes, source.example_dtypes)]
-    raise ShapeError("the source does not record its input shapes; pass --input-shape, e.g. --input-shape 1x3x224x224")
+            pairs = [(n, by_name[n], dtype(n, k)) for k, n in enumerate(names) if n in by_name]
+        else:
+            pairs = [(n or (names[i] if i < len(names) else f"input{i}" if len(given) > 1 else "input"), s,
+                      dtype(n or (names[i] if i < len(names) else None), i)) for i, (n, s) in enumerate(given)]
+    elif source.example_shapes:
+        pairs = [(n, s, options.input_dtype or d)
+                 for n, s, d in zip(source.input_names, source.example_shapes, source.example_dtypes)]
+    else:
+        raise ShapeError("the source does not record its input shapes; pass --input-shape, e.g. --input-shape "
+                         "1x3x224x224")
+    check_range_names(options.int_ranges, [n for n, _, _ in pairs])
+    bounds = embedding_bounds(source.exported_program)
+    return [InputSpec(n, tuple(s), d, int_range_for(n, options.int_ranges, bounds.get(n))) for n, s, d in pairs]
+
+
+def embedding_bounds(program: Any) -> dict[str, tuple[int, int]]:
+    """Inputs of an ExportedProgram that index an embedding table directly: ``[0, rows)``, so generated token ids
+    stay in the vocabulary without a ``--int-range``."""
+    if program is None:
+        return {}
+    import torch
+
+    users = {s.arg.name for s in program.graph_signature.input_specs
+             if s.kind == torch.export.graph_signature.InputKind.USER_INPUT}
+    bounds: dict[str, tuple[int, int]] = {}
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target is not torch.ops.aten.embedding.default:
+            continue
+        weight, index = node.args[0], node.args[1]
+        val = getattr(weight, "meta", {}).get("val")
+        if getattr(index, "name", None) in users and val is not None and len(val.shape) == 2:
+            rows = int(val.shape[0])
+            lo, hi = bounds.get(index.name, (0, rows))
+            bounds[index.name] = (lo, min(hi, rows))
+    return bounds
 
 
 def torch_layouts(specs: Sequence[InputSpec]) -> tuple[Layout, ...]:
@@ -106,6 +147,9 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
                                 options.weights_key)
     if not options.force:
         raise_if_nonfinite(source, torch_nonfinite(src.module), FORCE_HINT)
+    if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False and not options.static_batch:
+        with clock.step("dynamic-batch", "re-exporting the static-batch program with a dynamic batch"):
+            src = _with_dynamic_batch(src)
     specs, sets, dynamic = sample_inputs(src, fmt, options)
     layouts = torch_layouts(specs)
     from converter.parity.runners import TorchRunner
@@ -142,7 +186,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
 def sample_inputs(src: Any, fmt: Format, options: ConvertOptions) -> tuple[list[InputSpec], list[InputSet], bool]:
     """The input specs, the seeded verification sets and whether the batch stays dynamic (an ExportedProgram
     with a fixed batch keeps it fixed; a size-1 batch is traced at 2, which torch.export would specialise)."""
-    specs = input_specs(src, options.input_shapes, options.input_dtype, src.input_names)
+    specs = input_specs(src, options, src.input_names)
     dynamic = (not options.static_batch) and (src.dynamic_batch is not False or fmt != Format.EXPORTED_PROGRAM)
     if fmt == Format.EXPORTED_PROGRAM and src.dynamic_batch is False:
         dynamic = False
@@ -164,6 +208,23 @@ def run_once(runner: Any, first: InputSet) -> list[np.ndarray]:
         shapes = [list(a.shape) for a in first.arrays]
         raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
                          f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+
+
+def _with_dynamic_batch(src: Any) -> Any:
+    """An ExportedProgram saved with a fixed batch, re-exported from ``ep.module()`` with a dynamic one when that
+    computes the same (``converter.adapters.torch_export``); otherwise the source as it is, with the reason."""
+    from converter.adapters.torch_export import with_dynamic_batch
+
+    batch = src.example_shapes[0][0] if src.example_shapes and src.example_shapes[0] else None
+    redone = with_dynamic_batch(src.exported_program, src.example_shapes, src.example_dtypes)
+    if redone.program is None:
+        note = (f"the .pt2 was exported with a fixed batch of {batch} and stays so: {redone.reason}; re-export it "
+                "with dynamic_shapes={0: torch.export.Dim('batch')} for a dynamic batch")
+        return replace(src, notes=(*src.notes, note))
+    note = (f"the .pt2 was exported with a fixed batch of {batch}; re-exported from ep.module() with a dynamic "
+            f"batch ({redone.replaced} shape argument(s) now follow x.size(0)), checked against the original")
+    return replace(src, module=redone.program.module(), exported_program=redone.program, dynamic_batch=True,
+                   notes=(*src.notes, note))
 
 
 def parameters(module: Any) -> tuple[frozenset[str], int | None]:

@@ -250,4 +250,4 @@ def _unsupported_message(node, opset: int) -> str:
     where = f" from layer {scope!r}" if scope else ""
     domain = node.domain or "ai.onnx"
     return (f"ONNX op {node.op_type!r} (domain {domain}, opset {opset}, node {node.name!r}{where}) has no Keras "
-            f"translation in crossport yet; convert to .onnx, SavedModel or .tflite with --route onnx2tf instead")
+            f"translation in crossport yet")

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from converter.errors import UnsupportedError
-from converter.keras_builder.context import KT, BuildContext
+from converter.keras_builder.context import KT, BuildContext, scope_of
 from converter.keras_builder.registry import handles
 from converter.layout import channels_last_perm
 
@@ -366,20 +366,27 @@ def _group_norm_chain(ctx: BuildContext, node):
             return None, origin
         return value.reshape(channels).astype("float32"), origin
 
-    # A non-parameter all-ones scale / all-zeros shift is the exporter's filler for affine=False: no weight.
+    # A non-parameter all-ones scale / all-zeros shift is the exporter's filler for affine=False: no weight. The
+    # exporter folds Unsqueeze(weight) into a new constant, so a parameter is also recognised by the module the
+    # Mul/Add belongs to (its name scope) having ``weight`` / ``bias`` parameters: a fresh GroupNorm's are 1 and 0.
+    def owned(binary, leaf: str) -> str | None:
+        module = scope_of(binary)[0]
+        return f"{module}.{leaf}" if module and f"{module}.{leaf}" in ctx.parameter_names else None
+
     nxt = ctx.consumers.get(post.output[0], [])
     if len(nxt) == 1 and nxt[0].op_type == "Mul":
         value, name = channel_const(nxt[0], post.output[0])
         if value is not None:
-            if name in ctx.parameter_names or not np.all(value == 1):
+            param = name if name in ctx.parameter_names else owned(nxt[0], "weight")
+            if param or not np.all(value == 1):
                 gamma = value
-                weight_name = name if name in ctx.parameter_names else None
+                weight_name = param
             skipped.append(nxt[0].output[0])
             after = ctx.consumers.get(nxt[0].output[0], [])
             if len(after) == 1 and after[0].op_type == "Add":
                 value, name = channel_const(after[0], nxt[0].output[0])
                 if value is not None:
-                    if name in ctx.parameter_names or np.any(value):
+                    if name in ctx.parameter_names or owned(after[0], "bias") or np.any(value):
                         beta = value
                     skipped.append(after[0].output[0])
     return src, groups, gamma, beta, skipped, weight_name

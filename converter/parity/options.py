@@ -16,7 +16,7 @@ class VerifyOptions:
     input_dtype: str | None = None
     seed: int = 0
     distributions: tuple[str, ...] = ("normal", "uniform", "large")
-    int_range: tuple[int, int] | None = None
+    int_ranges: tuple[tuple[str | None, tuple[int, int]], ...] = ()  # --int-range: [NAME=]LO:HI (input_shapes)
     atol: float = DEFAULT_ATOL
     rtol: float = DEFAULT_RTOL
     tolerances: tuple[tuple[str, float, float], ...] = ()  # per output: (name, atol, rtol)

@@ -102,11 +102,10 @@ class KerasRunner:
     name: str = "keras"
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
-        # One tensor for a one-input model: a subclassed model's call() gets exactly what it was written for
-        # (a one-element list reaches its layers as a list); functional models accept either.
-        out = self.model(feeds[0] if len(feeds) == 1 else list(feeds), training=False)
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [np.asarray(o) for o in outs]
+        from converter import keras_io
+
+        out = self.model(keras_io.pack(self.model, feeds), training=False)
+        return [np.asarray(o) for o in keras_io.flatten(out)]
 
 
 @dataclass

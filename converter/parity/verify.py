@@ -125,7 +125,9 @@ def _arrays(batch: Any, names: Sequence[str]) -> tuple[np.ndarray, ...]:
 def _specs(ref: LoadedModel, cand: LoadedModel, options: VerifyOptions, names: Sequence[str],
            flags: Sequence[L.LayoutFlag], rows: Sequence[tuple[str, str, str]]) -> tuple[list[InputSpec], bool]:
     """Input specs in the reference's layout: --input-shape, else the reference's signature, else the candidate's."""
-    int_range = options.int_range or (0, 10)
+    from converter.input_shapes import check_range_names, int_range_for
+
+    check_range_names(options.int_ranges, list(names) or list(ref.input_names))
     dtypes = ref.input_dtypes or cand.input_dtypes
     if options.input_shapes:
         given = list(options.input_shapes)
@@ -143,8 +145,8 @@ def _specs(ref: LoadedModel, cand: LoadedModel, options: VerifyOptions, names: S
             shapes = [s for _, s in given]
         nm = list(names) if len(names) == len(shapes) else [n or f"input{k}" for k, (n, _) in enumerate(given)]
         dyn = (_batch_dynamic(ref), _batch_dynamic(cand))
-        specs = [InputSpec(nm[k], tuple(s), options.input_dtype or _dtype(dtypes, k), int_range)
-                 for k, s in enumerate(shapes)]
+        specs = [InputSpec(nm[k], tuple(s), options.input_dtype or _dtype(dtypes, k),
+                           int_range_for(nm[k], options.int_ranges)) for k, s in enumerate(shapes)]
         return specs, False not in dyn and True in dyn
     source, moved = ref, False
     if not ref.has_signature:
@@ -171,7 +173,7 @@ def _specs(ref: LoadedModel, cand: LoadedModel, options: VerifyOptions, names: S
     dynamic = dynamic and _batch_dynamic(other) is not False
     nm = list(names) if len(names) == len(shapes) else list(source.input_names)
     specs = [InputSpec(nm[k], tuple(int(d) for d in s), options.input_dtype or _dtype(source.input_dtypes, k),
-                       int_range) for k, s in enumerate(shapes)]
+                       int_range_for(nm[k], options.int_ranges)) for k, s in enumerate(shapes)]
     return specs, dynamic
 
 

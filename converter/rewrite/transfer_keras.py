@@ -65,6 +65,9 @@ def run_keras_transfer(job: KerasTransferJob) -> tuple[Any, Path]:
     from converter.frameworks import quiet_frameworks
 
     quiet_frameworks()
+    from converter.frameworks import keras as _keras
+
+    _keras()  # TensorFlow imported with fd 2 silenced: its C++ start-up lines (cuInit, ...) never reach the user
     import torch
 
     from converter.rewrite.keras_probe import build_entry

@@ -120,3 +120,27 @@ def test_transfer_keras_file_refuses_unsafe_lambda(tmp_path: Path) -> None:
                                                                              "--diff"]])
 def test_no_heavy_imports_without_verify_or_input_shape(args: list[str]) -> None:
     assert heavy_modules_after(args, str(REPO)) == []
+
+
+@pytest.mark.slow
+def test_transfer_from_keras_prints_no_tensorflow_log_lines(tmp_path: Path) -> None:
+    """``crossport transfer model.keras`` imported Keras directly, so TensorFlow's C++ start-up lines ("All log
+    messages before absl::InitializeLog()", "I0000 ... cudart_stub ...") reached the terminal; a fresh process
+    shows that they no longer do (in-process runners cannot see file descriptor 2)."""
+    import os
+    import subprocess
+
+    code = tmp_path / "cnn_torch.py"
+    assert invoke("rewrite", str(CNN), "--to", "torch", "-o", str(code), "--input-shape", "1x32x32x3", "-q").exit_code == 0
+    saved = tmp_path / "cnn.keras"
+    build = (f"import sys, numpy as np; sys.path.insert(0, {str(KERAS)!r}); from functional_cnn import build_cnn; "
+             f"m = build_cnn(); m(np.zeros((1, 32, 32, 3), 'float32')); m.save({str(saved)!r})")
+    subprocess.run([sys.executable, "-c", build], check=True, capture_output=True)
+    crossport = Path(sys.executable).with_name("crossport")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL"))}
+    run = subprocess.run([str(crossport), "transfer", str(saved), "--into", f"{code}:build_cnn", "-o",
+                          str(tmp_path / "cnn.pt"), "--input-shape", "2x32x32x3"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    noise = [ln for ln in run.stderr.splitlines() if "absl" in ln or ln.startswith(("I0000", "W0000", "E0000"))]
+    assert not noise, noise

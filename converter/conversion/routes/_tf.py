@@ -17,7 +17,7 @@ VERSIONS = ("crossport", "torch", "onnx", "onnxruntime", "onnxscript", "tensorfl
 
 
 def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_runner: Runner | None,
-           built: Any = None, keras_trainable: int = 0) -> ConversionResult:
+           built: Any = None, keras_trainable: int = 0, missing: tuple[str, ...] = ()) -> ConversionResult:
     """``built``: the builder's ``BuildResult`` (its model already dropped) when the builder made the artifact."""
     options, target, notes = job.options, job.target, ledger.notes
     verified = options.verify
@@ -36,9 +36,8 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
         if merged and trainable.get("pytorch") == trainable["keras"] + merged:
             notes.append(f"Keras LSTM layers hold one bias where PyTorch has two (b_ih + b_hh, summed): "
                          f"{merged:,} fewer trainable parameters for the same function")
-        elif "pytorch" in trainable and trainable["pytorch"] != trainable["keras"] and target == "keras":
-            notes.append(f"trainable parameter counts differ: PyTorch {trainable['pytorch']:,}, "
-                         f"Keras {trainable['keras']:,}")
+        elif "pytorch" in trainable and trainable["pytorch"] != trainable["keras"] and target != "tflite":
+            _check_parameters(trainable["pytorch"], trainable["keras"], missing, options.allow_param_loss, notes)
     written = passed or not verified or options.force
     exported = src.exported
     in_targets, out_targets = [], []
@@ -73,3 +72,21 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
                                                            options.model_version))
     report = replace(report, layer_paths=dict(layers))
     return ConversionResult(job.output if written else None, report)
+
+
+def _check_parameters(torch_count: int, keras_count: int, missing: tuple[str, ...], allowed: bool,
+                      notes: list[str]) -> None:
+    """A converted model that trains a different number of parameters is not the same model to fine-tune:
+    refused (nothing written) unless ``--allow-param-loss``; the message says how many and where."""
+    from converter.errors import ParameterLossError
+
+    diff = torch_count - keras_count
+    where = f" ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''} became constants)" if missing else ""
+    text = (f"trainable parameter counts differ: PyTorch {torch_count:,}, Keras {keras_count:,} "
+            f"({'-' if diff > 0 else '+'}{abs(diff):,}){where}")
+    if allowed:
+        notes.append(text + "; accepted with --allow-param-loss")
+        return
+    hint = ("; a .pt2 exported with a fixed batch folds batch-shaped parameters: export it with "
+            "dynamic_shapes={0: torch.export.Dim('batch')}" if any("fixed batch" in n for n in notes) else "")
+    raise ParameterLossError(f"{text}{hint}; pass --allow-param-loss to write it anyway")

@@ -24,6 +24,22 @@ class BuildRefused(UnsupportedError):
     """The builder cannot convert the graph; under ``--route auto`` onnx2tf gets its turn."""
 
 
+def way_out(target: str, onnx_source: bool = False) -> str:
+    """What the user can do when the builder cannot translate an op: only ways that exist here and now."""
+    from converter.adapters import onnx2tf_adapter
+
+    onnx = ("the .onnx source itself runs in onnxruntime" if onnx_source
+            else "--to onnx writes the exported model (verified with onnxruntime)")
+    if target == "keras":
+        other = ("; --route onnx2tf writes SavedModel or .tflite (not .keras)" if onnx2tf_adapter.available()
+                 else "")
+        return f"no other route writes .keras; {onnx}{other}"
+    if onnx2tf_adapter.available():
+        return f"--route onnx2tf (installed) may convert it; {onnx}"
+    return (f"{onnx}; the onnx2tf route (pip install 'crossport[onnx2tf]', in an environment of its own) may "
+            f"convert it to {'SavedModel' if target == 'saved_model' else '.tflite'}")
+
+
 @dataclass(frozen=True)
 class BuilderRoute:
     name: ClassVar[str] = "builder"
@@ -55,7 +71,8 @@ class BuilderRoute:
                                                        model_name=model_name(job.source),
                                                        parameter_names=src.parameter_names, unroll_max_steps=unroll))
             except UnsupportedError as err:
-                raise BuildRefused(*err.args) from err
+                raise BuildRefused(f"{err.args[0] if err.args else err}; "
+                                   f"{way_out(target, src.runner is None)}") from err
         ledger.route.append("keras 3 (crossport builder)")
         in_layouts = tuple(built.input_layouts[n] for n in built.input_names)
         out_layouts = tuple(built.output_layouts[n] for n in built.output_names)
@@ -89,6 +106,7 @@ class BuilderRoute:
         # The file is written: what the rest needs from the built model is two small facts, and verification
         # loads the file itself -- holding both copies of every weight at once is the conversion's peak.
         keras_trainable = int(sum(int(np.prod(w.shape)) for w in built.model.trainable_weights))
+        missing = _missing_parameters(src.parameter_names, built.model)
         keras_input_keys = tuple(t.name for t in built.model.inputs)
         built = replace(built, model=None)
         release_memory()  # a functional Keras model is a reference cycle: free its variables now
@@ -120,7 +138,7 @@ class BuilderRoute:
                                                ledger.run_cache, **judge))
                 if thresholds is not None:
                     _summarize_cost(ledger)
-        return finish(src, job, ledger, artifact, target_runner, built, keras_trainable)
+        return finish(src, job, ledger, artifact, target_runner, built, keras_trainable, missing)
 
 
 def _representative(src: OnnxSource, job: Job, built: Any, ledger: Ledger) -> list[list[np.ndarray]]:
@@ -185,3 +203,10 @@ def _summarize_cost(ledger: Ledger) -> None:
     ledger.quantization["outputs"] = [
         {"name": q.name, "decided_by": q.decided_by, "quantized": q.to_dict(),
          "float": before[q.name].to_dict() if q.name in before else None} for q in final.quality]
+
+
+def _missing_parameters(names: frozenset[str], model: object) -> tuple[str, ...]:
+    """Source parameters with no Keras layer named after them or their module (layers carry module paths)."""
+    layers = {getattr(layer, "name", "") for layer in getattr(model, "layers", ())
+              if getattr(layer, "trainable_weights", None)}
+    return tuple(sorted(n for n in names if n not in layers and n.rpartition(".")[0] not in layers))
