@@ -206,7 +206,11 @@ def _summarize_cost(ledger: Ledger) -> None:
 
 
 def _missing_parameters(names: frozenset[str], model: object) -> tuple[str, ...]:
-    """Source parameters with no Keras layer named after them or their module (layers carry module paths)."""
+    """Source parameters with no Keras layer named after them or their module (layer names are module paths with
+    ``_`` for ``.``, ``keras_builder.context.layer_name_for``)."""
+    from converter.keras_builder.context import layer_name_for
+
     layers = {getattr(layer, "name", "") for layer in getattr(model, "layers", ())
               if getattr(layer, "trainable_weights", None)}
-    return tuple(sorted(n for n in names if n not in layers and n.rpartition(".")[0] not in layers))
+    return tuple(sorted(n for n in names if layer_name_for(n) not in layers
+                        and layer_name_for(n.rpartition(".")[0]) not in layers))
