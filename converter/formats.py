@@ -213,9 +213,9 @@ def _weights_only_load(path: Path) -> Any:
         lowered = text.lower()
         if "unsupported global" in lowered or "unsupported class" in lowered or "global " in lowered:
             raise UnsafeLoadError(
-                f"{path}: holds pickled Python objects (e.g. a whole nn.Module saved with torch.save(model)); "
-                "loading it would run code from the file. Save a state_dict and pass --model-class, "
-                "or pass --trust-pickle if you trust this file"
+                f"{path}: holds pickled Python objects (e.g. a whole nn.Module saved with torch.save(model)), which "
+                "torch.load(weights_only=True) refuses: loading them would run code from the file. Save a "
+                "state_dict and pass --model-class, or pass --trust-pickle if you trust this file"
             ) from err
         detail = next((ln.strip() for ln in text.splitlines() if ln.strip().startswith("Unsupported")),
                       text.splitlines()[0] if text else "")

@@ -72,12 +72,14 @@ def test_entry_exit_codes_without_frameworks(tmp_path: Path) -> None:
     assert proc.returncode == 3 and proc.stderr.count("crossport:") == 1
 
 
-def test_a_model_returning_a_dict_is_named_unsupported(tmp_path: Path) -> None:
+def test_a_model_returning_a_non_tensor_is_named_unsupported(tmp_path: Path) -> None:
+    """Dicts and ModelOutputs of tensors convert (named outputs); a string among the outputs cannot."""
     (tmp_path / "dict_model.py").write_text(
         "import torch\n\n\nclass D(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
-        "        self.lin = torch.nn.Linear(4, 2)\n\n    def forward(self, x):\n        return {'a': self.lin(x)}\n")
+        "        self.lin = torch.nn.Linear(4, 2)\n\n    def forward(self, x):\n"
+        "        return {'a': self.lin(x), 'label': 'cat'}\n")
     proc = _run(["convert", "dict_model:D", "--input-shape", "2x4", "-o", "d.keras"], tmp_path,
                 PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}")
     assert proc.returncode == 5, proc.stderr
-    assert "returns something other than a tensor" in proc.stderr and "Traceback" not in proc.stderr
+    assert "returns str at output 'label'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "d.keras").exists()
