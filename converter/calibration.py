@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from converter.errors import InputPathError, ModelFileError, ShapeError
+from converter.errors import InputPathError, ModelFileError, ShapeError, first_line
 from converter.layout import Layout, to_layout
 from converter.parity.inputs import InputSpec, make_input_sets
 
@@ -53,7 +53,7 @@ def check_file(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 raise ValueError("a single .npy array, not an .npz archive")
             info = {k: (tuple(data[k].shape), data[k].dtype) for k in data.files}
     except Exception as err:  # noqa: BLE001 - np.load raises several kinds for a bad file
-        raise ModelFileError(f"--calibration {path}: not a readable .npz ({str(err).splitlines()[0][:200]})") from err
+        raise ModelFileError(f"--calibration {path}: not a readable .npz ({first_line(err)})") from err
     if not info:
         raise ShapeError(f"--calibration {path}: holds no arrays; save one array per model input "
                          "(np.savez(path, x=samples))")

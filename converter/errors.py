@@ -6,6 +6,20 @@ with ``-v``. Library callers catch :class:`CrossportError` (or a subclass) inste
 from __future__ import annotations
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """An upstream exception as one line of a one-line message: its first non-empty line (upstream messages run to
+    pages), or its type's name when it says nothing."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
+def described(err: BaseException, limit: int = 200) -> str:
+    """``Type: first line`` -- for messages about an exception from code that is not ours (the user's model, a
+    runtime), where the type says as much as the text."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:limit] if text else ''}"
+
+
 class CrossportError(Exception):
     """Base class: a problem with the user's input or environment, not a bug in crossport."""
 

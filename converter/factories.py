@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from converter.errors import ModelClassError
+from converter.errors import ModelClassError, first_line
 
 LIBRARIES = ("timm", "transformers")
 
@@ -50,7 +50,7 @@ def build_library_model(spec: str, kwargs: dict[str, Any]) -> Any:
             return module.create_model(name, pretrained=False, **kwargs)
         except Exception as err:  # noqa: BLE001 - the library validates kwargs its own way
             raise ModelClassError(f"{spec}: timm.create_model raised {type(err).__name__}: "
-                                  f"{str(err).splitlines()[0][:200]}") from err
+                                  f"{first_line(err)}") from err
     return _transformers_model(module, spec, name, dict(kwargs))
 
 
@@ -87,4 +87,4 @@ def _transformers_model(transformers: Any, spec: str, name: str, kwargs: dict[st
         raise
     except Exception as err:  # noqa: BLE001 - the library validates configs its own way
         raise ModelClassError(f"{spec}: building it from the config raised {type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:200]}") from err
+                              f"{first_line(err)}") from err

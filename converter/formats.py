@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from converter.errors import InputPathError, ModelClassError, ModelFileError, UnsafeLoadError
+from converter.errors import InputPathError, ModelClassError, ModelFileError, UnsafeLoadError, first_line
 
 
 class Format(str, Enum):
@@ -221,7 +221,7 @@ def _weights_only_load(path: Path) -> Any:
                       text.splitlines()[0] if text else "")
         raise ModelFileError(f"{path}: not a readable PyTorch file (corrupt or not a checkpoint: {detail[:120]})") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise ModelFileError(f"{path}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
+        raise ModelFileError(f"{path}: not a readable PyTorch file ({first_line(err)})") from err
 
 
 def read_checkpoint(path: Path, fmt: Format, trust_pickle: bool = False) -> Any:
@@ -237,7 +237,7 @@ def read_checkpoint(path: Path, fmt: Format, trust_pickle: bool = False) -> Any:
         try:
             return torch.load(str(file), map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001
-            raise ModelFileError(f"{file}: not a readable PyTorch file ({str(err).splitlines()[0][:200]})") from err
+            raise ModelFileError(f"{file}: not a readable PyTorch file ({first_line(err)})") from err
 
     if is_shard_index(path):
         return read_sharded(path, read_safetensors if fmt == Format.SAFETENSORS else read_pickle)
@@ -321,7 +321,7 @@ def load_torch_source(
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as err:  # noqa: BLE001
-            raise ModelFileError(f"{path}: not a readable TorchScript archive ({str(err).splitlines()[0][:200]})") from err
+            raise ModelFileError(f"{path}: not a readable TorchScript archive ({first_line(err)})") from err
         return TorchSource(module.eval(), fmt)
     if fmt in (Format.TORCH_CHECKPOINT, Format.SAFETENSORS):
         obj = read_checkpoint(path, fmt, trust_pickle)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from converter.errors import ModelClassError, ModelFileError
+from converter.errors import ModelClassError, ModelFileError, first_line
 
 #: Keys under which checkpoints keep the model's weights, most specific first. EMA weights come last: a checkpoint
 #: with both keeps the trained model under the plain key, and the user picks the average with --weights-key.
@@ -118,7 +118,7 @@ def read_safetensors(path: Path) -> dict[str, Any]:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
-        raise ModelFileError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0][:200]})") from err
+        raise ModelFileError(f"{path}: not a readable safetensors file ({first_line(err)})") from err
 
 
 def read_sharded(index: Path, read_shard: Callable[[Path], Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from converter.errors import CrossportError, UnsafeLoadError
+from converter.errors import CrossportError, UnsafeLoadError, described
 
 ROUTE = "keras-native"
 BLOCKED_AT_LOAD = ("keras", "tensorflow", "converter", "onnx2torch", "crossport")
@@ -246,7 +246,7 @@ def _export(module: Any, example: tuple[Any, ...], dynamic: bool) -> tuple[Any, 
             return torch.export.export(module, example, dynamic_shapes=(tuple({0: batch} for _ in example),),
                                        strict=False), True, notes
         except Exception as err:  # noqa: BLE001 - torch.export raises many kinds of errors
-            notes.append(f"torch.export could not keep the batch dynamic ({_line(err)}); the .pt2 has a fixed "
+            notes.append(f"torch.export could not keep the batch dynamic ({described(err)}); the .pt2 has a fixed "
                          f"batch of {example[0].shape[0]}")
     return torch.export.export(module, example, strict=False), False, notes
 
@@ -267,7 +267,7 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
     except UnsafeLoadError as err:
         return {"error": str(err), "kind": "unsafe"}
     except Exception as err:  # noqa: BLE001
-        return {"error": f"Keras could not load the file under the torch backend ({_line(err)})", "kind": "load"}
+        return {"error": f"Keras could not load the file under the torch backend ({described(err)})", "kind": "load"}
     if not isinstance(model, torch.nn.Module):
         return {"error": "the loaded Keras model is not a torch.nn.Module", "kind": "internal"}
     wrapped: Any = _module_class()(model).eval()
@@ -280,7 +280,7 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
     try:
         program, dynamic, export_notes = _export(wrapped, example, request["dynamic_batch"])
     except Exception as err:  # noqa: BLE001
-        return {"error": f"torch.export failed on the torch-backend Keras model: {_line(err)}", "kind": "export"}
+        return {"error": f"torch.export failed on the torch-backend Keras model: {described(err)}", "kind": "export"}
     notes.extend(export_notes)
     lifted = [s.target for s in program.graph_signature.input_specs if s.kind.name == "CONSTANT_TENSOR"]
     lifted_float = [t for t in lifted if program.constants[t].is_floating_point() and program.constants[t].numel() > 1]
@@ -303,19 +303,13 @@ def _worker(request: dict[str, Any]) -> dict[str, Any]:
             "lifted_constants": len(lifted_float), "notes": notes}
 
 
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    first = text.splitlines()[0][:200] if text else ""
-    return f"{type(err).__name__}: {first}"
-
-
 def main(argv: Sequence[str]) -> int:
     request = json.loads(Path(argv[0]).read_text())
     t0 = time.perf_counter()
     try:
         result = _worker(request)
     except Exception as err:  # noqa: BLE001 - reported to the parent as a rejection reason
-        result = {"error": f"torch-backend export failed: {_line(err)}", "kind": "internal"}
+        result = {"error": f"torch-backend export failed: {described(err)}", "kind": "internal"}
     result["seconds"] = round(time.perf_counter() - t0, 3)
     Path(request["result"]).write_text(json.dumps(result))
     return 0

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from converter.conversion.job import Job
+from converter.errors import described
 from converter.layout import Layout
 from converter.parity.inputs import InputSet, InputSpec
 from converter.parity.latency import Latency
@@ -45,8 +46,8 @@ class Ledger:
             with job.clock.step("latency", f"timing {runner.name}"):
                 self.latency.append(measure(runner, sets[0].arrays, layouts, sets[0].label, role, runs))
         except Exception as err:  # noqa: BLE001 - a runtime's own exception types
-            self.notes.append(f"latency of {runner.name} not measured: {type(err).__name__}: "
-                              f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}")
+            self.notes.append(f"latency of {runner.name} not measured: "
+                              f"{described(err)}")
 
     def report(self, job: Job, *, sets: Sequence[InputSet], passed: bool, written: bool, opset: int | None,
                exporter: str | None, inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...],

@@ -13,7 +13,7 @@ from typing import Any
 
 from converter.conversion.job import Clock, Job
 from converter.conversion.ledger import Ledger
-from converter.errors import CrossportError, ModelFileError
+from converter.errors import CrossportError, ModelFileError, first_line
 from converter.formats import Format
 from converter.model_checks import check_onnx_ops, keras_file_nonfinite, onnx_nonfinite, raise_if_nonfinite
 from converter.layout import Layout
@@ -158,7 +158,7 @@ def load_onnx(source: str) -> Any:
         model = onnx.load(source)
         onnx.checker.check_model(model)
     except Exception as err:  # noqa: BLE001
-        raise ModelFileError(f"{source}: not a valid ONNX model ({str(err).splitlines()[0][:200]})") from err
+        raise ModelFileError(f"{source}: not a valid ONNX model ({first_line(err)})") from err
     return model
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from converter.errors import ShapeError, UnsupportedError
+from converter.errors import ShapeError, UnsupportedError, described
 from converter.formats import Format, load_torch_source
 from converter.model_checks import raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
@@ -207,7 +207,7 @@ def run_once(runner: Any, first: InputSet) -> list[np.ndarray]:
     except Exception as err:  # noqa: BLE001 - user model code
         shapes = [list(a.shape) for a in first.arrays]
         raise ShapeError(f"the model does not run on inputs of shape {shapes} (check --input-shape): "
-                         f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from err
+                         f"{described(err)}") from err
 
 
 def _with_dynamic_batch(src: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converter.errors import ShapeError
+from converter.errors import ShapeError, described
 from converter.layout import Layout, to_layout
 from converter.parity import layouts as L
 from converter.parity.compare import Tolerance
@@ -112,7 +112,7 @@ def compare_models(ref: LoadedModel, cand: LoadedModel, sets: Sequence[InputSet]
             default = Tolerance(options.atol, options.rtol, options.scale)
             profile = localize(ref, cand, ref_feeds, cand_feeds, default)
         except Exception as err:  # noqa: BLE001 - localization is a diagnosis; its failure must not hide the verdict
-            notes.append(f"per-layer localization failed: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            notes.append(f"per-layer localization failed: {described(err)}")
         timings["layers"] = time.perf_counter() - t1
     tensors_in = tuple(TensorLayout(n, tuple(a.shape), str(a.dtype), r.value, c.value, w)
                        for n, a, r, c, w in zip(names, first, in_ref, in_cand, in_why))
@@ -137,8 +137,8 @@ def _run_plain(model: LoadedModel, feeds: Sequence[np.ndarray], layouts: Sequenc
     except Exception as err:  # noqa: BLE001 - user models raise anything on bad inputs
         shapes = [list(np.shape(f)) for f in feeds]
         raise ShapeError(f"{model.source} ({model.format}) does not run on inputs of shape {shapes} "
-                         f"(layouts {[l.value for l in layouts]}): {type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}") from err
+                         f"(layouts {[l.value for l in layouts]}): "
+                         f"{described(err)}") from err
 
 
 def _output_names(ref: LoadedModel, cand: LoadedModel, manifest_outputs: Sequence[tuple[str, str, str]],

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from converter.errors import ModelFileError
+from converter.errors import ModelFileError, first_line
 from converter.layout import Layout
 from converter.parity.runners import Runner
 
@@ -146,7 +146,7 @@ def _onnx(source: str) -> LoadedModel:
     try:
         session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise ModelFileError(f"{source}: onnxruntime cannot load it ({_first_line(err)})") from err
+        raise ModelFileError(f"{source}: onnxruntime cannot load it ({first_line(err)})") from err
     ins = session.get_inputs()
     shapes = tuple(tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape) for i in ins)
     dtypes = tuple(_ORT_TYPES.get(i.type, "float32") for i in ins)
@@ -164,7 +164,7 @@ def _check_onnx_file(source: str) -> None:
     try:
         model = onnx.load(source)
     except Exception as err:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise ModelFileError(f"{source}: not a readable ONNX model ({_first_line(err)})") from err
+        raise ModelFileError(f"{source}: not a readable ONNX model ({first_line(err)})") from err
     check_onnx_ops(model, source)
     raise_if_nonfinite(source, onnx_nonfinite(model), _NONFINITE_HINT)
 
@@ -200,7 +200,7 @@ def _saved_model(source: str) -> LoadedModel:
     except KeyError as err:
         raise ModelFileError(f"{source}: SavedModel has no 'serving_default' signature") from err
     except Exception as err:  # noqa: BLE001
-        raise ModelFileError(f"{source}: not a readable SavedModel ({_first_line(err)})") from err
+        raise ModelFileError(f"{source}: not a readable SavedModel ({first_line(err)})") from err
     spec = fn.structured_input_signature[1]
     names = tuple(spec)
     shapes = tuple(tuple(d if isinstance(d, int) else None for d in spec[n].shape.as_list()) for n in names)
@@ -221,7 +221,7 @@ def _tflite(source: str) -> LoadedModel:
             details = interp.get_input_details()
             outs = interp.get_output_details()
     except Exception as err:  # noqa: BLE001
-        raise ModelFileError(f"{source}: not a readable TFLite file ({_first_line(err)})") from err
+        raise ModelFileError(f"{source}: not a readable TFLite file ({first_line(err)})") from err
     shapes = tuple(tuple(None if s < 0 else int(d) for d, s in zip(x["shape"], x.get("shape_signature", x["shape"])))
                    for x in details)
     names = tuple(_tflite_name(x["name"]) for x in details)
@@ -236,7 +236,3 @@ def _tflite_name(name: str) -> str:
     """``serving_default_x:0`` -> ``x``: the name the model was built with."""
     return name.removeprefix("serving_default_").split(":")[0]
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from converter.errors import described
 from converter.layout import Layout, to_layout
 from converter.parity.compare import OutputComparison, Tolerance, compare_arrays, elementwise_view
 from converter.parity.inputs import InputSet
@@ -83,11 +84,11 @@ def run_hop(
         try:
             ref_out = _run(reference, ref_feeds, s, cache)
         except Exception as err:  # noqa: BLE001 - a runner failure is a verification failure, reported as such
-            return _failed(reference, candidate, f"{reference.name} failed on {s.label}: {_line(err)}", compared)
+            return _failed(reference, candidate, f"{reference.name} failed on {s.label}: {described(err, 300)}", compared)
         try:
             cand_out = _run(candidate, cand_feeds, s, cache)
         except Exception as err:  # noqa: BLE001
-            return _failed(reference, candidate, f"{candidate.name} failed on {s.label}: {_line(err)}", compared)
+            return _failed(reference, candidate, f"{candidate.name} failed on {s.label}: {described(err, 300)}", compared)
         if len(ref_out) != len(cand_out):
             return _failed(reference, candidate,
                            f"{candidate.name} returned {len(cand_out)} outputs, {reference.name} {len(ref_out)}",
@@ -166,10 +167,6 @@ def as_intermediate(hop: HopResult) -> HopResult:
 def _failed(reference: Runner, candidate: Runner, message: str, compared: tuple[str, ...]) -> HopResult:
     return HopResult(reference.name, candidate.name, False, (), (), compared, error=message)
 
-
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
 def format_hop(hop: HopResult) -> list[str]:

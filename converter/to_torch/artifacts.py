@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from converter.errors import UnsupportedError
+from converter.errors import UnsupportedError, described
 
 
 @dataclass(frozen=True)
@@ -73,13 +73,13 @@ def _export_program(module: Any, example: Sequence[Any], dynamic_batch: bool,
         try:
             ep = torch.export.export(module, tuple(example), dynamic_shapes=_batch_dims(module, example))
         except Exception as err:  # noqa: BLE001 - torch.export raises many kinds of errors
-            notes.append(f"torch.export could not keep the batch dynamic ({_line(err)}); the .pt2 has a fixed "
+            notes.append(f"torch.export could not keep the batch dynamic ({described(err)}); the .pt2 has a fixed "
                          f"batch of {example[0].shape[0]}")
     if ep is None:
         try:
             ep = torch.export.export(module, tuple(example))
         except Exception as err:  # noqa: BLE001
-            raise UnsupportedError(f"torch.export failed on the converted model: {_line(err)}") from err
+            raise UnsupportedError(f"torch.export failed on the converted model: {described(err)}") from err
     return ep, dynamic_batch and not notes, tuple(notes)
 
 
@@ -96,7 +96,7 @@ def save_torchscript(module: Any, example: Sequence[Any], path: Path) -> SavedAr
         try:
             traced = torch.jit.trace(module, tuple(example), check_trace=False)
         except Exception as err:  # noqa: BLE001
-            raise UnsupportedError(f"torch.jit.trace failed on the converted model: {_line(err)}") from err
+            raise UnsupportedError(f"torch.jit.trace failed on the converted model: {described(err)}") from err
         from converter.device_free import make_device_free
 
         notes = make_device_free(traced)  # runs wherever .to() moves it
@@ -112,7 +112,3 @@ def load_artifact(path: Path, target: str) -> Any:
         return torch.export.load(str(path)).module()
     return torch.jit.load(str(path), map_location="cpu")
 
-
-def _line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
