@@ -1,7 +1,6 @@
 """``crossport convert``: parse flags into ``ConvertOptions`` and call ``converter.conversion.convert``."""
 from __future__ import annotations
 
-import signal
 import time
 from typing import Callable
 
@@ -9,10 +8,6 @@ import click
 
 from converter.cli._common import run_guarded, verbosity_options
 from converter.frameworks import quiet_frameworks
-
-
-def _raise_interrupt(signum, frame):  # noqa: ANN001 - signal handler signature
-    raise KeyboardInterrupt
 
 
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,18 +142,11 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
             return 0
         return 0 if result.passed else 1
 
-    run_guarded(verbose, lambda: _with_sigterm_as_interrupt(body))
+    run_guarded(verbose, lambda: _trapped(body))
 
 
-def _with_sigterm_as_interrupt(body: Callable[[], int]) -> int:
-    """SIGTERM cleans up like Ctrl-C (work dir removed, exit 130) while the body runs; the previous handler comes
-    back afterwards, so a host process that invoked the command in-process (Click's runner, a notebook) still
-    terminates on SIGTERM. Off the main thread signals cannot be set: run without the handler."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:
+def _trapped(body: Callable[[], int]) -> int:
+    from converter import interrupt
+
+    with interrupt.trapping():
         return body()
-    try:
-        return body()
-    finally:
-        signal.signal(signal.SIGTERM, previous)

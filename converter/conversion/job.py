@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from converter import interrupt
 from converter.errors import CrossportError, OutputError, UsageError
 from converter.formats import TARGET_SUFFIXES, TARGETS, Format
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
@@ -277,10 +278,12 @@ class Clock:
             yield
         finally:
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+            interrupt.check()
 
 
 def publish(tmp_artifact: Path, output: Path, force: bool) -> None:
     """Move a verified (or forced) artifact into place; replaces only under ``force``."""
+    interrupt.check()
     if output.exists():
         if not force:
             raise OutputError(f"{output}: appeared while converting; pass --force to replace it")
@@ -294,6 +297,7 @@ def publish(tmp_artifact: Path, output: Path, force: bool) -> None:
 
 def publish_dir(tmp_dir: Path, target: Path) -> None:
     """Move an emitted directory into place (replacing it only under --force, checked when planning)."""
+    interrupt.check()
     if target.exists():
         shutil.rmtree(target) if target.is_dir() else target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
