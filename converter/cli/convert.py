@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import click
@@ -11,11 +12,14 @@ from converter.frameworks import quiet_frameworks
 
 
 @click.command("convert", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("source")
-@click.option("-o", "--output", help="Output path; its suffix picks the target (.keras, .onnx, .tflite, directory = SavedModel).")
-@click.option("--to", "to", type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx", "torch", "pt2", "torchscript",
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@click.option("-o", "--output", help="Output path; its suffix picks the target (.keras, .onnx, .tflite, directory = "
+              "SavedModel). With several sources or --to targets: a directory, made if missing, that gets "
+              "<source stem><target suffix> for each.")
+@click.option("--to", "to", multiple=True, type=click.Choice(["keras", "saved_model", "savedmodel", "tflite", "onnx", "torch", "pt2", "torchscript",
                                            "aoti", "executorch"], case_sensitive=False),
-              help="Target format (default: from the output suffix). aoti: an AOTInductor package (.pt2, loaded with "
+              help="Target format (default: from the output suffix); repeat for several targets, which share one load "
+                   "and export of each source. aoti: an AOTInductor package (.pt2, loaded with "
                    "torch._inductor.aoti_load_package); executorch: a .pte program (needs crossport[executorch]).")
 @click.option("--model-version", type=int, metavar="N",
               help="saved_model: write OUTPUT/N/saved_model.pb, the versioned layout TF Serving loads from "
@@ -80,7 +84,7 @@ from converter.frameworks import quiet_frameworks
                    "`crossport verify` needs is inside the model file too).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the summary.")
 @verbosity_options
-def command(source: str, output: str | None, to: str | None, model_version: int | None, input_shapes: tuple[str, ...],
+def command(sources: tuple[str, ...], output: str | None, to: tuple[str, ...], model_version: int | None, input_shapes: tuple[str, ...],
             input_dtype: str | None, int_ranges: tuple[str, ...], model_class: str | None, weights_key: str | None,
             model_kwargs: str, trust_pickle: bool, keep_layout: bool, fp16: bool,
             quantize: str | None, calibration: str | None, allow_flex: bool, min_cosine: float | None,
@@ -94,7 +98,9 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
 
     Exit codes: 0 verified, 1 verification failed (nothing written unless --force), 2 usage, 3 bad path,
     4 unreadable model, 5 unsupported op, 6 output exists/unwritable, 7 input shape, 8 unsafe load refused,
-    9 model class, 11 trainable parameters differ, 70 internal error, 130 interrupted.
+    9 model class, 11 trainable parameters differ, 70 internal error, 130 interrupted. Several SOURCEs or --to
+    targets convert each source to each target in one process (frameworks imported once, each source loaded and
+    exported once); the batch goes on past a failing item and exits with the first failing item's code.
     """
     quiet_frameworks()
 
@@ -107,7 +113,7 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
         frameworks.set_verbose(verbose)
         kwargs = parse_json_object(model_kwargs, "--model-kwargs")
         options = ConvertOptions(
-            to=to, output=output, input_shapes=parse_input_shapes(input_shapes),
+            to=to[0] if len(to) == 1 else None, output=output, input_shapes=parse_input_shapes(input_shapes),
             input_dtype=input_dtype, int_ranges=parse_int_ranges(int_ranges), model_class=model_class,
             model_kwargs=kwargs, weights_key=weights_key, trust_pickle=trust_pickle,
             keep_layout=keep_layout, fp16=fp16, atol=atol, rtol=rtol, elementwise=elementwise, verify=not no_verify, force=force,
@@ -120,9 +126,11 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
         from converter.conversion import resolve_target
         from converter.conversion.plan import RouteUsageError, check_route
 
-        target = resolve_target(options)
+        batch = len(sources) > 1 or len(to) > 1
+        targets = to if batch else (resolve_target(options),)
         try:
-            check_route(route, target)
+            for target in targets:
+                check_route(route, resolve_target(replace(options, to=target)))
         except RouteUsageError as err:
             raise click.UsageError(str(err)) from err
         start = time.perf_counter()
@@ -131,7 +139,11 @@ def command(source: str, output: str | None, to: str | None, model_version: int 
             if not quiet and not as_json:
                 click.echo(f"[{time.perf_counter() - start:5.1f}s] {message}", err=True)
 
-        result = convert(source, options, progress=progress)
+        if batch:
+            from converter.cli.convert_batch import run_batch
+
+            return run_batch(sources, to, options, progress, verbose=verbose, quiet=quiet, as_json=as_json)
+        result = convert(sources[0], options, progress=progress)
         if as_json:
             click.echo(result.report.to_json())
         elif not quiet or not result.passed:

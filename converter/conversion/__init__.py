@@ -13,7 +13,8 @@ from typing import Any
 
 from converter.conversion.job import (DEPLOY_TARGETS, ConversionResult, ConvertOptions, Clock, Job, ProgressFn,
                                    check_quantization, existing_ancestor, is_torch_target, manifest_path,
-                                   resolve_output, resolve_target, workdir, write_manifest)
+                                   resolve_output, resolve_target, SourceSession, workdir,
+                                   write_manifest)
 from converter.conversion.ledger import Ledger
 from converter.errors import OutputError, UnsupportedError
 from converter.formats import Format, sniff
@@ -31,7 +32,13 @@ def convert(source: str, options: ConvertOptions | None = None, progress: Progre
     options = replace(options or ConvertOptions(), **overrides)
     if isinstance(options.input_shapes, dict):
         options = replace(options, input_shapes=tuple(options.input_shapes.items()))
-    result = _convert(source, options, progress)
+    return run_one(source, options, progress)
+
+
+def run_one(source: str, options: ConvertOptions, progress: ProgressFn | None = None,
+            session: SourceSession | None = None) -> ConversionResult:
+    """``convert`` for one target, inside a batch's ``session`` when given (``converter.conversion.batch``)."""
+    result = _convert(source, options, progress, session)
     if options.report_path:
         result.report.write(Path(options.report_path))
     if options.manifest:
@@ -39,7 +46,8 @@ def convert(source: str, options: ConvertOptions | None = None, progress: Progre
     return result
 
 
-def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) -> ConversionResult:
+def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None,
+             session: SourceSession | None = None) -> ConversionResult:
     from converter.conversion.plan import plan_routes, try_routes
 
     target = resolve_target(options)
@@ -67,12 +75,14 @@ def _convert(source: str, options: ConvertOptions, progress: ProgressFn | None) 
     plan = plan_routes(options.route, fmt, target, bool(options.emit_source), source)
     clock = Clock(progress)
     with workdir(existing_ancestor(output)) as tmp:
-        job = Job(source, fmt, target, output, options, clock, tmp)
+        job = Job(source, fmt, target, output, options, clock, tmp, session)
         loaded: Any
         if torch:
             from converter.conversion.keras_sources import load_keras_source
 
-            loaded = load_keras_source(source, options, clock) if fmt in (Format.KERAS, Format.H5) else None
+            keras_file = fmt in (Format.KERAS, Format.H5)
+            loaded = job.shared("keras-source", lambda _: load_keras_source(source, options, clock)) if keras_file \
+                else None
             ledger = Ledger()
         else:
             from converter.conversion.sources import load_for_tf

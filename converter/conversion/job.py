@@ -26,7 +26,7 @@ ProgressFn = Callable[[str], None]
 
 DEPLOY_TARGETS = ("aoti", "executorch")  # PyTorch deployment artifacts, each verified in its own runtime
 TORCH_TARGETS = ("pt2", "torch", "torchscript", *DEPLOY_TARGETS)
-_TARGET_DEFAULT_SUFFIX = {"keras": ".keras", "onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model",
+TARGET_DEFAULT_SUFFIX = {"keras": ".keras", "onnx": ".onnx", "tflite": ".tflite", "saved_model": "_saved_model",
                           "pt2": ".pt2", "torch": ".pt2", "torchscript": ".pt", "aoti": "_aoti.pt2",
                           "executorch": ".pte"}
 
@@ -142,7 +142,7 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
     if options.output:
         out = Path(options.output)
     else:
-        out = Path.cwd() / f"{_stem(source)}{_TARGET_DEFAULT_SUFFIX[target]}"
+        out = Path.cwd() / f"{source_stem(source)}{TARGET_DEFAULT_SUFFIX[target]}"
     if options.model_version is not None:
         out = _versioned(out, target, options.model_version)
     elif out.exists() and not options.force:
@@ -199,7 +199,7 @@ def existing_ancestor(path: Path) -> Path:
     return parent
 
 
-def _stem(source: str) -> str:
+def source_stem(source: str) -> str:
     return Path(source.split(":")[-1]).stem if ":" in source else Path(source).stem
 
 
@@ -207,7 +207,7 @@ def model_name(source: str) -> str:
     """A Python-identifier name for the built model, from the source file name."""
     import re
 
-    return re.sub(r"[^A-Za-z0-9_]", "_", _stem(source)) or "model"
+    return re.sub(r"[^A-Za-z0-9_]", "_", source_stem(source)) or "model"
 
 
 def _probe_writable(directory: Path) -> None:
@@ -304,6 +304,18 @@ def publish_dir(tmp_dir: Path, target: Path) -> None:
     shutil.move(str(tmp_dir), str(target))
 
 
+@dataclass
+class SourceSession:
+    """One source converted to several targets in one invocation (``crossport convert a.pt2 --to keras --to
+    tflite``): what the targets share -- the loaded model, its ONNX export, the first verified hop -- is made once,
+    in ``tmp``, which lives until the last target is done."""
+
+    tmp: Path
+    targets: tuple[str, ...]
+    memo: dict[str, Any] = field(default_factory=dict)
+    made_by: dict[str, str] = field(default_factory=dict)  # memo key -> the target whose job made it
+
+
 @dataclass(frozen=True)
 class Job:
     """One conversion: the source and target, where the result goes, the work dir, the clock, the tolerance."""
@@ -315,6 +327,30 @@ class Job:
     options: ConvertOptions
     clock: Clock
     tmp: Path
+    session: SourceSession | None = None
+
+    def shared(self, key: str, make: Callable[[Path], Any]) -> Any:
+        """``make(work_dir)`` once per source: alone, in this job's work dir; in a session, in the session's,
+        and the later targets reuse the value (the report of each says which target made it)."""
+        if self.session is None:
+            return make(self.tmp)
+        if key not in self.session.memo:
+            try:
+                self.session.memo[key] = make(self.session.tmp)
+            except CrossportError as err:  # the source itself is at fault: every later target fails the same way
+                self.session.memo[key] = err
+            self.session.made_by[key] = self.target
+        value = self.session.memo[key]
+        if isinstance(value, CrossportError):
+            raise value
+        return value
+
+    def reused(self, key: str) -> str:
+        """The target whose job made ``key``, when it was not this one (for the report's notes); else empty."""
+        if self.session is None:
+            return ""
+        by = self.session.made_by.get(key, self.target)
+        return "" if by == self.target else by
 
     @property
     def tol(self) -> Tolerance:

@@ -45,14 +45,30 @@ class OnnxSource:
 
 
 def load_for_tf(job: Job) -> tuple[OnnxSource, Ledger]:
-    """Load the source, export/copy it to ONNX, and (verifying) compare the PyTorch source with onnxruntime."""
+    """Load the source, export/copy it to ONNX, and (verifying) compare the PyTorch source with onnxruntime. In a
+    ``SourceSession`` this happens once for all of the source's targets; each gets its own copy of the ledger."""
+    if job.fmt == Format.ONNX and job.target == "onnx":
+        raise CrossportError("source and target are both ONNX; pick --to keras, saved_model or tflite")
+    targets = job.session.targets if job.session is not None else (job.target,)
+    src, ledger = job.shared("tf-source", lambda tmp: _load(replace(job, tmp=tmp), targets))
+    ledger = ledger.copy()
+    if ledger.hops and job.target != "onnx":  # the PyTorch vs ONNX hop decides only when ONNX is the artifact
+        ledger.hops[0] = as_intermediate(ledger.hops[0])
+    made_by = job.reused("tf-source")
+    if made_by:
+        ledger.notes.append(f"source loaded, exported to ONNX and checked once, while converting to {made_by}; "
+                            "its timings are in that report")
+    return src, ledger
+
+
+def _load(job: Job, targets: tuple[str, ...]) -> tuple[OnnxSource, Ledger]:
     ledger = Ledger()
     if job.fmt == Format.ONNX:
         src = _onnx_source(job)
         ledger.route[:] = ["onnx", "onnx"]
         ledger.time_runner(job, src.onnx_runner, src.sets, src.layouts, "source")
         return src, ledger
-    side = _torch_side(job)
+    side = _torch_side(job, targets)
     runner = runner_for(side)
     ledger.run_cache.update({(id(runner), id(s)): list(o) for s, o in zip(side.sets, side.outputs)})
     ledger.notes.extend(side.notes)
@@ -64,16 +80,15 @@ def load_for_tf(job: Job) -> tuple[OnnxSource, Ledger]:
                      side.parameter_names, side.trainable)
     if job.options.verify:
         with job.clock.step("verify", "verifying PyTorch vs ONNX (onnxruntime)"):
-            hop = run_hop(runner, onnx_runner, list(src.sets), src.layouts, src.output_names, job.tol,
-                          ledger.run_cache)
-            ledger.hops.append(hop if job.target == "onnx" else as_intermediate(hop))
+            ledger.hops.append(run_hop(runner, onnx_runner, list(src.sets), src.layouts, src.output_names, job.tol,
+                                       ledger.run_cache))
         # Its outputs on every set are in run_cache now; the Keras build would otherwise hold a second copy of
         # the weights in this session while it builds its own.
         onnx_runner.release()
     return src, ledger
 
 
-def _torch_side(job: Job) -> TorchSide:
+def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
     """The PyTorch steps; for a TensorFlow target in a fresh process they run in a forked worker while this
     process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
     from converter import forked
@@ -81,8 +96,8 @@ def _torch_side(job: Job) -> TorchSide:
     options, clock, onnx_path = job.options, job.clock, job.tmp / "model.onnx"
     # The builder reads the intermediate ONNX with onnx.load, which follows a .data file; a published .onnx and
     # the onnx2tf route get a single file.
-    external = job.target != "onnx" and options.route != "onnx2tf"
-    if job.target == "onnx" or not forked.can_fork():
+    external = "onnx" not in targets and options.route != "onnx2tf"
+    if all(t == "onnx" for t in targets) or not forked.can_fork():
         return prepare_torch_side(job.source, job.fmt, options, onnx_path, clock, external_data=external)
 
     def work() -> TorchSide:
@@ -118,8 +133,6 @@ def _onnx_source(job: Job) -> OnnxSource:
     check_onnx_ops(model, source)
     if not options.force:
         raise_if_nonfinite(source, onnx_nonfinite(model), FORCE_HINT)
-    if job.target == "onnx":
-        raise CrossportError("source and target are both ONNX; pick --to keras, saved_model or tflite")
     given = {n: s for n, s in options.input_shapes if n}
     unnamed = [s for n, s in options.input_shapes if not n]
     ginputs = graph_inputs(model, None if not options.input_shapes else

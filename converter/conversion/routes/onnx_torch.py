@@ -42,13 +42,18 @@ class OnnxRoute:
 
     def run(self, keras_src: KerasSource | None, job: Job, ledger: Ledger, last: bool) -> ConversionResult:
         if keras_src is not None:
-            src = keras_onnx_source(keras_src, job.tmp, job.clock)
+            src = job.shared("onnx-route-source", lambda tmp: keras_onnx_source(keras_src, tmp, job.clock))
         elif job.fmt == Format.SAVED_MODEL:
-            src = load_saved_model_source(job.source, job.options, job.tmp, job.clock)
+            src = job.shared("onnx-route-source",
+                             lambda tmp: load_saved_model_source(job.source, job.options, tmp, job.clock))
         elif job.fmt == Format.ONNX:
-            src = load_onnx_source(job.source, job.options, job.tmp, job.clock)
+            src = job.shared("onnx-route-source", lambda tmp: load_onnx_source(job.source, job.options, tmp, job.clock))
         else:
             raise CrossportError(f"{job.source}: {job.fmt.value} -> {job.target} is not a supported route")
+        made_by = job.reused("onnx-route-source")
+        if made_by:
+            ledger.notes.append(f"source exported to ONNX once, while converting to {made_by}; its timings are in "
+                                "that report")
         return _finish(src, job, ledger, last)
 
 
