@@ -38,6 +38,22 @@ def _litert_torch(module: Any, x: Any, output: Path, phases: dict[str, float]) -
     phases["save_s"] = time.perf_counter() - t0
 
 
+def _litert_torch_dynamic(module: Any, x: Any, output: Path, phases: dict[str, float]) -> None:
+    """The check behind "static batch 1": the same call with a dynamic batch (traced with batch 2, since
+    torch.export specializes a size-1 dimension), as crossport's ``.pt2`` sources have."""
+    import torch
+
+    t0 = time.perf_counter()
+    import litert_torch
+
+    phases["import_peer_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    edge = litert_torch.convert(module, (torch.cat([x, x]),), dynamic_shapes=({0: batch},))
+    phases["convert_s"] = time.perf_counter() - t0
+    edge.export(str(output))
+
+
 def _nobuco(module: Any, x: Any, output: Path, phases: dict[str, float]) -> None:
     t0 = time.perf_counter()
     import nobuco
@@ -52,7 +68,7 @@ def _nobuco(module: Any, x: Any, output: Path, phases: dict[str, float]) -> None
 
 
 RUNNERS: dict[str, Callable[[Any, Any, Path, dict[str, float]], None]] = {
-    "litert-torch": _litert_torch, "nobuco": _nobuco}
+    "litert-torch": _litert_torch, "litert-torch-dynamic": _litert_torch_dynamic, "nobuco": _nobuco}
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +109,19 @@ def run_peer(peer: Peer, python: Path, model: str, work: Path, timeout_s: float)
             "wall_s": child.wall_s - build, "process_wall_s": child.wall_s, "build_s": build,
             "phases_s": data.get("phases_s", {}), "peak_rss_mib": child.peak_rss_mib,
             "load": [child.loadavg_1m_before, child.loadavg_1m_after], "artifact_bytes": data.get("artifact_bytes"),
-            "command": f"{peer.spec.venv.name}/bin/python benchmarks/peer_runner.py {peer.spec.name} {model} "
+            "command": f"{python.parent.parent.name}/bin/python benchmarks/peer_runner.py {peer.spec.name} {model} "
                        f"{output.name} result.json"}
+
+
+def dynamic_batch_check(python: Path, work: Path, timeout_s: float) -> dict[str, Any]:
+    """litert-torch on ResNet-18 with a dynamic batch: why the comparison runs it with a static batch 1."""
+    _log("[peers] litert-torch with a dynamic batch (resnet18)")
+    mdir = work / "litert_dynamic"
+    mdir.mkdir()
+    variant = replace(PEERS["litert-torch"], spec=replace(PEERS["litert-torch"].spec, name="litert-torch-dynamic"))
+    out = run_peer(variant, python, "resnet18", mdir, timeout_s)
+    _cleanup(mdir)
+    return {k: out[k] for k in ("ok", "error", "wall_s", "command")}
 
 
 def crossport_side(model: str, target: str, source: Path, work: Path, timeout_s: float) -> dict[str, Any]:
@@ -186,6 +197,12 @@ def run_peers(config: PeerConfig, previous: dict[str, Any], work: Path) -> dict[
         pair["ratio_crossport_over_peer"] = _ratio({"crossport": ours, "peer": theirs})
         pairs[(model, name)] = pair
         loads.extend(x for side in (ours, theirs) for x in side.get("load") or [])
+    for done in made:
+        _cleanup(work / done)
+    lt = peers.get("litert-torch", {})
+    if lt.get("python") and not config.crossport_only and config.pairs():
+        peers["litert-torch"]["dynamic_batch_check"] = dynamic_batch_check(Path(lt["python"]), work,
+                                                                           config.timeout_s)
     for info in peers.values():
         info.pop("python", None)
     loads = loads or [os.getloadavg()[0]]

@@ -184,6 +184,10 @@ def peers_summary(results: dict[str, Any]) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items() if v)
         lines.append(f"- {name} {info['version']}: " + (f"`{info['how']}`; its venv: {versions}." if info["installed"]
                                                         else f"not installed: {info['install_error']}"))
+        dyn = info.get("dynamic_batch_check")
+        if dyn:
+            lines.append(f"  - With a dynamic batch (ResNet-18, traced with batch 2): "
+                         + ("converts" if dyn["ok"] else f"fails: {dyn['error']}") + ".")
     mach, load = results["machine"], results["loadavg_1m"]
     lines.append(f"- Run: {results['date_utc']}, `{results.get('command', 'benchmarks/peers.py')}`, total "
                  f"{results['total_wall_s'] / 60:.1f} min; {mach['nproc']} CPUs ({mach['cpu']}), "
