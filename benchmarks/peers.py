@@ -223,6 +223,15 @@ def run_peers(config: PeerConfig, previous: dict[str, Any], work: Path) -> dict[
     }
 
 
+def _runs(previous: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs recorded in an earlier results file (a file from before runs were listed: its one run)."""
+    if not previous or previous.get("runs"):
+        return list(previous.get("runs", []))
+    return [{"command": previous.get("command", ""), "date_utc": previous["date_utc"],
+             "pairs": [[p["model"], p["peer"]] for p in previous["pairs"]], "loadavg_1m": previous["loadavg_1m"],
+             "git_commit": previous["machine"]["git_commit"]}]
+
+
 def _order(key: tuple[str, str]) -> tuple[int, int]:
     peer_order = list(PEERS)
     models = list(ALL_MODELS)
@@ -264,6 +273,11 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     results["command"] = " ".join([".venv/bin/python", "benchmarks/peers.py", *sys.argv[1:]])
+    # pairs from earlier runs are kept (--only, --crossport-only merge): every run that wrote this file is listed
+    results["runs"] = [*_runs(previous), {"command": results["command"], "date_utc": results["date_utc"],
+                                                   "pairs": [list(p) for p in config.pairs()],
+                                                   "loadavg_1m": results["loadavg_1m"],
+                                                   "git_commit": results["machine"]["git_commit"]}]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     from benchmarks.report import peers_summary, peers_table

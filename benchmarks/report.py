@@ -187,7 +187,7 @@ def peers_summary(results: dict[str, Any]) -> str:
         dyn = info.get("dynamic_batch_check")
         if dyn:
             lines.append(f"  - With a dynamic batch (ResNet-18, traced with batch 2): "
-                         + ("converts" if dyn["ok"] else f"fails: {dyn['error']}") + ".")
+                         + ("converts" if dyn["ok"] else f"fails: {dyn['error'].rstrip('.')}") + ".")
     mach, load = results["machine"], results["loadavg_1m"]
     lines.append(f"- Run: {results['date_utc']}, `{results.get('command', 'benchmarks/peers.py')}`, total "
                  f"{results['total_wall_s'] / 60:.1f} min; {mach['nproc']} CPUs ({mach['cpu']}), "
@@ -195,6 +195,9 @@ def peers_summary(results: dict[str, Any]) -> str:
                  f"{mach['git_commit']}{' + working tree' if mach['git_dirty'] else ''}; crossport's venv: torch "
                  f"{mach['versions'].get('torch')}, TensorFlow {mach['versions'].get('tensorflow')}, Keras "
                  f"{mach['versions'].get('keras')}.")
+    for run in results.get("runs", [])[:-1]:  # earlier runs whose pairs the file still holds
+        lines.append(f"  - Earlier: {run['date_utc']}, `{run['command']}`, commit {run['git_commit']}, 1-minute load "
+                     f"{run['loadavg_1m']['min']:.1f}–{run['loadavg_1m']['max']:.1f}.")
     return "\n".join(lines) + "\n"
 
 
