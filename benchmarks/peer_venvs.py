@@ -8,7 +8,7 @@ shared layer (``torch-<version>``: torch, torchvision, triton and the NVIDIA/CUD
 pip in a peer venv sees them as installed) that each peer venv puts on ``sys.path`` with a ``.pth`` file. Hard
 links cost no disk and survive a reinstall of our venv (pip replaces files, it does not rewrite them).
 
-A venv is complete only when its ``.ready`` marker exists; a failed install is removed and the reason (pip's last
+A venv is reused only when its ``.ready`` marker exists and its ``.pth`` names the layer of our current torch; a failed install is removed and the reason (pip's last
 error line) is returned, so the benchmark records it instead of crashing.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ CACHE = Path(os.environ.get("CROSSPORT_BENCH_CACHE", Path.home() / ".cache" / "c
 LAYER_DISTS = ("torch", "torchvision", "triton")
 LAYER_PREFIXES = ("nvidia-", "nvidia_", "cuda-", "cuda_")
 INSTALL_TIMEOUT_S = 1800.0
+LAYER_PTH = "crossport_bench_torch_layer.pth"
 
 
 @dataclass(frozen=True)
@@ -92,15 +93,16 @@ def ensure_venv(spec: PeerSpec, python: str = sys.executable) -> PeerVenv:
 
     venv = spec.venv
     peer_python = venv / "bin" / "python"
-    if (venv / ".ready").exists() and peer_python.exists():
-        return PeerVenv(peer_python, "", 0.0)
-    shutil.rmtree(venv, ignore_errors=True)
     t0 = time.perf_counter()
     try:
         layer = torch_layer()
+        pth = next(venv.glob(f"lib/python3.*/site-packages/{LAYER_PTH}"), None)
+        if (venv / ".ready").exists() and peer_python.exists() and pth and pth.read_text().strip() == str(layer):
+            return PeerVenv(peer_python, "", 0.0)
+        shutil.rmtree(venv, ignore_errors=True)  # absent, half-made, or made for another torch: make it again
         subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
         site = next((venv / "lib").glob("python3.*/site-packages"))
-        (site / "crossport_bench_torch_layer.pth").write_text(f"{layer}\n")
+        (site / LAYER_PTH).write_text(f"{layer}\n")
         from importlib.metadata import version
 
         pins = [f"torch=={version('torch')}", f"torchvision=={version('torchvision')}"]

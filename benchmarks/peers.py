@@ -194,6 +194,8 @@ def run_peers(config: PeerConfig, previous: dict[str, Any], work: Path) -> dict[
             _log(f"[peers] {model}: {name}: {theirs['wall_s']:.1f} s {theirs['error'] or 'ok'}")
         pair = {"model": model, "peer": name, "target": peer.target, "crossport": ours, "peer_run": theirs,
                 "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if config.crossport_only and (model, name) in old:  # the peer's side is an earlier run's: say which
+            pair["peer_date_utc"] = old[(model, name)].get("peer_date_utc") or old[(model, name)].get("date_utc")
         pair["ratio_crossport_over_peer"] = _ratio({"crossport": ours, "peer": theirs})
         pairs[(model, name)] = pair
         loads.extend(x for side in (ours, theirs) for x in side.get("load") or [])

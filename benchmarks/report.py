@@ -162,6 +162,8 @@ def _peer_row(pair: dict[str, Any]) -> str:
     if ours["ok"] and ours.get("static_batch"):
         ours_s += " (static batch)"
     theirs_s = _num(theirs.get("wall_s")) if theirs.get("ok") else f"**failed**: {theirs.get('error', '')}"
+    if pair.get("peer_date_utc"):  # --crossport-only: the peer's number comes from an earlier run
+        theirs_s += f" ({pair['peer_date_utc'][:16].replace('T', ' ')})"
     ratio = pair.get("ratio_crossport_over_peer")
     loads = [x for side in (ours, theirs) for x in side.get("load") or []]
     load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"

@@ -68,6 +68,12 @@ def test_table_has_a_row_per_pair_with_times_ratio_load_and_failures() -> None:
     assert rows[1].endswith("| — | 1400 / — | 2.0–8.4 |")
 
 
+def test_a_reused_peer_number_says_when_it_was_measured() -> None:
+    pair = {**PAIRS[0], "peer_date_utc": "2026-12-05T00:44:23Z"}
+    row = peers_table(_results([pair])).splitlines()[2]
+    assert "| 24.4 (2026-12-05 00:44) |" in row
+
+
 def test_summary_says_why_a_peer_is_not_installed() -> None:
     text = peers_summary(_results([dict(p) for p in PAIRS]))
     assert "nobuco 0.17.0: not installed: ERROR: No matching distribution found for tensorflow==2.15.1" in text
