@@ -8,8 +8,9 @@ PY := $(shell .ci/find-python $(PYTHON))
 PYVER := $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 STAMP := $(VENV)/.installed-$(PYVER)
 
-.PHONY: install demo test bench bench-resnet18 fuzz clean dist smoke-wheel
+.PHONY: install demo test bench bench-peers bench-resnet18 fuzz clean dist smoke-wheel
 BENCH_ARGS ?=
+PEERS_ARGS ?=
 
 $(STAMP): pyproject.toml constraints.txt
 	@case "$(PYVER)" in 3.11|3.12|3.13) ;; *) echo "make: need Python 3.11, 3.12 or 3.13 (PYTHON=$(PYTHON) gives '$(PYVER)')"; exit 2;; esac
@@ -31,8 +32,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The zoo, then the same models next to the peer converters (litert-torch, nobuco) in their own venvs, made once
+# under ~/.cache/crossport-bench/peers (benchmarks/peer_venvs.py).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/zoo.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)
+
+bench-peers: $(STAMP)
+	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)
 
 bench-resnet18: $(STAMP)
 	$(BIN)/python benchmarks/resnet18.py

@@ -1,4 +1,5 @@
-"""Markdown for the README from a zoo results file (``benchmarks/results/zoo.json`` by default).
+"""Markdown for the README from a zoo results file (``benchmarks/results/zoo.json`` by default) or a peers results
+file (``benchmarks/results/peers.json``: crossport next to litert-torch and nobuco).
 
     .venv/bin/python benchmarks/report.py [results.json]
 
@@ -152,9 +153,63 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PEER_TARGET = {"tflite": ".tflite", "keras": ".keras"}
+
+
+def _peer_row(pair: dict[str, Any]) -> str:
+    ours, theirs = pair["crossport"], pair["peer_run"]
+    ours_s = _num(ours["wall_s"]) if ours["ok"] else f"**failed** ({ours['reason']})"
+    if ours["ok"] and ours.get("static_batch"):
+        ours_s += " (static batch)"
+    theirs_s = _num(theirs.get("wall_s")) if theirs.get("ok") else f"**failed**: {theirs.get('error', '')}"
+    if pair.get("peer_date_utc"):  # --crossport-only: the peer's number comes from an earlier run
+        theirs_s += f" ({pair['peer_date_utc'][:16].replace('T', ' ')})"
+    ratio = pair.get("ratio_crossport_over_peer")
+    loads = [x for side in (ours, theirs) for x in side.get("load") or []]
+    load = f"{min(loads):.1f}–{max(loads):.1f}" if loads else "—"
+    rss = lambda side: _num(side.get("peak_rss_mib"), ".0f") if side.get("ok") else "—"  # noqa: E731
+    return (f"| {pair['model']} | {pair['peer']} → {PEER_TARGET[pair['target']]} | {ours_s} | {theirs_s} "
+            f"| {'—' if ratio is None else f'×{ratio:.2f}'} | {rss(ours)} / {rss(theirs)} | {load} |")
+
+
+def peers_table(results: dict[str, Any]) -> str:
+    """One row per model and peer: crossport's time, the peer's time, their ratio and the load while they ran."""
+    head = ("| model | peer → format | crossport (s) | peer (s) | ratio crossport ÷ peer | peak RSS MiB: crossport / "
+            "peer | 1-min load |\n|---|---|---:|---:|---:|---:|---:|")
+    return head + "\n" + "\n".join(_peer_row(p) for p in results["pairs"]) + "\n"
+
+
+def peers_summary(results: dict[str, Any]) -> str:
+    """How each peer was run and installed, the timing definition, machine, load and command."""
+    lines = [f"- Timing: {results['timing']}."]
+    for name, info in results["peers"].items():
+        versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items() if v)
+        lines.append(f"- {name} {info['version']}: " + (f"`{info['how']}`; its venv: {versions}." if info["installed"]
+                                                        else f"not installed: {info['install_error']}"))
+        dyn = info.get("dynamic_batch_check")
+        if dyn:
+            lines.append(f"  - With a dynamic batch (ResNet-18, traced with batch 2): "
+                         + ("converts" if dyn["ok"] else f"fails: {dyn['error'].rstrip('.')}") + ".")
+    mach, load = results["machine"], results["loadavg_1m"]
+    lines.append(f"- Run: {results['date_utc']}, `{results.get('command', 'benchmarks/peers.py')}`, total "
+                 f"{results['total_wall_s'] / 60:.1f} min; {mach['nproc']} CPUs ({mach['cpu']}), "
+                 f"{mach['memory_gib']} GiB; 1-minute load {load['min']:.1f}–{load['max']:.1f}; commit "
+                 f"{mach['git_commit']}{' + working tree' if mach['git_dirty'] else ''}; crossport's venv: torch "
+                 f"{mach['versions'].get('torch')}, TensorFlow {mach['versions'].get('tensorflow')}, Keras "
+                 f"{mach['versions'].get('keras')}.")
+    for run in results.get("runs", [])[:-1]:  # earlier runs whose pairs the file still holds
+        lines.append(f"  - Earlier: {run['date_utc']}, `{run['command']}`, commit {run['git_commit']}, 1-minute load "
+                     f"{run['loadavg_1m']['min']:.1f}–{run['loadavg_1m']['max']:.1f}.")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
     results = json.loads(path.read_text())
+    if results.get("benchmark") == "peers":
+        print(peers_table(results))
+        print(peers_summary(results))
+        return
     print(zoo_table(results))
     if int8_table(results):
         print(int8_table(results))
