@@ -165,3 +165,37 @@ def cast(ctx: WriteContext, node: Any) -> None:
         return
     opts = ctx.options("CastOptions", inDataType=tensor_type(str(x.dtype)), outDataType=tensor_type(str(out.dtype)))
     ctx.op("CAST", [ctx.get(x)], [ctx.out(out)], opts)
+
+
+_COMPARE = {"Equal": "EQUAL", "NotEqual": "NOT_EQUAL", "Less": "LESS", "LessEqual": "LESS_EQUAL",
+            "Greater": "GREATER", "GreaterEqual": "GREATER_EQUAL", "LogicalAnd": "LOGICAL_AND",
+            "LogicalOr": "LOGICAL_OR"}
+
+
+@handles(*_COMPARE)
+def compare(ctx: WriteContext, node: Any) -> None:
+    """Boolean results: a constant operand takes the *tensor* operand's dtype."""
+    a, b = _operands(node)[:2]
+    like = a if ctx.is_tensor(a) else b
+    if ctx.is_tensor(a) and ctx.is_tensor(b) and str(a.dtype) != str(b.dtype):
+        raise refuse(node, f"mixed dtypes ({a.dtype}, {b.dtype})")
+    ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=str(like.dtype))) for v in (a, b)]
+    ctx.op(_COMPARE[type(node.operation).__name__], ids, [ctx.out(node.outputs[0])])
+
+
+@handles("LogicalNot")
+def logical_not(ctx: WriteContext, node: Any) -> None:
+    ctx.op("LOGICAL_NOT", [ctx.get(_operands(node)[0])], [ctx.out(node.outputs[0])])
+
+
+@handles("Where")
+def where(ctx: WriteContext, node: Any) -> None:
+    args = _operands(node)
+    if len(args) != 3 or any(v is None for v in args):
+        raise refuse(node, "where() with one argument")
+    out = node.outputs[0]
+    cond = ctx.get(args[0]) if ctx.is_tensor(args[0]) else ctx.graph.const(np.asarray(args[0], bool))
+    ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=str(out.dtype))) for v in args[1:]]
+    if any(ctx.is_tensor(v) and str(v.dtype) != str(out.dtype) for v in args[1:]):
+        raise refuse(node, "mixed dtypes")
+    ctx.op("SELECT_V2", [cond, *ids], [ctx.out(out)])

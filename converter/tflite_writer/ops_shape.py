@@ -108,3 +108,48 @@ def get_item(ctx: WriteContext, node: Any) -> None:
     consts = [ctx.graph.const(np.asarray(v, np.int32)) for v in (begin, end, strides)]
     opts = ctx.options("StridedSliceOptions", beginMask=begin_mask, endMask=end_mask, shrinkAxisMask=shrink)
     ctx.op("STRIDED_SLICE", [ctx.get(x), *consts], [ctx.out(node.outputs[0])], opts)
+
+
+@handles("Split")
+def split(ctx: WriteContext, node: Any) -> None:
+    """SPLIT_V with the section sizes Keras inferred for each output (static along the split axis)."""
+    x = node_args(node)[0][0]
+    axis = int(node.operation.axis) % len(x.shape)
+    sizes = [o.shape[axis] for o in node.outputs]
+    if any(s is None for s in sizes):
+        raise refuse(node, "a split along a dynamic axis")
+    outs = [ctx.out(o) for o in node.outputs]
+    ctx.op("SPLIT_V", [ctx.get(x), ctx.graph.const(np.asarray(sizes, np.int32)), ctx.graph.const(np.int32(axis))],
+           outs, ctx.options("SplitVOptions", numSplits=len(outs)))
+
+
+@handles("Stack")
+def stack(ctx: WriteContext, node: Any) -> None:
+    parts = list(node_args(node)[0][0])
+    out = node.outputs[0]
+    axis = int(node.operation.axis) % len(out.shape)
+    ids = [ctx.get(p) if ctx.is_tensor(p) else ctx.graph.const(np.asarray(p, dtype=str(out.dtype))) for p in parts]
+    ctx.op("PACK", ids, [ctx.out(out)], ctx.options("PackOptions", valuesCount=len(ids), axis=axis))
+
+
+@handles("Flip")
+def flip(ctx: WriteContext, node: Any) -> None:
+    x = node_args(node)[0][0]
+    axis = node.operation.axis
+    axes = list(range(len(x.shape))) if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    axes = [a % len(x.shape) for a in axes]
+    ctx.op("REVERSE_V2", [ctx.get(x), ctx.graph.const(np.asarray(axes, np.int32))], [ctx.out(node.outputs[0])])
+
+
+@handles("Slice")
+def slice_(ctx: WriteContext, node: Any) -> None:
+    """``keras.ops.slice(x, start, shape)`` with constant starts: SLICE (a ``-1`` size runs to the end)."""
+    args, kwargs = node_args(node)
+    x = args[0]
+    start = args[1] if len(args) > 1 else kwargs.get("start_indices")
+    if ctx.is_tensor(start):
+        raise refuse(node, "tensor start indices")
+    size = [-1 if s is None else int(s) for s in node.outputs[0].shape]
+    begin = np.asarray(start, np.int32).reshape(-1)
+    ctx.op("SLICE", [ctx.get(x), ctx.graph.const(begin), ctx.graph.const(np.asarray(size, np.int32))],
+           [ctx.out(node.outputs[0])])
