@@ -97,6 +97,20 @@ def _bn(x: Any) -> Any:
     return y
 
 
+CONV_CASES.update({
+    "conv_bn_relu_folded": lambda x: _layers().ReLU()(_bn(_layers().Conv2D(4, 3, padding="same")(x))),
+    "depthwise_bn_relu6_folded": lambda x: _layers().ReLU(6.0)(_bn(_layers().DepthwiseConv2D(3)(x * 3.0))),
+    "conv_feeds_bn_and_residual": lambda x: _residual(x),
+    "add_relu_fused": lambda x: _layers().Activation("relu")(_layers().Add()([x, _layers().Conv2D(3, 1)(x)])),
+})
+
+
+def _residual(x: Any) -> Any:
+    """The conv output is read twice: the batch norm cannot be folded into it."""
+    y = _layers().Conv2D(3, 1)(x)
+    return [_layers().Add()([_bn(y), y]), _layers().ReLU()(y)]
+
+
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_conv_family(tmp_path: Path, case: str) -> None:
     _check(tmp_path, CONV_CASES[case], [(9, 9, 3)])
@@ -126,6 +140,17 @@ def test_elementwise(tmp_path: Path, case: str) -> None:
     _check(tmp_path, ELEMENTWISE_CASES[case], [(4, 6)])
 
 
+def test_folding_removes_operators(tmp_path: Path) -> None:
+    """conv -> batch norm -> ReLU is one CONV_2D, as the TF converter writes it."""
+    import keras
+
+    from converter.tflite_writer import write_model
+
+    x = keras.Input((8, 8, 3))
+    model = keras.Model(x, keras.layers.ReLU()(_bn(keras.layers.Conv2D(4, 3)(x))))
+    assert write_model(model, tmp_path / "m.tflite", ["x"], ["y"]) == 1
+
+
 def test_merging_layers_with_three_operands(tmp_path: Path) -> None:
     _check(tmp_path, lambda xs: [_layers().Add()(xs), _layers().Multiply()(xs)], [(4, 6)] * 3)
 
@@ -133,6 +158,7 @@ def test_merging_layers_with_three_operands(tmp_path: Path) -> None:
 LINEAR_SHAPE_CASES: dict[str, Callable[[Any], Any]] = {
     "dense_3d": lambda x: _layers().Dense(7)(x),
     "dense_2d_relu": lambda x: _layers().Dense(7, activation="relu")(_layers().Flatten()(x)),
+    "dense_bn_folded": lambda x: _bn(_layers().Dense(7)(x)),
     "layernorm": lambda x: _ln(x),
     "matmul_self": lambda x: _ops().matmul(x, _ops().transpose(x, (0, 2, 1))),
     "matmul_const": lambda x: _ops().matmul(x, np.ones((6, 2), "float32")),

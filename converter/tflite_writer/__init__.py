@@ -6,7 +6,7 @@ beyond the model for ViT-B/16; the graph the builder produced already *is* a TFL
 the writer does not map raises :class:`WriterRefused` before a file exists, and the caller falls back to the TF
 converter for the whole model.
 """
-from converter.tflite_writer.context import write_model
+from converter.tflite_writer.walk import write_model
 from converter.tflite_writer.graph import WriterRefused
 
 __all__ = ["WriterRefused", "write_model"]

@@ -1,10 +1,8 @@
-"""The walk over a functional Keras 3 model: each node, in the order Keras itself runs them, is handed to its
-registered handler, which reads the node's Keras tensors / constants and emits TFLite operators into a
-:class:`~converter.tflite_writer.graph.Graph`."""
+"""What a handler sees while the model is walked: the graph being written, the Keras-tensor -> TFLite-tensor map,
+and who reads each Keras tensor (for folding)."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -18,6 +16,19 @@ class WriteContext:
         self.graph = Graph()
         self._ids: dict[int, int] = {}
         self.node: Any = None  # the node being written (for names)
+        self.consumers: dict[int, list[Any]] = {}  # id(Keras tensor) -> nodes reading it
+        self.kept: set[int] = set()  # ids of Keras tensors that must stay visible (model outputs)
+        self.absorbed: set[int] = set()  # ids of nodes already written by a producer that folded them in
+
+    def absorb(self, kt: Any, accept: Callable[[Any], bool]) -> Any:
+        """The one node reading ``kt`` when ``accept`` takes it (and ``kt`` is not a model output): the caller
+        folds it into its own operator (batch norm into a convolution's weights, a ReLU into a fused activation)
+        and the walk skips it. None otherwise."""
+        users = self.consumers.get(id(kt), [])
+        if len(users) != 1 or id(kt) in self.kept or not accept(users[0]):
+            return None
+        self.absorbed.add(id(users[0]))
+        return users[0]
 
     # ---- Keras tensors ------------------------------------------------------------------------------------------
 
@@ -80,6 +91,12 @@ class WriteContext:
         return f"{self._prefix()}/{kt.name}"
 
 
+def weights(variable: Any) -> np.ndarray:
+    """A Keras variable's value as a NumPy array (one copy)."""
+    value = getattr(variable, "value", variable)
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+
+
 def node_args(node: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     return tuple(node.arguments.args), dict(node.arguments.kwargs)
 
@@ -87,32 +104,3 @@ def node_args(node: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
 def refuse(node: Any, why: str) -> WriterRefused:
     op = node.operation
     return WriterRefused(f"{type(op).__name__} ({op.name}): {why}")
-
-
-def write_model(model: Any, path: Path, input_names: Sequence[str], output_names: Sequence[str]) -> int:
-    """Write ``model`` to ``path``; returns the number of TFLite operators. Raises :class:`WriterRefused` (before
-    writing anything) for a node it cannot express."""
-    from converter.tflite_writer.registry import load_all
-
-    handlers = load_all()
-    ctx = WriteContext()
-    nodes = [n for d in sorted(model._nodes_by_depth, reverse=True)  # noqa: SLF001 - the order Keras runs
-             for n in model._nodes_by_depth[d] if n.operation is not None and not n.is_input]  # noqa: SLF001
-    missing = sorted({type(n.operation).__name__ for n in nodes} - set(handlers))
-    if missing:
-        raise WriterRefused(f"no TFLite mapping for {', '.join(missing)}")
-    for kt in model.inputs:
-        if len(kt.shape) == 0:
-            raise WriterRefused("a scalar model input")
-        ctx.bind(kt, ctx.graph.tensor(kt.name, tuple(kt.shape), str(kt.dtype)))
-    for node in nodes:
-        ctx.node = node
-        handlers[type(node.operation).__name__](ctx, node)
-    inputs = [(name, ctx.get(kt)) for name, kt in zip(input_names, model.inputs)]
-    outputs = [(name, ctx.get(kt)) for name, kt in zip(output_names, model.outputs)]
-    if len({i for _, i in outputs}) < len(outputs) or {i for _, i in outputs} & {i for _, i in inputs}:
-        raise WriterRefused("an output that is an input or another output")
-    for name, index in outputs:
-        ctx.graph.tensors[index].name = name
-    ctx.graph.write(path, inputs, outputs)
-    return len(ctx.graph.operators)

@@ -5,26 +5,33 @@ from typing import Any
 
 import numpy as np
 
-from converter.tflite_writer.context import WriteContext, node_args, refuse
+from converter.tflite_writer.context import WriteContext, node_args, refuse, weights
+from converter.tflite_writer.fusion import epilogue
 from converter.tflite_writer.registry import handles
 
 _FUSED = {"linear": "NONE", "relu": "RELU", "relu6": "RELU6"}
 
 
-def weights(variable: Any) -> np.ndarray:
-    """A Keras variable's value as a NumPy array (one copy)."""
-    value = getattr(variable, "value", variable)
-    return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-
-
-def fused_activation(node: Any) -> int:
-    """A layer's own ``activation`` as the TFLite fused activation it matches."""
-    from converter.tflite_writer.graph import schema
-
+def fused_activation(node: Any) -> str:
+    """A layer's own ``activation`` as the name of the TFLite fused activation it matches."""
     act = node.operation.get_config().get("activation", "linear")
     if not isinstance(act, str) or act not in _FUSED:
         raise refuse(node, f"activation {act!r}")
-    return getattr(schema().ActivationFunctionType, _FUSED[act])
+    return _FUSED[act]
+
+
+def act_code(name: str) -> int:
+    from converter.tflite_writer.graph import schema
+
+    return getattr(schema().ActivationFunctionType, name)
+
+
+def folded(kernel: np.ndarray, bias: np.ndarray, scale: np.ndarray | None,
+           shift: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Weights with a following batch norm folded in (``kernel``'s last axis is the output channel)."""
+    if scale is None or shift is None:
+        return kernel, bias
+    return (kernel * scale).astype(np.float32), (bias * scale + shift).astype(np.float32)
 
 
 def padding(node: Any) -> int:
@@ -54,12 +61,14 @@ def conv2d(ctx: WriteContext, node: Any) -> None:
         raise refuse(node, f"groups={op.groups}")
     kernel = weights(op.kernel)  # (kh, kw, in, out) -> TFLite (out, kh, kw, in)
     bias = weights(op.bias) if op.use_bias else np.zeros(kernel.shape[-1], kernel.dtype)
+    scale, shift, act, out = epilogue(ctx, node.outputs[0], fused_activation(node))
+    kernel, bias = folded(kernel, bias, scale, shift)
     w = ctx.weight(kernel.transpose(3, 0, 1, 2), "kernel")
     b = ctx.weight(bias, "bias")
     opts = ctx.options("Conv2DOptions", padding=padding(node), strideH=op.strides[0], strideW=op.strides[1],
                        dilationHFactor=op.dilation_rate[0], dilationWFactor=op.dilation_rate[1],
-                       fusedActivationFunction=fused_activation(node))
-    ctx.op("CONV_2D", [ctx.get(x), w, b], [ctx.out(node.outputs[0])], opts)
+                       fusedActivationFunction=act_code(act))
+    ctx.op("CONV_2D", [ctx.get(x), w, b], [ctx.out(out)], opts)
 
 
 @handles("DepthwiseConv2D")
@@ -69,12 +78,14 @@ def depthwise_conv2d(ctx: WriteContext, node: Any) -> None:
     kernel = weights(op.kernel)  # (kh, kw, in, mult) -> (1, kh, kw, in * mult): channel c * mult + m, as TF
     kh, kw, cin, mult = kernel.shape
     bias = weights(op.bias) if op.use_bias else np.zeros(cin * mult, kernel.dtype)
-    w = ctx.weight(kernel.reshape(1, kh, kw, cin * mult), "depthwise_kernel")
+    scale, shift, act, out = epilogue(ctx, node.outputs[0], fused_activation(node))
+    kernel, bias = folded(kernel.reshape(1, kh, kw, cin * mult), bias, scale, shift)
+    w = ctx.weight(kernel, "depthwise_kernel")
     b = ctx.weight(bias, "bias")
     opts = ctx.options("DepthwiseConv2DOptions", padding=padding(node), strideH=op.strides[0],
                        strideW=op.strides[1], depthMultiplier=int(mult), dilationHFactor=op.dilation_rate[0],
-                       dilationWFactor=op.dilation_rate[1], fusedActivationFunction=fused_activation(node))
-    ctx.op("DEPTHWISE_CONV_2D", [ctx.get(x), w, b], [ctx.out(node.outputs[0])], opts)
+                       dilationWFactor=op.dilation_rate[1], fusedActivationFunction=act_code(act))
+    ctx.op("DEPTHWISE_CONV_2D", [ctx.get(x), w, b], [ctx.out(out)], opts)
 
 
 def _pool(kind: str):

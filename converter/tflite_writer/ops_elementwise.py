@@ -6,6 +6,8 @@ from typing import Any
 import numpy as np
 
 from converter.tflite_writer.context import WriteContext, node_args, refuse
+from converter.tflite_writer.fusion import fused_relu
+from converter.tflite_writer.ops_conv import act_code
 from converter.tflite_writer.registry import handles
 
 _BINARY = {"Add": ("ADD", "AddOptions"), "Multiply": ("MUL", "MulOptions"), "Subtract": ("SUB", "SubOptions"),
@@ -34,11 +36,17 @@ def binary(ctx: WriteContext, node: Any) -> None:
         if ctx.is_tensor(v) and str(v.dtype) != dtype:
             raise refuse(node, f"mixed dtypes ({v.dtype} -> {dtype})")
     ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=dtype)) for v in operands]
+    act = "NONE"
+    if options in ("AddOptions", "MulOptions", "SubOptions", "DivOptions") and dtype == "float32":
+        act, out_kt = fused_relu(ctx, out_kt)
     acc = ids[0]
     for k, other in enumerate(ids[1:], start=2):
         last = k == len(ids)
         target = ctx.out(out_kt) if last else ctx.temp(out_kt.shape, dtype)
-        ctx.op(name, [acc, other], [target], ctx.options(options) if options else None)
+        opts = None
+        if options:
+            opts = ctx.options(options, fusedActivationFunction=act_code(act if last else "NONE"))
+        ctx.op(name, [acc, other], [target], opts)
         acc = target
 
 

@@ -5,8 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from converter.tflite_writer.context import WriteContext, node_args, refuse
-from converter.tflite_writer.ops_conv import fused_activation, weights
+from converter.tflite_writer.context import WriteContext, node_args, refuse, weights
+from converter.tflite_writer.fusion import epilogue
+from converter.tflite_writer.ops_conv import act_code, folded, fused_activation
 from converter.tflite_writer.registry import handles
 
 
@@ -19,11 +20,12 @@ def dense(ctx: WriteContext, node: Any) -> None:
         raise refuse(node, "LoRA / quantized Dense")
     kernel = weights(op.kernel)  # (in, out) -> (out, in)
     bias = weights(op.bias) if op.use_bias else np.zeros(kernel.shape[1], kernel.dtype)
+    scale, shift, act, out = epilogue(ctx, node.outputs[0], fused_activation(node))
+    kernel, bias = folded(kernel, bias, scale, shift)
     w = ctx.weight(np.ascontiguousarray(kernel.T), "kernel")
     b = ctx.weight(bias, "bias")
-    opts = ctx.options("FullyConnectedOptions", fusedActivationFunction=fused_activation(node),
-                       keepNumDims=len(x.shape) > 2)
-    ctx.op("FULLY_CONNECTED", [ctx.get(x), w, b], [ctx.out(node.outputs[0])], opts)
+    opts = ctx.options("FullyConnectedOptions", fusedActivationFunction=act_code(act), keepNumDims=len(x.shape) > 2)
+    ctx.op("FULLY_CONNECTED", [ctx.get(x), w, b], [ctx.out(out)], opts)
 
 
 @handles("Matmul")

@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from converter.tflite_writer.context import WriteContext, node_args, refuse
-from converter.tflite_writer.ops_conv import weights
+from converter.tflite_writer.context import WriteContext, node_args, refuse, weights
+from converter.tflite_writer.fusion import bn_affine
 from converter.tflite_writer.registry import handles
 
 
@@ -18,22 +18,14 @@ def _last_axis(node: Any, axis: Any, rank: int) -> None:
 
 @handles("BatchNormalization")
 def batch_normalization(ctx: WriteContext, node: Any) -> None:
-    """Inference batch norm folded into one MUL and one ADD: ``x * inv + (beta - mean * inv)`` with
-    ``inv = gamma / sqrt(var + eps)`` (``tf.nn.batch_normalization``'s own arithmetic)."""
+    """A batch norm no convolution absorbed: one MUL and one ADD (:func:`fusion.bn_affine`)."""
     op = node.operation
     x = node_args(node)[0][0]
     _last_axis(node, op.axis, len(x.shape))
-    mean, var = weights(op.moving_mean), weights(op.moving_variance)
-    inv = (1.0 / np.sqrt(var + np.float32(op.epsilon))).astype(np.float32)
-    if op.scale:
-        inv = inv * weights(op.gamma)
-    shift = -mean * inv
-    if op.center:
-        shift = shift + weights(op.beta)
+    scale, shift = bn_affine(op)
     scaled = ctx.temp(x.shape, str(x.dtype))
-    ctx.op("MUL", [ctx.get(x), ctx.weight(inv.astype(np.float32), "scale")], [scaled], ctx.options("MulOptions"))
-    ctx.op("ADD", [scaled, ctx.weight(shift.astype(np.float32), "shift")], [ctx.out(node.outputs[0])],
-           ctx.options("AddOptions"))
+    ctx.op("MUL", [ctx.get(x), ctx.weight(scale, "scale")], [scaled], ctx.options("MulOptions"))
+    ctx.op("ADD", [scaled, ctx.weight(shift, "shift")], [ctx.out(node.outputs[0])], ctx.options("AddOptions"))
 
 
 @handles("LayerNormalization")

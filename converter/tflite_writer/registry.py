@@ -1,5 +1,5 @@
 """Keras operation class name -> handler that emits the TFLite operators for one graph node (one module per op
-family registers here)."""
+family registers here; :mod:`converter.tflite_writer.walk` imports them all)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
@@ -23,9 +23,3 @@ def handles(*class_names: str) -> Callable[[Handler], Handler]:
 
     return register
 
-
-def load_all() -> dict[str, Handler]:
-    """Import every op module so their handlers register; returns the table."""
-    from converter.tflite_writer import ops_conv, ops_elementwise, ops_linear, ops_norm, ops_shape  # noqa: F401
-
-    return HANDLERS
