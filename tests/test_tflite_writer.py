@@ -151,6 +151,29 @@ def test_folding_removes_operators(tmp_path: Path) -> None:
     assert write_model(model, tmp_path / "m.tflite", ["x"], ["y"]) == 1
 
 
+def test_fp16_weights_are_half_size_and_close(tmp_path: Path) -> None:
+    """``--quantize fp16`` written directly: every layer weight a FLOAT16 buffer DEQUANTIZE'd at load, as the TF
+    converter writes it; the outputs stay within float16 rounding of Keras."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from converter.tflite_writer import write_model
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 3))
+    model = keras.Model(x, keras.layers.Dense(5)(keras.layers.Flatten()(keras.layers.Conv2D(16, 3)(x))))
+    write_model(model, tmp_path / "f32.tflite", ["x"], ["y"])
+    write_model(model, tmp_path / "f16.tflite", ["x"], ["y"], fp16=True)
+    size32, size16 = (tmp_path / "f32.tflite").stat().st_size, (tmp_path / "f16.tflite").stat().st_size
+    assert size16 < 0.6 * size32, (size16, size32)
+    interp = Interpreter(str(tmp_path / "f16.tflite"))
+    assert {np.dtype(d["dtype"]).name for d in interp.get_tensor_details()} >= {"float16", "float32"}
+    feed = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype(np.float32)
+    got = interp.get_signature_runner()(x=feed)["y"]
+    want = np.asarray(model(feed))
+    assert np.abs(got - want).max() < 1e-2 * np.abs(want).max(), np.abs(got - want).max()
+
+
 def test_merging_layers_with_three_operands(tmp_path: Path) -> None:
     _check(tmp_path, lambda xs: [_layers().Add()(xs), _layers().Multiply()(xs)], [(4, 6)] * 3)
 

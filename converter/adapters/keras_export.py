@@ -2,8 +2,9 @@
 
 Speed note (upstream.md): onnx2tf spends ~95 % of a ResNet-18 conversion in tf_keras' legacy per-layer SavedModel
 metadata serialization, three times. We never go through that path: the SavedModel is written by Keras 3's
-``ExportArchive`` (a traced ``serve`` function, no per-layer Keras metadata), TFLite is converted from a concrete
-function, and only the artifacts the user asked for are produced.
+``ExportArchive`` (a traced ``serve`` function, no per-layer Keras metadata), the TF converter's TFLite (quantized
+files, and models crossport's direct writer ``converter.tflite_writer`` does not map) is converted from that
+SavedModel, and only the artifacts the user asked for are produced.
 """
 from __future__ import annotations
 

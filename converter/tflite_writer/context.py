@@ -12,8 +12,9 @@ from converter.tflite_writer.graph import Graph, WriterRefused
 class WriteContext:
     """The graph being written and the Keras-tensor -> TFLite-tensor map."""
 
-    def __init__(self) -> None:
+    def __init__(self, fp16: bool = False) -> None:
         self.graph = Graph()
+        self.fp16 = fp16  # float weights stored as float16, DEQUANTIZE'd to float32 at load (the TF converter's fp16)
         self._ids: dict[int, int] = {}
         self.node: Any = None  # the node being written (for names)
         self.consumers: dict[int, list[Any]] = {}  # id(Keras tensor) -> nodes reading it
@@ -76,7 +77,13 @@ class WriteContext:
     def weight(self, array: Any, suffix: str) -> int:
         """A weight of the current layer as a constant tensor (written once, never shared)."""
         array = np.ascontiguousarray(np.asarray(array))
-        return self.graph.tensor(f"{self._prefix()}/{suffix}", array.shape, array.dtype, array)
+        name = f"{self._prefix()}/{suffix}"
+        if not (self.fp16 and array.dtype == np.float32):
+            return self.graph.tensor(name, array.shape, array.dtype, array)
+        half = self.graph.tensor(f"{name}_fp16", array.shape, "float16", array.astype(np.float16))
+        full = self.graph.tensor(name, array.shape, "float32")
+        self.graph.op("DEQUANTIZE", [half], [full])
+        return full
 
     def op(self, name: str, inputs: Sequence[int], outputs: Sequence[int], options: Any = None) -> None:
         self.graph.op(name, inputs, outputs, options)

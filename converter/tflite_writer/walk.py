@@ -10,13 +10,14 @@ from converter.tflite_writer.context import WriteContext
 from converter.tflite_writer.graph import WriterRefused
 
 
-def write_model(model: Any, path: Path, input_names: Sequence[str], output_names: Sequence[str]) -> int:
+def write_model(model: Any, path: Path, input_names: Sequence[str], output_names: Sequence[str],
+                fp16: bool = False) -> int:
     """Write ``model`` to ``path``; returns the number of TFLite operators. Raises :class:`WriterRefused` (before
-    writing anything) for a node it cannot express."""
+    writing anything) for a node it cannot express. ``fp16``: layer weights stored as float16."""
     from converter.tflite_writer import ops_conv, ops_elementwise, ops_linear, ops_norm, ops_shape  # noqa: F401
     from converter.tflite_writer.registry import HANDLERS as handlers
 
-    ctx = WriteContext()
+    ctx = WriteContext(fp16=fp16)
     nodes = [n for d in sorted(model._nodes_by_depth, reverse=True)  # noqa: SLF001 - the order Keras runs
              for n in model._nodes_by_depth[d] if n.operation is not None and not n.is_input]  # noqa: SLF001
     missing = sorted({type(n.operation).__name__ for n in nodes} - set(handlers))

@@ -140,15 +140,16 @@ class BuilderRoute:
 
 def _save_tflite(model: Any, artifact: Path, mode: str | None, representative: Any, allow_flex: bool,
                  ledger: Ledger) -> None:
-    """A float32 file from crossport's direct writer (seconds, the weights copied once); quantized files, and a
-    model with an op the writer does not map, from the TF converter."""
+    """A float32 or fp16 file from crossport's direct writer (seconds, the weights copied once); integer-quantized
+    files (calibration) and a model with an op the writer does not map from the TF converter."""
     from converter.adapters import keras_export
     from converter.tflite_writer import WriterRefused, write_model
 
-    if mode is None:
+    if mode in (None, "fp16"):
         try:
-            write_model(model, artifact, [t.name for t in model.inputs], keras_export.signature_output_names(model))
-            ledger.route.append("tflite float32 (crossport direct writer)")
+            write_model(model, artifact, [t.name for t in model.inputs], keras_export.signature_output_names(model),
+                        fp16=mode == "fp16")
+            ledger.route.append(f"tflite {mode or 'float32'} (crossport direct writer)")
             return
         except WriterRefused as err:
             artifact.unlink(missing_ok=True)
