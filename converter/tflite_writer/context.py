@@ -12,8 +12,8 @@ from converter.tflite_writer.graph import Graph, WriterRefused
 class WriteContext:
     """The graph being written and the Keras-tensor -> TFLite-tensor map."""
 
-    def __init__(self, fp16: bool = False) -> None:
-        self.graph = Graph()
+    def __init__(self, fp16: bool = False, capacity: int = 1 << 20) -> None:
+        self.graph = Graph(capacity)
         self.fp16 = fp16  # float weights stored as float16, DEQUANTIZE'd to float32 at load (the TF converter's fp16)
         self._ids: dict[int, int] = {}
         self.node: Any = None  # the node being written (for names)

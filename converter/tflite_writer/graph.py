@@ -2,12 +2,12 @@
 
 Why not the TFLite object API's plain ``ModelT.Pack`` with NumPy buffers: it grows the flatbuffer by doubling
 (copying every weight ~log2(size) times), aligns weight buffers to one byte, and needs every converted weight in
-memory at once. Here weights wait in a spill file, the builder starts at their total size and each is read into it
-once, 16-byte aligned (what the TF converter does, so XNNPACK reads it in place).
+memory at once. Here the builder is allocated once at the weights' total size and each converted weight is copied
+into it, 16-byte aligned (what the TF converter does, so XNNPACK reads it in place), as soon as it exists: the
+flatbuffer is the only extra copy of the weights.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,40 +38,48 @@ def tensor_type(dtype: Any) -> int:
     return getattr(schema().TensorType, _DTYPES[name])
 
 
-class _SpilledBuffer:
-    """A ``BufferT`` stand-in: the weight waits in a spill file (not in memory) and is read straight into the
-    flatbuffer, 16-byte aligned, when the model is packed."""
+def add_bytes(builder: Any, raw: memoryview) -> int:
+    """``raw`` as a 16-byte aligned ``[ubyte]`` vector in ``builder`` (one copy); returns its offset. Vectors may be
+    made before the tables that point at them, so each weight is copied in as soon as it exists and freed."""
+    builder.StartVector(1, len(raw), 16)
+    builder.head -= len(raw)
+    builder.Bytes[builder.head:builder.head + len(raw)] = raw
+    return builder.EndVector()
 
-    def __init__(self, spill: Any = None, offset: int = 0, nbytes: int = 0) -> None:
-        self.spill, self.offset, self.nbytes = spill, offset, nbytes
+
+class AlignedBuffer:
+    """A ``BufferT`` stand-in for the object API's ``Pack`` whose data vector is already in the builder."""
+
+    def __init__(self, vector: int | None = None) -> None:
+        self.vector = vector
 
     def Pack(self, builder: Any) -> int:  # noqa: N802 - the object API's method name
         s = schema()
-        vec = None
-        if self.nbytes:
-            builder.StartVector(1, self.nbytes, 16)
-            builder.head -= self.nbytes
-            self.spill.seek(self.offset)
-            if self.spill.readinto(memoryview(builder.Bytes)[builder.head:builder.head + self.nbytes]) != self.nbytes:
-                raise OSError("short read from the weight spill file")
-            vec = builder.EndVector()
         s.BufferStart(builder)
-        if vec is not None:
-            s.BufferAddData(builder, vec)
+        if self.vector is not None:
+            s.BufferAddData(builder, self.vector)
         return s.BufferEnd(builder)
+
+
+def finish(builder: Any, model: Any, path: Path) -> None:
+    """Pack the rest of ``model`` after its buffers and write the file without another copy."""
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with Path(path).open("wb") as f:
+        f.write(memoryview(builder.Bytes)[builder.Head():])
 
 
 class Graph:
     """Tensors, constant buffers and operators of one subgraph, in execution order."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1 << 20) -> None:
+        """``capacity``: the expected weight bytes (the flatbuffer is allocated once at that size)."""
+        import flatbuffers
+
         s = schema()
+        self.builder = flatbuffers.Builder(capacity + (1 << 20))
         self._s = s
         self.tensors: list[Any] = []
-        self.buffers: list[_SpilledBuffer] = [_SpilledBuffer()]  # buffer 0: the schema's empty sentinel
-        # Weights go to disk as they are made, so the converted copies are never all in memory beside the Keras
-        # model's own: the packed flatbuffer is the one extra copy (ViT-B/16: 346 MB instead of 692 MB).
-        self._spill = tempfile.TemporaryFile(prefix="crossport-tflite-")
+        self.buffers: list[AlignedBuffer] = [AlignedBuffer()]  # buffer 0: the schema's empty sentinel
         self.operators: list[Any] = []
         self._codes: dict[int, int] = {}
         self.opcodes: list[Any] = []
@@ -91,9 +99,10 @@ class Graph:
             t.shapeSignature = np.asarray([-1 if d is None else int(d) for d in shape], dtype=np.int32)
         t.buffer = 0
         if data is not None:
-            offset = self._spill.seek(0, 2)
-            self._spill.write(memoryview(np.ascontiguousarray(data)).cast("B"))
-            self.buffers.append(_SpilledBuffer(self._spill, offset, data.nbytes))
+            if self.weight_bytes + data.nbytes > MAX_BYTES:
+                raise WriterRefused("over 2 GB of weights (the flatbuffer limit)")
+            raw = memoryview(np.ascontiguousarray(data)).cast("B") if data.nbytes else None
+            self.buffers.append(AlignedBuffer(add_bytes(self.builder, raw) if raw is not None else None))
             self.weight_bytes += data.nbytes
             t.buffer = len(self.buffers) - 1
         self.tensors.append(t)
@@ -155,11 +164,7 @@ class Graph:
     def write(self, path: Path, inputs: Sequence[tuple[str, int]], outputs: Sequence[tuple[str, int]],
               description: str = "crossport direct writer") -> None:
         """The model with one ``serving_default`` signature (input/output keys as given), written to ``path``."""
-        import flatbuffers
-
         s = self._s
-        if self.weight_bytes > MAX_BYTES:
-            raise WriterRefused(f"{self.weight_bytes / 1e9:.1f} GB of weights (over the 2 GB flatbuffer limit)")
         sub = s.SubGraphT()
         sub.name = "main"
         sub.tensors = self.tensors
@@ -178,13 +183,7 @@ class Graph:
         model.subgraphs = [sub]
         model.buffers = self.buffers
         model.signatureDefs = [sig]
-        try:
-            builder = flatbuffers.Builder(self.weight_bytes + 16 * len(self.buffers) + (1 << 20))
-            builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        finally:
-            self._spill.close()
-        with Path(path).open("wb") as f:
-            f.write(memoryview(builder.Bytes)[builder.Head():])
+        finish(self.builder, model, path)
 
     def _tensor_map(self, name: str, index: int) -> Any:
         m = self._s.TensorMapT()

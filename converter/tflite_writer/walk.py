@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from converter.tflite_writer.context import WriteContext
 from converter.tflite_writer.graph import WriterRefused
 
@@ -17,7 +19,8 @@ def write_model(model: Any, path: Path, input_names: Sequence[str], output_names
     from converter.tflite_writer import ops_conv, ops_elementwise, ops_linear, ops_norm, ops_shape  # noqa: F401
     from converter.tflite_writer.registry import HANDLERS as handlers
 
-    ctx = WriteContext(fp16=fp16)
+    capacity = sum(int(np.prod(w.shape)) * np.dtype(str(w.dtype)).itemsize for w in model.weights)
+    ctx = WriteContext(fp16=fp16, capacity=capacity // 2 if fp16 else capacity)
     nodes = [n for d in sorted(model._nodes_by_depth, reverse=True)  # noqa: SLF001 - the order Keras runs
              for n in model._nodes_by_depth[d] if n.operation is not None and not n.is_input]  # noqa: SLF001
     missing = sorted({type(n.operation).__name__ for n in nodes} - set(handlers))
