@@ -202,6 +202,8 @@ LINEAR_SHAPE_CASES: dict[str, Callable[[Any], Any]] = {
     "slice_first_row": lambda x: _ops().slice(x, (0, 1, 2), (1, 2, 3)),
     "compare_where": lambda x: _ops().where(_ops().logical_or(_ops().greater(x, 0.5), _ops().equal(x, x * 0)),
                                             x, _ops().where(_ops().logical_not(_ops().less(x, -1.0)), 2.0, x)),
+    "mean_sum_max": lambda x: [_ops().mean(x, axis=1), _ops().sum(x, axis=-1, keepdims=True),
+                               _ops().max(x, axis=(1, 2))],
     "softmax_attention": lambda x: _ops().softmax(_ops().matmul(x, _ops().transpose(x, (0, 2, 1))) * 0.125),
 }
 

@@ -153,3 +153,21 @@ def slice_(ctx: WriteContext, node: Any) -> None:
     begin = np.asarray(start, np.int32).reshape(-1)
     ctx.op("SLICE", [ctx.get(x), ctx.graph.const(begin), ctx.graph.const(np.asarray(size, np.int32))],
            [ctx.out(node.outputs[0])])
+
+
+_REDUCE = {"Mean": "MEAN", "Sum": "SUM", "Max": "REDUCE_MAX", "Min": "REDUCE_MIN", "Prod": "REDUCE_PROD"}
+
+
+@handles(*_REDUCE)
+def reduce(ctx: WriteContext, node: Any) -> None:
+    args, kwargs = node_args(node)
+    x = args[0]
+    op = node.operation
+    axis = getattr(op, "axis", kwargs.get("axis"))
+    rank = len(x.shape)
+    axes = list(range(rank)) if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    keep = bool(getattr(op, "keepdims", kwargs.get("keepdims", False)))
+    if getattr(op, "initial", None) is not None:
+        raise refuse(node, "initial=")
+    ctx.op(_REDUCE[type(op).__name__], [ctx.get(x), ctx.graph.const(np.asarray([a % rank for a in axes], np.int32))],
+           [ctx.out(node.outputs[0])], ctx.options("ReducerOptions", keepDims=keep))
