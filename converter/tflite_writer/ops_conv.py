@@ -143,7 +143,7 @@ def pad(ctx: WriteContext, node: Any) -> None:
         if value is None or float(value) == 0.0:
             ctx.op("PAD", [ctx.get(x), pads], [out])
         else:
-            ctx.op("PADV2", [ctx.get(x), pads, ctx.get(value, like=x)], [out])
+            ctx.op("PADV2", [ctx.get(x), pads, ctx.graph.const(np.asarray(value, dtype=str(x.dtype)))], [out])
         return
     if op.mode not in ("reflect", "symmetric"):
         raise refuse(node, f"mode {op.mode!r}")

@@ -135,6 +135,8 @@ _ACTIVATIONS = {"relu": "RELU", "sigmoid": "LOGISTIC", "tanh": "TANH", "relu6": 
 @handles("Activation")
 def activation(ctx: WriteContext, node: Any) -> None:
     name = node.operation.get_config().get("activation")
+    if not isinstance(name, str):
+        raise refuse(node, f"custom activation {name!r}")
     x = _operands(node)[0]
     out = node.outputs[0]
     if name == "linear":

@@ -38,7 +38,13 @@ def write_model(model: Any, path: Path, input_names: Sequence[str], output_names
         if id(node) in ctx.absorbed:
             continue
         ctx.node = node
-        handlers[type(node.operation).__name__](ctx, node)
+        try:
+            handlers[type(node.operation).__name__](ctx, node)
+        except WriterRefused:
+            raise
+        except Exception as err:  # noqa: BLE001 - a configuration no handler foresaw: the TF converter's turn
+            op = node.operation
+            raise WriterRefused(f"{type(op).__name__} ({op.name}): unexpected {type(err).__name__}: {err}") from err
     inputs = [(name, ctx.get(kt)) for name, kt in zip(input_names, model.inputs)]
     outputs = [(name, ctx.get(kt)) for name, kt in zip(output_names, model.outputs)]
     if len({i for _, i in outputs}) < len(outputs) or {i for _, i in outputs} & {i for _, i in inputs}:
