@@ -12,14 +12,13 @@ import pytest
 TOL = 1e-5
 
 
-def _run_tflite(path: Path, feeds: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _run_tflite(path: Path, names: list[str], feeds: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The file's ``serving_default`` signature, fed by input name."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(str(path), num_threads=1)
-    keys = interp.get_signature_list()["serving_default"]["inputs"]
-    runner = interp.get_signature_runner("serving_default")
-    named = dict(zip(sorted(keys, key=[k for k in keys].index), feeds))
-    return runner(**named)
+    assert sorted(interp.get_signature_list()["serving_default"]["inputs"]) == sorted(names)
+    return interp.get_signature_runner("serving_default")(**dict(zip(names, feeds)))
 
 
 def _check(tmp_path: Path, build: Callable[[Any], Any], shapes: list[tuple[int, ...]],
@@ -32,7 +31,8 @@ def _check(tmp_path: Path, build: Callable[[Any], Any], shapes: list[tuple[int, 
 
     keras.utils.set_random_seed(seed)
     dtypes = dtypes * len(shapes) if len(dtypes) == 1 else dtypes
-    inputs = [keras.Input(s, dtype=d, name=f"in{k}") for k, (s, d) in enumerate(zip(shapes, dtypes))]
+    # names sort opposite to model order: the subgraph must keep model order (LiteRT callers feed by position)
+    inputs = [keras.Input(s, dtype=d, name=f"in{len(shapes) - k}") for k, (s, d) in enumerate(zip(shapes, dtypes))]
     outs = build(inputs if len(inputs) > 1 else inputs[0])
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     outs = [keras.layers.Identity(name=f"out{k}")(o) for k, o in enumerate(outs)]
@@ -44,13 +44,14 @@ def _check(tmp_path: Path, build: Callable[[Any], Any], shapes: list[tuple[int, 
 
     details = Interpreter(str(path)).get_input_details()
     assert all(d["shape_signature"][0] == -1 for d in details), details
+    assert [d["name"] for d in details] == [t.name for t in model.inputs], details
     rng = np.random.default_rng(seed)
     for batch in (1, 3):
         feeds = [rng.standard_normal((batch, *s)).astype(np.float32) if d == "float32"
                  else rng.integers(0, 4, (batch, *s)).astype(d) for s, d in zip(shapes, dtypes)]
         expected = model(feeds, training=False)
         expected = expected if isinstance(expected, (list, tuple)) else [expected]
-        got = _run_tflite(path, feeds)
+        got = _run_tflite(path, [t.name for t in model.inputs], feeds)
         for name, want in zip(names, expected):
             want = np.asarray(want)
             assert got[name].shape == want.shape, (name, got[name].shape, want.shape)
