@@ -90,10 +90,7 @@ class BuilderRoute:
                 artifact = job.tmp / "model.tflite"
                 representative = _representative(src, job, built, ledger) if mode in ("int8", "int8-full") else None
                 with silenced_stderr():  # the TFLite converter logs from C++ straight to fd 2
-                    notes.extend(keras_export.save_tflite(built.model, artifact, quantize=mode,
-                                                          representative=representative,
-                                                          allow_flex=options.allow_flex))
-                ledger.route.append(f"tflite {mode}" if mode else "tflite float32")
+                    _save_tflite(built.model, artifact, mode, representative, options.allow_flex, ledger)
         thresholds = None
         if mode and target == "tflite":
             from converter.parity.quality import thresholds_for
@@ -139,6 +136,27 @@ class BuilderRoute:
                 if thresholds is not None:
                     _summarize_cost(ledger)
         return finish(src, job, ledger, artifact, target_runner, built, keras_trainable, missing)
+
+
+def _save_tflite(model: Any, artifact: Path, mode: str | None, representative: Any, allow_flex: bool,
+                 ledger: Ledger) -> None:
+    """A float32 or fp16 file from crossport's direct writer (seconds, the weights copied once); integer-quantized
+    files (calibration) and a model with an op the writer does not map from the TF converter."""
+    from converter.adapters import keras_export
+    from converter.tflite_writer import WriterRefused, write_model
+
+    if mode in (None, "fp16"):
+        try:
+            write_model(model, artifact, [t.name for t in model.inputs], keras_export.signature_output_names(model),
+                        fp16=mode == "fp16")
+            ledger.route.append(f"tflite {mode or 'float32'} (crossport direct writer)")
+            return
+        except WriterRefused as err:
+            artifact.unlink(missing_ok=True)
+            ledger.notes.append(f"direct TFLite writer: {err}; written by the TF converter instead")
+    ledger.notes.extend(keras_export.save_tflite(model, artifact, quantize=mode, representative=representative,
+                                                 allow_flex=allow_flex))
+    ledger.route.append(f"tflite {mode or 'float32'} (TF converter)")
 
 
 def _representative(src: OnnxSource, job: Job, built: Any, ledger: Ledger) -> list[list[np.ndarray]]:

@@ -1,0 +1,192 @@
+"""One TFLite subgraph under construction and its serialization to a ``.tflite`` flatbuffer.
+
+Why not the TFLite object API's plain ``ModelT.Pack`` with NumPy buffers: it grows the flatbuffer by doubling
+(copying every weight ~log2(size) times), aligns weight buffers to one byte, and needs every converted weight in
+memory at once. Here the builder is allocated once at the weights' total size and each converted weight is copied
+into it, 16-byte aligned (what the TF converter does, so XNNPACK reads it in place), as soon as it exists: the
+flatbuffer is the only extra copy of the weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+# The largest flatbuffer the format can address; bigger models need the converter's external-buffer layout.
+MAX_BYTES = 2**31 - 2**24
+
+_DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
+           "int8": "INT8", "uint8": "UINT8", "int16": "INT16", "float64": "FLOAT64"}
+
+
+class WriterRefused(Exception):
+    """The direct writer cannot express this model (an op or a configuration it does not map); the caller falls
+    back to the TF converter. The message names the op."""
+
+
+def schema() -> Any:
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def tensor_type(dtype: Any) -> int:
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in _DTYPES:
+        raise WriterRefused(f"tensor dtype {name}")
+    return getattr(schema().TensorType, _DTYPES[name])
+
+
+def add_bytes(builder: Any, raw: memoryview) -> int:
+    """``raw`` as a 16-byte aligned ``[ubyte]`` vector in ``builder`` (one copy); returns its offset. Vectors may be
+    made before the tables that point at them, so each weight is copied in as soon as it exists and freed."""
+    builder.StartVector(1, len(raw), 16)
+    builder.head -= len(raw)
+    builder.Bytes[builder.head:builder.head + len(raw)] = raw
+    return builder.EndVector()
+
+
+class AlignedBuffer:
+    """A ``BufferT`` stand-in for the object API's ``Pack`` whose data vector is already in the builder."""
+
+    def __init__(self, vector: int | None = None) -> None:
+        self.vector = vector
+
+    def Pack(self, builder: Any) -> int:  # noqa: N802 - the object API's method name
+        s = schema()
+        s.BufferStart(builder)
+        if self.vector is not None:
+            s.BufferAddData(builder, self.vector)
+        return s.BufferEnd(builder)
+
+
+def finish(builder: Any, model: Any, path: Path) -> None:
+    """Pack the rest of ``model`` after its buffers and write the file without another copy."""
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    with Path(path).open("wb") as f:
+        f.write(memoryview(builder.Bytes)[builder.Head():])
+
+
+class Graph:
+    """Tensors, constant buffers and operators of one subgraph, in execution order."""
+
+    def __init__(self, capacity: int = 1 << 20) -> None:
+        """``capacity``: the expected weight bytes (the flatbuffer is allocated once at that size)."""
+        import flatbuffers
+
+        s = schema()
+        self.builder = flatbuffers.Builder(capacity + (1 << 20))
+        self._s = s
+        self.tensors: list[Any] = []
+        self.buffers: list[AlignedBuffer] = [AlignedBuffer()]  # buffer 0: the schema's empty sentinel
+        self.operators: list[Any] = []
+        self._codes: dict[int, int] = {}
+        self.opcodes: list[Any] = []
+        self.weight_bytes = 0
+        self._consts: dict[tuple[Any, ...], int] = {}
+
+    # ---- tensors ----------------------------------------------------------------------------------------------
+
+    def tensor(self, name: str, shape: Sequence[int | None], dtype: Any, data: np.ndarray | None = None) -> int:
+        """A tensor; ``None`` dimensions are dynamic (shape 1, shape_signature -1)."""
+        t = self._s.TensorT()
+        t.name = name
+        t.type = tensor_type(dtype)
+        dims = [1 if d is None else int(d) for d in shape]
+        t.shape = np.asarray(dims, dtype=np.int32)
+        if any(d is None for d in shape):
+            t.shapeSignature = np.asarray([-1 if d is None else int(d) for d in shape], dtype=np.int32)
+        t.buffer = 0
+        if data is not None:
+            if self.weight_bytes + data.nbytes > MAX_BYTES:
+                raise WriterRefused("over 2 GB of weights (the flatbuffer limit)")
+            raw = memoryview(np.ascontiguousarray(data)).cast("B") if data.nbytes else None
+            self.buffers.append(AlignedBuffer(add_bytes(self.builder, raw) if raw is not None else None))
+            self.weight_bytes += data.nbytes
+            t.buffer = len(self.buffers) - 1
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def const(self, value: Any, dtype: Any = None, name: str = "") -> int:
+        """A constant tensor; small constants with the same value are shared."""
+        array = np.asarray(value, dtype=dtype)
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        key = None
+        if array.size <= 64:
+            key = (array.dtype.str, array.shape, array.tobytes())
+            if key in self._consts:
+                return self._consts[key]
+        index = self.tensor(name or f"const_{len(self.tensors)}", array.shape, array.dtype,
+                            np.ascontiguousarray(array))
+        if key is not None:
+            self._consts[key] = index
+        return index
+
+    def shape_of(self, index: int) -> list[int | None]:
+        t = self.tensors[index]
+        sig = t.shapeSignature if t.shapeSignature is not None else t.shape
+        return [None if int(d) < 0 else int(d) for d in sig]
+
+    # ---- operators --------------------------------------------------------------------------------------------
+
+    def op(self, name: str, inputs: Sequence[int], outputs: Sequence[int], options: Any = None) -> None:
+        """Append one builtin operator (``name`` as in ``BuiltinOperator``); ``-1`` marks an omitted input."""
+        code = getattr(self._s.BuiltinOperator, name)
+        if code not in self._codes:
+            oc = self._s.OperatorCodeT()
+            oc.builtinCode = code
+            oc.deprecatedBuiltinCode = min(code, 127)
+            oc.version = 1
+            self._codes[code] = len(self.opcodes)
+            self.opcodes.append(oc)
+        o = self._s.OperatorT()
+        o.opcodeIndex = self._codes[code]
+        o.inputs = np.asarray(list(inputs), dtype=np.int32)
+        o.outputs = np.asarray(list(outputs), dtype=np.int32)
+        if options is not None:
+            o.builtinOptionsType = getattr(self._s.BuiltinOptions, type(options).__name__[:-1])
+            o.builtinOptions = options
+        self.operators.append(o)
+
+    def options(self, kind: str, **fields: Any) -> Any:
+        """``kind`` options object (e.g. ``Conv2DOptions``) with the given fields set."""
+        opt = getattr(self._s, f"{kind}T")()
+        for k, v in fields.items():
+            if not hasattr(opt, k):
+                raise AttributeError(f"{kind} has no field {k}")
+            setattr(opt, k, v)
+        return opt
+
+    # ---- serialization ----------------------------------------------------------------------------------------
+
+    def write(self, path: Path, inputs: Sequence[tuple[str, int]], outputs: Sequence[tuple[str, int]],
+              description: str = "crossport direct writer") -> None:
+        """The model with one ``serving_default`` signature (input/output keys as given), written to ``path``."""
+        s = self._s
+        sub = s.SubGraphT()
+        sub.name = "main"
+        sub.tensors = self.tensors
+        sub.operators = self.operators
+        sub.inputs = np.asarray([i for _, i in inputs], dtype=np.int32)
+        sub.outputs = np.asarray([i for _, i in outputs], dtype=np.int32)
+        sig = s.SignatureDefT()
+        sig.signatureKey = "serving_default"
+        sig.subgraphIndex = 0
+        sig.inputs = [self._tensor_map(n, i) for n, i in inputs]
+        sig.outputs = [self._tensor_map(n, i) for n, i in outputs]
+        model = s.ModelT()
+        model.version = 3
+        model.description = description
+        model.operatorCodes = self.opcodes
+        model.subgraphs = [sub]
+        model.buffers = self.buffers
+        model.signatureDefs = [sig]
+        finish(self.builder, model, path)
+
+    def _tensor_map(self, name: str, index: int) -> Any:
+        m = self._s.TensorMapT()
+        m.name = name
+        m.tensorIndex = index
+        return m
