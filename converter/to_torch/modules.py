@@ -210,6 +210,12 @@ def constant_of_shape(shape: Sequence[int], value: float, dtype: torch.dtype) ->
     return torch.full(list(shape), value, dtype=dtype)
 
 
+def pad_static(x: torch.Tensor, pads: tuple[int, ...], mode: str, value: float) -> torch.Tensor:
+    """ONNX Pad with constant pads, given in ``F.pad`` order (last axis first, zero pairs of leading axes
+    dropped, which the non-constant modes require)."""
+    return torch.nn.functional.pad(x, list(pads), mode=mode, value=value if mode == "constant" else None)
+
+
 def tile_static(x: torch.Tensor, repeats: Sequence[int]) -> torch.Tensor:
     return x.repeat(*repeats)
 
