@@ -5,7 +5,11 @@ converted model copied every padded activation into a new tensor (``F.pad``) whe
 ``nn.Conv2d(..., padding=p)``: ``fold_pads`` moves a symmetric zero pad into the consumer's own ``padding``
 (conv; average pool counting the pad; max pool when its input is non-negative, so zeros never win over -inf).
 ``cancel_permute_pairs`` removes ``permute`` pairs that compose to the identity in the exported ATen graph
-(``--nchw`` meeting the ONNX graph's own NHWC->NCHW transpose at the input). Both passes are exact.
+(``--nchw`` meeting the ONNX graph's own NHWC->NCHW transpose at the input). ``contiguous_after_input_transposes``:
+the NHWC input's permute to NCHW is a free view with channels-last strides, and every conv after it then runs in
+channels-last memory format -- measured single-threaded, torchvision's resnet50 fed that view ran x1.24 slower
+than on a contiguous tensor (mobilenet_v2 x0.82, densenet121 x0.89); one copy of the input makes the converted
+model compute exactly as the native architecture does. All passes are exact.
 """
 from __future__ import annotations
 
@@ -121,3 +125,21 @@ def cancel_permute_pairs(program: Any) -> int:
     if cancelled:
         program.graph_module.recompile()
     return cancelled
+
+
+def contiguous_after_input_transposes(gm: Any) -> int:
+    """Make the channels-last -> channels-first transpose of each model input a contiguous tensor (see above)."""
+    count = 0
+    for ph in [n for n in gm.graph.nodes if n.op == "placeholder"]:
+        for user in list(ph.users):
+            mod = gm.get_submodule(user.target) if user.op == "call_module" else None
+            perm = list(getattr(mod, "perm", None) or ())
+            if type(mod).__name__ != "OnnxTranspose" or len(perm) < 3 or perm != [0, len(perm) - 1,
+                                                                                    *range(1, len(perm) - 1)]:
+                continue
+            with gm.graph.inserting_after(user):
+                dense = gm.graph.call_method("contiguous", (user,))
+            user.replace_all_uses_with(dense, delete_user_cb=lambda n, d=dense: n is not d)
+            count += 1
+    gm.recompile()
+    return count

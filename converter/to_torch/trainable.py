@@ -6,7 +6,8 @@ reshaped / split copy of) a Keras trainable weight. Exporters transpose kernels,
 and split recurrent kernels, but never change values, so we match value multisets. Without a Keras reference
 (ONNX source, a SavedModel that lists no trainable variables) the reference is the ONNX initializers that feed
 weight slots (``converter.to_torch.onnx_weights``); the recurrent modules crossport builds from ONNX W/R/B
-(``always``) are trainable as a whole, since ``OnnxLSTM`` stores the sum of ONNX's two biases.
+(``always``: ``nn.LSTM``/``nn.GRU``) keep their own trainable flags, with or without a reference (the LSTM's
+second bias is a frozen zero: Keras' LSTM has one bias).
 """
 from __future__ import annotations
 
@@ -75,10 +76,13 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
     pool: dict[tuple[int, bytes], int] = Counter(_key(w) for w in reference)
     decided: dict[str, bool] = {}
     if always:
-        for name, _, _ in tensors:
+        for name, t, is_param in tensors:
             owner = name.rpartition(".")[0]
             if isinstance(module.get_submodule(owner) if owner else module, always):
-                decided[name] = True
+                decided[name] = t.requires_grad or not is_param  # a parameter the module froze stays frozen
+                key = _key(t.detach().cpu().numpy())  # a whole reference weight it copies is accounted for
+                if pool.get(key, 0) > 0:
+                    pool[key] -= 1
     for name, t, _ in tensors:  # exact copies first (transposes, reshapes)
         if name in decided:
             continue
