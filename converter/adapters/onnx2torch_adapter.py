@@ -110,9 +110,6 @@ def convert(model: Any, examples: Sequence[Sequence[Any]] = ()) -> TorchConversi
     remaining = _bake_constant_shapes(gm)
     if remaining:
         notes.append(f"shape arguments computed at run time remain in {', '.join(remaining)}")
-    from converter.to_torch.optimize import fold_pads
-
-    fold_pads(gm)
     return TorchConversion(gm, tuple(notes), remaining)
 
 

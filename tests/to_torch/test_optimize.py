@@ -46,12 +46,14 @@ def test_pad_folds_into_its_consumer_exactly(op: str, pads: list[int], relu: boo
     from converter.adapters import onnx2torch_adapter
     from converter.to_torch import modules as M
     from converter.to_torch.artifacts import export_program
+    from converter.to_torch.optimize import fold_pads
 
     model = _pad_then(op, pads, relu, **attrs)
     x = np.random.default_rng(1).standard_normal((1, 3, 9, 9)).astype(np.float32)
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, {"X": x})[0]
     gm = onnx2torch_adapter.convert(model).module.eval()
+    assert fold_pads(gm) == int(folds)
     with torch.no_grad():
         got = gm(torch.from_numpy(x))
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5, rtol=1e-5)

@@ -242,7 +242,7 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
         simplified, sim_notes = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed)
         release_memory()
         examples = [tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in s.arrays) for s in sets[:2]]
-        conv = onnx2torch_adapter.convert(simplified, examples)
+        conv = _optimized(onnx2torch_adapter.convert(simplified, examples))
         del simplified
         release_memory()
         if not conv.runtime_shapes and not sim_notes:
@@ -253,8 +253,16 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
         del conv
     simplified, _ = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed, force_fixed=True)
     release_memory()
-    conv = onnx2torch_adapter.convert(simplified)
+    conv = _optimized(onnx2torch_adapter.convert(simplified))
     del simplified
     release_memory()
     notes.extend(conv.notes)
     return conv, False
+
+
+def _optimized(conv: Any) -> Any:
+    """The graph passes that make the module run like the same architecture written in PyTorch."""
+    from converter.to_torch.optimize import fold_pads
+
+    fold_pads(conv.module)
+    return conv
