@@ -75,11 +75,14 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
         return _summary(module, 0)
     pool: dict[tuple[int, bytes], int] = Counter(_key(w) for w in reference)
     decided: dict[str, bool] = {}
+    as_built: set[str] = set()  # parameters a recurrent module froze itself: left alone (nn.LSTM keeps references)
     if always:
         for name, t, is_param in tensors:
             owner = name.rpartition(".")[0]
             if isinstance(module.get_submodule(owner) if owner else module, always):
-                decided[name] = t.requires_grad or not is_param  # a parameter the module froze stays frozen
+                decided[name] = t.requires_grad or not is_param
+                if is_param and not t.requires_grad:
+                    as_built.add(name)
                 key = _key(t.detach().cpu().numpy())  # a whole reference weight it copies is accounted for
                 if pool.get(key, 0) > 0:
                     pool[key] -= 1
@@ -104,7 +107,8 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
             leftover.subtract(values)
             decided[name] = True
     for name, _, _ in tensors:
-        _set(module, name, decided.get(name, False))
+        if name not in as_built:
+            _set(module, name, decided.get(name, False))
     return _summary(module, int(sum(v for v in leftover.values() if v > 0)))
 
 
