@@ -235,7 +235,23 @@ def _bake_squeeze(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
     return M.squeeze_static, (_ints(_arg(gm, node, 1, "axes")),)
 
 
+def _bake_pad(M: Any, node: Any, gm: Any) -> tuple[Any, tuple]:
+    """``OnnxPadDynamic`` calls ``pads.tolist()`` on every call, which torch.export turns into unbacked symbols
+    (GuardOnDataDependentSymNode further down, e.g. at ResNet50's MaxPool): the pads are constants, baked here."""
+    onnx_pads = _ints(_arg(gm, node, 1, "pads"))
+    value_t = _arg(gm, node, 2, "constant_value")
+    value = float(value_t.reshape(-1)[0]) if value_t is not None and value_t.numel() else 0.0
+    half = len(onnx_pads) // 2
+    pads: list[int] = []
+    for axis in reversed(range(half)):  # ONNX: all begins then all ends, first axis first
+        pads += [onnx_pads[axis], onnx_pads[axis + half]]
+    while len(pads) > 2 and pads[-2:] == [0, 0]:
+        del pads[-2:]
+    return M.pad_static, (tuple(pads), gm.get_submodule(node.target).mode, value)
+
+
 _BAKERS = {
+    "OnnxPadDynamic": _bake_pad,
     "OnnxReshape": _bake_reshape,
     "OnnxSlice": _bake_slice,
     "OnnxExpand": _bake_expand,

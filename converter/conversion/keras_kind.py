@@ -19,7 +19,10 @@ Two routes reach PyTorch:
   native ``batch_norm``, one permute at the NHWC input): ResNet50 1.48x (torchvision's own resnet50 is in the same
   range), MobileNetV2 1.10x. Both routes verify on every fixture with max errors within a factor 2 of each other
   (all <= 6.7e-6), so numbers do not separate them; speed and the graph a PyTorch user reads do.
-- ``RECURRENT_ORDER`` (keras-native first) when the config has a recurrent layer (LSTM, GRU, SimpleRNN, RNN and their
+- ``AUTO_ORDER`` too when the only recurrent layers are plain forward LSTMs (``FUSED_LSTM``): tf2onnx exports each as
+  one ONNX LSTM op, which becomes an ``nn.LSTM`` (PyTorch's fused kernel, weights shared across steps); the zoo's
+  keras_lstm ran x2.7 slower than Keras through keras-native.
+- ``RECURRENT_ORDER`` (keras-native first) when the config has another recurrent layer (LSTM, GRU, SimpleRNN, RNN and their
   cells, Bidirectional, ConvLSTM*, anything wrapping them): every Keras variable stays one ``nn.Parameter``, so
   recurrent weights shared across time steps stay shared and sequence lengths stay free, where the onnx route unrolls
   a GRU with a copy of the recurrent kernels per step (only one of them trainable). Also when the layer list cannot
@@ -41,6 +44,11 @@ RECURRENT_CLASSES = frozenset({
     "GRUCell", "SimpleRNNCell", "StackedRNNCells", "CuDNNLSTM", "CuDNNGRU", "LSTMV1", "GRUV1",
 })
 PLAIN, RECURRENT, OPAQUE = "plain", "recurrent", "opaque"  # keras_kind results
+FUSED_LSTM = "lstm"  # recurrent, but only LSTMs that tf2onnx exports as ONNX LSTM ops: onnx first
+# an LSTM config entry tf2onnx's LSTM rewriter turns into one ONNX LSTM op (measured: a backwards LSTM or a GRU
+# is unrolled into per-step MatMuls instead)
+_FUSABLE_LSTM = {"go_backwards": False, "unroll": False, "stateful": False, "activation": "tanh",
+                 "recurrent_activation": "sigmoid"}
 
 
 def _keras_config(source: str) -> Any:
@@ -94,12 +102,30 @@ def keras_kind(source: str) -> tuple[str, str]:
         name = config.get("class_name", "?") if isinstance(config, dict) else "?"
         return OPAQUE, f"its Keras config ({name}) does not list its layers"
     recurrent = sorted(_class_names(layers) & RECURRENT_CLASSES)
+    if recurrent == ["LSTM"] and "TimeDistributed" not in _class_names(layers) and _plain_lstms(layers):
+        return FUSED_LSTM, "only plain LSTM layers in the Keras config (ONNX LSTM ops, nn.LSTM in PyTorch)"
     if recurrent:
         return RECURRENT, f"recurrent layers in the Keras config: {', '.join(recurrent)}"
     hidden = _opaque_nested(layers)
     if hidden:
         return OPAQUE, f"nested model {hidden!r} does not list its layers in the Keras config"
     return PLAIN, "no recurrent layers in the Keras config"
+
+
+def _plain_lstms(node: Any) -> bool:
+    """Every LSTM in the config tree has the settings of ``_FUSABLE_LSTM``."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "LSTM":
+                config = item.get("config") or {}
+                if any(config.get(k, v) != v for k, v in _FUSABLE_LSTM.items()):
+                    return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _opaque_nested(layers: list) -> str:

@@ -95,7 +95,7 @@ def plan_routes(route: str, fmt: Format, target: str, emit_source: bool, source:
     check_route(route, target)
     if not is_torch_target(target):
         return _plan_tf(route, fmt, target)
-    from converter.conversion.keras_kind import PLAIN, keras_kind
+    from converter.conversion.keras_kind import FUSED_LSTM, PLAIN, keras_kind
 
     routes = _torch_routes()
     options = ConvertOptions(emit_source="emit" if emit_source else None)
@@ -107,7 +107,7 @@ def plan_routes(route: str, fmt: Format, target: str, emit_source: bool, source:
     auto_order, basis = AUTO_ORDER, ""
     if source is not None and not routes[KERAS_NATIVE].applies(fmt, target, options):
         kind, why = keras_kind(source)
-        auto_order = AUTO_ORDER if kind == PLAIN else RECURRENT_ORDER
+        auto_order = AUTO_ORDER if kind in (PLAIN, FUSED_LSTM) else RECURRENT_ORDER
         basis = f"auto: {auto_order[0]} first ({why})"
     order, skipped = [], []
     for name in (*auto_order, TORCH_EXPORT):

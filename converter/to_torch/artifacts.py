@@ -48,9 +48,13 @@ def save_pt2(module: Any, example: Sequence[Any], path: Path, dynamic_batch: boo
 
 def export_program(module: Any, example: Sequence[Any], dynamic_batch: bool) -> tuple[Any, bool, tuple[str, ...]]:
     """``torch.export`` with a symbolic batch when asked, else (or when that fails) at the example's batch."""
+    from converter.to_torch.optimize import cancel_permute_pairs
+
     module.eval()
     with _torch_warnings_quiet():
-        return _export_program(module, example, dynamic_batch, [])
+        ep, dynamic, notes = _export_program(module, example, dynamic_batch, [])
+    cancel_permute_pairs(ep)
+    return ep, dynamic, notes
 
 
 @contextlib.contextmanager

@@ -1,8 +1,9 @@
 """Plain-PyTorch building blocks the ONNX -> PyTorch route puts into converted models.
 
 Nothing here imports onnx2torch or crossport-only code at run time, so an ExportedProgram or TorchScript file
-traced through these modules loads with plain torch. Recurrent weights are ``nn.Parameter``s in ONNX's own
-gate order (LSTM: i, o, f, c; GRU: z, r, h), which avoids any reordering and keeps parity exact.
+traced through these modules loads with plain torch. ONNX LSTM and GRU (``linear_before_reset=1``) become
+``nn.LSTM`` / ``nn.GRU`` (PyTorch's fused recurrent kernel, not a Python loop of per-step matmuls unrolled into
+the exported graph), their weights moved into PyTorch's gate order.
 """
 from __future__ import annotations
 
@@ -22,9 +23,33 @@ def _directions(direction: str) -> tuple[bool, ...]:
     return {"forward": (False,), "reverse": (True,), "bidirectional": (False, True)}[direction]
 
 
+def _gates(t: torch.Tensor, order: Sequence[int]) -> torch.Tensor:
+    """Reorder the gate blocks along dim 0 (ONNX's gate order -> PyTorch's)."""
+    return torch.cat([t.chunk(len(order))[k] for k in order])
+
+
+def _torch_rnn(kind: type, w: torch.Tensor, r: torch.Tensor, bw: torch.Tensor, br: torch.Tensor,
+               order: Sequence[int]) -> nn.Module:
+    """An ``nn.LSTM``/``nn.GRU`` (one layer, seq-major) holding ONNX W/R/Wb/Rb, gates in PyTorch's order."""
+    rnn = kind(int(w.shape[-1]), int(r.shape[-1]), bidirectional=w.shape[0] == 2)
+    with torch.no_grad():
+        for d, suffix in enumerate(("_l0", "_l0_reverse")[: w.shape[0]]):
+            for name, value in (("weight_ih", w[d]), ("weight_hh", r[d]), ("bias_ih", bw[d]), ("bias_hh", br[d])):
+                getattr(rnn, name + suffix).copy_(_gates(value, order))
+    return rnn
+
+
+def _to_onnx_y(y: torch.Tensor, dirs: int) -> torch.Tensor:
+    """PyTorch's (seq, batch, dirs * H) output as ONNX's Y: (seq, dirs, batch, H)."""
+    if dirs == 1:
+        return y.unsqueeze(1)
+    return y.unflatten(2, (dirs, -1)).transpose(1, 2)
+
+
 class OnnxLSTM(nn.Module):
-    """ONNX LSTM (default activations, no peepholes). The two ONNX biases Wb + Rb are kept as one parameter,
-    so the trainable count equals Keras' (which has a single LSTM bias)."""
+    """ONNX LSTM (default activations, no peepholes) as an ``nn.LSTM`` (``self.rnn``): PyTorch's fused kernel,
+    weights in its gate order (ONNX i, o, f, c -> PyTorch i, f, g, o). This module only adapts ONNX's tensor
+    conventions (layout, reverse direction, Y's direction axis)."""
 
     def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int,
                  n_outputs: int = 3) -> None:
@@ -33,11 +58,14 @@ class OnnxLSTM(nn.Module):
         self.hidden_size = int(r.shape[-1])
         self.reverse = _directions(direction)
         self.layout = layout
-        self.weight_ih = nn.Parameter(w.clone())  # (dirs, 4H, in)
-        self.weight_hh = nn.Parameter(r.clone())  # (dirs, 4H, H)
-        bias = b[:, : 4 * self.hidden_size] + b[:, 4 * self.hidden_size:] if b is not None else \
-            torch.zeros(w.shape[0], 4 * self.hidden_size)
-        self.bias = nn.Parameter(bias.clone())  # (dirs, 4H)
+        self.onnx_shapes = (tuple(w.shape), tuple(r.shape))
+        hsz = self.hidden_size
+        b = b if b is not None else torch.zeros(w.shape[0], 8 * hsz)
+        # Keras' LSTM has one bias: ONNX's Wb + Rb in bias_ih, bias_hh a frozen zero (same sum, same count)
+        self.rnn = _torch_rnn(nn.LSTM, w, r, b[:, : 4 * hsz] + b[:, 4 * hsz:], torch.zeros_like(b[:, 4 * hsz:]),
+                              (0, 2, 3, 1))
+        for name, p in self.rnn.named_parameters():
+            p.requires_grad_(not name.startswith("bias_hh"))
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None, c0: torch.Tensor | None = None) -> Any:
         return _select(self._run(x, h0, c0), self.n_outputs)
@@ -48,27 +76,13 @@ class OnnxLSTM(nn.Module):
             x = x.transpose(0, 1)  # -> (seq, batch, in)
             h0 = h0.transpose(0, 1) if h0 is not None else None
             c0 = c0.transpose(0, 1) if c0 is not None else None
-        seq, batch = x.shape[0], x.shape[1]
-        ys, hs, cs = [], [], []
-        for d, rev in enumerate(self.reverse):
-            h = h0[d] if h0 is not None else x.new_zeros(batch, self.hidden_size)
-            c = c0[d] if c0 is not None else x.new_zeros(batch, self.hidden_size)
-            xw = torch.matmul(x, self.weight_ih[d].t()) + self.bias[d]  # (seq, batch, 4H)
-            outs: list[torch.Tensor] = []
-            steps = range(seq - 1, -1, -1) if rev else range(seq)
-            for t in steps:
-                gates = xw[t] + torch.matmul(h, self.weight_hh[d].t())
-                i, o, f, g = gates.chunk(4, dim=-1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                outs.append(h)
-            if rev:
-                outs.reverse()
-            ys.append(torch.stack(outs, 0))
-            hs.append(h)
-            cs.append(c)
-        y = torch.stack(ys, 1)  # (seq, dirs, batch, H)
-        y_h, y_c = torch.stack(hs, 0), torch.stack(cs, 0)
+        state = None
+        if h0 is not None or c0 is not None:
+            zeros = x.new_zeros(len(self.reverse), x.shape[1], self.hidden_size)
+            state = (h0 if h0 is not None else zeros, c0 if c0 is not None else zeros)
+        backward_only = self.reverse == (True,)
+        y, (y_h, y_c) = self.rnn(x.flip(0) if backward_only else x, state)
+        y = _to_onnx_y(y.flip(0) if backward_only else y, len(self.reverse))
         if self.layout == 1:
             return y.permute(2, 0, 1, 3), y_h.transpose(0, 1), y_c.transpose(0, 1)
         return y, y_h, y_c
@@ -76,7 +90,8 @@ class OnnxLSTM(nn.Module):
 
 class OnnxGRU(nn.Module):
     """ONNX GRU (default activations). ``linear_before_reset=1`` is Keras' ``reset_after=True`` and PyTorch's
-    formulation; both biases stay separate parameters (Keras keeps them separate too: bias shape (2, 3H))."""
+    formulation: an ``nn.GRU`` (``self.rnn``, gates z, r, h -> PyTorch r, z, n; Keras keeps two biases too: bias
+    shape (2, 3H)). ``reset_after=False`` has no PyTorch kernel: a step loop over ONNX-ordered parameters."""
 
     def __init__(self, w: torch.Tensor, r: torch.Tensor, b: torch.Tensor | None, direction: str, layout: int,
                  linear_before_reset: int, n_outputs: int = 2) -> None:
@@ -86,9 +101,13 @@ class OnnxGRU(nn.Module):
         self.reverse = _directions(direction)
         self.layout = layout
         self.linear_before_reset = bool(linear_before_reset)
+        self.onnx_shapes = (tuple(w.shape), tuple(r.shape))
+        b = b if b is not None else torch.zeros(w.shape[0], 6 * self.hidden_size)
+        if self.linear_before_reset:
+            self.rnn = _torch_rnn(nn.GRU, w, r, b[:, : 3 * self.hidden_size], b[:, 3 * self.hidden_size:], (1, 0, 2))
+            return
         self.weight_ih = nn.Parameter(w.clone())  # (dirs, 3H, in), gates z, r, h
         self.weight_hh = nn.Parameter(r.clone())  # (dirs, 3H, H)
-        b = b if b is not None else torch.zeros(w.shape[0], 6 * self.hidden_size)
         self.bias_ih = nn.Parameter(b[:, : 3 * self.hidden_size].clone())
         self.bias_hh = nn.Parameter(b[:, 3 * self.hidden_size:].clone())
 
@@ -99,6 +118,11 @@ class OnnxGRU(nn.Module):
         if self.layout == 1:
             x = x.transpose(0, 1)
             h0 = h0.transpose(0, 1) if h0 is not None else None
+        if self.linear_before_reset:
+            backward_only = self.reverse == (True,)
+            y, y_h = self.rnn(x.flip(0) if backward_only else x, h0)
+            y = _to_onnx_y(y.flip(0) if backward_only else y, len(self.reverse))
+            return (y.permute(2, 0, 1, 3), y_h.transpose(0, 1)) if self.layout == 1 else (y, y_h)
         seq, batch = x.shape[0], x.shape[1]
         hsz = self.hidden_size
         ys, hs = [], []
@@ -208,6 +232,12 @@ def expand_static(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 def constant_of_shape(shape: Sequence[int], value: float, dtype: torch.dtype) -> torch.Tensor:
     """ONNX ConstantOfShape with a (possibly symbolic) shape."""
     return torch.full(list(shape), value, dtype=dtype)
+
+
+def pad_static(x: torch.Tensor, pads: tuple[int, ...], mode: str, value: float) -> torch.Tensor:
+    """ONNX Pad with constant pads, given in ``F.pad`` order (last axis first, zero pairs of leading axes
+    dropped, which the non-constant modes require)."""
+    return torch.nn.functional.pad(x, list(pads), mode=mode, value=value if mode == "constant" else None)
 
 
 def tile_static(x: torch.Tensor, repeats: Sequence[int]) -> torch.Tensor:

@@ -259,6 +259,11 @@ def _helpers(gm: Any) -> set[str]:
             if not any(isinstance(s, int) and s == 0 for s in shape):
                 node.target = torch.reshape
                 continue
+        if node.op == "call_function" and node.target is M.pad_static:  # as a person writes it: F.pad
+            x, pads, mode, value = node.args
+            node.target, node.args = torch.nn.functional.pad, (x, list(pads))
+            node.kwargs = {"mode": mode} if mode != "constant" else ({"value": value} if value else {})
+            continue
         if node.op == "call_function" and getattr(node.target, "__module__", "") == M.__name__:
             used.add(node.target.__name__)
     for name, mod in gm.named_modules():

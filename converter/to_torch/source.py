@@ -151,7 +151,7 @@ def _constructor(mod: Any) -> str:
 
     if isinstance(mod, M.OnnxLSTM) or isinstance(mod, M.OnnxGRU):
         direction = {(False,): "forward", (True,): "reverse", (False, True): "bidirectional"}[tuple(mod.reverse)]
-        w, r = tuple(mod.weight_ih.shape), tuple(mod.weight_hh.shape)
+        w, r = mod.onnx_shapes
         h = mod.hidden_size
         if isinstance(mod, M.OnnxLSTM):
             text = (f"OnnxLSTM(torch.empty{w}, torch.empty{r}, torch.empty({w[0]}, {8 * h}), {direction!r}, "

@@ -6,7 +6,8 @@ reshaped / split copy of) a Keras trainable weight. Exporters transpose kernels,
 and split recurrent kernels, but never change values, so we match value multisets. Without a Keras reference
 (ONNX source, a SavedModel that lists no trainable variables) the reference is the ONNX initializers that feed
 weight slots (``converter.to_torch.onnx_weights``); the recurrent modules crossport builds from ONNX W/R/B
-(``always``) are trainable as a whole, since ``OnnxLSTM`` stores the sum of ONNX's two biases.
+(``always``: ``nn.LSTM``/``nn.GRU``) keep their own trainable flags, with or without a reference (the LSTM's
+second bias is a frozen zero: Keras' LSTM has one bias).
 """
 from __future__ import annotations
 
@@ -74,11 +75,17 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
         return _summary(module, 0)
     pool: dict[tuple[int, bytes], int] = Counter(_key(w) for w in reference)
     decided: dict[str, bool] = {}
+    as_built: set[str] = set()  # parameters a recurrent module froze itself: left alone (nn.LSTM keeps references)
     if always:
-        for name, _, _ in tensors:
+        for name, t, is_param in tensors:
             owner = name.rpartition(".")[0]
             if isinstance(module.get_submodule(owner) if owner else module, always):
-                decided[name] = True
+                decided[name] = t.requires_grad or not is_param
+                if is_param and not t.requires_grad:
+                    as_built.add(name)
+                key = _key(t.detach().cpu().numpy())  # a whole reference weight it copies is accounted for
+                if pool.get(key, 0) > 0:
+                    pool[key] -= 1
     for name, t, _ in tensors:  # exact copies first (transposes, reshapes)
         if name in decided:
             continue
@@ -100,7 +107,8 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
             leftover.subtract(values)
             decided[name] = True
     for name, _, _ in tensors:
-        _set(module, name, decided.get(name, False))
+        if name not in as_built:
+            _set(module, name, decided.get(name, False))
     return _summary(module, int(sum(v for v in leftover.values() if v > 0)))
 
 

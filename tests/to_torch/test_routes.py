@@ -27,7 +27,7 @@ def test_plan_auto_order_and_skips() -> None:
 
 @pytest.mark.parametrize("name,kind,first", [
     ("cnn", "plain", "onnx"), ("mlp", "plain", "onnx"), ("two_in_two_out", "plain", "onnx"),
-    ("transformer_block", "plain", "onnx"), ("lstm_text", "recurrent", "keras-native"),
+    ("transformer_block", "plain", "onnx"), ("lstm_text", "lstm", "onnx"),
     ("gru_seq", "recurrent", "keras-native"), ("subclassed", "opaque", "keras-native"),
 ])
 def test_auto_order_from_the_keras_config(name: str, kind: str, first: str, keras_files: dict[str, Path]) -> None:
@@ -82,14 +82,20 @@ def test_auto_cnn_goes_onnx_without_layout_permutes(keras_files: dict[str, Path]
     assert len(permutes) <= 2
 
 
-def test_auto_lstm_goes_keras_native(keras_files: dict[str, Path], tmp_path: Path) -> None:
+def test_auto_lstm_goes_onnx_as_nn_lstm(keras_files: dict[str, Path], tmp_path: Path) -> None:
+    """A plain Keras LSTM is one ONNX LSTM op: the onnx route goes first and the .pt2 runs PyTorch's fused LSTM
+    kernel (aten.lstm), not a loop of per-step matmuls."""
+    import torch
+
     from converter.conversion import ConvertOptions, convert
 
-    result = convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(tmp_path / "lstm.pt2")))
-    assert result.report.passed and result.report.route_name == "keras-native", result.report.format_text()
-    assert [(a.route, a.outcome) for a in result.report.route_attempts] == [("keras-native", "used")]
-    assert any(n.startswith("auto: keras-native first (recurrent layers") and "LSTM" in n
-               for n in result.report.notes)
+    out = tmp_path / "lstm.pt2"
+    result = convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(out)))
+    assert result.report.passed and result.report.route_name == "onnx", result.report.format_text()
+    assert [(a.route, a.outcome) for a in result.report.route_attempts] == [("onnx", "used")]
+    assert any(n.startswith("auto: onnx first (only plain LSTM layers") for n in result.report.notes)
+    ops = [str(n.target) for n in torch.export.load(str(out)).graph.nodes if n.op == "call_function"]
+    assert ops.count("aten.lstm.input") == 1 and ops.count("aten.matmul.default") <= 1, ops  # the Dense head
 
 
 @pytest.mark.parametrize("route,fmt,target,match", [
@@ -196,14 +202,14 @@ def test_auto_falls_back_when_keras_native_is_rejected(keras_files: dict[str, Pa
         raise keras_torch_backend.RouteRejected("the exported program does not load with plain torch (test)")
 
     monkeypatch.setattr(keras_torch_backend, "export_pt2", reject)
-    out = tmp_path / "lstm.pt2"  # recurrent: keras-native goes first
-    result = convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(out)))
+    out = tmp_path / "gru.pt2"  # recurrent: keras-native goes first
+    result = convert(str(keras_files["gru_seq"]), ConvertOptions(output=str(out)))
     report = result.report
     assert report.passed and report.route_name == "onnx" and out.is_file()
     assert [(a.route, a.outcome) for a in report.route_attempts] == [("keras-native", "rejected"), ("onnx", "used")]
     assert "does not load with plain torch (test)" in report.route_attempts[0].reason
     with pytest.raises(keras_torch_backend.RouteRejected):  # forced: the rejection is the error
-        convert(str(keras_files["lstm_text"]), ConvertOptions(output=str(tmp_path / "x.pt2"), route="keras-native"))
+        convert(str(keras_files["gru_seq"]), ConvertOptions(output=str(tmp_path / "x.pt2"), route="keras-native"))
     assert not (tmp_path / "x.pt2").exists()
 
 

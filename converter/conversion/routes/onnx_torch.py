@@ -68,7 +68,7 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
     from converter.parity.isolated import deploy_runner
     from converter.conversion import deploy
     from converter.to_torch import artifacts
-    from converter.to_torch.modules import ChannelsFirst
+    from converter.to_torch.modules import ChannelsFirst, OnnxGRU, OnnxLSTM
     from converter.to_torch.trainable import assign_trainable
 
     notes, hops, cache = ledger.notes, ledger.hops, ledger.run_cache
@@ -93,19 +93,25 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
 
     with clock.step("onnx2torch", "simplifying ONNX (onnxsim) and converting with onnx2torch"):
         conv, batch_dynamic = _convert_module(src, sets, notes)
-        weights_ref, always = src.trainable_reference, ()
+        # recurrent modules keep their own trainable flags (PyTorch's LSTM has a second bias, frozen at zero)
+        always = (torch.nn.LSTM, torch.nn.GRU, OnnxLSTM, OnnxGRU)
+        weights_ref = src.trainable_reference
         if weights_ref is None:  # the source does not say: genuine weights by their ONNX consumers
             import onnx
 
-            from converter.to_torch.modules import OnnxGRU, OnnxLSTM
             from converter.to_torch.onnx_weights import weight_reference
 
-            weights_ref, always = weight_reference(onnx.load(str(src.onnx_path))), (OnnxLSTM, OnnxGRU)
+            weights_ref = weight_reference(onnx.load(str(src.onnx_path)))
         summary = assign_trainable(conv.module, weights_ref, always)
+        recurrent = any(isinstance(m, always) for m in conv.module.modules())
     route.append("onnxsim -> onnx2torch (+ crossport converters)")
     module = conv.module
     in_nhwc = tuple(l == Layout.NHWC for l in src.layouts)
     out_nhwc = tuple(l == Layout.NHWC for l in onnx_runner.output_layouts)
+    if not options.nchw:
+        from converter.to_torch.optimize import contiguous_after_input_transposes
+
+        contiguous_after_input_transposes(module)
     if options.nchw:
         module = ChannelsFirst(module, in_nhwc, out_nhwc)
         notes.append("--nchw: rank-4 inputs/outputs are NCHW; the NHWC<->NCHW permutes are part of the model")
@@ -174,7 +180,7 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
         label = f"{label} (weights by ONNX consumer)"
     trainable[label] = source_count = int(sum(int(np.prod(w.shape)) for w in weights_ref))
     if source_count != summary.trainable:
-        why = ("an ONNX LSTM's two biases are one parameter in PyTorch" if always else
+        why = ("an ONNX LSTM's two biases are one parameter in PyTorch" if recurrent else
                "an exporter folded or dropped weights")
         notes.append(f"trainable parameter counts differ: source {source_count:,}, PyTorch {summary.trainable:,} "
                      f"({why})")
@@ -241,7 +247,7 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
         simplified, sim_notes = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed)
         release_memory()
         examples = [tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in s.arrays) for s in sets[:2]]
-        conv = onnx2torch_adapter.convert(simplified, examples)
+        conv = _optimized(onnx2torch_adapter.convert(simplified, examples))
         del simplified
         release_memory()
         if not conv.runtime_shapes and not sim_notes:
@@ -252,8 +258,16 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
         del conv
     simplified, _ = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed, force_fixed=True)
     release_memory()
-    conv = onnx2torch_adapter.convert(simplified)
+    conv = _optimized(onnx2torch_adapter.convert(simplified))
     del simplified
     release_memory()
     notes.extend(conv.notes)
     return conv, False
+
+
+def _optimized(conv: Any) -> Any:
+    """The graph passes that make the module run like the same architecture written in PyTorch."""
+    from converter.to_torch.optimize import fold_pads
+
+    fold_pads(conv.module)
+    return conv
