@@ -10,9 +10,9 @@ calls on the TensorFlow backend). Every tf2onnx / Keras-export workaround lives 
   is switched off for our export only.
 - Keras 3 BatchNormalization folded into constants, dropped zero biases and TF's ``Erfc``: repaired after the
   export in ``tf_onnx_repair`` (pure ONNX rewrites, documented there).
-- Memory: tf2onnx's graph optimizers run on a deep copy of the whole graph each (``_optimizers_in_place``), and
-  its per-pass NodeProto rewrite leaks a copy of every constant per pass under upb protobuf (``_fresh_node_protos``);
-  its freeze keeps the frozen function and an imported graph alive through grappler (``_lean_freeze``).
+- Memory: tf2onnx's graph optimizers run on a deep copy of the whole graph each (``_optimizers_in_place``); the
+  rest of its copies of every weight (NodeProto rewrites, the freeze, a conversion done twice) are cut in
+  ``tf_onnx_lean``.
 - tf2onnx recognises Keras 3's LSTM loop as an ONNX LSTM but leaves GRU (reset_after) as a ``Loop``, which
   onnx2torch cannot convert: when a Loop remains and the recurrent layers have a fixed sequence length, we
   re-export a clone with ``unroll=True`` (same weights, same maths, no Loop).
@@ -114,40 +114,6 @@ def _optimizers_in_place(enabled: bool) -> Iterator[None]:
                 os.environ[key] = saved
 
 
-@contextlib.contextmanager
-def _fresh_node_protos() -> Iterator[None]:
-    """tf2onnx's ``Node.update_proto`` (run on every node after each optimizer pass, ~24 times per export) clears
-    the NodeProto's attributes with ``del op.attribute[:]`` and extends them again. Under protobuf's default upb
-    backend a cleared sub-message stays in the parent message's arena until the parent is freed, so every pass
-    leaves one more copy of every Const value behind: ResNet50's optimizers grew 1.9 GB -> 4.3 GB (~90 MB, one
-    copy of the weights, per pass). Moving the node onto a fresh NodeProto before the update drops the old arena.
-
-    A Const node's proto is not updated at all: ``Graph.make_graph`` writes every Const as an initializer taken
-    from ``node.attr["value"]``, never from the NodeProto, so copying each weight into the proto on every pass
-    (``attribute.extend``) was pure cost -- 55 of VGG16's 211 s export (528 MB of weights)."""
-    from onnx import NodeProto
-    from tf2onnx import graph as tf2onnx_graph
-
-    original = tf2onnx_graph.Node.update_proto
-
-    def update_proto(self: Any, external_tensor_storage: Any = None) -> Any:
-        del self._op.attribute[:]
-        fresh = NodeProto()
-        fresh.CopyFrom(self._op)  # name, op_type, domain, inputs, outputs; the old arena goes with the old proto
-        self._op = fresh
-        if self.type == "Const" and not self.domain:  # see _const_protos_skipped
-            del fresh.output[:]
-            fresh.output.extend(self.output)
-            return None
-        return original(self, external_tensor_storage)
-
-    tf2onnx_graph.Node.update_proto = update_proto
-    try:
-        yield
-    finally:
-        tf2onnx_graph.Node.update_proto = original
-
-
 def _raised_in_optimizer(err: BaseException) -> bool:
     """Did ``err`` come out of one of tf2onnx's graph optimizers (``tf2onnx/optimizer/``)?"""
     tb = err.__traceback__
@@ -158,60 +124,14 @@ def _raised_in_optimizer(err: BaseException) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def _lean_freeze() -> Iterator[None]:
-    """tf2onnx's ``tf_loader.from_function`` keeps the frozen ``ConcreteFunction`` (its graph holds every weight as
-    a constant) and a ``tf.Graph`` with the whole ``graph_def`` imported into a session alive while grappler runs
-    (``tf_optimize``), which makes its own copies: ResNet50 sat at 1.8 GB entering grappler and peaked at 2.8 GB.
-    The same steps, with the frozen function dropped once its ``graph_def`` is taken and the import (needed only to
-    find the non-resource inputs) closed before grappler. Large-model exports keep tf2onnx's own path.
-
-    ``convert_variables_to_constants_v2`` ends by importing the frozen ``GraphDef`` back into a new
-    ``ConcreteFunction`` (``_construct_concrete_function``) only for tf2onnx to export it again as a ``GraphDef``:
-    39 of VGG16's 211 s export. The frozen ``GraphDef`` is taken straight from ``_replace_variables_by_constants``
-    (what tf2onnx's own large-model path does); grappler then infers the shapes the import would have added."""
-    from tf2onnx import tf_loader
-
-    original = tf_loader.from_function
-
-    def from_function(func: Any, input_names: Any, output_names: Any, large_model: bool = False) -> Any:
-        import tensorflow as tf
-
-        if large_model:
-            return original(func, input_names, output_names, large_model)
-        from tensorflow.python.framework import convert_to_constants as freezing
-
-        try:
-            data = freezing._FunctionConverterDataInEager(func=func, lower_control_flow=False,
-                                                          aggressive_inlining=True)
-            graph_def, _ = freezing._replace_variables_by_constants(converter_data=data)
-        except ValueError:  # tf2onnx's freezing-error repair path: leave it to tf2onnx
-            return original(func, input_names, output_names, large_model)
-        del data
-        release_memory()
-        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
-        with tf.Graph().as_default() as tf_graph:
-            with tf_loader.tf_session(graph=tf_graph) as sess:
-                tf.import_graph_def(graph_def, name="")
-                input_names = tf_loader.inputs_without_resource(sess, input_names)
-        del tf_graph, sess
-        release_memory()
-        with tf.Graph().as_default():  # export_meta_graph reads the default graph's (empty) collections
-            return tf_loader.tf_optimize(input_names, output_names, graph_def)
-
-    tf_loader.from_function = from_function
-    try:
-        yield
-    finally:
-        tf_loader.from_function = original
-
-
 def _export_fn(fn: Any, sig: list[Any], path: Path, opset: int) -> Any:
     import tf2onnx
 
     from converter.frameworks import silenced_stderr
 
-    with _keep_batchnorm(), _fresh_node_protos(), _lean_freeze(), silenced_stderr(), _quiet_tf2onnx():
+    from converter.adapters import tf_onnx_lean
+
+    with _keep_batchnorm(), tf_onnx_lean.lean_tf2onnx(), silenced_stderr(), _quiet_tf2onnx():
         for in_place in (True, False):
             try:
                 with _optimizers_in_place(in_place):

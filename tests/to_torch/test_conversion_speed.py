@@ -39,13 +39,16 @@ def test_lean_export_gives_tf2onnx_own_graph(name: str, keras_files: dict[str, P
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Freezing straight to a GraphDef and leaving Const NodeProtos alone: the same nodes, attributes, inputs,
     outputs and weights as tf2onnx's own ``from_function`` and ``update_proto`` (the memory workarounds off)."""
-    from converter.adapters import keras_load, tf_onnx
+    from converter.adapters import keras_load, tf_onnx, tf_onnx_lean
+
+    from tf2onnx import tfonnx
 
     model = keras_load.load_keras(str(keras_files[name]), trust_code=False)
     sigs = tf_onnx.keras_signature(model, {})
+    resolve = tfonnx.resolve_functions
     lean = tf_onnx.keras_to_onnx(model, sigs, tmp_path / "lean.onnx")
-    monkeypatch.setattr(tf_onnx, "_lean_freeze", contextlib.nullcontext)
-    monkeypatch.setattr(tf_onnx, "_fresh_node_protos", contextlib.nullcontext)
+    assert tfonnx.resolve_functions is resolve  # restored after the export
+    monkeypatch.setattr(tf_onnx_lean, "lean_tf2onnx", contextlib.nullcontext)
     plain = tf_onnx.keras_to_onnx(model, sigs, tmp_path / "plain.onnx")
     assert lean.notes == plain.notes
     assert _canonical(lean.path) == _canonical(plain.path)
