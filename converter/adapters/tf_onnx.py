@@ -124,7 +124,8 @@ def _raised_in_optimizer(err: BaseException) -> bool:
     return False
 
 
-def _export_fn(fn: Any, sig: list[Any], path: Path, opset: int) -> Any:
+def _export_fn(fn: Any, sig: list[Any], opset: int) -> Any:
+    """The ONNX ModelProto, not yet saved: the caller repairs it and writes it once (``_repair``)."""
     import tf2onnx
 
     from converter.frameworks import silenced_stderr
@@ -135,17 +136,13 @@ def _export_fn(fn: Any, sig: list[Any], path: Path, opset: int) -> Any:
         for in_place in (True, False):
             try:
                 with _optimizers_in_place(in_place):
-                    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset,
-                                                                   output_path=str(path))
+                    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset)
                 break
             except Exception as err:  # noqa: BLE001 - tf2onnx raises whatever TF raised
                 if in_place and _raised_in_optimizer(err):  # redo the export the way tf2onnx skips a failing one
                     continue
                 raise UnsupportedError(f"tf2onnx could not convert the model: {_line(str(err))}") from err
-    if _captured_constants_as_initializers(model_proto, fn, {s.name for s in sig}):
-        import onnx
-
-        onnx.save(model_proto, str(path))
+    _captured_constants_as_initializers(model_proto, fn, {s.name for s in sig})
     return model_proto
 
 
@@ -185,11 +182,11 @@ def keras_to_onnx(model: Any, signature: list[TfSignature], path: Path, opset: i
     import tensorflow as tf
 
     notes: list[str] = []
-    proto = _export_keras(model, signature, path, opset)
+    proto = _export_keras(model, signature, opset)
     if any(n.op_type in ("Loop", "Scan", "If") for n in proto.graph.node):
         unrolled = _unrolled_clone(model)
         if unrolled is not None and all(s.shape[1:] and None not in s.shape[1:] for s in signature):
-            proto = _export_keras(unrolled, signature, path, opset)
+            proto = _export_keras(unrolled, signature, opset)
             notes.append("tf2onnx left a recurrent layer as an ONNX Loop (no ONNX GRU for reset_after); exported "
                          "the recurrent layers unrolled over the fixed sequence length instead")
     del tf
@@ -207,7 +204,7 @@ def keras_to_onnx(model: Any, signature: list[TfSignature], path: Path, opset: i
                     weights.trainable)
 
 
-def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: int) -> Any:
+def _export_keras(model: Any, signature: list[TfSignature], opset: int) -> Any:
     import tensorflow as tf
 
     sig = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=_tf_name(s.name, i)) for i, s in enumerate(signature)]
@@ -220,17 +217,18 @@ def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: i
         flat = keras_io.flatten(out)
         return flat if len(flat) > 1 else flat[0]
 
-    return _export_fn(serve, sig, path, opset)
+    return _export_fn(serve, sig, opset)
 
 
 def _repair(proto: Any, weights: Any, path: Path) -> list[str]:
+    """Repair the export in place and write it to ``path`` -- the one serialization of the model (tf2onnx's own
+    ``output_path`` save before the repairs was a second full copy of every weight on disk and in memory)."""
     import onnx
 
     from converter.adapters.tf_onnx_repair import repair
 
     done = repair(proto, weights)
-    if done.changed:
-        onnx.save(proto, str(path))
+    onnx.save(proto, str(path))
     notes = []
     if done.batchnorm:
         notes.append(f"restored {done.batchnorm} BatchNormalization node(s) that TF had folded into constants")
@@ -301,7 +299,7 @@ def saved_model_to_onnx(path: str, given: list[tuple[int, ...]], onnx_path: Path
         out = fn(**dict(zip(names, args)))
         return [out[k] for k in out_keys]
 
-    proto = _export_fn(serve, tf_sig, onnx_path, opset)
+    proto = _export_fn(serve, tf_sig, opset)
     from converter.adapters.tf_onnx_repair import weights_from_variables
 
     weights = weights_from_variables(getattr(loaded, "variables", ()))
