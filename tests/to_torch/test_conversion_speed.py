@@ -126,3 +126,41 @@ def test_lean_inference_inside_onnx2torch(tmp_path: Path) -> None:
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     got = conv.module(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+
+def test_constant_pads_are_baked_for_torch_export(tmp_path: Path) -> None:
+    """An opset-11+ Pad becomes onnx2torch's ``OnnxPadDynamic``, which reads its pads with ``.tolist()`` at run
+    time (torch.export failed on ResNet50's pool1_pad with a data-dependent guard and the conversion fell over to
+    the keras-native route, ~100 s more). With constant pads it is baked to ``OnnxPadStatic``; the module still
+    computes what onnxruntime computes, and torch.export keeps the batch dynamic."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import TensorProto, helper, numpy_helper
+
+    from converter.adapters import onnx2torch_adapter
+    from converter.to_torch import artifacts
+
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Pad", ["r", "pads", "value"], ["p"], mode="constant"),
+             helper.make_node("MaxPool", ["p"], ["y"], kernel_shape=[3, 3], strides=[2, 2])]
+    inits = [numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 2, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "value")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "pad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    rng = np.random.default_rng(2)
+    xs = [rng.standard_normal((b, 4, 12, 12)).astype(np.float32) for b in (2, 3)]
+    conv = onnx2torch_adapter.convert(onnx.load(str(path)), [(torch.from_numpy(x),) for x in xs])
+    kinds = {type(m).__name__ for m in conv.module.modules()}
+    assert "OnnxPadStatic" in kinds and "OnnxPadDynamic" not in kinds, kinds
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x in xs:
+        np.testing.assert_allclose(conv.module(torch.from_numpy(x)).numpy(), session.run(None, {"x": x})[0],
+                                   rtol=1e-6, atol=1e-6)
+    program, dynamic, notes = artifacts.export_program(conv.module, (torch.from_numpy(xs[0]),), True)
+    assert dynamic and not notes, notes
+    np.testing.assert_allclose(program.module()(torch.from_numpy(xs[1])).numpy(), session.run(None, {"x": xs[1]})[0],
+                               rtol=1e-6, atol=1e-6)
