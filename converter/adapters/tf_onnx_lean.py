@@ -20,7 +20,8 @@ from converter.memory import release_memory
 @contextlib.contextmanager
 def lean_tf2onnx() -> Iterator[None]:
     """All of this module's patches, for one export."""
-    with fresh_node_protos(), lean_freeze(), functions_listed_once():
+    library: dict[str, bool] = {}  # lean_freeze records whether the optimized GraphDef calls any TF function
+    with fresh_node_protos(), lean_freeze(library), functions_listed_once(library):
         yield
 
 
@@ -60,7 +61,7 @@ def fresh_node_protos() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def lean_freeze() -> Iterator[None]:
+def lean_freeze(library: dict[str, bool] | None = None) -> Iterator[None]:
     """tf2onnx's ``tf_loader.from_function`` keeps the frozen ``ConcreteFunction`` (its graph holds every weight as
     a constant) and a ``tf.Graph`` with the whole ``graph_def`` imported into a session alive while grappler runs
     (``tf_optimize``), which makes its own copies: ResNet50 sat at 1.8 GB entering grappler and peaked at 2.8 GB.
@@ -94,7 +95,10 @@ def lean_freeze() -> Iterator[None]:
         graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
         input_names = _inputs_without_resource(graph_def, input_names)
         with tf.Graph().as_default():  # export_meta_graph reads the default graph's (empty) collections
-            return tf_loader.tf_optimize(input_names, output_names, graph_def)
+            optimized = tf_loader.tf_optimize(input_names, output_names, graph_def)
+        if library is not None:
+            library["empty"] = not len(optimized.library.function)
+        return optimized
 
     tf_loader.from_function = from_function
     try:
@@ -131,18 +135,20 @@ def _imported_inputs_without_resource(graph_def: Any, input_names: list[str]) ->
 
 
 @contextlib.contextmanager
-def functions_listed_once() -> Iterator[None]:
+def functions_listed_once(library: dict[str, bool]) -> Iterator[None]:
     """``tf_loader.resolve_functions`` starts with ``tflist_to_onnx(tf_graph)`` -- every node converted, every
     weight copied ~7 times (NodeDef serializations, ``MakeNdarray``, ``from_array``, ``make_node``) -- and uses the
     result only to look up the graph's TF functions; ``graphs_from_tf`` then converts the whole graph again. A
-    graph without functions (grappler inlined them all, as for every Keras model) resolves to ``[]``, which is
-    what tf2onnx's loop over ``tf_graph._functions`` returns for it."""
+    graph whose ``GraphDef`` has an empty function library (``lean_freeze`` records it after grappler) resolves
+    to ``[]``, which is what tf2onnx's loop over the graph's functions returns for it. A graph that still calls
+    functions (ConvNeXt's depthwise convolutions stay ``StatefulPartitionedCall``s) takes tf2onnx's own path:
+    ``tf_graph._functions`` is filled only while that first conversion reads the call nodes, so it cannot tell."""
     from tf2onnx import tfonnx
 
     original = tfonnx.resolve_functions
 
     def resolve_functions(tf_graph: Any) -> Any:
-        if not getattr(tf_graph, "_functions", None):
+        if library.pop("empty", False):
             return []
         return original(tf_graph)
 
