@@ -21,6 +21,7 @@ Gaps filled here (see shared/reference/upstream.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Sequence
 
 from converter.errors import UnsupportedError
@@ -41,12 +42,16 @@ def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None,
              force_fixed: bool = False) -> tuple[Any, list[str]]:
     """Constant-fold shape arithmetic with onnxsim, keeping symbolic dims (dynamic batch) unless ``force_fixed``.
 
+    ``model`` is a ``ModelProto`` or the path of an ONNX file: a path goes to onnxsim's C++ core as a file (no
+    parse in Python and serialization back for it: 5 s of VGG16's 11 s simplification).
+
     Optimizations that would merge or delete trainable weights are skipped (``_KEEP_WEIGHTS``): BatchNorm folded
     into Conv, a zero bias Add removed as a no-op, equal initializers (fresh BN gammas, zero biases) merged into one
     shared tensor, and Q/K/V MatMuls fused into one.
     """
     import onnxsim
 
+    model = str(model) if isinstance(model, PurePath) else model
     notes: list[str] = []
     try:
         if force_fixed and fixed_shapes:
@@ -95,8 +100,11 @@ def convert(model: Any, examples: Sequence[Sequence[Any]] = ()) -> TorchConversi
     register_converters()
     model = _identity_outputs(model)
     _drop_needless_allowzero(model)
+    from converter.adapters.onnx_lean import lean_onnx2torch_inference
+
     try:
-        gm = onnx2torch.convert(model)
+        with lean_onnx2torch_inference():
+            gm = onnx2torch.convert(model)
     except NotImplementedError as err:
         raise UnsupportedError(_unsupported_message(model, err)) from err
     notes: list[str] = []
@@ -179,10 +187,14 @@ def _bake_constant_shapes(gm: Any) -> tuple[str, ...]:
         kind = type(mod).__name__
         args = list(node.args) + list(node.kwargs.values())
         consts = [_const(gm, a) for a in args[1:]]
-        if kind not in _BAKERS:
+        if kind not in _BAKERS and kind != "OnnxPadDynamic":
             continue
         if any(c is _NOT_CONST for c in consts):
             remaining.add(kind)
+            continue
+        if kind == "OnnxPadDynamic":
+            _bake_pad(gm, node, mod, consts)
+            changed += 1
             continue
         fn, fn_args = _BAKERS[kind](M, node, gm)
         with graph.inserting_before(node):
@@ -194,6 +206,19 @@ def _bake_constant_shapes(gm: Any) -> tuple[str, ...]:
     gm.delete_all_unused_submodules()
     gm.recompile()
     return tuple(sorted(remaining))
+
+
+def _bake_pad(gm: Any, node: Any, mod: Any, consts: list[Any]) -> None:
+    """onnx2torch converts every opset-11+ Pad to ``OnnxPadDynamic``, which reads its pads with ``.tolist()`` at
+    run time: torch.export cannot trace that (a data-dependent guard; Keras' ZeroPadding2D before a MaxPool, as in
+    ResNet50 and ResNet50V2, sent the whole conversion to the slower keras-native route). With constant pads the
+    node becomes onnx2torch's own ``OnnxPadStatic`` (the module its opset-2 converter builds)."""
+    from onnx2torch.node_converters.pad import OnnxPadStatic, _onnx_padding_to_torch, _torch_padding_to_mode_format
+
+    pads = _torch_padding_to_mode_format(_onnx_padding_to_torch(list(_ints(consts[0]))), mod.mode)
+    value = float(consts[1].reshape(-1)[0]) if len(consts) > 1 and consts[1] is not None else 0.0
+    gm.add_submodule(node.target, OnnxPadStatic(pads=pads, mode=mod.mode, constant_value=value))
+    node.args, node.kwargs = (node.args[0],), {}
 
 
 def _arg(gm: Any, node: Any, index: int, key: str) -> Any:

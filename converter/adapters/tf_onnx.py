@@ -10,9 +10,9 @@ calls on the TensorFlow backend). Every tf2onnx / Keras-export workaround lives 
   is switched off for our export only.
 - Keras 3 BatchNormalization folded into constants, dropped zero biases and TF's ``Erfc``: repaired after the
   export in ``tf_onnx_repair`` (pure ONNX rewrites, documented there).
-- Memory: tf2onnx's graph optimizers run on a deep copy of the whole graph each (``_optimizers_in_place``), and
-  its per-pass NodeProto rewrite leaks a copy of every constant per pass under upb protobuf (``_fresh_node_protos``);
-  its freeze keeps the frozen function and an imported graph alive through grappler (``_lean_freeze``).
+- Memory: tf2onnx's graph optimizers run on a deep copy of the whole graph each (``_optimizers_in_place``); the
+  rest of its copies of every weight (NodeProto rewrites, the freeze, a conversion done twice) are cut in
+  ``tf_onnx_lean``.
 - tf2onnx recognises Keras 3's LSTM loop as an ONNX LSTM but leaves GRU (reset_after) as a ``Loop``, which
   onnx2torch cannot convert: when a Loop remains and the recurrent layers have a fixed sequence length, we
   re-export a clone with ``unroll=True`` (same weights, same maths, no Loop).
@@ -114,32 +114,6 @@ def _optimizers_in_place(enabled: bool) -> Iterator[None]:
                 os.environ[key] = saved
 
 
-@contextlib.contextmanager
-def _fresh_node_protos() -> Iterator[None]:
-    """tf2onnx's ``Node.update_proto`` (run on every node after each optimizer pass, ~24 times per export) clears
-    the NodeProto's attributes with ``del op.attribute[:]`` and extends them again. Under protobuf's default upb
-    backend a cleared sub-message stays in the parent message's arena until the parent is freed, so every pass
-    leaves one more copy of every Const value behind: ResNet50's optimizers grew 1.9 GB -> 4.3 GB (~90 MB, one
-    copy of the weights, per pass). Moving the node onto a fresh NodeProto before the update drops the old arena."""
-    from onnx import NodeProto
-    from tf2onnx import graph as tf2onnx_graph
-
-    original = tf2onnx_graph.Node.update_proto
-
-    def update_proto(self: Any, external_tensor_storage: Any = None) -> Any:
-        del self._op.attribute[:]
-        fresh = NodeProto()
-        fresh.CopyFrom(self._op)  # name, op_type, domain, inputs, outputs; the old arena goes with the old proto
-        self._op = fresh
-        return original(self, external_tensor_storage)
-
-    tf2onnx_graph.Node.update_proto = update_proto
-    try:
-        yield
-    finally:
-        tf2onnx_graph.Node.update_proto = original
-
-
 def _raised_in_optimizer(err: BaseException) -> bool:
     """Did ``err`` come out of one of tf2onnx's graph optimizers (``tf2onnx/optimizer/``)?"""
     tb = err.__traceback__
@@ -150,67 +124,25 @@ def _raised_in_optimizer(err: BaseException) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def _lean_freeze() -> Iterator[None]:
-    """tf2onnx's ``tf_loader.from_function`` keeps the frozen ``ConcreteFunction`` (its graph holds every weight as
-    a constant) and a ``tf.Graph`` with the whole ``graph_def`` imported into a session alive while grappler runs
-    (``tf_optimize``), which makes its own copies: ResNet50 sat at 1.8 GB entering grappler and peaked at 2.8 GB.
-    The same steps, with the frozen function dropped once its ``graph_def`` is taken and the import (needed only to
-    find the non-resource inputs) closed before grappler. Large-model exports keep tf2onnx's own path."""
-    from tf2onnx import tf_loader
-
-    original = tf_loader.from_function
-
-    def from_function(func: Any, input_names: Any, output_names: Any, large_model: bool = False) -> Any:
-        import tensorflow as tf
-
-        if large_model:
-            return original(func, input_names, output_names, large_model)
-        try:
-            frozen = tf_loader.convert_variables_to_constants_v2(func, lower_control_flow=False,
-                                                                 aggressive_inlining=True)
-        except ValueError:  # tf2onnx's freezing-error repair path: leave it to tf2onnx
-            return original(func, input_names, output_names, large_model)
-        graph_def = frozen.graph.as_graph_def(add_shapes=True)
-        del frozen
-        release_memory()
-        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
-        with tf.Graph().as_default() as tf_graph:
-            with tf_loader.tf_session(graph=tf_graph) as sess:
-                tf.import_graph_def(graph_def, name="")
-                input_names = tf_loader.inputs_without_resource(sess, input_names)
-        del tf_graph, sess
-        release_memory()
-        with tf.Graph().as_default():  # export_meta_graph reads the default graph's (empty) collections
-            return tf_loader.tf_optimize(input_names, output_names, graph_def)
-
-    tf_loader.from_function = from_function
-    try:
-        yield
-    finally:
-        tf_loader.from_function = original
-
-
-def _export_fn(fn: Any, sig: list[Any], path: Path, opset: int) -> Any:
+def _export_fn(fn: Any, sig: list[Any], opset: int) -> Any:
+    """The ONNX ModelProto, not yet saved: the caller repairs it and writes it once (``_repair``)."""
     import tf2onnx
 
     from converter.frameworks import silenced_stderr
 
-    with _keep_batchnorm(), _fresh_node_protos(), _lean_freeze(), silenced_stderr(), _quiet_tf2onnx():
+    from converter.adapters import tf_onnx_lean
+
+    with _keep_batchnorm(), tf_onnx_lean.lean_tf2onnx(), silenced_stderr(), _quiet_tf2onnx():
         for in_place in (True, False):
             try:
                 with _optimizers_in_place(in_place):
-                    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset,
-                                                                   output_path=str(path))
+                    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=sig, opset=opset)
                 break
             except Exception as err:  # noqa: BLE001 - tf2onnx raises whatever TF raised
                 if in_place and _raised_in_optimizer(err):  # redo the export the way tf2onnx skips a failing one
                     continue
                 raise UnsupportedError(f"tf2onnx could not convert the model: {_line(str(err))}") from err
-    if _captured_constants_as_initializers(model_proto, fn, {s.name for s in sig}):
-        import onnx
-
-        onnx.save(model_proto, str(path))
+    _captured_constants_as_initializers(model_proto, fn, {s.name for s in sig})
     return model_proto
 
 
@@ -250,11 +182,11 @@ def keras_to_onnx(model: Any, signature: list[TfSignature], path: Path, opset: i
     import tensorflow as tf
 
     notes: list[str] = []
-    proto = _export_keras(model, signature, path, opset)
+    proto = _export_keras(model, signature, opset)
     if any(n.op_type in ("Loop", "Scan", "If") for n in proto.graph.node):
         unrolled = _unrolled_clone(model)
         if unrolled is not None and all(s.shape[1:] and None not in s.shape[1:] for s in signature):
-            proto = _export_keras(unrolled, signature, path, opset)
+            proto = _export_keras(unrolled, signature, opset)
             notes.append("tf2onnx left a recurrent layer as an ONNX Loop (no ONNX GRU for reset_after); exported "
                          "the recurrent layers unrolled over the fixed sequence length instead")
     del tf
@@ -272,7 +204,7 @@ def keras_to_onnx(model: Any, signature: list[TfSignature], path: Path, opset: i
                     weights.trainable)
 
 
-def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: int) -> Any:
+def _export_keras(model: Any, signature: list[TfSignature], opset: int) -> Any:
     import tensorflow as tf
 
     sig = [tf.TensorSpec(s.shape, tf.as_dtype(s.dtype), name=_tf_name(s.name, i)) for i, s in enumerate(signature)]
@@ -285,17 +217,18 @@ def _export_keras(model: Any, signature: list[TfSignature], path: Path, opset: i
         flat = keras_io.flatten(out)
         return flat if len(flat) > 1 else flat[0]
 
-    return _export_fn(serve, sig, path, opset)
+    return _export_fn(serve, sig, opset)
 
 
 def _repair(proto: Any, weights: Any, path: Path) -> list[str]:
+    """Repair the export in place and write it to ``path`` -- the one serialization of the model (tf2onnx's own
+    ``output_path`` save before the repairs was a second full copy of every weight on disk and in memory)."""
     import onnx
 
     from converter.adapters.tf_onnx_repair import repair
 
     done = repair(proto, weights)
-    if done.changed:
-        onnx.save(proto, str(path))
+    onnx.save(proto, str(path))
     notes = []
     if done.batchnorm:
         notes.append(f"restored {done.batchnorm} BatchNormalization node(s) that TF had folded into constants")
@@ -366,7 +299,7 @@ def saved_model_to_onnx(path: str, given: list[tuple[int, ...]], onnx_path: Path
         out = fn(**dict(zip(names, args)))
         return [out[k] for k in out_keys]
 
-    proto = _export_fn(serve, tf_sig, onnx_path, opset)
+    proto = _export_fn(serve, tf_sig, opset)
     from converter.adapters.tf_onnx_repair import weights_from_variables
 
     weights = weights_from_variables(getattr(loaded, "variables", ()))

@@ -236,7 +236,6 @@ def _emit(module: torch.nn.Module, example: Sequence[torch.Tensor], dynamic: boo
 def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str]) -> tuple[Any, bool]:
     """onnxsim + onnx2torch, keeping the batch symbolic; when the graph's shape arithmetic cannot be made
     symbolic, fold again at the sample shapes (the batch is then fixed) so that torch.export can trace it."""
-    import onnx
     import torch
 
     from converter.adapters import onnx2torch_adapter
@@ -244,7 +243,7 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
     fixed = {s.name: s.shape for s in src.specs}
     release_memory()  # the verification just ran the source and onnxruntime on a few batches
     if src.dynamic_batch:
-        simplified, sim_notes = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed)
+        simplified, sim_notes = onnx2torch_adapter.simplify(src.onnx_path, fixed)
         release_memory()
         examples = [tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in s.arrays) for s in sets[:2]]
         conv = _optimized(onnx2torch_adapter.convert(simplified, examples))
@@ -256,7 +255,7 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
         notes.append(f"the graph computes shapes from the batch size ({'; '.join(conv.notes)}); folded at batch "
                      f"{src.specs[0].shape[0]}, so the PyTorch batch is fixed")
         del conv
-    simplified, _ = onnx2torch_adapter.simplify(onnx.load(str(src.onnx_path)), fixed, force_fixed=True)
+    simplified, _ = onnx2torch_adapter.simplify(src.onnx_path, fixed, force_fixed=True)
     release_memory()
     conv = _optimized(onnx2torch_adapter.convert(simplified))
     del simplified
