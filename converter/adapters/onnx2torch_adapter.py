@@ -187,14 +187,10 @@ def _bake_constant_shapes(gm: Any) -> tuple[str, ...]:
         kind = type(mod).__name__
         args = list(node.args) + list(node.kwargs.values())
         consts = [_const(gm, a) for a in args[1:]]
-        if kind not in _BAKERS and kind != "OnnxPadDynamic":
+        if kind not in _BAKERS:
             continue
         if any(c is _NOT_CONST for c in consts):
             remaining.add(kind)
-            continue
-        if kind == "OnnxPadDynamic":
-            _bake_pad(gm, node, mod, consts)
-            changed += 1
             continue
         fn, fn_args = _BAKERS[kind](M, node, gm)
         with graph.inserting_before(node):
@@ -206,19 +202,6 @@ def _bake_constant_shapes(gm: Any) -> tuple[str, ...]:
     gm.delete_all_unused_submodules()
     gm.recompile()
     return tuple(sorted(remaining))
-
-
-def _bake_pad(gm: Any, node: Any, mod: Any, consts: list[Any]) -> None:
-    """onnx2torch converts every opset-11+ Pad to ``OnnxPadDynamic``, which reads its pads with ``.tolist()`` at
-    run time: torch.export cannot trace that (a data-dependent guard; Keras' ZeroPadding2D before a MaxPool, as in
-    ResNet50 and ResNet50V2, sent the whole conversion to the slower keras-native route). With constant pads the
-    node becomes onnx2torch's own ``OnnxPadStatic`` (the module its opset-2 converter builds)."""
-    from onnx2torch.node_converters.pad import OnnxPadStatic, _onnx_padding_to_torch, _torch_padding_to_mode_format
-
-    pads = _torch_padding_to_mode_format(_onnx_padding_to_torch(list(_ints(consts[0]))), mod.mode)
-    value = float(consts[1].reshape(-1)[0]) if len(consts) > 1 and consts[1] is not None else 0.0
-    gm.add_submodule(node.target, OnnxPadStatic(pads=pads, mode=mod.mode, constant_value=value))
-    node.args, node.kwargs = (node.args[0],), {}
 
 
 def _arg(gm: Any, node: Any, index: int, key: str) -> Any:
