@@ -47,8 +47,10 @@ class BatchOutcome:
 def targets_of(options: ConvertOptions, to: Sequence[str]) -> tuple[str, ...]:
     """The distinct targets in the order given (``torch`` is ``pt2``), ONNX last: its artifact is the shared export
     itself, moved into place, which the other targets of the same source still read."""
+    if not to:  # -o names a directory here: its suffix says nothing about the target
+        raise UsageError("several sources: pass --to (once per target); -o names the output directory")
     resolved: list[str] = []
-    for t in to or (None,):
+    for t in to:
         target = resolve_target(replace(options, to=t))
         target = "pt2" if target == "torch" else target
         if target not in resolved:
@@ -62,8 +64,6 @@ def plan(sources: Sequence[str], targets: Sequence[str], options: ConvertOptions
     output (an existing file without --force, an unwritable directory) and two items wanting one path."""
     if not sources:
         raise UsageError("no source given")
-    if not targets:
-        raise UsageError("no target given: pass --to (once per target)")
     for flag, value in (("--emit-source", options.emit_source), ("--model-version", options.model_version)):
         if value is not None:
             raise UsageError(f"{flag} names one output; convert one source to one target with it")
