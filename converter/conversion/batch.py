@@ -97,7 +97,10 @@ def convert_batch(sources: Sequence[str], to: Sequence[str], options: ConvertOpt
     out_dir = items[0].output.parent
     made_dir = not out_dir.exists()
     if made_dir:
-        out_dir.mkdir()
+        try:
+            out_dir.mkdir()
+        except OSError as err:
+            raise OutputError(f"{out_dir}: cannot create the output directory ({err.strerror or err})") from err
     outcomes: list[BatchOutcome] = []
     try:
         for source in dict.fromkeys(i.source for i in items):
