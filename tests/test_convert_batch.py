@@ -99,7 +99,7 @@ def test_outputs_are_checked_before_any_work(saved_sources: dict[str, Path], tmp
     assert (out / "small_cnn.tflite").read_bytes() == b"mine"
 
 
-@pytest.mark.parametrize("case", ["collision", "output-is-file", "emit-source", "no-to"])
+@pytest.mark.parametrize("case", ["collision", "output-is-file", "emit-source", "no-to", "quantize"])
 def test_batch_usage_errors(case: str, saved_sources: dict[str, Path], tmp_path: Path) -> None:
     other = tmp_path / "elsewhere"
     other.mkdir()
@@ -114,9 +114,12 @@ def test_batch_usage_errors(case: str, saved_sources: dict[str, Path], tmp_path:
                         "--emit-source", str(tmp_path / "src")],
         # a suffix on -o must not pick the target of every item: it names the directory
         "no-to": [str(saved_sources["pt2"]), str(saved_sources["mlp.pt2"]), "-o", str(tmp_path / "o.keras")],
+        "quantize": [str(saved_sources["pt2"]), "-o", str(tmp_path / "o"), "--to", "tflite", "--to", "keras",
+                     "--quantize", "fp16"],
     }[case]
     code, stdout, stderr = _cli("convert", *args)
     expected = {"collision": (2, "would both be written to"), "output-is-file": (6, "-o names a directory"),
-                "emit-source": (2, "--emit-source names one output"), "no-to": (2, "pass --to")}[case]
+                "emit-source": (2, "--emit-source names one output"), "no-to": (2, "pass --to"),
+                "quantize": (2, "applies to TFLite only")}[case]
     assert code == expected[0] and expected[1] in stderr, stdout + stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.keras").exists()

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from converter.conversion.job import (TARGET_DEFAULT_SUFFIX, ConversionResult, ConvertOptions, ProgressFn,
-                                   SourceSession, resolve_output, resolve_target, source_stem, workdir)
+                                   SourceSession, check_quantization, resolve_output, resolve_target,
+                                   source_stem, workdir)
 from converter.errors import CrossportError, OutputError, UsageError
 
 
@@ -67,6 +68,8 @@ def plan(sources: Sequence[str], targets: Sequence[str], options: ConvertOptions
     for flag, value in (("--emit-source", options.emit_source), ("--model-version", options.model_version)):
         if value is not None:
             raise UsageError(f"{flag} names one output; convert one source to one target with it")
+    for target in targets:  # e.g. --quantize with a non-TFLite --to: refused for the batch, before any work
+        check_quantization(options, target)
     out_dir = Path(options.output) if options.output else Path.cwd()
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"{out_dir}: is a file; with several sources or targets -o names a directory")
