@@ -53,6 +53,11 @@ class WriteContext:
             array = array.astype(np.int32)
         return self.graph.const(array)
 
+    def operand(self, value: Any, dtype: Any) -> int:
+        """The TFLite tensor of a Keras tensor, or ``value`` as a constant of exactly ``dtype`` (an op's other
+        operand decides it, unlike ``get``'s promotion rules for Python scalars)."""
+        return self.get(value) if self.is_tensor(value) else self.graph.const(np.asarray(value, dtype=dtype))
+
     def dtype(self, value: Any) -> str:
         if self.is_tensor(value):
             return str(value.dtype)

@@ -35,7 +35,7 @@ def binary(ctx: WriteContext, node: Any) -> None:
     for v in operands:
         if ctx.is_tensor(v) and str(v.dtype) != dtype:
             raise refuse(node, f"mixed dtypes ({v.dtype} -> {dtype})")
-    ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=dtype)) for v in operands]
+    ids = [ctx.operand(v, dtype) for v in operands]
     act = "NONE"
     if options in ("AddOptions", "MulOptions", "SubOptions", "DivOptions") and dtype == "float32":
         act, out_kt = fused_relu(ctx, out_kt)
@@ -189,7 +189,7 @@ def compare(ctx: WriteContext, node: Any) -> None:
     like = a if ctx.is_tensor(a) else b
     if ctx.is_tensor(a) and ctx.is_tensor(b) and str(a.dtype) != str(b.dtype):
         raise refuse(node, f"mixed dtypes ({a.dtype}, {b.dtype})")
-    ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=str(like.dtype))) for v in (a, b)]
+    ids = [ctx.operand(v, str(like.dtype)) for v in (a, b)]
     ctx.op(_COMPARE[type(node.operation).__name__], ids, [ctx.out(node.outputs[0])])
 
 
@@ -204,8 +204,8 @@ def where(ctx: WriteContext, node: Any) -> None:
     if len(args) != 3 or any(v is None for v in args):
         raise refuse(node, "where() with one argument")
     out = node.outputs[0]
-    cond = ctx.get(args[0]) if ctx.is_tensor(args[0]) else ctx.graph.const(np.asarray(args[0], bool))
-    ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=str(out.dtype))) for v in args[1:]]
+    cond = ctx.operand(args[0], bool)
+    ids = [ctx.operand(v, str(out.dtype)) for v in args[1:]]
     if any(ctx.is_tensor(v) and str(v.dtype) != str(out.dtype) for v in args[1:]):
         raise refuse(node, "mixed dtypes")
     ctx.op("SELECT_V2", [cond, *ids], [ctx.out(out)])

@@ -35,7 +35,7 @@ def matmul(ctx: WriteContext, node: Any) -> None:
     if len(a.shape if ctx.is_tensor(a) else np.shape(a)) < 2 or len(b.shape if ctx.is_tensor(b) else np.shape(b)) < 2:
         raise refuse(node, "a vector operand")
     dtype = str(node.outputs[0].dtype)
-    ids = [ctx.get(v) if ctx.is_tensor(v) else ctx.graph.const(np.asarray(v, dtype=dtype)) for v in (a, b)]
+    ids = [ctx.operand(v, dtype) for v in (a, b)]
     ctx.op("BATCH_MATMUL", ids, [ctx.out(node.outputs[0])], ctx.options("BatchMatMulOptions"))
 
 

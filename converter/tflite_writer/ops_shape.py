@@ -44,7 +44,7 @@ def concatenate(ctx: WriteContext, node: Any) -> None:
     out = node.outputs[0]
     axis = int(node.operation.axis) % len(out.shape)
     dtype = str(out.dtype)
-    ids = [ctx.get(p) if ctx.is_tensor(p) else ctx.graph.const(np.asarray(p, dtype=dtype)) for p in parts]
+    ids = [ctx.operand(p, dtype) for p in parts]
     ctx.op("CONCATENATION", ids, [ctx.out(out)], ctx.options("ConcatenationOptions", axis=axis))
 
 
@@ -128,7 +128,7 @@ def stack(ctx: WriteContext, node: Any) -> None:
     parts = list(node_args(node)[0][0])
     out = node.outputs[0]
     axis = int(node.operation.axis) % len(out.shape)
-    ids = [ctx.get(p) if ctx.is_tensor(p) else ctx.graph.const(np.asarray(p, dtype=str(out.dtype))) for p in parts]
+    ids = [ctx.operand(p, str(out.dtype)) for p in parts]
     ctx.op("PACK", ids, [ctx.out(out)], ctx.options("PackOptions", valuesCount=len(ids), axis=axis))
 
 
