@@ -24,7 +24,7 @@
   so during the export ``function_ir`` answers ``.domain`` from the opset and builds the real IR only if anything
   asks for more (``_cheap_traced_function_ir``).
 - ``run_decompositions`` re-traces the whole program even when nothing needs decomposing (seconds per export);
-  ``converter.adapters.torch_onnx_nodecomp`` skips it when the program is already translatable.
+  ``converter.adapters.torch_onnx_prepare`` skips it when the program is already translatable.
 - TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``). Its EVAL mode
   also folds BatchNorm into Conv (``_jit_pass_onnx_eval_peephole``); PRESERVE on an eval-mode module keeps it.
 """
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from converter.adapters.torch_onnx_nodecomp import decomposition_only_when_needed
+from converter.adapters.torch_onnx_prepare import preparation_only_when_needed
 from converter.errors import ShapeError, UnsupportedError
 
 OPSET = 18
@@ -210,7 +210,7 @@ def export(
         batch = torch.export.Dim("batch", min=1, max=65536)
         dynamic_shapes = tuple({0: batch} if t.dim() > 0 else None for t in example_inputs)
     try:
-        with _quiet(), _cheap_traced_function_ir(), decomposition_only_when_needed():
+        with _quiet(), _cheap_traced_function_ir(), preparation_only_when_needed():
             program_in = _contiguous_before_adaptive_pools(_as_program(module, example_inputs, dynamic_shapes))
             program = torch.onnx.export(
                 program_in, example_inputs, dynamo=True, optimize=False, opset_version=OPSET,

@@ -1,4 +1,4 @@
-"""Skip ``run_decompositions`` in ``torch.onnx.export`` when the program does not need it.
+"""Skip the exporter's program preparation in ``torch.onnx.export`` when it cannot change the program.
 
 The dynamo exporter always calls ``ExportedProgram.run_decompositions`` with a table of every op that torchlib does
 not implement (torch 2.14, ``torch/onnx/_internal/exporter/_fx_passes.py``). Even when the table matches nothing,
@@ -11,6 +11,10 @@ have produced -- an in-place op only when nothing reads its input afterwards, so
 when every remaining op has a torchlib implementation, hand the program to the translator as it is. Anything else
 (an op torchlib lacks, a mutated input or buffer, a higher-order op) goes through the exporter's own decomposition,
 as before. The verification hop PyTorch vs onnxruntime checks the result either way.
+
+The same preparation then runs ``InsertTypePromotion``, which re-runs every node in fake mode to find ops whose
+inputs need a cast (0.14 s on ResNet-18, 0.44 s on MobileNetV3-small and ViT-B/16). When every tensor in the
+program has one floating dtype, no op can need one (Python scalars do not promote a float tensor), so it is skipped.
 """
 from __future__ import annotations
 
@@ -22,21 +26,45 @@ _GETITEM = operator.getitem
 
 
 @contextlib.contextmanager
-def decomposition_only_when_needed() -> Iterator[None]:
+def preparation_only_when_needed() -> Iterator[None]:
     """During an export, ``decompose_with_registry`` returns the program unchanged when ``translatable`` says the
-    (rewritten) program needs no decomposition."""
+    (rewritten) program needs no decomposition, and type promotion is skipped when ``one_float_dtype``."""
     from torch.onnx._internal.exporter import _fx_passes
 
-    original = _fx_passes.decompose_with_registry
+    decompose_all, promote_all = _fx_passes.decompose_with_registry, _fx_passes.insert_type_promotion_nodes
 
     def decompose(program: Any, registry: Any) -> Any:
-        return program if translatable(program, registry) else original(program, registry)
+        return program if translatable(program, registry) else decompose_all(program, registry)
 
-    _fx_passes.decompose_with_registry = decompose
+    def promote(graph_module: Any) -> None:
+        if not one_float_dtype(graph_module):
+            promote_all(graph_module)
+
+    _fx_passes.decompose_with_registry, _fx_passes.insert_type_promotion_nodes = decompose, promote
     try:
         yield
     finally:
-        _fx_passes.decompose_with_registry = original
+        _fx_passes.decompose_with_registry, _fx_passes.insert_type_promotion_nodes = decompose_all, promote_all
+
+
+def one_float_dtype(graph_module: Any) -> bool:
+    """Every tensor value in the module (nested graphs too) has the same floating-point dtype."""
+    import torch
+
+    dtypes = set()
+    for module in graph_module.modules():
+        if not isinstance(module, torch.fx.GraphModule):
+            return False
+        for node in module.graph.nodes:
+            if node.op == "placeholder" and not node.users:  # e.g. BatchNorm's int64 num_batches_tracked
+                continue
+            vals = node.meta.get("val")
+            for val in vals if isinstance(vals, (list, tuple)) else (vals,):
+                if isinstance(val, torch.Tensor):
+                    dtypes.add(val.dtype)
+                elif node.op != "output" and val is None and node.op == "call_function":
+                    return False  # a value we cannot see: let the pass decide
+    return len(dtypes) == 1 and next(iter(dtypes)).is_floating_point
 
 
 def translatable(program: Any, registry: Any) -> bool:

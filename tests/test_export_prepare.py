@@ -1,5 +1,5 @@
 """The exporter skips ``run_decompositions`` only when that cannot change the result
-(``converter.adapters.torch_onnx_nodecomp``): training-IR spellings are rewritten, an observable in-place write or
+(``converter.adapters.torch_onnx_prepare``): training-IR spellings are rewritten, an observable in-place write or
 an op torchlib lacks keeps the exporter's decomposition, and the ONNX file computes what PyTorch computes."""
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_skips_decomposition_only_when_safe(name: str, tmp_path: Path) -> None:
     from torch.onnx._internal.exporter import _registration
 
     from converter.adapters import torch_onnx
-    from converter.adapters.torch_onnx_nodecomp import translatable
+    from converter.adapters.torch_onnx_prepare import translatable
 
     cls, expect_skip = _modules()[name]
     torch.manual_seed(0)
@@ -89,3 +89,31 @@ def test_skips_decomposition_only_when_safe(name: str, tmp_path: Path) -> None:
         got = session.run(None, {session.get_inputs()[0].name: xb.numpy()})[0]
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
     assert expected.shape[0] == 2
+
+
+def test_type_promotion_runs_when_dtypes_mix(tmp_path: Path) -> None:
+    """An int64 tensor meeting a float one needs the exporter's cast: the pass is skipped only for one float dtype."""
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    from converter.adapters import torch_onnx
+    from converter.adapters.torch_onnx_prepare import one_float_dtype
+
+    class Mixed(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            steps = torch.arange(x.shape[-1])  # int64
+            return x * steps + torch.relu(x)
+
+    class Float(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x) * 2 + 1
+
+    x = torch.randn(2, 5)
+    assert one_float_dtype(torch.export.export(Float(), (x,), strict=False).graph_module)
+    program = torch.export.export(Mixed(), (x,), strict=False)
+    assert not one_float_dtype(program.graph_module)
+    torch_onnx.export(program, (x,), tmp_path / "m.onnx", n_outputs=1, dynamic_batch=False)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, Mixed()(x).numpy(), atol=1e-6)
