@@ -37,9 +37,10 @@ def test_small_cnn_every_format_every_target(kind: str, target: str, saved_sourc
     assert report.passed, report.format_text()
     assert out.exists()
     names = [h.name for h in report.hops]
-    assert names[0] == "pytorch -> onnxruntime"
-    if target != "onnx":
-        assert len(report.hops) == 3  # torch->onnx, onnx->target, torch->target
+    if target == "onnx":
+        assert names == ["pytorch -> onnxruntime"]
+    else:  # end to end; onnxruntime only localizes a failure
+        assert len(names) == 1 and names[0].startswith("pytorch -> ") and "onnxruntime" not in names[0]
         assert report.inputs[0].target_layout == "NHWC"
     for hop in report.hops:
         for o in hop.outputs:

@@ -66,13 +66,11 @@ def test_faithful_result_passes_although_onnxruntime_is_off(spec: ArchSpec, onnx
     end_to_end = hops["pytorch -> keras (.keras file)"]
     assert end_to_end.decisive and end_to_end.passed
     assert max(o.max_abs_error for o in end_to_end.outputs) < 1e-4
-    intermediate = hops["pytorch -> onnxruntime"]
-    assert intermediate.role == "intermediate"
+    # onnxruntime is consulted only to localize a failed end-to-end comparison: off or not, it cannot fail this
+    assert "pytorch -> onnxruntime" not in hops and len(hops) == 1
     assert result.passed and out.exists() and result.report.failed_hop is None
     text = result.report.format_text()
-    assert "result: PASSED" in text
-    if onnxruntime_off:
-        assert not intermediate.passed and "[WARN] pytorch -> onnxruntime (intermediate)" in text
+    assert "result: PASSED" in text and "-> onnxruntime" not in text
     data = json.loads(report_path.read_text())
     assert data["passed"] and data["failed_hop"] is None
     assert [h["role"] for h in data["hops"]][-1] == "end-to-end"

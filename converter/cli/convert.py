@@ -52,8 +52,9 @@ from converter.frameworks import quiet_frameworks
 @click.option("--min-cosine", type=float, help="Quantized TFLite: minimum cosine similarity per output (overrides the mode's default).")
 @click.option("--min-snr", "min_snr_db", type=float, help="Quantized TFLite: minimum signal-to-noise ratio in dB.")
 @click.option("--min-top1", type=float, help="Quantized TFLite: minimum top-1 agreement for classifier outputs (0-1).")
-@click.option("--latency-runs", type=int, default=5, show_default=True,
-              help="Timed inference calls per runtime for the report's latency (median, after one warm-up); 0 skips.")
+@click.option("--latency-runs", type=int, default=None,
+              help="Timed inference calls per runtime for the report's latency (median, after one warm-up); 0 skips. "
+                   "Default: up to 5, fewer once they take 1 s (at least 2); a number given here is run in full.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b| + 1e-5*rms(b) (--elementwise drops the last term).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
 @click.option("--elementwise", is_flag=True,
@@ -121,7 +122,8 @@ def command(sources: tuple[str, ...], output: str | None, to: tuple[str, ...], m
             nchw=nchw, trust_code=trust_code, emit_source=emit_source, manifest=not no_manifest,
             model_version=model_version,
             quantize=quantize.lower() if quantize else None, calibration=calibration, allow_flex=allow_flex,
-            min_cosine=min_cosine, min_snr_db=min_snr_db, min_top1=min_top1, latency_runs=latency_runs,
+            min_cosine=min_cosine, min_snr_db=min_snr_db, min_top1=min_top1,
+            **({} if latency_runs is None else {"latency_runs": latency_runs, "latency_budget_s": None}),
         )
         from converter.conversion import resolve_target
         from converter.conversion.plan import RouteUsageError, check_route

@@ -44,7 +44,8 @@ class Ledger:
 
         try:
             with job.clock.step("latency", f"timing {runner.name}"):
-                self.latency.append(measure(runner, sets[0].arrays, layouts, sets[0].label, role, runs))
+                self.latency.append(measure(runner, sets[0].arrays, layouts, sets[0].label, role, runs,
+                                            job.options.latency_budget_s))
         except Exception as err:  # noqa: BLE001 - a runtime's own exception types
             self.notes.append(f"latency of {runner.name} not measured: "
                               f"{described(err)}")

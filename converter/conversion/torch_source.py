@@ -176,7 +176,8 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         from converter.parity.latency import measure
 
         with clock.step("latency", "timing the source model"):
-            latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs),)
+            latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs,
+                               options.latency_budget_s),)
     return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,

@@ -40,27 +40,34 @@ class Latency:
                 f"(batch {self.batch}, {self.input_set})")
 
 
-def time_call(call: Callable[[], Any], runs: int = DEFAULT_RUNS, warmup: int = WARMUP) -> float:
-    """Median seconds of ``runs`` calls after ``warmup`` untimed ones."""
+MIN_RUNS_IN_BUDGET = 2
+
+
+def time_call(call: Callable[[], Any], runs: int = DEFAULT_RUNS, warmup: int = WARMUP,
+              budget_s: float | None = None) -> list[float]:
+    """Seconds of each of ``runs`` calls after ``warmup`` untimed ones; with ``budget_s``, stop once the timed calls
+    add up to it (after at least ``MIN_RUNS_IN_BUDGET``)."""
     for _ in range(warmup):
         call()
-    samples = []
+    samples: list[float] = []
     for _ in range(max(1, runs)):
         t0 = time.perf_counter()
         call()
         samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+        if budget_s is not None and len(samples) >= MIN_RUNS_IN_BUDGET and sum(samples) >= budget_s:
+            break
+    return samples
 
 
 def measure(runner: Any, arrays: Sequence[np.ndarray], layouts: Sequence[Layout], label: str, role: str,
-            runs: int = DEFAULT_RUNS) -> Latency:
+            runs: int = DEFAULT_RUNS, budget_s: float | None = None) -> Latency:
     """Time ``runner`` on ``arrays`` (given in ``layouts``, moved into the runner's own input layouts)."""
     feeds = [to_layout(a, src, dst) for a, src, dst in zip(arrays, layouts, runner.input_layouts)]
     timed = getattr(runner, "timed", None)
     call = timed(feeds) if callable(timed) else (lambda: runner.run(feeds))
-    seconds = time_call(call, runs)
+    samples = time_call(call, runs, budget_s=budget_s)
     batch = int(arrays[0].shape[0]) if arrays and np.ndim(arrays[0]) else 1
-    return Latency(runner.name, role, seconds * 1e3, max(1, runs), WARMUP, label, batch)
+    return Latency(runner.name, role, statistics.median(samples) * 1e3, len(samples), WARMUP, label, batch)
 
 
 def format_latency(entries: Sequence[Latency]) -> list[str]:

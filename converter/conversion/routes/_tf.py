@@ -10,7 +10,7 @@ from converter.conversion.job import ConversionResult, Job
 from converter.conversion.ledger import Ledger, tensor_infos
 from converter.conversion.sources import OnnxSource
 from converter.layout import Layout
-from converter.parity.report import verdict
+from converter.parity.report import as_intermediate, run_hop, verdict
 from converter.parity.runners import Runner
 
 VERSIONS = ("crossport", "torch", "onnx", "onnxruntime", "onnxscript", "tensorflow", "keras", "numpy")
@@ -72,6 +72,27 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
                                                            options.model_version))
     report = replace(report, layer_paths=dict(layers))
     return ConversionResult(job.output if written else None, report)
+
+
+def check_chain(src: OnnxSource, target_runner: Runner, job: Job, ledger: Ledger, judge: dict[str, Any]) -> None:
+    """Verify a TensorFlow-side artifact. An ONNX source is the reference itself (onnxruntime). A PyTorch source is
+    compared end to end with its recorded outputs; only when that fails do PyTorch vs ONNX and ONNX vs the artifact
+    run too, so the report says which step broke -- when it passes they would cost an onnxruntime session (seconds
+    on a large model) and decide nothing. ``judge``: ``run_hop``'s quality thresholds for a quantized file."""
+    sets, names, tol, cache = list(src.sets), src.output_names, job.tol, ledger.run_cache
+    if src.runner is None:
+        ledger.hops.append(run_hop(src.onnx_runner, target_runner, sets, src.layouts, names, tol, cache, **judge))
+        return
+    end_to_end = run_hop(src.runner, target_runner, sets, src.layouts, names, tol, cache, **judge)
+    if not end_to_end.passed:
+        onnx_name = src.onnx_runner.name
+        if not any(h.candidate == onnx_name for h in ledger.hops):
+            ledger.hops.append(as_intermediate(run_hop(src.runner, src.onnx_runner, sets, src.layouts, names, tol,
+                                                       cache)))
+        ledger.hops.append(as_intermediate(run_hop(src.onnx_runner, target_runner, sets, src.layouts, names, tol,
+                                                   cache, **judge)))
+        src.onnx_runner.release()
+    ledger.hops.append(end_to_end)
 
 
 def _check_parameters(torch_count: int, keras_count: int, missing: tuple[str, ...], allowed: bool,

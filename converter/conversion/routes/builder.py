@@ -10,7 +10,7 @@ import numpy as np
 
 from converter.conversion.job import ConversionResult, ConvertOptions, Job, model_name
 from converter.conversion.ledger import Ledger
-from converter.conversion.routes._tf import finish
+from converter.conversion.routes._tf import check_chain, finish
 from converter.conversion.sources import OnnxSource
 from converter.errors import UnsupportedError
 from converter.formats import Format
@@ -111,7 +111,7 @@ class BuilderRoute:
         if options.verify:
             from converter.parity import runners as R
 
-            with clock.step("verify", f"verifying ONNX vs {target}"):
+            with clock.step("verify", f"verifying {'the source' if src.runner is not None else 'ONNX'} vs {target}"):
                 if target == "keras":
                     import keras
 
@@ -126,13 +126,7 @@ class BuilderRoute:
                 tol = job.tol
                 scales = tuple(io["scale"] for io in ledger.quantization.get("io", ()) if io["kind"] == "output")
                 judge = {"quality": thresholds, "output_scales": scales}
-                sets, names = list(src.sets), src.output_names
-                hop = run_hop(src.onnx_runner, target_runner, sets, src.layouts, names, tol, ledger.run_cache,
-                              **judge)
-                ledger.hops.append(hop if src.runner is None else as_intermediate(hop))
-                if src.runner is not None:
-                    ledger.hops.append(run_hop(src.runner, target_runner, sets, src.layouts, names, tol,
-                                               ledger.run_cache, **judge))
+                check_chain(src, target_runner, job, ledger, judge)
                 if thresholds is not None:
                     _summarize_cost(ledger)
         return finish(src, job, ledger, artifact, target_runner, built, keras_trainable, missing)
