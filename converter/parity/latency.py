@@ -1,4 +1,4 @@
-"""Inference latency of a runner on one verification input set: warm-up, then the median of N timed calls.
+"""Inference latency of a runner on the first row of a verification input set: warm-up, then the median of N calls.
 
 Every written artifact is timed next to its source, so a report answers "is it fast" as well as "does it match".
 A runner may offer ``timed(feeds)``: a zero-argument call that does only the inference (e.g. a TFLite interpreter
@@ -61,13 +61,34 @@ def time_call(call: Callable[[], Any], runs: int = DEFAULT_RUNS, warmup: int = W
 
 def measure(runner: Any, arrays: Sequence[np.ndarray], layouts: Sequence[Layout], label: str, role: str,
             runs: int = DEFAULT_RUNS, budget_s: float | None = None) -> Latency:
-    """Time ``runner`` on ``arrays`` (given in ``layouts``, moved into the runner's own input layouts)."""
+    """Time ``runner`` on the first row of ``arrays`` (given in ``layouts``, moved into the runner's own input
+    layouts): batch 1 is the deployment case, and half the cost of timing the set's batch of 2. A runner with a
+    fixed batch that refuses one row is timed on the whole set."""
+    feed = [a[:1] if np.ndim(a) else a for a in arrays]
+    call = _warmed(runner, feed, layouts) if any(np.ndim(a) and len(a) > 1 for a in arrays) else None
+    if call is None:
+        feed = list(arrays)
+        call = _warmed(runner, feed, layouts, strict=True)
+    samples = time_call(call, runs, warmup=0, budget_s=budget_s)  # _warmed made the warm-up call
+    batch = int(feed[0].shape[0]) if feed and np.ndim(feed[0]) else 1
+    return Latency(runner.name, role, statistics.median(samples) * 1e3, len(samples), WARMUP, label, batch)
+
+
+def _warmed(runner: Any, arrays: Sequence[np.ndarray], layouts: Sequence[Layout],
+            strict: bool = False) -> Callable[[], Any] | None:
+    """The timed call on ``arrays``, after ``WARMUP`` untimed calls; None when the runner refuses them (and not
+    ``strict``)."""
     feeds = [to_layout(a, src, dst) for a, src, dst in zip(arrays, layouts, runner.input_layouts)]
     timed = getattr(runner, "timed", None)
-    call = timed(feeds) if callable(timed) else (lambda: runner.run(feeds))
-    samples = time_call(call, runs, budget_s=budget_s)
-    batch = int(arrays[0].shape[0]) if arrays and np.ndim(arrays[0]) else 1
-    return Latency(runner.name, role, statistics.median(samples) * 1e3, len(samples), WARMUP, label, batch)
+    try:
+        call = timed(feeds) if callable(timed) else (lambda: runner.run(feeds))
+        for _ in range(max(1, WARMUP)):
+            call()
+    except Exception:  # noqa: BLE001 - a runtime's own exception types (a fixed batch)
+        if strict:
+            raise
+        return None
+    return call
 
 
 def format_latency(entries: Sequence[Latency]) -> list[str]:
