@@ -51,16 +51,23 @@ def _modules():  # noqa: ANN202 - nn.Module classes built after importing torch
             return y + 1
 
     class OddPool(nn.Module):
-        """An adaptive pool to 2x2 is not rewritten: the decomposition handles it."""
+        """An adaptive pool to 3x3 of an 8x8 map is not rewritten: the decomposition handles it."""
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return nn.functional.adaptive_avg_pool2d(x, 2)
+            return nn.functional.adaptive_avg_pool2d(x, 3)
+
+    class Aliases(nn.Module):
+        """Spellings torchlib does not register: swapaxes, .to(dtype), an adaptive pool to a divisor (VGG's 7x7)."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pooled = nn.functional.adaptive_avg_pool2d(x, 2).to(torch.float32)
+            return torch.swapaxes(pooled, 1, 3).flatten(1)
 
     return {"inplace": (InPlaceBlock, True), "observed": (ObservedWrite, False), "view": (ViewWrite, False),
-            "pool": (OddPool, False)}
+            "pool": (OddPool, False), "aliases": (Aliases, True)}
 
 
-@pytest.mark.parametrize("name", ["inplace", "observed", "view", "pool"])
+@pytest.mark.parametrize("name", ["inplace", "observed", "view", "pool", "aliases"])
 def test_skips_decomposition_only_when_safe(name: str, tmp_path: Path) -> None:
     import onnxruntime as ort
     import torch

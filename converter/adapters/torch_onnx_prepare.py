@@ -73,7 +73,7 @@ def translatable(program: Any, registry: Any) -> bool:
 
     if _mutates_state(program):
         return False
-    implemented = set(_decomp.get_onnx_implemented_overloads(registry))
+    implemented = set(_decomp.get_onnx_implemented_overloads(registry)) | _assertions()
     graph = program.graph_module.graph
     positions = _Positions(graph)
     changed = False
@@ -91,6 +91,15 @@ def translatable(program: Any, registry: Any) -> bool:
         graph.eliminate_dead_code()
         program.graph_module.recompile()
     return all(n.target in implemented or n.target is _GETITEM for n in graph.nodes if n.op == "call_function")
+
+
+def _assertions() -> set[Any]:
+    """Checks the exporter deletes right after the decomposition (``_fx_passes.remove_assertion_nodes``)."""
+    import torch
+
+    aten = torch.ops.aten
+    return {aten.sym_constrain_range_for_size.default, aten._assert_async.default, aten._assert_async.msg,  # noqa: SLF001
+            aten._assert_scalar.default, aten._assert_tensor_metadata.default}  # noqa: SLF001
 
 
 def _mutates_state(program: Any) -> bool:
@@ -112,6 +121,10 @@ def _rewriter(node: Any) -> Callable[[Any, Any, Any], bool] | None:
     }
     if target in special:
         return special[target]
+    if target in (aten.swapaxes.default, aten.swapdims.default):
+        return _renamed(aten.transpose.int)
+    if target is aten.to.dtype:
+        return _to_dtype
     if _functional_twin(target) is not None:
         return _functional
     return None
@@ -216,13 +229,41 @@ def _batch_norm_eval(graph: Any, node: Any, _: Any = None) -> bool:
 
 
 def _global_average_pool(graph: Any, node: Any, _: Any = None) -> bool:
-    """``adaptive_avg_pool2d(x, 1)`` is a mean over the last two dims (ReduceMean); other sizes decompose."""
+    """``adaptive_avg_pool2d(x, 1)`` is a mean over the last two dims (ReduceMean); to an output size that divides
+    the (static) input size it is ``avg_pool2d`` with kernel = stride = input // output (VGG's and AlexNet's pool to
+    7x7 / 6x6); other sizes decompose."""
     import torch
 
     size = node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")
-    if list(size) != [1, 1]:
+    size = [size, size] if isinstance(size, int) else list(size)
+    if size == [1, 1]:
+        return _replace(graph, node, torch.ops.aten.mean.dim, (node.args[0], [-1, -2], True), {})
+    val = node.args[0].meta.get("val") if hasattr(node.args[0], "meta") else None
+    if val is None or len(size) != 2 or None in size:
         return False
-    return _replace(graph, node, torch.ops.aten.mean.dim, (node.args[0], [-1, -2], True), {})
+    spatial = list(val.shape[-2:])
+    if not all(isinstance(d, int) and isinstance(o, int) and o > 0 and d % o == 0 for d, o in zip(spatial, size)):
+        return False
+    kernel = [d // o for d, o in zip(spatial, size)]
+    return _replace(graph, node, torch.ops.aten.avg_pool2d.default, (node.args[0], kernel, kernel), {})
+
+
+def _renamed(op: Any) -> Callable[[Any, Any, Any], bool]:
+    """An alias torchlib does not register under its own name (``swapaxes`` is ``transpose``)."""
+
+    def rewrite(graph: Any, node: Any, _: Any = None) -> bool:
+        return _replace(graph, node, op, tuple(node.args), dict(node.kwargs))
+
+    return rewrite
+
+
+def _to_dtype(graph: Any, node: Any, _: Any = None) -> bool:
+    """``x.to(dtype)`` is ``_to_copy(x, dtype=dtype)`` (the decomposition's spelling)."""
+    import torch
+
+    if len(node.args) < 2 or any(k not in ("non_blocking", "copy") for k in node.kwargs):
+        return False
+    return _replace(graph, node, torch.ops.aten._to_copy.default, (node.args[0],), {"dtype": node.args[1]})  # noqa: SLF001
 
 
 def _transposed_conv(graph: Any, node: Any, _: Any = None) -> bool:
