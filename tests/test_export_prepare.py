@@ -63,11 +63,21 @@ def _modules():  # noqa: ANN202 - nn.Module classes built after importing torch
             pooled = nn.functional.adaptive_avg_pool2d(x, 2).to(torch.float32)
             return torch.swapaxes(pooled, 1, 3).flatten(1)
 
-    return {"inplace": (InPlaceBlock, True), "observed": (ObservedWrite, False), "view": (ViewWrite, False),
+    class MaskWrite(nn.Module):
+        """Swin's attention mask: regions of a fresh zero tensor written through slices and a select, then read."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mask = x.new_zeros((8, 8))
+            mask[:4, :4] = 1.0
+            mask[4:, 2] = 2.0
+            mask[6:, :] = torch.tensor(3.0)
+            return x * 2 + mask
+
+    return {"mask": (MaskWrite, True), "inplace": (InPlaceBlock, True), "observed": (ObservedWrite, False), "view": (ViewWrite, False),
             "pool": (OddPool, False), "aliases": (Aliases, True)}
 
 
-@pytest.mark.parametrize("name", ["inplace", "observed", "view", "pool", "aliases"])
+@pytest.mark.parametrize("name", ["inplace", "observed", "view", "pool", "aliases", "mask"])
 def test_skips_decomposition_only_when_safe(name: str, tmp_path: Path) -> None:
     import onnxruntime as ort
     import torch

@@ -154,10 +154,67 @@ def _functional(graph: Any, node: Any, positions: _Positions) -> bool:
         node.target = _functional_twin(node.target)
         return True
     base = _base(node.args[0])
-    if base is None or _read_after(base, node, positions):
+    if base is None:
         return False
-    node.target = _functional_twin(node.target)
+    if not _read_after(base, node, positions):
+        node.target = _functional_twin(node.target)
+        return True
+    return _scatter_back(graph, node, base, positions)
+
+
+def _scatter_back(graph: Any, node: Any, base: Any, positions: _Positions) -> bool:
+    """An in-place op on a chain of slices/selects of a fresh tensor that is read afterwards (Swin's attention mask:
+    ``mask[h, w] = k`` on ``new_zeros``), written out as functionalization would: the op's out-of-place twin on
+    the view, ``slice_scatter``/``select_scatter`` back up the chain, and every later reader of the tensor reads
+    the scattered value. Only when no other view of the tensor is read after the write."""
+    import torch
+
+    aten = torch.ops.aten
+    chain, cur = [], node.args[0]
+    while cur is not base:
+        if cur.target not in (aten.slice.Tensor, aten.select.int) or len(cur.users) != 1:
+            return False
+        chain.append(cur)
+        cur = cur.args[0]
+    here = positions.of(node)
+    later = [u for u in base.users if u is not node and positions.of(u) > here]
+    for user in base.users:  # a view taken before the write and read after it would see the old value
+        if user not in chain and positions.of(user) < here and _is_view(user) and _read_after(user, node, positions):
+            return False
+    twin = _functional_twin(node.target)
+    with graph.inserting_before(node):
+        value = _call(graph, twin, (node.args[0], *node.args[1:]), dict(node.kwargs), node)
+        for view in chain:
+            if view.target is aten.slice.Tensor:
+                op, args = aten.slice_scatter.default, (view.args[0], value, *view.args[1:])
+            else:
+                op, args = aten.select_scatter.default, (view.args[0], value, *view.args[1:])
+            value = _call(graph, op, args, {}, node)
+            if value is None:
+                return False
+    if value is None:
+        return False
+    for user in later:
+        user.replace_input_with(base, value)
+    node.replace_all_uses_with(value)
+    graph.erase_node(node)
     return True
+
+
+def _is_view(node: Any) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return schema is not None and any(r.alias_info is not None for r in schema.returns)
+
+
+def _call(graph: Any, op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], like: Any) -> Any:
+    """A new ``op`` node (inserted at the graph's insertion point) with ``like``'s metadata and its own fake value;
+    None when the op does not accept the arguments."""
+    val = _fake_result(op, args, kwargs, like)
+    if val is None:
+        return None
+    new = graph.call_function(op, args, kwargs)
+    new.meta = {**like.meta, "val": val}
+    return new
 
 
 def _is_eval_dropout(node: Any) -> bool:
@@ -285,16 +342,14 @@ def _transposed_conv(graph: Any, node: Any, _: Any = None) -> bool:
     return _replace(graph, node, torch.ops.aten.convolution.default, new_args, {})
 
 
-def _replace(graph: Any, node: Any, op: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-             index: int | None = None) -> bool:
-    """Put ``op(*args)`` (or its output ``index``) where ``node`` was, with the node's metadata and a value computed
-    in the program's fake mode (the translator reads shapes and dtypes from ``meta['val']``)."""
+def _fake_result(op: Any, args: tuple[Any, ...], kwargs: dict[str, Any], like: Any) -> Any:
+    """``op`` run on the fake values of ``args`` in the program's fake mode (the translator reads shapes and dtypes
+    from ``meta['val']``); None when it does not accept them."""
     import torch
 
-    val = node.meta.get("val")
-    fake_mode = getattr(val, "fake_mode", None)
+    fake_mode = getattr(like.meta.get("val"), "fake_mode", None)
     if fake_mode is None:
-        return False
+        return None
 
     def fake(a: Any) -> Any:
         if isinstance(a, torch.fx.Node):
@@ -305,8 +360,16 @@ def _replace(graph: Any, node: Any, op: Any, args: tuple[Any, ...], kwargs: dict
 
     try:
         with fake_mode:
-            out = op(*fake(args), **kwargs)
+            return op(*fake(args), **kwargs)
     except Exception:  # noqa: BLE001 - the op does not take these arguments: let the decomposition handle it
+        return None
+
+
+def _replace(graph: Any, node: Any, op: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+             index: int | None = None) -> bool:
+    """Put ``op(*args)`` (or its output ``index``) where ``node`` was, with the node's metadata."""
+    out = _fake_result(op, args, kwargs, node)
+    if out is None:
         return False
     with graph.inserting_before(node):
         new = graph.call_function(op, args, kwargs)
