@@ -254,7 +254,8 @@ def write_manifest(result: ConversionResult) -> None:
 
 @contextmanager
 def workdir(near: Path) -> Iterator[Path]:
-    """A private temp dir on the output's filesystem (so the final move is atomic), always removed."""
+    """A private temp dir on the output's filesystem (so the final move is atomic), always removed -- with any
+    in-memory scratch dir linked from it (``memory_scratch``)."""
     try:
         tmp = Path(tempfile.mkdtemp(prefix=".crossport-", dir=near))
     except OSError:
@@ -262,7 +263,32 @@ def workdir(near: Path) -> Iterator[Path]:
     try:
         yield tmp
     finally:
+        for root, dirs, _ in os.walk(tmp):  # does not descend into links
+            for name in dirs:
+                link = Path(root) / name
+                if link.is_symlink() and Path(os.readlink(link)).parent == _SHM:
+                    shutil.rmtree(os.readlink(link), ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_SHM = Path("/dev/shm")
+_SHM_SPARE = 1 << 30
+
+
+def memory_scratch(work: Path, size_hint: int) -> Path:
+    """A directory for intermediate files in RAM (``/dev/shm``) when it has room for them with 1 GiB to spare,
+    linked from ``work`` so that ``workdir`` removes it; else ``work`` itself. Why: the intermediate ONNX's weights
+    are written once and read once; on this project's disks writing ViT-B/16's 346 MB took 1.3 s of the export."""
+    try:
+        if not _SHM.is_dir() or not os.access(_SHM, os.W_OK) or \
+                shutil.disk_usage(_SHM).free < 4 * size_hint + _SHM_SPARE:
+            return work
+        link = work / "in-memory"
+        if not link.exists():
+            link.symlink_to(tempfile.mkdtemp(prefix="crossport-", dir=_SHM), target_is_directory=True)
+        return link
+    except OSError:
+        return work
 
 
 class Clock:

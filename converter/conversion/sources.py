@@ -6,12 +6,13 @@ does not export again.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from converter.conversion.job import Clock, Job
+from converter.conversion.job import Clock, Job, memory_scratch
 from converter.conversion.ledger import Ledger
 from converter.errors import CrossportError, ModelFileError, first_line
 from converter.formats import Format
@@ -95,7 +96,8 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
     process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
     from converter import forked
 
-    options, clock, onnx_path = job.options, job.clock, job.tmp / "model.onnx"
+    size = os.path.getsize(job.source) if os.path.isfile(job.source) else 0
+    options, clock, onnx_path = job.options, job.clock, memory_scratch(job.tmp, size) / "model.onnx"
     # The builder reads the intermediate ONNX with onnx.load, which follows a .data file; a published .onnx and
     # the onnx2tf route get a single file.
     external = "onnx" not in targets and options.route != "onnx2tf"
