@@ -125,6 +125,7 @@ def fuse_matmul_bias(gm: Any) -> int:
             with gm.graph.inserting_before(node):
                 fusedmm = gm.graph.call_function(F.linear, (x, gm.graph.call_function(torch.t, (w,)), bias))
                 out = fusedmm if back is None else gm.graph.call_function(M.reshape_static, (fusedmm, back.args[1]))
+            fusedmm.meta["onnx_name"] = str(mm.target)  # the Dense's name, for --emit-source's nn.Linear
             node.replace_all_uses_with(out)
             fused += 1
             break
