@@ -2,6 +2,7 @@
 ``converter.to_torch.fuse`` (GELU, Dense bias, channel LayerNorm), on a small seeded ConvNeXt-style model."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,17 @@ def test_convnext_like_goes_onnx_with_native_kernels(tmp_path: Path, nchw: bool)
     with torch.inference_mode():
         got = program.module()(x.permute(0, 3, 1, 2).contiguous() if nchw else x).numpy()
     np.testing.assert_allclose(got, outs[0], atol=1e-4, rtol=1e-4)
+
+
+def test_lean_export_of_grouped_convs_is_tf2onnx_own_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the XLA calls inlined the frozen graph calls no function, so the lean export's shortcut
+    (``functions_listed_once``) applies; it still gives tf2onnx's own graph."""
+    from converter.adapters import keras_load, tf_onnx, tf_onnx_lean
+    from tests.to_torch.test_conversion_speed import _canonical
+
+    model = keras_load.load_keras(str(_convnext_like(tmp_path / "cnx.keras")), trust_code=False)
+    sigs = tf_onnx.keras_signature(model, {})
+    lean = tf_onnx.keras_to_onnx(model, sigs, tmp_path / "lean.onnx")
+    monkeypatch.setattr(tf_onnx_lean, "lean_tf2onnx", contextlib.nullcontext)
+    plain = tf_onnx.keras_to_onnx(model, sigs, tmp_path / "plain.onnx")
+    assert _canonical(lean.path) == _canonical(plain.path)
