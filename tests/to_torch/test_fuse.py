@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.to_torch.conftest import keras_reference
+from tests.to_torch.conftest import keras_reference, plain_torch_check
 
 
 def _convnext_like(path: Path) -> Path:
@@ -73,6 +73,9 @@ def test_convnext_like_goes_onnx_with_native_kernels(tmp_path: Path, nchw: bool)
     out = tmp_path / "cnx.pt2"
     result = convert(str(src), ConvertOptions(output=str(out), nchw=nchw))
     assert result.report.passed and result.report.route_name == "onnx", result.report.format_text()
+    # LayerNorm gamma/beta and Dense kernels/biases stay trainable through the fusions
+    assert result.report.trainable_params["pytorch"] == result.report.trainable_params["keras"], result.report.notes
+    assert result.report.dynamic_batch, result.report.notes
     program = torch.export.load(str(out))
     calls = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
     assert calls.count("aten.gelu.default") == 2 and calls.count("aten.linear.default") == 5, calls
@@ -85,6 +88,8 @@ def test_convnext_like_goes_onnx_with_native_kernels(tmp_path: Path, nchw: bool)
     with torch.inference_mode():
         got = program.module()(x.permute(0, 3, 1, 2).contiguous() if nchw else x).numpy()
     np.testing.assert_allclose(got, outs[0], atol=1e-4, rtol=1e-4)
+    if not nchw:  # a fresh interpreter without crossport loads it and trains one step
+        plain_torch_check(out, "pt2", feeds, outs, keras_reference(src, 3)[2], tmp_path)
 
 
 def test_lean_export_of_grouped_convs_is_tf2onnx_own_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
