@@ -16,6 +16,11 @@ calls on the TensorFlow backend). Every tf2onnx / Keras-export workaround lives 
 - tf2onnx recognises Keras 3's LSTM loop as an ONNX LSTM but leaves GRU (reset_after) as a ``Loop``, which
   onnx2torch cannot convert: when a Loop remains and the recurrent layers have a fixed sequence length, we
   re-export a clone with ``unroll=True`` (same weights, same maths, no Loop).
+- Keras 3's TF backend runs grouped convolutions (ConvNeXt's depthwise ``Conv2D(groups=C)``) in a nested
+  ``tf.function(jit_compile=True)`` (TF's CPU kernel lacks grouped Conv2D). Grappler never inlines a function
+  marked ``_XlaMustCompile`` / ``_noinline``, so tf2onnx (1.17) left it as a ``StatefulPartitionedCall`` node that
+  onnxruntime and onnx2torch refuse. ``_xla_calls_inlined`` drops those marks from the frozen ``GraphDef`` before
+  grappler: the call is inlined to a plain ``Conv2D``, which tf2onnx writes as an ONNX ``Conv`` with ``group=``.
 """
 from __future__ import annotations
 
@@ -92,6 +97,43 @@ def _keep_batchnorm() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _xla_calls_inlined() -> Iterator[None]:
+    """Let grappler inline the XLA-compiled functions of a frozen graph (see module doc) for one export:
+    ``tf_loader.tf_optimize`` runs grappler on every frozen ``GraphDef``, tf2onnx's own freeze and ours alike."""
+    from tf2onnx import tf_loader
+
+    original = tf_loader.tf_optimize
+
+    def tf_optimize(input_names: Any, output_names: Any, graph_def: Any) -> Any:
+        _drop_xla_marks(graph_def)
+        return original(input_names, output_names, graph_def)
+
+    tf_loader.tf_optimize = tf_optimize
+    try:
+        yield
+    finally:
+        tf_loader.tf_optimize = original
+
+
+def _drop_xla_marks(graph_def: Any) -> int:
+    """Remove ``_XlaMustCompile`` (and the ``_noinline`` that comes with it) from the functions that carry it and
+    from the nodes that call them; returns how many functions were unmarked. Other functions stay as they were."""
+    xla = {f.signature.name for f in graph_def.library.function
+           if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b}
+    if not xla:
+        return 0
+    for fdef in graph_def.library.function:
+        if fdef.signature.name in xla:
+            for key in ("_XlaMustCompile", "_noinline"):
+                fdef.attr.pop(key, None)
+    callers = [*graph_def.node, *(n for f in graph_def.library.function for n in f.node_def)]
+    for node in callers:
+        if "f" in node.attr and node.attr["f"].func.name in xla:
+            node.attr.pop("_XlaMustCompile", None)
+    return len(xla)
+
+
+@contextlib.contextmanager
 def _optimizers_in_place(enabled: bool) -> Iterator[None]:
     """tf2onnx's ``optimizer.optimize_graph`` (``catch_errors=True``, its default unless ``large_model``) deep-copies
     the whole graph -- every constant included -- before each of its ~12 optimizers, on every pass, so that a failing
@@ -132,7 +174,7 @@ def _export_fn(fn: Any, sig: list[Any], opset: int) -> Any:
 
     from converter.adapters import tf_onnx_lean
 
-    with _keep_batchnorm(), tf_onnx_lean.lean_tf2onnx(), silenced_stderr(), _quiet_tf2onnx():
+    with _keep_batchnorm(), _xla_calls_inlined(), tf_onnx_lean.lean_tf2onnx(), silenced_stderr(), _quiet_tf2onnx():
         for in_place in (True, False):
             try:
                 with _optimizers_in_place(in_place):

@@ -141,7 +141,7 @@ def functions_listed_once(library: dict[str, bool]) -> Iterator[None]:
     result only to look up the graph's TF functions; ``graphs_from_tf`` then converts the whole graph again. A
     graph whose ``GraphDef`` has an empty function library (``lean_freeze`` records it after grappler) resolves
     to ``[]``, which is what tf2onnx's loop over the graph's functions returns for it. A graph that still calls
-    functions (ConvNeXt's depthwise convolutions stay ``StatefulPartitionedCall``s) takes tf2onnx's own path:
+    functions (a ``_noinline`` function stays a ``StatefulPartitionedCall``) takes tf2onnx's own path:
     ``tf_graph._functions`` is filled only while that first conversion reads the call nodes, so it cannot tell."""
     from tf2onnx import tfonnx
 

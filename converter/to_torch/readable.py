@@ -207,7 +207,8 @@ def _inline_sequentials(gm: Any) -> None:
 
 
 def _fuse_linear(gm: Any) -> None:
-    """``matmul(x, W) + b`` with parameters W (in, out) and b (out,) -> ``nn.Linear`` (weight W.T, bias b)."""
+    """``matmul(x, W) + b`` with parameters W (in, out) and b (out,) -> ``nn.Linear`` (weight W.T, bias b); also
+    ``F.linear(x, W.t(), b)``, the same Dense as ``converter.to_torch.fuse`` leaves it in the runtime module."""
     torch = _torch()
     graph = gm.graph
     uses: dict[int, int] = {}  # a weight read in several places (an unrolled RNN) must stay one parameter
@@ -216,15 +217,18 @@ def _fuse_linear(gm: Any) -> None:
         if value is not None:
             uses[id(value)] = uses.get(id(value), 0) + len(node.users)
     for node in list(graph.nodes):
-        if node.op != "call_function" or node.target is not torch.matmul:
+        fused = node.op == "call_function" and node.target is torch.nn.functional.linear \
+            and getattr(node.args[1], "target", None) is torch.t and len(node.args[1].users) == 1
+        if not fused and (node.op != "call_function" or node.target is not torch.matmul):
             continue
-        x, w_node = node.args
-        w = _attr_value(gm, w_node)
-        if not isinstance(w, torch.nn.Parameter) or w.dim() != 2 or uses.get(id(w)) != 1:
+        x, t_node = node.args[0], node.args[1]
+        w = _attr_value(gm, t_node.args[0] if fused else t_node)
+        if not isinstance(w, torch.nn.Parameter) or w.dim() != 2 or uses.get(id(w)) != 1 or fused and not \
+                isinstance(_attr_value(gm, node.args[2]), torch.nn.Parameter):
             continue
         users = list(node.users)
-        bias_node, add = None, None
-        if len(users) == 1 and users[0].op == "call_function" and users[0].target is operator.add:
+        bias_node, add = (node.args[2], node) if fused else (None, None)
+        if not fused and len(users) == 1 and users[0].op == "call_function" and users[0].target is operator.add:
             other = [a for a in users[0].args if a is not node]
             b = _attr_value(gm, other[0]) if len(other) == 1 else None
             if isinstance(b, torch.nn.Parameter) and b.dim() == 1 and b.shape[0] == w.shape[1] \
@@ -242,8 +246,8 @@ def _fuse_linear(gm: Any) -> None:
         new.meta["onnx_name"] = node.meta.get("onnx_name", "")
         end.replace_all_uses_with(new)
         graph.erase_node(end)
-        if end is not node:
-            graph.erase_node(node)
+        for done in (t_node,) if fused else (node,) if end is not node else ():  # end is the fused node itself
+            graph.erase_node(done)
 
 
 def _helpers(gm: Any) -> set[str]:

@@ -266,7 +266,11 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
 
 def _optimized(conv: Any) -> Any:
     """The graph passes that make the module run like the same architecture written in PyTorch."""
+    from converter.to_torch.fuse import fuse_gelu, fuse_layer_norm, fuse_matmul_bias
     from converter.to_torch.optimize import fold_pads
 
     fold_pads(conv.module)
+    fuse_gelu(conv.module)
+    fuse_matmul_bias(conv.module)
+    fuse_layer_norm(conv.module)
     return conv
