@@ -75,3 +75,49 @@ def test_other_producers_are_probed_not_trusted(tmp_path: Path) -> None:
     shapes, _ = probe(model, graph_inputs(model, None), _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS))
     for value, (dims, at_batch_2) in reference.items():
         assert (shapes[value].dims, shapes[value].at_b1) == (dims, at_batch_2), value
+
+
+def _same(a: object, b: object) -> bool:
+    from converter.keras_builder.shapes import BatchValue
+
+    if isinstance(a, BatchValue) and isinstance(b, BatchValue):
+        return _same(a.at_2, b.at_2) and _same(a.at_3, b.at_3)
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "transformer_block", "two_in_two_out"])
+def test_probe_without_running_the_graph_equals_the_run(name: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shape_walk`` answers for a PyTorch export (constants run alone, attention shapes by op definition) and
+    gives exactly the shapes, folded values and batch-dependent values that running the graph gives."""
+    from converter.keras_builder import shape_walk
+
+    model = _export(name, tmp_path / "m.onnx")
+    answered = []
+    walk = shape_walk.without_activations
+    monkeypatch.setattr(shape_walk, "without_activations", lambda *a: answered.append(walk(*a)) or answered[-1])
+    quick_batch: dict = {}
+    quick = probe(model, graph_inputs(model, None), _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS), quick_batch)
+    assert answered and answered[0] is not None, "the walk fell back to a run"
+    monkeypatch.setattr(shape_walk, "without_activations", lambda *a: None)
+    run_batch: dict = {}
+    ran = probe(model, graph_inputs(model, None), _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS), run_batch)
+    assert list(quick[0].items()) == list(ran[0].items())
+    assert quick[1].keys() == ran[1].keys() and all(_same(quick[1][k], ran[1][k]) for k in ran[1])
+    assert quick_batch.keys() == run_batch.keys() and all(_same(quick_batch[k], run_batch[k]) for k in run_batch)
+
+
+def test_walk_falls_back_when_a_value_needs_the_activations(tmp_path: Path) -> None:
+    """A shape no rule here derives (an undeclared Conv output) means running the graph: None, not a guess."""
+    from converter.keras_builder import shape_walk
+    from converter.keras_builder.shapes import _batches, _const_derived, _declared_shapes, _session_options
+
+    model = _export("small_cnn", tmp_path / "m.onnx")
+    inputs = graph_inputs(model, None)
+    declared = _declared_shapes(model, inputs)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    declared.pop(conv.output[0])
+    const, shape_derived = _const_derived(model, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS))
+    assert shape_walk.without_activations(model, inputs, _batches(inputs), declared, [conv.output[0]], const,
+                                          shape_derived, _session_options()) is None

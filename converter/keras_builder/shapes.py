@@ -106,6 +106,12 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
             if name and name not in existing and (name not in declared or name in const_derived):
                 wanted.append(name)
                 existing.add(name)
+    from converter.keras_builder.shape_walk import without_activations
+
+    quick = without_activations(model, inputs, _batches(inputs), declared, wanted, const_derived, shape_derived,
+                                _session_options())
+    if quick is not None:
+        return _collect(quick, inputs, declared, set(), batch_values)
     types = {vi.name: vi for vi in graph.value_info}
     if any(n not in types for n in wanted):
         try:
@@ -127,6 +133,14 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
         names, runs, kept = _run(_with_outputs(surrogate_model, wanted, types), inputs, const_derived,
                                  shape_derived)
         del surrogate_model
+    return _collect((names, runs, kept), inputs, declared, surrogates, batch_values)
+
+
+def _collect(ran: tuple[list[str], list[dict[str, tuple[int, ...]]], dict[str, object]], inputs: list[GraphInput],
+             declared: dict[str, StaticShape], surrogates: set[str], batch_values: dict[str, BatchValue] | None
+             ) -> tuple[dict[str, StaticShape], dict[str, np.ndarray]]:
+    """``probe``'s answer from the per-batch shapes and kept values (of a run, or of ``shape_walk``)."""
+    names, runs, kept = ran
     shapes: dict[str, StaticShape] = dict(declared)
     for name in names:
         a_shape = runs[0][name]
@@ -251,11 +265,8 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both:
     ``keep_both``, a pair of both runs' values."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(serialized, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(serialized, _session_options(), providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001
         msg = str(err).splitlines()[0]
         if "domain" in msg.lower() or "not a registered function" in msg.lower() or "NOT_IMPLEMENTED" in msg:
@@ -264,11 +275,9 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both:
     del serialized
     names = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(0)
-    dynamic = any(i.batch_dynamic for i in inputs)
     shapes: list[dict[str, tuple[int, ...]]] = []
     values: dict[str, np.ndarray] = {}
-    batches = (2, 3) if dynamic else (inputs[0].shape[0] if inputs and inputs[0].shape else 1,)
-    for k, batch in enumerate(batches):
+    for k, batch in enumerate(_batches(inputs)):
         feeds = {i.name: _sample(i, batch, rng) for i in inputs}
         try:
             outs = sess.run(names, feeds)
@@ -287,6 +296,23 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both:
                     values[n] = (values[n], np.asarray(o))
         del outs
     return names, shapes, values
+
+
+def _batches(inputs: list[GraphInput]) -> tuple[int, ...]:
+    """The batch sizes the probe measures at: 2 and 3 for a dynamic batch, else the fixed one."""
+    if any(i.batch_dynamic for i in inputs):
+        return (2, 3)
+    return (inputs[0].shape[0] if inputs and inputs[0].shape else 1,)
+
+
+def _session_options():
+    """No graph optimizations: the probe reads intermediate values exactly as the graph defines them."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    return opts
 
 
 def _layernorm_as_identity(model):
