@@ -13,8 +13,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from converter.contract import KEY as CONTRACT_KEY
+
 # The largest flatbuffer the format can address; bigger models need the converter's external-buffer layout.
 MAX_BYTES = 2**31 - 2**24
+
+# What the layout contract's ``metadata`` buffer holds until ``contract.embed`` fills it: a JSON object that is no
+# contract, 16 bytes so that nothing follows it in the file (no alignment padding).
+CONTRACT_PLACEHOLDER = b"{}" + b" " * 14
 
 _DTYPES = {"float32": "FLOAT32", "float16": "FLOAT16", "int32": "INT32", "int64": "INT64", "bool": "BOOL",
            "int8": "INT8", "uint8": "UINT8", "int16": "INT16", "float64": "FLOAT64"}
@@ -77,6 +83,9 @@ class Graph:
 
         s = schema()
         self.builder = flatbuffers.Builder(capacity + (1 << 20))
+        # Made first, so it is the last bytes of the file: ``contract.embed`` then stores the layout contract by
+        # rewriting only this vector in place, not re-packing every weight (ViT-B/16: 1.3 s and a 330 MB copy).
+        self._contract = add_bytes(self.builder, memoryview(CONTRACT_PLACEHOLDER))
         self._s = s
         self.tensors: list[Any] = []
         self.buffers: list[AlignedBuffer] = [AlignedBuffer()]  # buffer 0: the schema's empty sentinel
@@ -181,7 +190,11 @@ class Graph:
         model.description = description
         model.operatorCodes = self.opcodes
         model.subgraphs = [sub]
-        model.buffers = self.buffers
+        model.buffers = [*self.buffers, AlignedBuffer(self._contract)]
+        entry = s.MetadataT()
+        entry.name = CONTRACT_KEY
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = [entry]
         model.signatureDefs = [sig]
         finish(self.builder, model, path)
 
