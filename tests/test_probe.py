@@ -121,3 +121,35 @@ def test_walk_falls_back_when_a_value_needs_the_activations(tmp_path: Path) -> N
     const, shape_derived = _const_derived(model, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS))
     assert shape_walk.without_activations(model, inputs, _batches(inputs), declared, [conv.output[0]], const,
                                           shape_derived, _session_options()) is None
+
+
+@pytest.mark.parametrize("producer", ["pytorch", "some-other-tool"])
+def test_weights_left_in_the_external_file_give_the_same_build(producer: str, tmp_path: Path) -> None:
+    """The builder route loads the intermediate ONNX without its external data: initializers are views of the
+    mapped file (same dtypes and values as ``to_array`` of the loaded model), and the probe -- the walk, or the
+    full run that a non-PyTorch producer takes, which loads the data first -- answers as on the loaded model."""
+    from onnx import numpy_helper
+
+    from converter.keras_builder import initializers
+
+    model = _export("transformer_block", tmp_path / "m.onnx")
+    model.producer_name = producer
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="ext.onnx.data", size_threshold=0)
+    full = onnx.load(str(tmp_path / "ext.onnx"))
+    lean = onnx.load(str(tmp_path / "ext.onnx"), load_external_data=False)
+    assert any(i.data_location == onnx.TensorProto.EXTERNAL for i in lean.graph.initializer)
+    mapped = initializers.arrays(lean, str(tmp_path))
+    loaded = {i.name: numpy_helper.to_array(i) for i in full.graph.initializer}
+    assert mapped.keys() == loaded.keys()
+    for name, value in loaded.items():
+        assert mapped[name].dtype == value.dtype and np.array_equal(mapped[name], value), name
+        assert not mapped[name].flags.writeable  # a view of the file, like to_array's view of the bytes
+    args = (_SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS))
+    want_batch: dict = {}
+    want = probe(full, graph_inputs(full, None), *args, want_batch)
+    got_batch: dict = {}
+    got = probe(lean, graph_inputs(lean, None), *args, got_batch, str(tmp_path))
+    assert list(got[0].items()) == list(want[0].items())
+    assert got[1].keys() == want[1].keys() and all(_same(got[1][k], want[1][k]) for k in want[1])
+    assert got_batch.keys() == want_batch.keys() and all(_same(got_batch[k], want_batch[k]) for k in want_batch)

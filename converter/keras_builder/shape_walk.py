@@ -48,9 +48,11 @@ class _GraphView:
 
 
 def without_activations(model, inputs, batches: tuple[int, ...], declared: dict[str, StaticShape],
-                        wanted: list[str], keep: set[str], keep_both: set[str], run_opts: Any) -> Runs | None:
+                        wanted: list[str], keep: set[str], keep_both: set[str], run_opts: Any,
+                        external_dir: str | None = None) -> Runs | None:
     """``shapes._run``'s answer (names, per-batch shapes, kept values) for the graph's outputs and ``wanted``,
-    without running the graph; None when some value needs the activations."""
+    without running the graph; None when some value needs the activations. ``external_dir``: where the data of
+    initializers stored outside the model is (the ones the constant subgraph reads are loaded into it)."""
     graph = model.graph
     known = dict(declared)
     known.update(declared_outputs(model, inputs, declared))
@@ -65,7 +67,7 @@ def without_activations(model, inputs, batches: tuple[int, ...], declared: dict[
     for name, init in inits.items():
         at.setdefault(name, [tuple(int(d) for d in init.dims)] * len(batches))
     consts = [w for w in wanted if w in keep]
-    values_per_batch = _run_constants(model, consts, at, inits, batches, run_opts)
+    values_per_batch = _run_constants(model, consts, at, inits, batches, run_opts, external_dir)
     if values_per_batch is None:
         return None
     # As ``shapes._run`` keeps them: the first run's value, and both runs' for the shape-derived ones.
@@ -75,7 +77,7 @@ def without_activations(model, inputs, batches: tuple[int, ...], declared: dict[
 
     for name, init in inits.items():  # a Reshape's target may be an initializer
         if len(init.dims) == 1 and init.data_type == TensorProto.INT64:
-            values_per_batch.setdefault(name, [numpy_helper.to_array(init)] * len(batches))
+            values_per_batch.setdefault(name, [numpy_helper.to_array(init, external_dir or "")] * len(batches))
     for name, per in values_per_batch.items():
         at[name] = [tuple(np.shape(v)) for v in per]
     producer = {o: n for n in graph.node for o in n.output if o}
@@ -97,8 +99,8 @@ def _at_batch(shape: StaticShape, batch: int) -> tuple[int, ...]:
     return tuple(c if d is not None else (c // 2) * batch for d, c in zip(shape.dims, shape.at_b1))
 
 
-def _run_constants(model, names: list[str], at: dict, inits: dict, batches: tuple[int, ...], run_opts: Any
-                   ) -> dict[str, list[np.ndarray]] | None:
+def _run_constants(model, names: list[str], at: dict, inits: dict, batches: tuple[int, ...], run_opts: Any,
+                   external_dir: str | None) -> dict[str, list[np.ndarray]] | None:
     """Run only the nodes ``names`` depend on, each Shape/Size of a value of known shape fed as an input; None
     when one depends on an activation's values."""
     if not names:
@@ -136,6 +138,13 @@ def _run_constants(model, names: list[str], at: dict, inits: dict, batches: tupl
     out.functions.extend(model.functions)
     g = out.graph
     g.node.extend(n for n in graph.node if id(n) in nodes)
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    for name in used_inits:
+        if uses_external_data(inits[name]):
+            if not external_dir:
+                return None
+            load_external_data_for_tensor(inits[name], external_dir)
     g.initializer.extend(inits[n] for n in used_inits)
     for name in fed:
         g.input.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, None))

@@ -83,8 +83,8 @@ class BatchValue:
 
 def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]] | None = None,
           shape_ops: frozenset[str] = frozenset({"Shape", "Size"}),
-          batch_values: dict[str, BatchValue] | None = None) -> tuple[dict[str, StaticShape],
-                                                                       dict[str, np.ndarray]]:
+          batch_values: dict[str, BatchValue] | None = None, external_dir: str | None = None
+          ) -> tuple[dict[str, StaticShape], dict[str, np.ndarray]]:
     """Shapes of every intermediate value (batch-dependent dims ``None``) and, at batch 2, the values of the ones
     that derive from constants only (what the builder folds). Constant-derived values that depend on the batch
     size go to ``batch_values`` (when given) instead.
@@ -109,9 +109,12 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
     from converter.keras_builder.shape_walk import without_activations
 
     quick = without_activations(model, inputs, _batches(inputs), declared, wanted, const_derived, shape_derived,
-                                _session_options())
+                                _session_options(), external_dir)
     if quick is not None:
         return _collect(quick, inputs, declared, set(), batch_values)
+    from converter.keras_builder.initializers import load_data
+
+    load_data(model, external_dir)  # the run serializes the model: its weights must be inside it
     types = {vi.name: vi for vi in graph.value_info}
     if any(n not in types for n in wanted):
         try:
