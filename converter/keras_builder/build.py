@@ -98,7 +98,7 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
                 )
 
     inputs: list[GraphInput] = graph_inputs(model, options.input_shapes)
-    # Probe before copying the weights out: the probe's onnxruntime session holds its own copy meanwhile.
+    # Probe before taking the weights out: when it runs the graph, its onnxruntime session holds its own copy.
     batch_values: dict[str, Any] = {}
     shapes, values = probe(model, inputs, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS), batch_values,
                            options.external_data_dir)

@@ -95,6 +95,8 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
       integer or the batch symbol, or ``k*batch``) are taken as given; only the rest are run;
     - of the values run, only constant-derived ones are kept, and the batch-3 run keeps shapes only;
     - the model is serialized with the extra outputs added in place and removed again, not copied first.
+    Usually nothing is run at all: ``shape_walk.without_activations`` derives the rest from the declared shapes
+    (the graph is run, as described above, only when it cannot).
     """
     graph = model.graph
     declared = _declared_shapes(model, inputs)
