@@ -44,12 +44,19 @@ def tensor_type(dtype: Any) -> int:
     return getattr(schema().TensorType, _DTYPES[name])
 
 
-def add_bytes(builder: Any, raw: memoryview) -> int:
+def add_bytes(builder: Any, raw: memoryview | np.ndarray) -> int:
     """``raw`` as a 16-byte aligned ``[ubyte]`` vector in ``builder`` (one copy); returns its offset. Vectors may be
-    made before the tables that point at them, so each weight is copied in as soon as it exists and freed."""
-    builder.StartVector(1, len(raw), 16)
-    builder.head -= len(raw)
-    builder.Bytes[builder.head:builder.head + len(raw)] = raw
+    made before the tables that point at them, so each weight is copied in as soon as it exists and freed. An
+    array is copied in C order straight from whatever strides it has (a transposed kernel: no contiguous copy
+    first)."""
+    size = raw.nbytes
+    builder.StartVector(1, size, 16)
+    builder.head -= size
+    if isinstance(raw, np.ndarray):
+        dest = np.frombuffer(builder.Bytes, dtype=raw.dtype, count=raw.size, offset=builder.head)
+        np.copyto(dest.reshape(raw.shape), raw)
+    else:
+        builder.Bytes[builder.head:builder.head + size] = raw
     return builder.EndVector()
 
 
@@ -110,8 +117,7 @@ class Graph:
         if data is not None:
             if self.weight_bytes + data.nbytes > MAX_BYTES:
                 raise WriterRefused("over 2 GB of weights (the flatbuffer limit)")
-            raw = memoryview(np.ascontiguousarray(data)).cast("B") if data.nbytes else None
-            self.buffers.append(AlignedBuffer(add_bytes(self.builder, raw) if raw is not None else None))
+            self.buffers.append(AlignedBuffer(add_bytes(self.builder, data) if data.nbytes else None))
             self.weight_bytes += data.nbytes
             t.buffer = len(self.buffers) - 1
         self.tensors.append(t)
