@@ -99,7 +99,8 @@ def embed(path: Path, target: str, contract: Contract) -> bool:
         elif target == "onnx":
             _onnx_add(path, text)
         elif target == "tflite":
-            _tflite_add(path, text.encode())
+            if not _tflite_fill(path, text.encode()):
+                _tflite_add(path, text.encode())
         elif target == "saved_model":
             extra = path / "assets.extra"
             extra.mkdir(exist_ok=True)
@@ -143,6 +144,41 @@ def _onnx_add(path: Path, text: str) -> None:
     model.metadata_props.extend(kept)
     model.metadata_props.add(key=KEY, value=text)
     _replace(path, lambda tmp: onnx.save(model, str(tmp)))
+
+
+def _tflite_fill(path: Path, blob: bytes) -> bool:
+    """Store ``blob`` in the file's ``crossport.contract`` buffer in place, when that buffer's bytes are the last of
+    the file (crossport's direct writer reserves it there): only the vector's length and bytes change, every other
+    object keeps its position. False when the file has no such buffer (the TF converter's files)."""
+    import mmap
+    import struct
+
+    from ai_edge_litert import schema_py_generated as schema
+
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            model = schema.Model.GetRootAsModel(view, 0)
+            metas = [model.Metadata(k) for k in range(model.MetadataLength())]
+            found = [m for m in metas if _text(m.Name()) == KEY]
+            if len(found) != 1 or found[0].Buffer() >= model.BuffersLength():
+                return False
+            table = model.Buffers(found[0].Buffer())._tab  # noqa: SLF001 - the vector's position in the file
+            field = table.Offset(4)  # Buffer.data
+            if not field:
+                return False
+            start, length = table.Vector(field), table.VectorLen(field)
+            del model, metas, found, table
+        if start + length != size:
+            return False
+        # Bytes, then length, then the end of the file: a write that fails half-way leaves the old length over
+        # bytes that parse as no contract (``embed`` then reports it), never a vector past the end of the file.
+        f.seek(start)
+        f.write(blob)
+        f.seek(start - 4)
+        f.write(struct.pack("<I", len(blob)))
+        f.truncate(start + len(blob))
+    return True
 
 
 def _tflite_add(path: Path, blob: bytes) -> None:

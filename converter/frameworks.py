@@ -144,11 +144,15 @@ def tensorflow() -> Any:
         import absl.logging  # noqa: PLC0415
 
         absl.logging.set_verbosity(absl.logging.ERROR)
+    from converter.memory import settle_imports
+
+    settle_imports()
     return tf
 
 
 def keras() -> Any:
     tensorflow()
+    fresh = "keras" not in sys.modules
     import keras as k  # noqa: PLC0415
 
     if k.backend.backend() != "tensorflow":
@@ -157,6 +161,10 @@ def keras() -> Any:
         raise CrossportError(
             f"KERAS_BACKEND is {k.backend.backend()!r}; crossport's TensorFlow routes need KERAS_BACKEND=tensorflow"
         )
+    if fresh:  # only right after an import: what exists then is the framework, not a conversion's garbage
+        from converter.memory import settle_imports
+
+        settle_imports()
     return k
 
 

@@ -6,6 +6,9 @@ route: 4.2 GB still held after the tf2onnx export, 1.1 GB after a trim).
 """
 from __future__ import annotations
 
+# Set by the console script (``converter.cli.entry``), whose process ends with the command; never by library use.
+_FREEZE_AFTER_IMPORTS = False
+
 
 def release_memory() -> None:
     """``gc.collect()`` (converted models are reference cycles) then glibc's ``malloc_trim(0)``; only the trim is
@@ -18,3 +21,23 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def process_ends_with_command() -> None:
+    """The console script's process exits when the command returns: framework imports may be frozen."""
+    global _FREEZE_AFTER_IMPORTS  # noqa: PLW0603 - one process-wide switch, set once by the entry point
+    _FREEZE_AFTER_IMPORTS = True
+
+
+def settle_imports() -> None:
+    """After TensorFlow/Keras are imported: ``gc.freeze()`` the objects that exist now (the frameworks' modules,
+    classes and functions, alive until exit anyway), so the collector no longer walks them on every full
+    collection. ViT-B/16 build + write: 0.55 s of collections -> 0.03 s, ``release_memory`` 0.35 -> 0.10 s.
+    Only in the console script: frozen garbage is never freed, which a library caller's process must not get."""
+    if _FREEZE_AFTER_IMPORTS:
+        import gc
+        import sys
+
+        if "torch" in sys.modules:  # an earlier conversion of a batch may have left cycles: not frozen with it
+            gc.collect()
+        gc.freeze()

@@ -323,3 +323,38 @@ def test_layer_names_never_collide_with_automatic_operation_names(tmp_path) -> N
     x = _f(2, 3, 8, 8).transpose(0, 2, 3, 1)
     again = keras.models.load_model(str(tmp_path / "m.keras"))
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(built.model(x)), atol=1e-6)
+
+
+def test_layers_are_created_holding_their_weights() -> None:
+    """``call_with_weights``: the variables hold exactly the given arrays (Dense, Conv, BatchNorm's moving
+    statistics, LayerNorm, Embedding), the layer's config keeps its own initializers, a layer whose variables
+    live in sub-layers gets them by ``set_weights``, and a wrong shape still raises as ``set_weights`` does."""
+    import keras
+
+    from converter.keras_builder.context import call_with_weights
+
+    rng = np.random.default_rng(0)
+    cases = [
+        (keras.layers.Dense(3), [(4, 3), (3,)], (None, 4), {}),
+        (keras.layers.Conv2D(2, 3), [(3, 3, 5, 2), (2,)], (None, 8, 8, 5), {}),
+        (keras.layers.BatchNormalization(), [(5,)] * 4, (None, 8, 5), {"training": False}),
+        (keras.layers.LayerNormalization(), [(6,), (6,)], (None, 2, 6), {}),
+        (keras.layers.Bidirectional(keras.layers.SimpleRNN(2)), [(3, 2), (2, 2), (2,)] * 2, (None, 4, 3), {}),
+    ]
+    for layer, shapes, input_shape, kwargs in cases:
+        weights = [rng.standard_normal(s).astype("float32") for s in shapes]
+        twin = type(layer).from_config(layer.get_config())  # built the plain way: call, then set_weights
+        twin(keras.Input(batch_shape=input_shape), **kwargs)
+        twin.set_weights(weights)
+        call_with_weights(layer, weights, keras.Input(batch_shape=input_shape), **kwargs)
+        assert len(layer.weights) == len(weights), layer
+        for v, w in zip(layer.weights, weights):
+            np.testing.assert_array_equal(np.asarray(v), w)
+        assert {**layer.get_config(), "name": ""} == {**twin.get_config(), "name": ""}
+    table = rng.standard_normal((7, 4)).astype("float32")
+    emb = keras.layers.Embedding(7, 4)
+    call_with_weights(emb, [table], keras.Input(batch_shape=(None, 3), dtype="int32"))
+    np.testing.assert_array_equal(np.asarray(emb.weights[0]), table)
+    with pytest.raises(ValueError):
+        call_with_weights(keras.layers.Dense(3), [np.zeros((5, 3), "float32"), np.zeros(3, "float32")],
+                          keras.Input(batch_shape=(None, 4)))

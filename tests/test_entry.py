@@ -83,3 +83,22 @@ def test_a_model_returning_a_non_tensor_is_named_unsupported(tmp_path: Path) -> 
     assert proc.returncode == 5, proc.stderr
     assert "returns str at output 'label'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "d.keras").exists()
+
+
+@pytest.mark.parametrize("console", [True, False])
+def test_framework_imports_are_frozen_only_in_the_console_script(console: bool, tmp_path: Path) -> None:
+    """``memory.settle_imports``: after TensorFlow/Keras import, the console script's collector stops walking the
+    frameworks' objects (``gc.freeze``); a library caller's process keeps its collector as it was."""
+    code = ("import gc, sys; from converter import frameworks, memory\n"
+            + ("memory.process_ends_with_command()\n" if console else "")
+            + "frameworks.keras(); frozen = gc.get_freeze_count(); frameworks.keras()\n"
+            + "print(frozen, gc.get_freeze_count())")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    frozen, after_second_call = (int(n) for n in proc.stdout.split()[-2:])
+    if console:
+        assert frozen > 100_000 and after_second_call == frozen  # once, right after the import
+    else:
+        assert frozen == after_second_call == 0

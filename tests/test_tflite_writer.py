@@ -288,3 +288,41 @@ def test_unmapped_op_falls_back_to_the_tf_converter(tmp_path: Path) -> None:
     assert result.passed, result.report.format_text()
     assert "tflite float32 (TF converter)" in result.report.route, result.report.route
     assert any("direct TFLite writer" in n and "LSTM" in n for n in result.report.notes), result.report.notes
+
+
+def test_contract_is_filled_in_place_and_the_model_is_untouched(tmp_path: Path) -> None:
+    """The writer reserves the contract's buffer as the file's last bytes; ``embed`` rewrites only those (no
+    re-pack), every other object -- weights, ops, signature -- stays as written, and the file still runs the same.
+    A file whose contract buffer is not last (re-packed by the fallback) is refused by the in-place path."""
+    import keras
+    from ai_edge_litert import schema_py_generated as schema
+
+    from converter import contract
+    from converter.tflite_writer import write_model
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), name="x")
+    model = keras.Model(x, keras.layers.Identity(name="y")(keras.layers.Dense(4, name="fc")(x)))
+    path = tmp_path / "m.tflite"
+    write_model(model, path, ["x"], ["y"])
+    before = bytearray(path.read_bytes())
+    assert contract.read(path) is None  # the placeholder is no contract
+    feed = np.random.default_rng(0).standard_normal((2, 6)).astype(np.float32)
+    ran_before = _run_tflite(path, ["x"], [feed])["y"]
+    made = contract.Contract((("x", "none", "none"),), (("y", "none", "none"),), ("pytorch", "tflite"), 18, "s.pt2")
+    assert contract.embed(path, "tflite", made)
+    after = path.read_bytes()
+    blob = made.to_json().encode()
+    assert len(after) == len(before) - 16 + len(blob) and after.endswith(blob)
+    assert contract.read(path) == made
+    old, new = schema.ModelT.InitFromPackedBuf(before, 0), schema.ModelT.InitFromPackedBuf(bytearray(after), 0)
+    assert len(old.buffers) == len(new.buffers) and [m.name for m in new.metadata] == [contract.KEY.encode()]
+    for k, (a, b) in enumerate(zip(old.buffers[:-1], new.buffers[:-1])):
+        assert np.array_equal(np.asarray(a.data if a.data is not None else []),
+                              np.asarray(b.data if b.data is not None else [])), k
+    np.testing.assert_array_equal(_run_tflite(path, ["x"], [feed])["y"], ran_before)
+    smaller = contract.Contract((("x", "a", "b"),), (("y", "c", "d"),))
+    assert contract.embed(path, "tflite", smaller) and contract.read(path) == smaller  # shrinks in place too
+    contract._tflite_add(path, made.to_json().encode())  # noqa: SLF001 - the re-pack fallback
+    assert not contract._tflite_fill(path, b"{}")  # noqa: SLF001 - its contract buffer is no longer last
+    assert contract.read(path) == made

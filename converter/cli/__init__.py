@@ -65,6 +65,9 @@ def entry() -> NoReturn:
     (our temporary KERAS_HOME, logging) still run; only the teardown is skipped, and only when a heavy framework
     was imported. ``main`` itself stays a plain Click group for in-process callers (tests, ``CliRunner``).
     """
+    from converter.memory import process_ends_with_command
+
+    process_ends_with_command()
     try:
         main.main(prog_name="crossport")
         code = 0

@@ -34,6 +34,9 @@ class BuildOptions:
     # in PyTorch at batch 1, 2.0 -> 1.5 ms unrolled. Not for TFLite: its converter fuses the loop into one
     # sequence-LSTM kernel (0.97 ms), and unrolled it was 2.0 ms (benchmarks/zoo.py, lstm_text).
     unroll_max_steps: int = 64
+    # Where the model's external data files are, when it was loaded with ``load_external_data=False``: weights
+    # are then mapped from the file, not copied (``converter.keras_builder.initializers``).
+    external_data_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,8 @@ def _needed_nodes(graph, consts: set[str]) -> set[int]:
 def build_keras_model(model, options: BuildOptions) -> BuiltModel:
     """Translate ``model`` (an ``onnx.ModelProto``) into a Keras 3 functional model with the same weights."""
     import keras
-    from onnx import numpy_helper
 
+    from converter.keras_builder import initializers
     from converter.keras_builder.registry import load_all
 
     handlers = load_all()
@@ -95,10 +98,11 @@ def build_keras_model(model, options: BuildOptions) -> BuiltModel:
                 )
 
     inputs: list[GraphInput] = graph_inputs(model, options.input_shapes)
-    # Probe before copying the weights out: the probe's onnxruntime session holds its own copy meanwhile.
+    # Probe before taking the weights out: when it runs the graph, its onnxruntime session holds its own copy.
     batch_values: dict[str, Any] = {}
-    shapes, values = probe(model, inputs, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS), batch_values)
-    consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    shapes, values = probe(model, inputs, _SHAPE_ONLY_INPUTS, frozenset(_SHAPE_OPS), batch_values,
+                           options.external_data_dir)
+    consts: dict[str, np.ndarray] = initializers.arrays(model, options.external_data_dir)
     for name, arr in consts.items():
         shapes.setdefault(name, StaticShape(tuple(arr.shape), tuple(arr.shape)))
 

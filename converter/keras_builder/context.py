@@ -282,3 +282,46 @@ def drop_axes(perm: Sequence[int], removed_logical: Sequence[int]) -> tuple[int,
 
 
 __all__ = ["KT", "StaticShape", "BuildContext", "drop_axes", "invert", "scope_of"]
+
+
+def call_with_weights(layer: Any, weights: Sequence[np.ndarray], *args: Any, **kwargs: Any) -> Any:
+    """``layer(*args, **kwargs)`` whose variables are created holding ``weights`` (in ``set_weights`` order).
+
+    Why not call, then ``set_weights``: building fills every variable from its initializer first -- for Dense and
+    Conv kernels Glorot-uniform random numbers, drawn by TensorFlow ops: 1.3-2 s of ViT-B/16's ``build-keras``
+    for values that are overwritten at once. Here each ``add_weight`` of the layer takes the next given array as
+    its initial value (the layer's configured initializers, and so its config, are untouched). When the variables
+    made are not exactly ``layer.weights`` with the given shapes, in order (a layer whose variables live in a
+    sub-layer), the values are assigned with ``set_weights`` as before.
+    """
+    given = [np.asarray(w) for w in weights]
+    made: list[Any] = []
+    add_weight = layer.add_weight
+
+    def add(*a: Any, **kw: Any) -> Any:
+        k = len(made)
+        if not a and "initializer" in kw and k < len(given):
+            value = given[k]
+            kw["initializer"] = lambda shape, dtype=None: _given(value, shape, dtype)
+        variable = add_weight(*a, **kw)
+        made.append(variable)
+        return variable
+
+    object.__setattr__(layer, "add_weight", add)
+    try:
+        out = layer(*args, **kwargs)
+    finally:
+        object.__delattr__(layer, "add_weight")
+    current = layer.weights
+    if len(made) != len(current) or any(m is not c for m, c in zip(made, current)) or len(made) != len(given) \
+            or any(tuple(m.shape) != g.shape for m, g in zip(made, given)):
+        layer.set_weights(given)
+    return out
+
+
+def _given(value: np.ndarray, shape: Any, dtype: Any) -> np.ndarray:
+    """An initializer's answer: ``value`` itself where the shape is the one asked for (else ``call_with_weights``
+    sees the mismatch and assigns with ``set_weights``, which raises as it always did)."""
+    if tuple(shape) != value.shape:
+        return np.zeros(tuple(shape), dtype=dtype or value.dtype)
+    return value.astype(dtype, copy=False) if dtype is not None else value

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from converter.errors import UnsupportedError
-from converter.keras_builder.context import KT, BuildContext, scope_of
+from converter.keras_builder.context import KT, BuildContext, call_with_weights, scope_of
 from converter.keras_builder.registry import handles
 from converter.layout import channels_last_perm
 
@@ -90,8 +90,7 @@ def conv(ctx: BuildContext, node) -> list[KT]:
         weights = [kernel_hwio]
     if b is not None:
         weights.append(b)
-    y = layer(y)
-    layer.set_weights([np.asarray(a, dtype="float32") for a in weights])
+    y = call_with_weights(layer, [np.asarray(a, dtype="float32") for a in weights], y)
     if subsample is not None:
         pool_cls = {1: keras.layers.MaxPooling1D, 2: keras.layers.MaxPooling2D, 3: keras.layers.MaxPooling3D}[spatial]
         step = subsample[0] if spatial == 1 else subsample
@@ -123,12 +122,11 @@ def conv_transpose(ctx: BuildContext, node) -> list[KT]:
     name = ctx.layer_name(node, node.input[1])
     layer = keras.layers.Conv2DTranspose(int(w.shape[1]), kernel, strides=strides, padding="valid",
                                          use_bias=b is not None, data_format="channels_last", name=name)
-    y = layer(x.value)
     # torch/ONNX (in, out, kh, kw) -> Keras (kh, kw, out, in).
     weights = [np.transpose(w, (2, 3, 1, 0)).astype("float32")]
     if b is not None:
         weights.append(b.astype("float32"))
-    layer.set_weights(weights)
+    y = call_with_weights(layer, weights, x.value)
     # 'valid' output is (in-1)*s + k; crop pads at the start and pads - output_padding at the end.
     crop_top, crop_left = pads[0], pads[1]
     crop_bottom, crop_right = pads[2] - out_pad[0], pads[3] - out_pad[1]
@@ -159,8 +157,7 @@ def batch_norm(ctx: BuildContext, node) -> list[KT]:
     axis = ctx.axis(x, 1)
     layer = keras.layers.BatchNormalization(axis=axis, epsilon=eps, momentum=momentum,
                                             name=ctx.layer_name(node, node.input[1]))
-    y = layer(x.value, training=False)
-    layer.set_weights([a.astype("float32") for a in (scale, bias, mean, var)])
+    y = call_with_weights(layer, [a.astype("float32") for a in (scale, bias, mean, var)], x.value, training=False)
     return [KT(y, x.perm)]
 
 
@@ -301,8 +298,7 @@ def instance_norm(ctx: BuildContext, node) -> list[KT]:
         layer = keras.layers.GroupNormalization(groups=groups, axis=ctx.axis(x, 1), epsilon=eps,
                                                 center=beta is not None, scale=gamma is not None,
                                                 name=ctx.layer_name(node, weight_name))
-        y = layer(x.value)
-        layer.set_weights([a.astype("float32") for a in (gamma, beta) if a is not None])
+        y = call_with_weights(layer, [a.astype("float32") for a in (gamma, beta) if a is not None], x.value)
         out = KT(y, x.perm)
         for skipped in last:
             ctx.skipped_nodes.add(skipped)
@@ -320,8 +316,8 @@ def instance_norm(ctx: BuildContext, node) -> list[KT]:
     channels = int(ctx.shape(node.input[0]).at_b1[1])
     layer = keras.layers.GroupNormalization(groups=channels, axis=ctx.axis(x, 1), epsilon=eps,
                                             name=ctx.layer_name(node, node.input[1]))
-    y = layer(x.value)
-    layer.set_weights([np.asarray(scale, "float32").reshape(channels), np.asarray(bias, "float32").reshape(channels)])
+    y = call_with_weights(layer, [np.asarray(scale, "float32").reshape(channels),
+                                  np.asarray(bias, "float32").reshape(channels)], x.value)
     return [KT(y, x.perm)]
 
 

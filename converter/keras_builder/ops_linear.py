@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from converter.errors import UnsupportedError
-from converter.keras_builder.context import KT, BuildContext
+from converter.keras_builder.context import KT, BuildContext, call_with_weights
 from converter.keras_builder.registry import handles
 from converter.layout import identity
 
@@ -35,11 +35,10 @@ def _dense(ctx: BuildContext, node, x: KT, kernel: np.ndarray, bias: np.ndarray 
         x = ctx.to_identity(x)
     layer = keras.layers.Dense(int(kernel.shape[1]), use_bias=bias is not None,
                                name=ctx.layer_name(node, weight_name))
-    y = layer(x.value)
     weights = [kernel.astype("float32")]
     if bias is not None:
         weights.append(bias.astype("float32"))
-    layer.set_weights(weights)
+    y = call_with_weights(layer, weights, x.value)
     return KT(y, x.perm)
 
 
@@ -119,11 +118,10 @@ def layer_norm(ctx: BuildContext, node) -> list[KT]:
     layer = keras.layers.LayerNormalization(axis=axes if len(axes) > 1 else axes[0], epsilon=eps,
                                             center=bias is not None, scale=True,
                                             name=ctx.layer_name(node, node.input[1]))
-    y = layer(x.value)
     weights = [np.broadcast_to(scale, norm_shape).astype("float32")]
     if bias is not None:
         weights.append(np.broadcast_to(bias, norm_shape).astype("float32"))
-    layer.set_weights(weights)
+    y = call_with_weights(layer, weights, x.value)
     return [KT(y, x.perm)]
 
 
@@ -143,8 +141,7 @@ def gather(ctx: BuildContext, node) -> list[KT]:
             rows = np.asarray(idx.value)
             idx = KT(ctx.const_tensor(np.where(rows < 0, rows + table.shape[0], rows)), idx.perm)
         layer = keras.layers.Embedding(int(table.shape[0]), int(table.shape[1]), name=ctx.layer_name(node, data_name))
-        y = layer(idx.value)
-        layer.set_weights([table.astype("float32")])
+        y = call_with_weights(layer, [table.astype("float32")], idx.value)
         return [KT(y, tuple(range(idx.rank + 1)))]
     x = ctx.get(data_name)
     indices = ctx.const(idx_name, node, "indices")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from converter.keras_builder.context import KT, BuildContext
+from converter.keras_builder.context import KT, BuildContext, call_with_weights
 from converter.layout import identity
 
 
@@ -66,8 +66,7 @@ def _channel_scale(ctx: BuildContext, node: Any, tensor: KT, value: np.ndarray, 
     else:
         layer = keras.layers.DepthwiseConv1D(1, use_bias=False, name=ctx.layer_name(node, weight=name))
         kernel = value.reshape(1, channels, 1)
-    out = layer(tensor.value)
-    layer.set_weights([kernel])
+    out = call_with_weights(layer, [kernel], tensor.value)
     return KT(out, tensor.perm)
 
 
@@ -90,8 +89,7 @@ def _lookup(ctx: BuildContext, node: Any, table: np.ndarray, name: str, rank: in
     rows = table.shape[0]
     positions = ops.add(ops.cast(_batch_zeros(ctx, 2, "float32"), "int32"), np.arange(rows, dtype="int32")[None])
     layer = keras.layers.Embedding(rows, table.shape[1], name=ctx.layer_name(node, weight=name))
-    out = layer(positions)
-    layer.set_weights([table.astype("float32")])
+    out = call_with_weights(layer, [table.astype("float32")], positions)
     return KT(out, identity(rank))
 
 

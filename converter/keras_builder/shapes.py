@@ -83,8 +83,8 @@ class BatchValue:
 
 def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]] | None = None,
           shape_ops: frozenset[str] = frozenset({"Shape", "Size"}),
-          batch_values: dict[str, BatchValue] | None = None) -> tuple[dict[str, StaticShape],
-                                                                       dict[str, np.ndarray]]:
+          batch_values: dict[str, BatchValue] | None = None, external_dir: str | None = None
+          ) -> tuple[dict[str, StaticShape], dict[str, np.ndarray]]:
     """Shapes of every intermediate value (batch-dependent dims ``None``) and, at batch 2, the values of the ones
     that derive from constants only (what the builder folds). Constant-derived values that depend on the batch
     size go to ``batch_values`` (when given) instead.
@@ -95,6 +95,8 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
       integer or the batch symbol, or ``k*batch``) are taken as given; only the rest are run;
     - of the values run, only constant-derived ones are kept, and the batch-3 run keeps shapes only;
     - the model is serialized with the extra outputs added in place and removed again, not copied first.
+    Usually nothing is run at all: ``shape_walk.without_activations`` derives the rest from the declared shapes
+    (the graph is run, as described above, only when it cannot).
     """
     graph = model.graph
     declared = _declared_shapes(model, inputs)
@@ -106,6 +108,15 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
             if name and name not in existing and (name not in declared or name in const_derived):
                 wanted.append(name)
                 existing.add(name)
+    from converter.keras_builder.shape_walk import without_activations
+
+    quick = without_activations(model, inputs, _batches(inputs), declared, wanted, const_derived, shape_derived,
+                                _session_options(), external_dir)
+    if quick is not None:
+        return _collect(quick, inputs, declared, set(), batch_values)
+    from converter.keras_builder.initializers import load_data
+
+    load_data(model, external_dir)  # the run serializes the model: its weights must be inside it
     types = {vi.name: vi for vi in graph.value_info}
     if any(n not in types for n in wanted):
         try:
@@ -127,6 +138,14 @@ def probe(model, inputs: list[GraphInput], shape_only_inputs: dict[str, set[int]
         names, runs, kept = _run(_with_outputs(surrogate_model, wanted, types), inputs, const_derived,
                                  shape_derived)
         del surrogate_model
+    return _collect((names, runs, kept), inputs, declared, surrogates, batch_values)
+
+
+def _collect(ran: tuple[list[str], list[dict[str, tuple[int, ...]]], dict[str, object]], inputs: list[GraphInput],
+             declared: dict[str, StaticShape], surrogates: set[str], batch_values: dict[str, BatchValue] | None
+             ) -> tuple[dict[str, StaticShape], dict[str, np.ndarray]]:
+    """``probe``'s answer from the per-batch shapes and kept values (of a run, or of ``shape_walk``)."""
+    names, runs, kept = ran
     shapes: dict[str, StaticShape] = dict(declared)
     for name in names:
         a_shape = runs[0][name]
@@ -251,11 +270,8 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both:
     ``keep_both``, a pair of both runs' values."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(serialized, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(serialized, _session_options(), providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001
         msg = str(err).splitlines()[0]
         if "domain" in msg.lower() or "not a registered function" in msg.lower() or "NOT_IMPLEMENTED" in msg:
@@ -264,11 +280,9 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both:
     del serialized
     names = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(0)
-    dynamic = any(i.batch_dynamic for i in inputs)
     shapes: list[dict[str, tuple[int, ...]]] = []
     values: dict[str, np.ndarray] = {}
-    batches = (2, 3) if dynamic else (inputs[0].shape[0] if inputs and inputs[0].shape else 1,)
-    for k, batch in enumerate(batches):
+    for k, batch in enumerate(_batches(inputs)):
         feeds = {i.name: _sample(i, batch, rng) for i in inputs}
         try:
             outs = sess.run(names, feeds)
@@ -287,6 +301,23 @@ def _run(serialized: bytes, inputs: list[GraphInput], keep: set[str], keep_both:
                     values[n] = (values[n], np.asarray(o))
         del outs
     return names, shapes, values
+
+
+def _batches(inputs: list[GraphInput]) -> tuple[int, ...]:
+    """The batch sizes the probe measures at: 2 and 3 for a dynamic batch, else the fixed one."""
+    if any(i.batch_dynamic for i in inputs):
+        return (2, 3)
+    return (inputs[0].shape[0] if inputs and inputs[0].shape else 1,)
+
+
+def _session_options():
+    """No graph optimizations: the probe reads intermediate values exactly as the graph defines them."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    return opts
 
 
 def _layernorm_as_identity(model):

@@ -81,7 +81,7 @@ class WriteContext:
 
     def weight(self, array: Any, suffix: str) -> int:
         """A weight of the current layer as a constant tensor (written once, never shared)."""
-        array = np.ascontiguousarray(np.asarray(array))
+        array = np.asarray(array)  # any strides: the flatbuffer copy lays it out (``graph.add_bytes``)
         name = f"{self._prefix()}/{suffix}"
         if not (self.fp16 and array.dtype == np.float32):
             return self.graph.tensor(name, array.shape, array.dtype, array)

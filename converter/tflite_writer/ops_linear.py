@@ -22,7 +22,7 @@ def dense(ctx: WriteContext, node: Any) -> None:
     bias = weights(op.bias) if op.use_bias else np.zeros(kernel.shape[1], kernel.dtype)
     scale, shift, act, out = epilogue(ctx, node.outputs[0], fused_activation(node))
     kernel, bias = folded(kernel, bias, scale, shift)
-    w = ctx.weight(np.ascontiguousarray(kernel.T), "kernel")
+    w = ctx.weight(kernel.T, "kernel")
     b = ctx.weight(bias, "bias")
     opts = ctx.options("FullyConnectedOptions", fusedActivationFunction=act_code(act), keepNumDims=len(x.shape) > 2)
     ctx.op("FULLY_CONNECTED", [ctx.get(x), w, b], [ctx.out(out)], opts)

@@ -66,10 +66,12 @@ class BuilderRoute:
             fused = target == "tflite" and not src.exported.dynamic_batch
             unroll = 0 if fused else BuildOptions.unroll_max_steps
             try:
-                built = build_keras_model(onnx.load(str(src.onnx_path)),
+                # The weights stay in the external data file and are mapped, not copied into the protobuf.
+                built = build_keras_model(onnx.load(str(src.onnx_path), load_external_data=False),
                                           BuildOptions(keep_layout=options.keep_layout, input_shapes=shapes,
                                                        model_name=model_name(job.source),
-                                                       parameter_names=src.parameter_names, unroll_max_steps=unroll))
+                                                       parameter_names=src.parameter_names, unroll_max_steps=unroll,
+                                                       external_data_dir=str(src.onnx_path.parent)))
             except UnsupportedError as err:
                 raise BuildRefused(f"{err.args[0] if err.args else err}; "
                                    f"{way_out(target, src.runner is None)}") from err
