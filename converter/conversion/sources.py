@@ -96,11 +96,13 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
     process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
     from converter import forked
 
-    size = os.path.getsize(job.source) if os.path.isfile(job.source) else 0
-    options, clock, onnx_path = job.options, job.clock, memory_scratch(job.tmp, size) / "model.onnx"
+    options, clock = job.options, job.clock
     # The builder reads the intermediate ONNX with onnx.load, which follows a .data file; a published .onnx and
     # the onnx2tf route get a single file.
     external = "onnx" not in targets and options.route != "onnx2tf"
+    # Only an intermediate ONNX goes to RAM: a delivered one is moved into place on the output's filesystem.
+    size = os.path.getsize(job.source) if os.path.isfile(job.source) else 0
+    onnx_path = (memory_scratch(job.tmp, size) if external else job.tmp) / "model.onnx"
     if all(t == "onnx" for t in targets) or not forked.can_fork():
         return prepare_torch_side(job.source, job.fmt, options, onnx_path, clock, external_data=external)
 
