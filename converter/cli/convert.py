@@ -54,7 +54,7 @@ from converter.frameworks import quiet_frameworks
 @click.option("--min-top1", type=float, help="Quantized TFLite: minimum top-1 agreement for classifier outputs (0-1).")
 @click.option("--latency-runs", type=int, default=None,
               help="Timed inference calls per runtime for the report's latency (median, after one warm-up); 0 skips. "
-                   "Default: up to 5, fewer once they take 1 s (at least 2); a number given here is run in full.")
+                   "Default: up to 5, fewer once they take 0.5 s (at least 2); a number given here is run in full.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Absolute tolerance: |a-b| <= atol + rtol*|b| + 1e-5*rms(b) (--elementwise drops the last term).")
 @click.option("--rtol", type=float, default=1e-4, show_default=True, help="Relative tolerance.")
 @click.option("--elementwise", is_flag=True,
