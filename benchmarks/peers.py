@@ -214,7 +214,7 @@ def run_peers(config: PeerConfig, previous: dict[str, Any], work: Path) -> dict[
         "config": {"peers": list(config.peers), "only": list(config.only), "crossport_only": config.crossport_only,
                    "timeout_s": config.timeout_s},
         "timing": "wall time of a fresh process per tool and model: interpreter start, imports, conversion and "
-                  "save; crossport's includes its verification (source vs ONNX Runtime vs target, 2 input sets), "
+                  "save; crossport's includes its verification (source vs the written file end to end on 2 input sets; ONNX Runtime only to localize a failure) and its latency timing, "
                   "the peers' does not (nobuco's default per-operation check is included); the peer's model "
                   "build (torchvision + calibration, inside its process) is subtracted",
         "machine": machine(),
