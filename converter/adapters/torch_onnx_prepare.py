@@ -6,11 +6,14 @@ that call re-traces the whole program through AOTAutograd with symbolic shapes: 
 files (dynamic batch), 1.05 s of ResNet-18's 1.9 s export, 4.3 s of MobileNetV3-small's 5.6 s and 3.5 s of
 ViT-B/16's 6.7 s. A program that ``torch.export`` wrote (training IR) differs from the decomposed one only in a few
 op spellings: in-place activations/adds (``relu_``, ``add_.Tensor``, ``hardswish_`` ...), ``batch_norm`` in eval
-mode, ``adaptive_avg_pool2d`` and transposed convs. We rewrite exactly those to the ops the decomposition would
-have produced -- an in-place op only when nothing reads its input afterwards, so no mutation is observable -- and
-when every remaining op has a torchlib implementation, hand the program to the translator as it is. Anything else
-(an op torchlib lacks, a mutated input or buffer, a higher-order op) goes through the exporter's own decomposition,
-as before. The verification hop PyTorch vs onnxruntime checks the result either way.
+mode, ``adaptive_avg_pool2d``, transposed convs, a few aliases. We rewrite exactly those to the ops the
+decomposition would have produced -- an in-place op becomes its out-of-place twin when nothing reads the written
+tensor afterwards, or, written through slices of a fresh tensor that is read later (Swin's attention mask), the
+twin plus ``slice_scatter`` as functionalization writes it -- and when every remaining op has a torchlib
+implementation, hand the program to the translator as it is. Anything else (an op torchlib lacks, a mutated input
+or buffer, a write through another kind of view, a higher-order op) goes through the exporter's own
+decomposition, as before. Verification (PyTorch vs the delivered file) checks the result either way; torchvision's
+zoo exported both ways agreed with PyTorch within 2e-6 relative in onnxruntime (MaxViT 44 -> 9 s, Swin-T 51 -> 6 s).
 
 The same preparation then runs ``InsertTypePromotion``, which re-runs every node in fake mode to find ops whose
 inputs need a cast (0.14 s on ResNet-18, 0.44 s on MobileNetV3-small and ViT-B/16). When every tensor in the
@@ -62,7 +65,7 @@ def one_float_dtype(graph_module: Any) -> bool:
             for val in vals if isinstance(vals, (list, tuple)) else (vals,):
                 if isinstance(val, torch.Tensor):
                     dtypes.add(val.dtype)
-                elif node.op != "output" and val is None and node.op == "call_function":
+                elif val is None and node.op == "call_function":
                     return False  # a value we cannot see: let the pass decide
     return len(dtypes) == 1 and next(iter(dtypes)).is_floating_point
 
