@@ -71,3 +71,29 @@ def test_vision_transformer_keeps_a_dynamic_batch(tmp_path: Path) -> None:
     # class_token and encoder.pos_embedding stay trainable (Embedding tables), so the counts agree
     counts = result.report.trainable_params
     assert counts["pytorch"] == counts["keras"] == sum(p.numel() for p in model.parameters())
+
+
+def test_folded_weight_transposes_are_written_block_by_block(tmp_path: Path, monkeypatch) -> None:
+    """A Linear on a 3-D input exports as MatMul with the weight's Transpose folded into a transposed numpy view;
+    the save writes it through small contiguous blocks (``torch_onnx._contiguous_initializers``) -- same bytes as a
+    plain transpose, checked here with blocks of 2 rows so a block boundary falls inside the weight."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import numpy_helper
+
+    from converter.adapters import torch_onnx
+
+    monkeypatch.setattr(torch_onnx, "_BLOCK_BYTES", 2 * 37 * 4)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(37, 11), torch.nn.GELU(), torch.nn.Linear(11, 37)).eval()
+    x = torch.randn(2, 5, 37)
+    path = tmp_path / "m.onnx"
+    torch_onnx.export(model, (x,), path, n_outputs=1, external_data=True)
+    assert (tmp_path / "m.onnx.data").is_file()
+    proto = onnx.load(str(path))
+    weights = [numpy_helper.to_array(t) for t in proto.graph.initializer]
+    first = model[0].weight.detach().numpy()
+    assert any(w.shape == first.T.shape and np.array_equal(w, first.T) for w in weights)  # written transposed
+    got = ort.InferenceSession(str(path)).run(None, {proto.graph.input[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)

@@ -48,3 +48,46 @@ def test_a_worker_killed_by_a_signal_is_reported() -> None:
     os.kill(worker.pid, signal.SIGKILL)
     with pytest.raises(forked.WorkerDied, match="signal 9"):
         worker.result()
+
+
+def test_a_streaming_worker_hands_over_parts_and_waits_for_go() -> None:
+    """Values sent on the channel arrive while the child goes on; it passes ``wait`` only after ``go``."""
+    read_fd, write_fd = os.pipe()
+
+    def work(channel: forked.Channel) -> str:
+        channel.send("exported")
+        channel.send("outputs")
+        os.write(write_fd, b"w")  # reached the wait
+        return "timed" if channel.wait() else "parent gone"
+
+    worker = forked.start_streaming(work, owner="conversion")
+    assert worker.receive() == "exported"
+    assert worker.receive() == "outputs"
+    assert os.read(read_fd, 1) == b"w"
+    worker.go()
+    assert worker.receive() == "timed"
+    with pytest.raises(ProcessLookupError):  # the final value reaped it
+        os.kill(worker.pid, 0)
+
+
+def test_stop_all_kills_only_the_owners_workers() -> None:
+    mine = forked.start_streaming(lambda channel: channel.wait(), owner="mine")
+    other = forked.start_streaming(lambda channel: channel.wait(), owner="other")
+    forked.stop_all("mine")
+    with pytest.raises(ProcessLookupError):
+        os.kill(mine.pid, 0)
+    with pytest.raises(forked.WorkerDied, match="already stopped"):
+        mine.receive()
+    other.go()
+    assert other.receive() is True
+
+
+def test_an_exception_after_a_part_comes_back() -> None:
+    def work(channel: forked.Channel) -> None:
+        channel.send(1)
+        raise ShapeError("later")
+
+    worker = forked.start_streaming(work)
+    assert worker.receive() == 1
+    with pytest.raises(ShapeError, match="later"):
+        worker.receive()
