@@ -326,3 +326,18 @@ def test_contract_is_filled_in_place_and_the_model_is_untouched(tmp_path: Path) 
     contract._tflite_add(path, made.to_json().encode())  # noqa: SLF001 - the re-pack fallback
     assert not contract._tflite_fill(path, b"{}")  # noqa: SLF001 - its contract buffer is no longer last
     assert contract.read(path) == made
+
+
+def test_a_memory_mapped_builder_writes_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large models get a builder backed by an anonymous memory map instead of a zero-filled bytearray
+    (``graph._builder``); forced here for a small one, the file is byte for byte the bytearray one."""
+    import keras
+
+    from converter.tflite_writer import graph, write_model
+
+    x = keras.Input((8, 8, 3), name="x")
+    model = keras.Model(x, keras.layers.Dense(5)(keras.layers.Conv2D(4, 3)(x)))
+    write_model(model, tmp_path / "plain.tflite", ["x"], ["y"])
+    monkeypatch.setattr(graph, "_MAPPED_FROM", 0)
+    write_model(model, tmp_path / "mapped.tflite", ["x"], ["y"])
+    assert (tmp_path / "mapped.tflite").read_bytes() == (tmp_path / "plain.tflite").read_bytes()

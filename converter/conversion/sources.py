@@ -18,6 +18,7 @@ from converter.errors import CrossportError, ModelFileError, first_line
 from converter.formats import Format
 from converter.model_checks import check_onnx_ops, keras_file_nonfinite, onnx_nonfinite, raise_if_nonfinite
 from converter.layout import Layout
+from converter.memory import release_memory
 from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
 from converter.parity.report import as_intermediate, run_hop
 from converter.parity.runners import OnnxRunner, Runner
@@ -115,6 +116,7 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
         child = Clock(clock.progress)
         side, runs = export_side(job.source, job.fmt, options, onnx_path, child, external_data=external)
         channel.send(replace(side, module=None, timings=_taken(child)))
+        release_memory()  # the exporter's graphs and copies: the worker stays alive beside the build from here on
         channel.send((runs.remaining_outputs(child, threads=1), _taken(child)))  # the parent builds meanwhile
         if runs.timed and channel.wait():
             return runs.latency(child), _taken(child)
