@@ -1,0 +1,61 @@
+"""converter.adapters.pt2_load's read shortcuts (cached schema type hints, cached sympy parses) give the program
+``torch.export.load`` gives: same graph, same symbolic ranges, same outputs at two batch sizes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from converter.errors import ModelFileError
+
+
+def test_cached_read_matches_torch_export_load(tmp_path: Path) -> None:
+    import torch
+
+    from converter.adapters import pt2_load
+
+    class Shapes(torch.nn.Module):
+        """Symbolic sizes of several forms in the metadata: s, 2*s, s*64 (reshape, cat, flatten)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 4 * 4, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.avg_pool2d(self.conv(x), 2)
+            both = torch.cat([y, y * 2], dim=0)  # batch 2*s
+            flat = both.reshape(both.shape[0], -1)
+            return self.fc(flat).reshape(2, x.shape[0], 5).sum(0)
+
+    torch.manual_seed(0)
+    model = Shapes().eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(model, (torch.randn(2, 3, 8, 8),), dynamic_shapes=({0: batch},))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    ours, notes = pt2_load.load_exported_program(tmp_path / "m.pt2")
+    theirs = torch.export.load(str(tmp_path / "m.pt2"))
+    assert notes == ()
+    assert str(ours.graph) == str(theirs.graph)
+    assert {str(k): str(v) for k, v in ours.range_constraints.items()} == \
+        {str(k): str(v) for k, v in theirs.range_constraints.items()}
+    metas = [str(n.meta["val"].shape) for n in ours.graph.nodes if hasattr(n.meta.get("val"), "shape")]
+    assert metas == [str(n.meta["val"].shape) for n in theirs.graph.nodes if hasattr(n.meta.get("val"), "shape")]
+    assert any("2*s" in m for m in metas)  # a derived size was parsed, not only the plain symbol
+    for b in (1, 3):
+        x = torch.randn(b, 3, 8, 8)
+        assert torch.equal(ours.module()(x), theirs.module()(x))
+
+
+def test_the_shortcuts_restore_the_deserializers_modules(tmp_path: Path) -> None:
+    import typing
+
+    import sympy
+    from torch._export.serde import serialize
+
+    from converter.adapters import pt2_load
+
+    with pytest.raises(ModelFileError):
+        pt2_load.load_exported_program(tmp_path / "missing.pt2")
+    assert serialize.sympy is sympy and serialize.typing is typing
+
