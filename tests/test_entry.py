@@ -36,12 +36,8 @@ def test_convert_through_the_console_entry(saved_sources: dict[str, Path], tmp_p
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["passed"] and out.is_file() and Path(f"{out}.crossport.json").is_file()
     overlapped = [k for k in report["timings_s"] if k.endswith("(overlapped)")]
-    # with a worker, the parent imports TensorFlow and then what follows the export (ONNX, ORT, the builder), and
-    # the worker runs the source on the other verification set while the parent builds
-    assert overlapped == ([] if no_fork == "1" else ["import-tensorflow (overlapped)", "import-builder (overlapped)",
-                                                     "verify (overlapped)"])
-    # the worker timed the source when the parent asked, before the artifact was timed
-    assert [l["role"] for l in report["latency"]] == ["source", "artifact"]
+    # with a worker, the parent imports TensorFlow and then what follows the export (ONNX, ORT, the builder)
+    assert overlapped == ([] if no_fork == "1" else ["import-tensorflow (overlapped)", "import-builder (overlapped)"])
     # the reference outputs came back from the worker: every input set was compared end to end
     end_to_end = report["hops"][-1]
     assert len(end_to_end["input_sets"]) == len(report["input_sets"]) >= 2

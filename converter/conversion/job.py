@@ -263,9 +263,6 @@ def workdir(near: Path) -> Iterator[Path]:
     try:
         yield tmp
     finally:
-        from converter import forked
-
-        forked.stop_all(tmp)  # a worker still running for this conversion (it may write into tmp)
         for root, dirs, _ in os.walk(tmp):  # does not descend into links
             for name in dirs:
                 link = Path(root) / name

@@ -6,7 +6,7 @@ timings are filled in one place; ``tensor_infos`` is the one description of a mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from converter.conversion.job import Job
 from converter.errors import described
@@ -28,24 +28,15 @@ class Ledger:
     run_cache: dict[tuple[int, int], Any] = field(default_factory=dict)  # each model runs once per input set
     latency: list[Latency] = field(default_factory=list)  # the source's and each written artifact's
     quantization: dict[str, Any] = field(default_factory=dict)  # a quantized TFLite's mode, calibration, I/O params
-    # The source's latency when a worker times it later (``converter.conversion.sources.PendingSource.latency``):
-    # asked for just before the first artifact is timed, so the two timings never overlap the build.
-    source_latency: Callable[[], Sequence[Latency]] | None = None
 
     def copy(self) -> "Ledger":
         return Ledger(list(self.route), list(self.hops), list(self.notes), dict(self.run_cache), list(self.latency),
-                      dict(self.quantization), self.source_latency)
-
-    def _settle_source_latency(self) -> None:
-        if self.source_latency is not None:
-            pending, self.source_latency = self.source_latency, None
-            self.latency[:0] = list(pending())
+                      dict(self.quantization))
 
     def time_runner(self, job: Job, runner: Any, sets: Sequence[InputSet], layouts: Sequence[Layout],
                     role: str) -> None:
         """Record ``runner``'s latency on the first verification input set (when verifying and timing is on).
         A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed."""
-        self._settle_source_latency()
         runs = job.options.latency_runs
         if not job.options.verify or runs <= 0 or not sets or runner is None:
             return
@@ -63,7 +54,6 @@ class Ledger:
                exporter: str | None, inputs: tuple[TensorInfo, ...], outputs: tuple[TensorInfo, ...],
                dynamic_batch: bool, trainable: dict[str, int], version_of: tuple[str, ...],
                route_name: str = "") -> ConversionReport:
-        self._settle_source_latency()
         verified = job.options.verify
         return ConversionReport(
             source=job.source, source_format=job.fmt.value, target=job.target,

@@ -18,13 +18,11 @@ from converter.errors import CrossportError, ModelFileError, first_line
 from converter.formats import Format
 from converter.model_checks import check_onnx_ops, keras_file_nonfinite, onnx_nonfinite, raise_if_nonfinite
 from converter.layout import Layout
-from converter.memory import release_memory
 from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
 from converter.parity.report import as_intermediate, run_hop
 from converter.parity.runners import OnnxRunner, Runner
 from converter.result import OVERLAPPED
 from converter.conversion.torch_source import FORCE_HINT, TorchSide, runner_for, torch_layouts
-from converter.conversion.torch_source import export_side
 from converter.conversion.torch_source import prepare as prepare_torch_side
 
 
@@ -76,8 +74,6 @@ def _load(job: Job, targets: tuple[str, ...]) -> tuple[OnnxSource, Ledger]:
     ledger.run_cache.update({(id(runner), id(s)): list(o) for s, o in zip(side.sets, side.outputs)})
     ledger.notes.extend(side.notes)
     ledger.latency.extend(side.latency)
-    if side.pending is not None:
-        ledger.source_latency = side.pending.latency
     exported = side.exported
     ledger.route[:] = [job.fmt.value, f"onnx ({exported.exporter} exporter)"]
     onnx_runner = OnnxRunner(exported.path, side.layouts, runner.output_layouts)
@@ -97,9 +93,7 @@ def _load(job: Job, targets: tuple[str, ...]) -> tuple[OnnxSource, Ledger]:
 
 def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
     """The PyTorch steps; for a TensorFlow target in a fresh process they run in a forked worker while this
-    process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores). The worker
-    hands the export over as soon as it is written and goes on running the source on the other verification sets
-    while this process builds (``PendingSource``)."""
+    process imports TensorFlow/Keras (``converter.forked``: 2-3 s of the critical path on two cores)."""
     from converter import forked
 
     options, clock = job.options, job.clock
@@ -112,17 +106,12 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
     if all(t == "onnx" for t in targets) or not forked.can_fork():
         return prepare_torch_side(job.source, job.fmt, options, onnx_path, clock, external_data=external)
 
-    def work(channel: Any) -> tuple[Any, ...]:
+    def work() -> TorchSide:
         child = Clock(clock.progress)
-        side, runs = export_side(job.source, job.fmt, options, onnx_path, child, external_data=external)
-        channel.send(replace(side, module=None, timings=_taken(child)))
-        release_memory()  # the exporter's graphs and copies: the worker stays alive beside the build from here on
-        channel.send((runs.remaining_outputs(child, threads=1), _taken(child)))  # the parent builds meanwhile
-        if runs.timed and channel.wait():
-            return runs.latency(child), _taken(child)
-        return (), ()
+        side = prepare_torch_side(job.source, job.fmt, options, onnx_path, child, external_data=external)
+        return replace(side, module=None, timings=tuple(child.timings.items()))
 
-    worker = forked.start_streaming(work, owner=job.tmp)
+    worker = forked.start(work)
     try:
         t0 = time.perf_counter()
         from converter.frameworks import keras as _keras
@@ -132,60 +121,13 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
         t0 = time.perf_counter()
         _import_what_follows(targets)
         clock.timings["import-builder" + OVERLAPPED] = time.perf_counter() - t0
-        side = worker.receive()
+        side = worker.result()
     except BaseException:
         worker.kill()
         raise
-    _add_timings(clock, side.timings)
-    return replace(side, pending=PendingSource(worker, clock))
-
-
-def _taken(clock: Clock) -> tuple[tuple[str, float], ...]:
-    """The child's timings since the last message (each message carries only its own steps)."""
-    taken = tuple(clock.timings.items())
-    clock.timings.clear()
-    return taken
-
-
-def _add_timings(clock: Clock, timings: Any, suffix: str = "") -> None:
-    for key, seconds in timings:
-        clock.timings[key + suffix] = clock.timings.get(key + suffix, 0.0) + seconds
-
-
-@dataclass
-class PendingSource:
-    """The worker after it sent the export: it records the source's outputs on the other verification sets
-    meanwhile (``outputs``, waited for when verification first needs them) and times the source when asked
-    (``latency``: only then, when this process is idle, so the timing does not share the cores with the build)."""
-
-    worker: Any  # converter.forked.Worker
-    clock: Clock
-    _outputs: tuple[Any, ...] | None = None
-    _latency: tuple[Any, ...] | None = None
-
-    def outputs(self) -> tuple[Any, ...]:
-        if self._outputs is None:
-            with self.clock.step("verify", "waiting for the source model's outputs"):
-                outputs, timings = self._receive()
-            _add_timings(self.clock, timings, OVERLAPPED)  # ran while this process built
-            self._outputs = outputs
-        return self._outputs
-
-    def latency(self) -> tuple[Any, ...]:
-        if self._latency is None:
-            self.outputs()
-            self.worker.go()
-            latency, timings = self._receive()
-            _add_timings(self.clock, timings)
-            self._latency = latency
-        return self._latency
-
-    def _receive(self) -> Any:
-        try:
-            return self.worker.receive()
-        except BaseException:
-            self.worker.kill()
-            raise
+    for key, seconds in side.timings:
+        clock.timings[key] = clock.timings.get(key, 0.0) + seconds
+    return side
 
 
 def _import_what_follows(targets: tuple[str, ...]) -> None:

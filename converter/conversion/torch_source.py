@@ -41,9 +41,6 @@ class TorchSide:
     timings: tuple[tuple[str, float], ...] = ()  # filled when the side ran in a worker
     latency: tuple[Any, ...] = ()  # the source's measured latency (converter.parity.latency.Latency), if timed
     module: Any = None  # the loaded model, in-process only (a worker cannot send it back)
-    # A worker still running the source: ``outputs()`` gives the sets after the first, ``latency()`` the source's
-    # latency, each waiting for the worker only when first asked (``converter.conversion.sources.PendingSource``).
-    pending: Any = None
 
 
 @dataclass
@@ -57,38 +54,22 @@ class RecordedRunner:
     output_layouts: tuple[Layout, ...]
     module: Any = None
     name: str = "pytorch"
-    # the sets whose outputs a worker is still recording, and how to wait for them
-    pending: tuple[tuple[tuple[np.ndarray, ...], ...], Any] | None = None
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
-        found = self._recorded(feeds)
-        if found is None and self.pending is not None:
-            feeds_later, wait = self.pending
-            self.pending = None
-            self.recorded = (*self.recorded, *zip(feeds_later, wait()))
-            found = self._recorded(feeds)
-        if found is not None:
-            return [o.copy() for o in found]
+        for given, outputs in self.recorded:
+            if len(given) == len(feeds) and all(a is b or (a.shape == b.shape and np.array_equal(a, b))
+                                                for a, b in zip(given, feeds)):
+                return [o.copy() for o in outputs]
         if self.module is None:
             raise RuntimeError("these inputs were not run by the PyTorch worker")
         from converter.parity.runners import TorchRunner
 
         return TorchRunner(self.module, self.input_layouts, self.output_layouts).run(feeds)
 
-    def _recorded(self, feeds: Sequence[np.ndarray]) -> tuple[np.ndarray, ...] | None:
-        for given, outputs in self.recorded:
-            if len(given) == len(feeds) and all(a is b or (a.shape == b.shape and np.array_equal(a, b))
-                                                for a, b in zip(given, feeds)):
-                return outputs
-        return None
-
 
 def runner_for(side: TorchSide) -> RecordedRunner:
-    pending = None
-    if side.pending is not None:
-        pending = (tuple(s.arrays for s in side.sets[len(side.outputs):]), side.pending.outputs)
     return RecordedRunner(tuple((s.arrays, o) for s, o in zip(side.sets, side.outputs)), side.layouts,
-                          side.output_layouts, side.module, pending=pending)
+                          side.output_layouts, side.module)
 
 
 def input_specs(source: Any, options: ConvertOptions, names: tuple[str, ...]) -> list[InputSpec]:
@@ -156,58 +137,8 @@ def torch_layouts(specs: Sequence[InputSpec]) -> tuple[Layout, ...]:
 
 def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, clock: Clock,
             external_data: bool = False) -> TorchSide:
-    """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set and
-    time it. ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it."""
-    side, runs = export_side(source, fmt, options, onnx_path, clock, external_data)
-    return replace(side, outputs=(*side.outputs, *runs.remaining_outputs(clock)), latency=runs.latency(clock))
-
-
-@dataclass(frozen=True)
-class SourceRuns:
-    """What is left to do with the loaded source after the export: its outputs on the other verification sets
-    and its latency. Separate so that a worker can hand the export over first (``converter.conversion.sources``)."""
-
-    runner: Any  # converter.parity.runners.TorchRunner
-    sets: tuple[InputSet, ...]
-    layouts: tuple[Layout, ...]
-    options: ConvertOptions
-
-    def remaining_outputs(self, clock: Clock, threads: int | None = None) -> tuple[tuple[np.ndarray, ...], ...]:
-        """The source's outputs on the sets after the first. ``threads``: torch's intra-op threads meanwhile --
-        1 while another process builds on the other core (two OpenMP threads that share a core with it spin at
-        their barriers: the overlap then made both slower)."""
-        if not self.options.verify or len(self.sets) < 2:
-            return ()
-        import torch
-
-        before = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            with clock.step("verify", "running the source model on the verification inputs"):
-                return tuple(tuple(self.runner.run(s.arrays)) for s in self.sets[1:])
-        finally:
-            torch.set_num_threads(before)
-
-    @property
-    def timed(self) -> bool:
-        return self.options.verify and self.options.latency_runs > 0
-
-    def latency(self, clock: Clock) -> tuple[Any, ...]:
-        if not self.timed:
-            return ()
-        from converter.parity.latency import measure
-
-        first = self.sets[0]
-        with clock.step("latency", "timing the source model"):
-            return (measure(self.runner, first.arrays, self.layouts, first.label, "source",
-                            self.options.latency_runs, self.options.latency_budget_s),)
-
-
-def export_side(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, clock: Clock,
-                external_data: bool = False) -> tuple[TorchSide, SourceRuns]:
-    """Load ``source``, run it once on the first set and export ``onnx_path``: the side with that one set's
-    outputs, and what remains to run."""
+    """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set.
+    ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it."""
     with clock.step("load", f"loading {source}"):
         import torch
 
@@ -235,12 +166,22 @@ def export_side(source: str, fmt: Format, options: ConvertOptions, onnx_path: Pa
             input_names=[s.name for s in specs], output_names=runner.output_names, dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
             external_data=external_data, n_outputs=len(probe),
         )
+    outputs = [tuple(probe)]
+    if options.verify:
+        with clock.step("verify", "running the source model on the verification inputs"):
+            outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
     names, trainable = parameters(src.module)
-    side = TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts,
+    latency: tuple[Any, ...] = ()
+    if options.verify and options.latency_runs > 0:
+        from converter.parity.latency import measure
+
+        with clock.step("latency", "timing the source model"):
+            latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs,
+                               options.latency_budget_s),)
+    return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
-                     outputs=(tuple(probe),), exported=exported, parameter_names=names, trainable=trainable,
+                     outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
                      notes=tuple(src.notes), module=src.module)
-    return side, SourceRuns(runner, tuple(sets), layouts, options)
 
 
 def sample_inputs(src: Any, fmt: Format, options: ConvertOptions) -> tuple[list[InputSpec], list[InputSet], bool]:
