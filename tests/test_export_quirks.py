@@ -97,3 +97,23 @@ def test_folded_weight_transposes_are_written_block_by_block(tmp_path: Path, mon
     assert any(w.shape == first.T.shape and np.array_equal(w, first.T) for w in weights)  # written transposed
     got = ort.InferenceSession(str(path)).run(None, {proto.graph.input[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_blockwise_weight_writes_to_a_buffer_in_memory_too() -> None:
+    """``tofile`` on something without a file descriptor (what onnx_ir's own base class allows) writes the same
+    bytes through ``write``."""
+    import io
+
+    import onnx_ir as ir
+
+    from converter.adapters import torch_onnx
+
+    weight = np.arange(12 * 7, dtype=np.float32).reshape(12, 7).T  # a transposed view, as constant folding leaves
+    model = ir.Model(ir.Graph([], [], nodes=[], initializers=[ir.Value(name="w", const_value=ir.Tensor(weight))]),
+                     ir_version=10)
+    torch_onnx._contiguous_initializers(model)
+    tensor = model.graph.initializers["w"].const_value
+    assert type(tensor).__name__ == "_BlockwiseTensor"
+    buffer = io.BytesIO()
+    tensor.tofile(buffer)
+    assert buffer.getvalue() == np.ascontiguousarray(weight).tobytes()
