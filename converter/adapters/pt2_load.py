@@ -68,19 +68,35 @@ def _stored_devices_on_cpu() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _schema_type_hints_cached() -> Iterator[None]:
-    """See the module docstring; only the deserializer's own ``typing`` reference is replaced."""
+def _deserializer_sees(module: Any, **replaced: Any) -> Iterator[None]:
+    """During the read, the deserializer's own reference to ``module`` (``typing``, ``sympy``) is a copy of it with
+    ``replaced`` functions; nothing else sees a change. No shortcut where torch's layout differs, or where the
+    reference is already something else."""
     import types
-    import typing
 
     try:
         from torch._export.serde import serialize
-    except ImportError:  # another torch layout: no shortcut
+    except ImportError:  # another torch layout
         yield
         return
-    if getattr(serialize, "typing", None) is not typing:
+    name = module.__name__
+    if getattr(serialize, name, None) is not module:
         yield
         return
+    shim = types.ModuleType(name)
+    shim.__dict__.update(vars(module))
+    shim.__dict__.update(replaced)
+    setattr(serialize, name, shim)
+    try:
+        yield
+    finally:
+        setattr(serialize, name, module)
+
+
+def _schema_type_hints_cached() -> contextlib.AbstractContextManager[None]:
+    """See the module docstring: ``typing.get_type_hints`` per schema class, once per read."""
+    import typing
+
     cache: dict[tuple[Any, bool], Any] = {}
 
     def get_type_hints(obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False) -> Any:
@@ -91,31 +107,13 @@ def _schema_type_hints_cached() -> Iterator[None]:
             cache[key] = typing.get_type_hints(obj, globalns, localns, include_extras)
         return cache[key]
 
-    shim = types.ModuleType("typing")
-    shim.__dict__.update(vars(typing))
-    shim.get_type_hints = get_type_hints  # type: ignore[attr-defined]
-    serialize.typing = shim  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        serialize.typing = typing  # type: ignore[attr-defined]
+    return _deserializer_sees(typing, get_type_hints=get_type_hints)
 
 
-@contextlib.contextmanager
-def _sympy_parses_cached() -> Iterator[None]:
-    """See the module docstring; only the deserializer's own ``sympy`` reference is replaced, for one read."""
-    import types
-
+def _sympy_parses_cached() -> contextlib.AbstractContextManager[None]:
+    """See the module docstring: ``sympy.sympify`` per distinct string, once per read."""
     import sympy
 
-    try:
-        from torch._export.serde import serialize
-    except ImportError:  # another torch layout: no shortcut
-        yield
-        return
-    if getattr(serialize, "sympy", None) is not sympy:
-        yield
-        return
     cache: dict[str, Any] = {}
 
     def sympify(a: Any, *args: Any, **kwargs: Any) -> Any:
@@ -125,14 +123,7 @@ def _sympy_parses_cached() -> Iterator[None]:
             cache[a] = sympy.sympify(a, **kwargs)
         return cache[a]
 
-    shim = types.ModuleType("sympy")
-    shim.__dict__.update(vars(sympy))
-    shim.sympify = sympify  # type: ignore[attr-defined]
-    serialize.sympy = shim  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        serialize.sympy = sympy  # type: ignore[attr-defined]
+    return _deserializer_sees(sympy, sympify=sympify)
 
 
 def _read(path: Path) -> Any:
