@@ -59,3 +59,27 @@ def test_the_shortcuts_restore_the_deserializers_modules(tmp_path: Path) -> None
         pt2_load.load_exported_program(tmp_path / "missing.pt2")
     assert serialize.sympy is sympy and serialize.typing is typing
 
+
+
+def test_both_shortcuts_are_in_place_during_the_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import torch
+    import torch.export.pt2_archive._package as package
+    from torch._export.serde import serialize
+
+    from converter.adapters import pt2_load
+
+    ep = torch.export.export(torch.nn.Linear(3, 2), (torch.randn(2, 3),))
+    torch.export.save(ep, str(tmp_path / "m.pt2"))
+    seen: dict[str, bool] = {}
+    real = package.load_pt2
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.update({name: getattr(serialize, name) is not sys.modules[name] for name in ("sympy", "typing")})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(package, "load_pt2", spy)
+    pt2_load.load_exported_program(tmp_path / "m.pt2")
+    assert seen == {"sympy": True, "typing": True}
+    assert serialize.sympy is sys.modules["sympy"] and serialize.typing is sys.modules["typing"]

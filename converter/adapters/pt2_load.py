@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from converter.errors import ModelFileError
 
@@ -68,10 +68,11 @@ def _stored_devices_on_cpu() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _deserializer_sees(module: Any, **replaced: Any) -> Iterator[None]:
-    """During the read, the deserializer's own reference to ``module`` (``typing``, ``sympy``) is a copy of it with
-    ``replaced`` functions; nothing else sees a change. No shortcut where torch's layout differs, or where the
-    reference is already something else."""
+def _deserializer_sees(name: str, replace: Callable[[Any], dict[str, Any]]) -> Iterator[None]:
+    """During the read, the deserializer's own reference to the module ``name`` (``typing``, ``sympy``) is a copy
+    of it with the functions ``replace(module)`` returns; nothing else sees a change. No shortcut where torch's
+    layout differs, or where that reference is not the module itself."""
+    import sys
     import types
 
     try:
@@ -79,13 +80,13 @@ def _deserializer_sees(module: Any, **replaced: Any) -> Iterator[None]:
     except ImportError:  # another torch layout
         yield
         return
-    name = module.__name__
-    if getattr(serialize, name, None) is not module:
+    module = getattr(serialize, name, None)
+    if module is None or module is not sys.modules.get(name):
         yield
         return
     shim = types.ModuleType(name)
     shim.__dict__.update(vars(module))
-    shim.__dict__.update(replaced)
+    shim.__dict__.update(replace(module))
     setattr(serialize, name, shim)
     try:
         yield
@@ -95,35 +96,37 @@ def _deserializer_sees(module: Any, **replaced: Any) -> Iterator[None]:
 
 def _schema_type_hints_cached() -> contextlib.AbstractContextManager[None]:
     """See the module docstring: ``typing.get_type_hints`` per schema class, once per read."""
-    import typing
-
     cache: dict[tuple[Any, bool], Any] = {}
 
-    def get_type_hints(obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False) -> Any:
-        key = (obj, include_extras)
-        if localns is not None or not isinstance(obj, type):
-            return typing.get_type_hints(obj, globalns, localns, include_extras)
-        if key not in cache:
-            cache[key] = typing.get_type_hints(obj, globalns, localns, include_extras)
-        return cache[key]
+    def replace(typing: Any) -> dict[str, Any]:
+        def get_type_hints(obj: Any, globalns: Any = None, localns: Any = None, include_extras: bool = False) -> Any:
+            key = (obj, include_extras)
+            if localns is not None or not isinstance(obj, type):
+                return typing.get_type_hints(obj, globalns, localns, include_extras)
+            if key not in cache:
+                cache[key] = typing.get_type_hints(obj, globalns, localns, include_extras)
+            return cache[key]
 
-    return _deserializer_sees(typing, get_type_hints=get_type_hints)
+        return {"get_type_hints": get_type_hints}
+
+    return _deserializer_sees("typing", replace)
 
 
 def _sympy_parses_cached() -> contextlib.AbstractContextManager[None]:
-    """See the module docstring: ``sympy.sympify`` per distinct string, once per read."""
-    import sympy
-
+    """See the module docstring: ``sympy.sympify`` per distinct string, once per read (torch's own sympy)."""
     cache: dict[str, Any] = {}
 
-    def sympify(a: Any, *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(a, str) or args:
-            return sympy.sympify(a, *args, **kwargs)
-        if a not in cache:
-            cache[a] = sympy.sympify(a, **kwargs)
-        return cache[a]
+    def replace(sympy: Any) -> dict[str, Any]:
+        def sympify(a: Any, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(a, str) or args:
+                return sympy.sympify(a, *args, **kwargs)
+            if a not in cache:
+                cache[a] = sympy.sympify(a, **kwargs)
+            return cache[a]
 
-    return _deserializer_sees(sympy, sympify=sympify)
+        return {"sympify": sympify}
+
+    return _deserializer_sees("sympy", replace)
 
 
 def _read(path: Path) -> Any:
