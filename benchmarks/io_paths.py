@@ -76,9 +76,9 @@ def time_saves(path: Path, input_shape: tuple[int, ...], rounds: int) -> dict[st
 
     program, _ = load_exported_program(path)
     example = (torch.randn(2, *input_shape),)
-    modes: dict[str, Callable[[Any], None]] = {"blocks": torch_onnx._contiguous_initializers,
+    modes: dict[str, Callable[[Any], None]] = {"blocks": torch_onnx._transposed_weights_written_in_blocks,
                                                "whole copy": _whole_copy, "as they come": lambda model: None}
-    real_prepare, real_save = torch_onnx._contiguous_initializers, apis.save_model_with_external_data
+    real_prepare, real_save = torch_onnx._transposed_weights_written_in_blocks, apis.save_model_with_external_data
     seconds: list[float] = []
 
     def timed_save(*args: Any, **kwargs: Any) -> Any:
@@ -100,7 +100,7 @@ def time_saves(path: Path, input_shape: tuple[int, ...], rounds: int) -> dict[st
                     prepare(model)
                     prepared.append(time.perf_counter() - t0)
 
-                torch_onnx._contiguous_initializers = prepare_timed
+                torch_onnx._transposed_weights_written_in_blocks = prepare_timed
                 work = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
                 try:
                     seconds.clear()
@@ -110,7 +110,7 @@ def time_saves(path: Path, input_shape: tuple[int, ...], rounds: int) -> dict[st
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
     finally:
-        torch_onnx._contiguous_initializers = real_prepare
+        torch_onnx._transposed_weights_written_in_blocks = real_prepare
         onnx_program.onnxscript_apis.save_model_with_external_data = real_save
     return out
 

@@ -75,7 +75,7 @@ def test_vision_transformer_keeps_a_dynamic_batch(tmp_path: Path) -> None:
 
 def test_folded_weight_transposes_are_written_block_by_block(tmp_path: Path, monkeypatch) -> None:
     """A Linear on a 3-D input exports as MatMul with the weight's Transpose folded into a transposed numpy view;
-    the save writes it through small contiguous blocks (``torch_onnx._contiguous_initializers``) -- same bytes as a
+    the save writes it through small contiguous blocks (``torch_onnx._transposed_weights_written_in_blocks``) -- same bytes as a
     plain transpose, checked here with blocks of 2 rows so a block boundary falls inside the weight."""
     import onnx
     import onnxruntime as ort
@@ -111,7 +111,7 @@ def test_a_blockwise_weight_writes_to_a_buffer_in_memory_too() -> None:
     weight = np.arange(12 * 7, dtype=np.float32).reshape(12, 7).T  # a transposed view, as constant folding leaves
     model = ir.Model(ir.Graph([], [], nodes=[], initializers=[ir.Value(name="w", const_value=ir.Tensor(weight))]),
                      ir_version=10)
-    torch_onnx._contiguous_initializers(model)
+    torch_onnx._transposed_weights_written_in_blocks(model)
     tensor = model.graph.initializers["w"].const_value
     assert type(tensor).__name__ == "_BlockwiseTensor"
     buffer = io.BytesIO()

@@ -60,7 +60,6 @@ def test_the_shortcuts_restore_the_deserializers_modules(tmp_path: Path) -> None
     assert serialize.sympy is sympy and serialize.typing is typing
 
 
-
 def test_both_shortcuts_are_in_place_during_the_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 

@@ -26,7 +26,7 @@
 - ``run_decompositions`` re-traces the whole program even when nothing needs decomposing (seconds per export);
   ``converter.adapters.torch_onnx_prepare`` skips it when the program is already translatable.
 - Folded weight transposes stay non-contiguous numpy views, which the save writes element by element
-  (``_contiguous_initializers``).
+  (``_transposed_weights_written_in_blocks``).
 - TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``). Its EVAL mode
   also folds BatchNorm into Conv (``_jit_pass_onnx_eval_peephole``); PRESERVE on an eval-mode module keeps it.
 """
@@ -174,7 +174,7 @@ def _quiet() -> Iterator[None]:
         folder.setLevel(level)
 
 
-def _contiguous_initializers(model: Any) -> None:
+def _transposed_weights_written_in_blocks(model: Any) -> None:
     """Constant folding leaves a folded ``Transpose`` of a weight as a transposed numpy *view*; onnx_ir writes it
     with ``ndarray.tofile``, which walks a non-contiguous array element by element: 36 such weights of ViT-B/16
     took 1.0 s of a 1.05 s save. A whole contiguous copy first costs nearly as much (226 MB of fresh pages); written
@@ -258,7 +258,7 @@ def export(
             )
             with _optimizer_keeping_parameters():
                 program.optimize()
-            _contiguous_initializers(program.model)
+            _transposed_weights_written_in_blocks(program.model)
             program.save(str(path), external_data=external_data)
     except Exception as err:  # noqa: BLE001 - the exporter raises many types; we classify below
         text = str(err)
