@@ -328,16 +328,34 @@ def test_contract_is_filled_in_place_and_the_model_is_untouched(tmp_path: Path) 
     assert contract.read(path) == made
 
 
-def test_a_memory_mapped_builder_writes_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large models get a builder backed by an anonymous memory map instead of a zero-filled bytearray
-    (``graph._builder``); forced here for a small one, the file is byte for byte the bytearray one."""
+def test_streamed_weights_and_a_mapped_builder_write_the_same_bytes(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large models get a builder backed by an anonymous memory map, and large weights are not copied into it but
+    streamed into their reserved places while the file is written (``graph.WeightBuilder``, ``graph.finish``),
+    transposed kernels in blocks of rows. Forced here for a small model (every weight streamed, blocks of one
+    row), the file is byte for byte the one with every weight copied into a plain ``bytearray`` builder."""
     import keras
 
     from converter.tflite_writer import graph, write_model
 
     x = keras.Input((8, 8, 3), name="x")
     model = keras.Model(x, keras.layers.Dense(5)(keras.layers.Conv2D(4, 3)(x)))
-    write_model(model, tmp_path / "plain.tflite", ["x"], ["y"])
+    monkeypatch.setattr(graph, "_DEFERRED_FROM", 1 << 40)
+    write_model(model, tmp_path / "copied.tflite", ["x"], ["y"])
+    monkeypatch.setattr(graph, "_DEFERRED_FROM", 0)
     monkeypatch.setattr(graph, "_MAPPED_FROM", 0)
-    write_model(model, tmp_path / "mapped.tflite", ["x"], ["y"])
-    assert (tmp_path / "mapped.tflite").read_bytes() == (tmp_path / "plain.tflite").read_bytes()
+    monkeypatch.setattr(graph, "_BLOCK_BYTES", 1)
+    write_model(model, tmp_path / "streamed.tflite", ["x"], ["y"])
+    assert (tmp_path / "streamed.tflite").read_bytes() == (tmp_path / "copied.tflite").read_bytes()
+    deferred = []
+    real_add = graph.add_bytes
+
+    def spy(builder, raw):  # noqa: ANN001, ANN202 - records which weights took the streamed path
+        offset = real_add(builder, raw)
+        deferred.append(bool(getattr(builder, "deferred", ())) and builder.deferred[-1][1] is raw)
+        return offset
+
+    monkeypatch.setattr(graph, "add_bytes", spy)
+    write_model(model, tmp_path / "again.tflite", ["x"], ["y"])
+    assert sum(deferred) >= 4  # both kernels and biases were streamed, not copied
+    assert (tmp_path / "again.tflite").read_bytes() == (tmp_path / "copied.tflite").read_bytes()

@@ -2,9 +2,11 @@
 
 Why not the TFLite object API's plain ``ModelT.Pack`` with NumPy buffers: it grows the flatbuffer by doubling
 (copying every weight ~log2(size) times), aligns weight buffers to one byte, and needs every converted weight in
-memory at once. Here the builder is allocated once at the weights' total size and each converted weight is copied
-into it, 16-byte aligned (what the TF converter does, so XNNPACK reads it in place), as soon as it exists: the
-flatbuffer is the only extra copy of the weights.
+memory at once. Here the builder is allocated once at the weights' total size and each weight only *reserves* its
+16-byte aligned place (what the TF converter does, so XNNPACK reads it in place): the file is written as the
+flatbuffer's own bytes with every weight streamed into its place from the array it already is (a Keras variable's
+memory, a transposed view, a folded kernel). No second copy of the weights exists in memory: ViT-B/16 no longer
+copies 330 MB into the builder first (0.2-0.5 s, and as much peak memory).
 """
 from __future__ import annotations
 
@@ -44,15 +46,21 @@ def tensor_type(dtype: Any) -> int:
     return getattr(schema().TensorType, _DTYPES[name])
 
 
+# Weights at least this large are streamed into the file by ``finish`` instead of copied into the builder.
+_DEFERRED_FROM = 1 << 16
+
+
 def add_bytes(builder: Any, raw: memoryview | np.ndarray) -> int:
-    """``raw`` as a 16-byte aligned ``[ubyte]`` vector in ``builder`` (one copy); returns its offset. Vectors may be
-    made before the tables that point at them, so each weight is copied in as soon as it exists and freed. An
-    array is copied in C order straight from whatever strides it has (a transposed kernel: no contiguous copy
-    first)."""
+    """``raw`` as a 16-byte aligned ``[ubyte]`` vector in ``builder``; returns its offset. Vectors may be made before
+    the tables that point at them, so each weight is placed as soon as it exists. In a :class:`WeightBuilder` a
+    large array only reserves its place and is written by ``finish`` straight from its own memory, in C order
+    whatever its strides (a transposed kernel: no contiguous copy of the whole); otherwise it is copied in."""
     size = raw.nbytes
     builder.StartVector(1, size, 16)
     builder.head -= size
-    if isinstance(raw, np.ndarray):
+    if isinstance(raw, np.ndarray) and size >= _DEFERRED_FROM and isinstance(builder, WeightBuilder):
+        builder.deferred.append((len(builder.Bytes) - builder.head, raw))  # from the end: growth moves the head
+    elif isinstance(raw, np.ndarray):
         dest = np.frombuffer(builder.Bytes, dtype=raw.dtype, count=raw.size, offset=builder.head)
         np.copyto(dest.reshape(raw.shape), raw)
     else:
@@ -60,22 +68,47 @@ def add_bytes(builder: Any, raw: memoryview | np.ndarray) -> int:
     return builder.EndVector()
 
 
-def _builder(flatbuffers: Any, size: int) -> Any:
-    """A ``flatbuffers.Builder`` of ``size`` bytes backed by an anonymous memory map: ``Builder(size)`` zero-fills a
-    ``bytearray`` first (ViT-B/16: 0.2-0.7 s for 347 MB, then every weight is copied over it); a fresh mapping's
-    pages are zero already and are only touched when the flatbuffer's bytes are written. Small buffers keep the
-    ``bytearray`` (a mapping costs a system call and rounds up to a page)."""
-    if size < _MAPPED_FROM:
-        return flatbuffers.Builder(size)
-    import mmap
+def _flatbuffers() -> Any:
+    import flatbuffers
 
-    builder = flatbuffers.Builder(0)
-    builder.Bytes = mmap.mmap(-1, size)  # the Builder packs with struct.pack_into: any writable buffer
-    builder.head = size
-    return builder
+    return flatbuffers
+
+
+class WeightBuilder(_flatbuffers().Builder):  # type: ignore[misc]
+    """A ``flatbuffers.Builder`` whose large weight vectors are placeholders, filled while ``finish`` writes."""
+
+    __slots__ = ("deferred",)
+
+    def __init__(self, size: int) -> None:
+        """``size`` bytes backed by an anonymous memory map (``Builder(size)`` zero-fills a ``bytearray`` first; a
+        fresh mapping's pages are zero already and only the pages the flatbuffer's own bytes land on are ever
+        touched -- not the weights' placeholders). Small buffers keep the ``bytearray`` (a mapping costs a
+        system call and rounds up to a page)."""
+        super().__init__(size if size < _MAPPED_FROM else 0)
+        self.deferred: list[tuple[int, np.ndarray]] = []
+        if size >= _MAPPED_FROM:
+            import mmap
+
+            self.Bytes = mmap.mmap(-1, size)  # the Builder packs with struct.pack_into: any writable buffer
+            self.head = size
 
 
 _MAPPED_FROM = 8 << 20
+# Rows of a non-contiguous weight made contiguous at a time while it is written (bounded extra memory).
+_BLOCK_BYTES = 4 << 20
+
+
+def _write_array(f: Any, array: np.ndarray) -> None:
+    """``array``'s bytes in C order: as they are when contiguous, else in blocks of rows."""
+    if array.flags.c_contiguous:
+        f.write(memoryview(array.reshape(-1)).cast("B"))
+        return
+    if array.ndim == 0 or array.shape[0] <= 1:
+        f.write(memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
+        return
+    rows = max(1, _BLOCK_BYTES // max(1, array[0].nbytes))
+    for start in range(0, array.shape[0], rows):
+        f.write(memoryview(np.ascontiguousarray(array[start:start + rows]).reshape(-1)).cast("B"))
 
 
 class AlignedBuffer:
@@ -93,10 +126,18 @@ class AlignedBuffer:
 
 
 def finish(builder: Any, model: Any, path: Path) -> None:
-    """Pack the rest of ``model`` after its buffers and write the file without another copy."""
+    """Pack the rest of ``model`` after its buffers and write the file: the flatbuffer's bytes, with each deferred
+    weight written into its reserved place from its own array."""
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    data = memoryview(builder.Bytes)[builder.Head():]
+    holes = sorted((len(data) - from_end, array) for from_end, array in getattr(builder, "deferred", ()))
     with Path(path).open("wb") as f:
-        f.write(memoryview(builder.Bytes)[builder.Head():])
+        at = 0
+        for start, array in holes:
+            f.write(data[at:start])
+            _write_array(f, array)
+            at = start + array.nbytes
+        f.write(data[at:])
 
 
 class Graph:
@@ -104,10 +145,8 @@ class Graph:
 
     def __init__(self, capacity: int = 1 << 20) -> None:
         """``capacity``: the expected weight bytes (the flatbuffer is allocated once at that size)."""
-        import flatbuffers
-
         s = schema()
-        self.builder = _builder(flatbuffers, capacity + (1 << 20))
+        self.builder = WeightBuilder(capacity + (1 << 20))
         # Made first, so it is the last bytes of the file: ``contract.embed`` then stores the layout contract by
         # rewriting only this vector in place, not re-packing every weight (ViT-B/16: 1.3 s and a 330 MB copy).
         self._contract = add_bytes(self.builder, memoryview(CONTRACT_PLACEHOLDER))
