@@ -34,9 +34,10 @@ class Ledger:
                       dict(self.quantization))
 
     def time_runner(self, job: Job, runner: Any, sets: Sequence[InputSet], layouts: Sequence[Layout],
-                    role: str) -> None:
+                    role: str, warm: bool = False) -> None:
         """Record ``runner``'s latency on the first verification input set (when verifying and timing is on).
-        A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed."""
+        A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed. ``warm``:
+        this runner itself just ran the verification sets (``latency.measure``: no warm-up call)."""
         runs = job.options.latency_runs
         if not job.options.verify or runs <= 0 or not sets or runner is None:
             return
@@ -45,7 +46,7 @@ class Ledger:
         try:
             with job.clock.step("latency", f"timing {runner.name}"):
                 self.latency.append(measure(runner, sets[0].arrays, layouts, sets[0].label, role, runs,
-                                            job.options.latency_budget_s))
+                                            job.options.latency_budget_s, warm=warm))
         except Exception as err:  # noqa: BLE001 - a runtime's own exception types
             self.notes.append(f"latency of {runner.name} not measured: "
                               f"{described(err)}")

@@ -177,7 +177,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
 
         with clock.step("latency", "timing the source model"):
             latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs,
-                               options.latency_budget_s),)
+                               options.latency_budget_s, warm=True),)  # it just ran every set
     return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,

@@ -1,10 +1,11 @@
-"""The report's latency stops timing a slow runtime early (``latency_budget_s``) but never below two timed calls,
-and a number of runs the user asked for is run in full."""
+"""The report's latency stops timing a slow runtime early (``latency_budget_s``) but never below two timed calls
+(three when a runtime warm from verification is timed without a warm-up call), and a number of runs the user asked
+for is run in full."""
 from __future__ import annotations
 
 import time
 
-from converter.parity.latency import MIN_RUNS_IN_BUDGET, time_call
+from converter.parity.latency import MIN_RUNS_IN_BUDGET, MIN_RUNS_WARM, time_call
 
 
 def _sleeper(seconds: float, calls: list[int]):  # noqa: ANN202
@@ -49,3 +50,43 @@ def test_timed_at_batch_one_unless_the_model_fixes_its_batch() -> None:
     fixed = measure(TorchRunner(FixedBatch().eval(), (Layout.NONE,), ()), [x], [Layout.NONE], "normal-b2", "source",
                     runs=3)
     assert (free.batch, free.runs) == (1, 3) and (fixed.batch, fixed.runs) == (2, 3)
+
+
+def test_warm_runtime_is_timed_from_its_first_call() -> None:
+    """No untimed call for a runtime that just ran the verification sets; its first call is a sample, and the budget
+    keeps three so a slow first call is not the median."""
+    import numpy as np
+
+    from converter.layout import Layout
+    from converter.parity.latency import measure
+
+    calls: list[float] = []
+    delays = iter([0.12, 0.03, 0.03, 0.03, 0.03, 0.03])
+
+    class Slow:  # a runner whose first batch-1 call is slower (a new shape)
+        name = "slow-first"
+        input_layouts = (Layout.NONE,)
+
+        def run(self, feeds):  # noqa: ANN001, ANN202
+            calls.append(1)
+            time.sleep(next(delays))
+            return [feeds[0]]
+
+    x = np.zeros((2, 4), np.float32)
+    warm = measure(Slow(), [x], [Layout.NONE], "normal-b2", "source", runs=5, budget_s=0.05, warm=True)
+    assert (warm.warmup, warm.runs, len(calls)) == (0, MIN_RUNS_WARM, MIN_RUNS_WARM) == (0, 3, 3)
+    assert warm.median_ms < 100  # the slow first call is one sample of three, not the median
+    assert "warm-up" not in warm.describe()
+    calls.clear()
+    delays = iter([0.0] * 10)
+    cold = measure(Slow(), [x], [Layout.NONE], "normal-b2", "source", runs=4, budget_s=None)
+    assert (cold.warmup, cold.runs, len(calls)) == (1, 4, 5) and "1 warm-up" in cold.describe()
+    calls.clear()
+    exact = measure(Slow(), [x], [Layout.NONE], "normal-b2", "source", runs=1, budget_s=0.0, warm=True)
+    assert (exact.runs, len(calls)) == (1, 1)  # --latency-runs 1: exactly one call
+
+
+def test_first_sample_raises_the_floor() -> None:
+    calls: list[int] = []
+    samples = time_call(_sleeper(0.03, calls), runs=5, warmup=0, budget_s=0.01, first=0.05)
+    assert len(samples) == MIN_RUNS_WARM and len(calls) == MIN_RUNS_WARM - 1

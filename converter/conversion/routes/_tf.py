@@ -21,8 +21,9 @@ def finish(src: OnnxSource, job: Job, ledger: Ledger, artifact: Path, target_run
     """``built``: the builder's ``BuildResult`` (its model already dropped) when the builder made the artifact."""
     options, target, notes = job.options, job.target, ledger.notes
     verified = options.verify
+    # The artifact's runner has just run every verification set (``check_chain``); the ONNX runner may not have.
     ledger.time_runner(job, target_runner if target_runner is not None else src.onnx_runner, src.sets, src.layouts,
-                       "artifact")
+                       "artifact", warm=target_runner is not None)
     passed = verified and verdict(ledger.hops) and (target == "onnx" or target_runner is not None)
     if passed and not all(h.passed for h in ledger.hops):
         notes.append("an intermediate hop exceeded the tolerance but the delivered model matches the source "
