@@ -117,3 +117,92 @@ def test_a_blockwise_weight_writes_to_a_buffer_in_memory_too() -> None:
     buffer = io.BytesIO()
     tensor.tofile(buffer)
     assert buffer.getvalue() == np.ascontiguousarray(weight).tobytes()
+
+
+def test_registry_signatures_on_demand_export_the_same_graph(tmp_path: Path, monkeypatch) -> None:
+    """torchlib's registry skips inferring ~560 signatures (``torch_onnx._registry_signatures_on_demand``); the
+    graph builder infers the ones it calls. The exported file is byte for byte the one with every signature
+    inferred up front, for a model whose ops take both torchlib's compiled (``hardswish``, ``div``: their signatures are inferred when
+called) and trace-only functions."""
+    import contextlib
+
+    import torch
+    from torch.onnx._internal.exporter import _schemas
+
+    from converter.adapters import torch_onnx
+
+    torch.manual_seed(0)
+    model, x = _mixed().eval(), torch.randn(2, 3, 8, 8)
+    inferred: list[str] = []
+    real_infer = _schemas.op_signature_from_function
+
+    def counting(func, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - counts signature inferences
+        inferred.append(getattr(func, "__name__", ""))
+        return real_infer(func, *args, **kwargs)
+
+    monkeypatch.setattr(_schemas, "op_signature_from_function", counting)
+    torch_onnx.export(model, (x,), tmp_path / "lazy.onnx", n_outputs=1)
+    on_demand = len(inferred)
+    inferred.clear()
+    monkeypatch.setattr(torch_onnx, "_registry_signatures_on_demand", contextlib.nullcontext)
+    torch_onnx.export(model, (x,), tmp_path / "eager.onnx", n_outputs=1)
+    assert 0 < on_demand < 50 < len(inferred)  # only the functions the graph calls, against every registered one
+    assert (tmp_path / "lazy.onnx").read_bytes() == (tmp_path / "eager.onnx").read_bytes()
+
+
+def _mixed():  # noqa: ANN202 - a torch module built on demand (torch imports lazily in these tests)
+    """Conv, GELU, LayerNorm, hardswish, division, softmax and where: ops that take torchlib's compiled
+    (``@script``) functions as well as its trace-only ones."""
+    import torch
+
+    class Mixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.norm = torch.nn.LayerNorm(4)
+            self.fc = torch.nn.Linear(4, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.gelu(self.conv(x)).permute(0, 2, 3, 1)
+            y = torch.nn.functional.hardswish(torch.clamp(self.norm(y), -1.0, 1.0)).mean(dim=(1, 2)) / 3.0
+            return torch.softmax(self.fc(y), dim=-1) + torch.where(y[:, :1] > 0, 1.0, 0.5)
+
+
+    return Mixed()
+
+
+_EXPORT_IN_A_FRESH_PROCESS = """
+import sys, torch
+from pathlib import Path
+sys.path.insert(0, TESTS)
+from converter.adapters import torch_onnx, torchlib_lazy
+from test_export_quirks import _mixed
+if sys.argv[1] == "eager":
+    torchlib_lazy._applies = lambda: False
+torch.manual_seed(0)
+model, x = _mixed().eval(), torch.randn(2, 3, 8, 8)
+torch_onnx.export(model, (x,), Path(sys.argv[2]), n_outputs=1)
+made = {id(f): f for name, m in list(sys.modules.items()) if name.startswith("onnxscript.function_libs.torch_lib")
+        for f in vars(m).values() if type(f).__name__ == "LazyScript"}.values()
+print(len(made), sum(f._lazy_ir is not None for f in made))
+"""
+
+
+def test_torchlib_functions_compiled_on_first_use_export_the_same_file(tmp_path: Path) -> None:
+    """torchlib imported with its ``@script`` functions compiled on first use (``converter.adapters.torchlib_lazy``)
+    exports byte for byte the file of an import that compiles every one, and compiles only the few the graph
+    calls. Each in a fresh process: the module is imported once per process."""
+    import subprocess
+    import sys
+
+    code = _EXPORT_IN_A_FRESH_PROCESS.replace("TESTS", repr(str(Path(__file__).parent)))
+    counts = {}
+    for mode in ("lazy", "eager"):
+        done = subprocess.run([sys.executable, "-c", code, mode, str(tmp_path / f"{mode}.onnx")],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        counts[mode] = tuple(int(n) for n in done.stdout.split()[-2:])
+    assert (tmp_path / "lazy.onnx").read_bytes() == (tmp_path / "eager.onnx").read_bytes()
+    made, compiled = counts["lazy"]
+    assert made >= 20 and 0 < compiled <= 5, counts  # hardswish and div compiled; the rest never
+    assert counts["eager"] == (0, 0)
