@@ -359,3 +359,34 @@ def test_streamed_weights_and_a_mapped_builder_write_the_same_bytes(tmp_path: Pa
     write_model(model, tmp_path / "again.tflite", ["x"], ["y"])
     assert sum(deferred) >= 4  # both kernels and biases were streamed, not copied
     assert (tmp_path / "again.tflite").read_bytes() == (tmp_path / "copied.tflite").read_bytes()
+
+
+def test_the_tflite_runner_keeps_one_interpreter_across_batches(tmp_path: Path) -> None:
+    """Verification and latency run the file through one interpreter, resized per input set (opening it per set
+    repacked every weight): its outputs at batch 2, 3 and 1, in that order, are a fresh interpreter's per batch."""
+    import keras
+
+    from converter.layout import Layout
+    from converter.parity.runners import TFLiteRunner
+    from converter.tflite_writer import write_model
+
+    x = keras.Input((6, 6, 3), name="x")
+    model = keras.Model(x, keras.layers.Dense(4)(keras.layers.Conv2D(5, 3, activation="relu")(x)))
+    path = tmp_path / "m.tflite"
+    write_model(model, path, ["x"], ["y"])
+    runner = TFLiteRunner(path, (Layout.NHWC,), (Layout.NONE,))
+    rng = np.random.default_rng(0)
+    interp = None
+    for batch in (2, 3, 1):
+        feed = rng.standard_normal((batch, 6, 6, 3)).astype(np.float32)
+        got = runner.run([feed])[0]
+        interp = interp or runner._interp  # noqa: SLF001 - the interpreter the first run opened
+        assert interp is not None and runner._interp is interp  # noqa: SLF001 - kept, not reopened
+        fresh = _run_tflite(path, ["x"], [feed])["y"]
+        assert got.shape[0] == batch
+        np.testing.assert_allclose(got, fresh, rtol=1e-6, atol=1e-6)
+    call = runner.timed([feed])
+    call()
+    assert runner._interp is interp  # noqa: SLF001 - latency times the same interpreter
+    runner.release()
+    assert runner._interp is None  # noqa: SLF001
