@@ -1,5 +1,5 @@
 """crossport's direct ``.tflite`` writer: a functional Keras 3 model (as the builder makes it: NHWC, layouts
-folded) written straight to a TFLite flatbuffer, one registered handler per Keras operation, weights copied once.
+folded) written straight to a TFLite flatbuffer, one registered handler per Keras operation, each weight written into the file from its own array.
 
 Why: the TF converter path (trace, freeze variables into a GraphDef, MLIR conversion) took 32 s and 7.9 GB
 beyond the model for ViT-B/16; the graph the builder produced already *is* a TFLite graph, op for op. Anything
