@@ -206,3 +206,24 @@ def test_torchlib_functions_compiled_on_first_use_export_the_same_file(tmp_path:
     made, compiled = counts["lazy"]
     assert made >= 20 and 0 < compiled <= 5, counts  # hardswish and div compiled; the rest never
     assert counts["eager"] == (0, 0)
+
+
+def test_registry_shortcut_stands_down_when_dispatch_reads_signatures(monkeypatch) -> None:
+    """If a torch version's dispatcher reads the registry's signatures (in a comprehension too), they are inferred
+    up front as torch does it: the shortcut only applies while nothing in the dispatching module reads one."""
+    from torch.onnx._internal.exporter import _dispatching, _registration
+
+    from converter.adapters import torch_onnx
+
+    original = _registration.OnnxDecompMeta.__post_init__
+    with torch_onnx._registry_signatures_on_demand():  # noqa: SLF001
+        assert _registration.OnnxDecompMeta.__post_init__ is not original  # torch 2.14: applies
+
+    def dispatch_by_signature(metas):  # noqa: ANN001, ANN202 - stands for a dispatcher matching on signatures
+        return [m for m in metas if m.signature is not None]
+
+    dispatch_by_signature.__module__ = _dispatching.__name__
+    monkeypatch.setattr(_dispatching, "dispatch_by_signature", dispatch_by_signature, raising=False)
+    with torch_onnx._registry_signatures_on_demand():  # noqa: SLF001
+        assert _registration.OnnxDecompMeta.__post_init__ is original
+    assert _registration.OnnxDecompMeta.__post_init__ is original
