@@ -192,25 +192,40 @@ model, x = _mixed().eval(), torch.randn(2, 3, 8, 8)
 torch_onnx.export(model, (x,), Path(sys.argv[2]), n_outputs=1)
 made = {id(f): f for name, m in list(sys.modules.items()) if name.startswith("onnxscript.function_libs.torch_lib")
         for f in vars(m).values() if type(f).__name__ == "LazyScript"}.values()
-print(len(made), sum(f._lazy_ir is not None for f in made))
+compiled = sum(f._lazy_ir is not None for f in made)
+import hashlib, onnxscript
+digest = hashlib.sha256()
+functions = {(name, key): f for name, m in list(sys.modules.items()) if name.startswith("onnxscript.function_libs.torch_lib")
+             for key, f in vars(m).items() if isinstance(f, onnxscript.OnnxFunction)}
+for (name, key), f in sorted(functions.items()):  # every compiled function, lazy ones compiled now
+    digest.update(f"{name}.{key} {f.function_ir.domain} {f.op_signature} {f.source}".encode())
+    digest.update(f.to_function_proto().SerializeToString(deterministic=True))
+print(len(functions), digest.hexdigest())
+print(len(made), compiled)
 """
 
 
 def test_torchlib_functions_compiled_on_first_use_export_the_same_file(tmp_path: Path) -> None:
     """torchlib imported with its ``@script`` functions compiled on first use (``converter.adapters.torchlib_lazy``)
     exports byte for byte the file of an import that compiles every one, and compiles only the few the graph
-    calls. Each in a fresh process: the module is imported once per process."""
+    calls; compiled afterwards, every one has the eager compile's IR, source and signature. Each in a fresh process:
+    the module is imported once per process."""
+    import os
     import subprocess
     import sys
 
     code = _EXPORT_IN_A_FRESH_PROCESS.replace("TESTS", repr(str(Path(__file__).parent)))
-    counts = {}
+    counts, digests = {}, {}
     for mode in ("lazy", "eager"):
+        env = {**os.environ, "PYTHONHASHSEED": "0"}  # a signature prints its type sets in hash order
         done = subprocess.run([sys.executable, "-c", code, mode, str(tmp_path / f"{mode}.onnx")],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         counts[mode] = tuple(int(n) for n in done.stdout.split()[-2:])
+        digests[mode] = done.stdout.split()[-4:-2]
     assert (tmp_path / "lazy.onnx").read_bytes() == (tmp_path / "eager.onnx").read_bytes()
+    # every compiled function, compiled late, has the IR, source and signature of the eager compile
+    assert digests["lazy"] == digests["eager"] and int(digests["lazy"][0]) >= 40, digests
     made, compiled = counts["lazy"]
     assert made >= 20 and 0 < compiled <= 5, counts  # hardswish and div compiled; the rest never
     assert counts["eager"] == (0, 0)
@@ -235,3 +250,32 @@ def test_registry_shortcut_stands_down_when_dispatch_reads_signatures(monkeypatc
     with torch_onnx._registry_signatures_on_demand():  # noqa: SLF001
         assert _registration.OnnxDecompMeta.__post_init__ is original
     assert _registration.OnnxDecompMeta.__post_init__ is original
+
+
+def test_an_uncompiled_torchlib_function_answers_the_domain_and_compiles_for_more() -> None:
+    """While the registry lists torchlib's functions, an uncompiled one's ``function_ir`` is its opset's domain;
+    anything more compiles it (no recursion through the listing flag), and outside the listing it is the real IR."""
+    import sys
+
+    import pytest
+
+    from converter.adapters import torchlib_lazy
+
+    with torchlib_lazy.compiled_on_first_use():
+        pass
+    cls = torchlib_lazy.lazy_script_class()
+    lazy = [f for name, m in list(sys.modules.items()) if name.startswith("onnxscript.function_libs.torch_lib")
+            for f in vars(m).values() if type(f) is cls and f._lazy_ir is None]  # noqa: SLF001
+    if not lazy:
+        pytest.skip("torchlib was imported before the lazy import could apply in this process")
+    function = lazy[0]
+    cls.listing = True
+    try:
+        listed = function.function_ir
+        assert listed.domain == function.opset.domain and function._lazy_ir is None  # noqa: SLF001
+        assert listed.name == function.__name__ and function._lazy_ir is not None  # noqa: SLF001 - compiled
+    finally:
+        cls.listing = False
+    real = function.function_ir
+    assert type(real).__name__ == "IRFunction" and real.domain == function.opset.domain
+    assert function.op_signature is not None and function.to_function_proto().name == function.__name__

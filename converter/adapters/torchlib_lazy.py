@@ -32,7 +32,7 @@ class _DomainOnly:
         self.domain = owner.opset.domain
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._owner.function_ir, name)
+        return getattr(self._owner._compiled(), name)  # noqa: SLF001 - the real IR, compiled now
 
 
 def _lazy_class() -> type:
@@ -83,10 +83,8 @@ def _lazy_class() -> type:
 
         @property
         def _signature(self) -> Any:  # OnnxFunction infers it at construction; here at first use
-            if "_lazy_signature" not in self.__dict__:
-                from onnxscript._internal import _schemas
-
-                self.__dict__["_lazy_signature"] = _schemas.op_signature_from_function(
+            if "_lazy_signature" not in self.__dict__:  # as OnnxFunction.__init__ infers it
+                self.__dict__["_lazy_signature"] = values._schemas.op_signature_from_function(  # noqa: SLF001
                     self.function, domain=self._compiled().domain, name=self.name)
             return self.__dict__["_lazy_signature"]
 
@@ -131,6 +129,7 @@ def _applies() -> bool:
     init = inspect.signature(values.OnnxFunction.__init__)
     return (list(init.parameters) == ["self", "opset", "pyfun", "irfun", "source", "kwargs"]
             and hasattr(main, "script_check") and hasattr(ast_utils, "get_src_and_ast")
+            and hasattr(getattr(values, "_schemas", None), "op_signature_from_function")
             and isinstance(values.OnnxFunction.__dict__.get("op_signature"), property))
 
 
