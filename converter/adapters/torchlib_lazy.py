@@ -53,6 +53,9 @@ def _lazy_class() -> type:
             functools.update_wrapper(self, pyfun)
             self.traceable = False
 
+        def __repr__(self) -> str:  # as an OnnxFunction prints (error messages name it)
+            return f"OnnxFunction({self.function!r})"
+
         def _compiled(self) -> Any:
             if self._lazy_ir is None:
                 src, f_ast = ast_utils.get_src_and_ast(self.function)
