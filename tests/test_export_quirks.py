@@ -122,8 +122,8 @@ def test_a_blockwise_weight_writes_to_a_buffer_in_memory_too() -> None:
 def test_registry_signatures_on_demand_export_the_same_graph(tmp_path: Path, monkeypatch) -> None:
     """torchlib's registry skips inferring ~560 signatures (``torch_onnx._registry_signatures_on_demand``); the
     graph builder infers the ones it calls. The exported file is byte for byte the one with every signature
-    inferred up front, for a model whose ops take both torchlib's compiled (``hardswish``, ``div``: their signatures are inferred when
-called) and trace-only functions."""
+    inferred up front, for a model whose ops take both torchlib's compiled functions (``hardswish``, ``div``: their
+    signatures are inferred when called) and its trace-only ones."""
     import contextlib
 
     import torch
