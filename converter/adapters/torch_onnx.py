@@ -230,21 +230,11 @@ def _transposed_weights_written_in_blocks(model: Any) -> None:
     import numpy as np
     import onnx_ir as ir
 
+    from converter.array_io import write_c_order
+
     class _BlockwiseTensor(ir.Tensor):  # type: ignore[misc, valid-type]
         def tofile(self, file: Any) -> None:
-            raw = self.raw
-            rows = max(1, _BLOCK_BYTES // max(1, raw[:1].nbytes))
-            try:
-                file.fileno()
-                real_file = True
-            except (AttributeError, OSError, io.UnsupportedOperation):  # a buffer in memory: plain writes
-                real_file = False
-            for start in range(0, raw.shape[0], rows):
-                block = np.ascontiguousarray(raw[start:start + rows])
-                if real_file:
-                    block.tofile(file)
-                else:
-                    file.write(block.tobytes())
+            write_c_order(file, self.raw, _BLOCK_BYTES)
 
     for value in model.graph.initializers.values():
         tensor = value.const_value

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from converter.array_io import write_c_order
 from converter.contract import KEY as CONTRACT_KEY
 
 # The largest flatbuffer the format can address; bigger models need the converter's external-buffer layout.
@@ -98,19 +99,6 @@ _MAPPED_FROM = 8 << 20
 _BLOCK_BYTES = 4 << 20
 
 
-def _write_array(f: Any, array: np.ndarray) -> None:
-    """``array``'s bytes in C order: as they are when contiguous, else in blocks of rows."""
-    if array.flags.c_contiguous:
-        f.write(memoryview(array.reshape(-1)).cast("B"))
-        return
-    if array.ndim == 0 or array.shape[0] <= 1:
-        f.write(memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B"))
-        return
-    rows = max(1, _BLOCK_BYTES // max(1, array[0].nbytes))
-    for start in range(0, array.shape[0], rows):
-        f.write(memoryview(np.ascontiguousarray(array[start:start + rows]).reshape(-1)).cast("B"))
-
-
 class AlignedBuffer:
     """A ``BufferT`` stand-in for the object API's ``Pack`` whose data vector is already in the builder."""
 
@@ -135,7 +123,7 @@ def finish(builder: Any, model: Any, path: Path) -> None:
         at = 0
         for start, array in holes:
             f.write(data[at:start])
-            _write_array(f, array)
+            write_c_order(f, array, _BLOCK_BYTES)
             at = start + array.nbytes
         f.write(data[at:])
 
