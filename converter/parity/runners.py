@@ -149,8 +149,9 @@ class TFLiteRunner:
     read through their scale and zero point, so callers always see float tensors.
 
     One interpreter serves every run, resized to each feed's shape as a deployment would: opening the file again
-    per input set repacked every weight for XNNPACK each time (ViT-B/16: 0.18 s to allocate each one, and a packed copy of the weights). Its
-    variable tensors (a recurrent layer's state) are reset before each run, so no run sees another's state."""
+    per input set repacked every weight for XNNPACK each time (ViT-B/16: 0.18 s to allocate each interpreter, and
+    a packed copy of the weights). Its variable tensors (a recurrent layer's state) are reset before each run, so
+    no run sees another's state."""
 
     path: Path
     input_layouts: tuple[Layout, ...]
