@@ -188,6 +188,7 @@ class TorchSource:
     input_names: tuple[str, ...] = ()
     dynamic_batch: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    batch_min: int = 1  # the smallest batch a dynamic-batch ExportedProgram accepts (older exports: 2)
 
 
 def _check_zip(path: Path, kind: str) -> None:
@@ -260,6 +261,27 @@ def _pickled_module(obj: Any, weights_key: str | None) -> tuple[str, Any] | None
     return None
 
 
+def ep_batch_min(ep: Any) -> int:
+    """The lower bound of the first input's symbolic batch in ``ep.range_constraints`` (1 when the batch is fixed
+    or the bound is unknown). A smaller batch is outside what the program was exported for: torch 2.14's
+    ``ep.module()`` runs it unchecked, but nothing says the graph computes the model there."""
+    import torch
+
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind != torch.export.graph_signature.InputKind.USER_INPUT:
+            continue
+        node = next((n for n in ep.graph.nodes if n.name == spec.arg.name), None)
+        val = node.meta.get("val") if node is not None else None
+        if val is None or not getattr(val, "shape", None) or isinstance(val.shape[0], int):
+            return 1
+        bound = ep.range_constraints.get(val.shape[0].node.expr)
+        try:
+            return max(1, int(bound.lower)) if bound is not None else 1
+        except (TypeError, ValueError):  # a symbolic lower bound
+            return 1
+    return 1
+
+
 def _ep_signature(ep: Any) -> tuple[tuple[tuple[int, ...], ...], tuple[str, ...], tuple[str, ...], bool]:
     """Input shapes/dtypes/names recorded in an ExportedProgram; symbolic dims become 2 (dynamic batch)."""
     import torch
@@ -316,7 +338,7 @@ def load_torch_source(
         ep, notes = load_exported_program(path)
         shapes, dtypes, names, dynamic = _ep_signature(ep)
         return TorchSource(ep.module(), fmt, exported_program=ep, example_shapes=shapes, example_dtypes=dtypes,
-                           input_names=names, dynamic_batch=dynamic, notes=notes)
+                           input_names=names, dynamic_batch=dynamic, notes=notes, batch_min=ep_batch_min(ep))
     if fmt == Format.TORCHSCRIPT:
         try:
             module = torch.jit.load(str(path), map_location="cpu")

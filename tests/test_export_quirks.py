@@ -67,7 +67,7 @@ def test_vision_transformer_keeps_a_dynamic_batch(tmp_path: Path) -> None:
     result = convert(str(tmp_path / "vit.pt2"), ConvertOptions(output=str(tmp_path / "vit.keras")))
     assert result.passed, result.report.format_text()
     assert result.report.dynamic_batch
-    assert {s["shapes"][0][0] for s in result.report.input_sets} == {2, 3}
+    assert {s["shapes"][0][0] for s in result.report.input_sets} == {1, 2}
     # class_token and encoder.pos_embedding stay trainable (Embedding tables), so the counts agree
     counts = result.report.trainable_params
     assert counts["pytorch"] == counts["keras"] == sum(p.numel() for p in model.parameters())
@@ -156,6 +156,52 @@ def test_registry_signatures_on_demand_export_the_same_graph(tmp_path: Path, mon
     torch_onnx.export(model, (x,), tmp_path / "eager.onnx", n_outputs=1)
     assert 0 < on_demand < 50 < len(inferred)  # only the functions the graph calls, against every registered one
     assert (tmp_path / "lazy.onnx").read_bytes() == (tmp_path / "eager.onnx").read_bytes()
+
+
+def test_rewrite_rules_gated_by_root_op_export_the_same_graph(tmp_path: Path, monkeypatch) -> None:
+    """The rewriter's rules decline a node of another op type before matching (``torch_onnx._gated_by_root_op``):
+    the exported file is byte for byte the one with every rule tried on every node, for a model whose graph the
+    rules do rewrite (a flatten through ``view``'s computed shape, a multiply by one)."""
+    import torch
+    from onnxscript import rewriter
+
+    from converter.adapters import torch_onnx
+
+    class Rewritten(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.mixed = _mixed()
+            self.conv = torch.nn.Conv2d(3, 2, 3)
+            self.fc = torch.nn.Linear(72, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x) * 1.0
+            return self.fc(y.view(y.size(0), -1)) + self.mixed(x)[:, :3]
+
+    from onnxscript.rewriter import _rewrite_rule
+
+    rules = list(rewriter._DEFAULT_REWRITE_RULES)  # noqa: SLF001
+    gated = [torch_onnx._gated_by_root_op(r) for r in rules]  # noqa: SLF001
+    assert sum(g is not r for g, r in zip(gated, rules)) >= 20  # most rules have a constant root op
+    assert all("try_rewrite" not in vars(r) for r in rules)  # onnxscript's own rule objects are left as they were
+    fired: list[str] = []
+    real_try = _rewrite_rule.RewriteRule.try_rewrite
+
+    def counting(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - records the rules that rewrite
+        done = real_try(self, *args, **kwargs)
+        if done is not None:
+            fired.append(str(self.name))
+        return done
+
+    monkeypatch.setattr(_rewrite_rule.RewriteRule, "try_rewrite", counting)
+    torch.manual_seed(0)
+    model, x = Rewritten().eval(), torch.randn(2, 3, 8, 8)
+    torch_onnx.export(model, (x,), tmp_path / "gated.onnx", n_outputs=1)
+    gated_fired, fired[:] = list(fired), []
+    monkeypatch.setattr(torch_onnx, "_gated_by_root_op", lambda rule: rule)
+    torch_onnx.export(model, (x,), tmp_path / "plain.onnx", n_outputs=1)
+    assert "MaterializeReshapeShape" in gated_fired and sorted(gated_fired) == sorted(fired)
+    assert (tmp_path / "gated.onnx").read_bytes() == (tmp_path / "plain.onnx").read_bytes()
 
 
 def _mixed():  # noqa: ANN202 - a torch module built on demand (torch imports lazily in these tests)

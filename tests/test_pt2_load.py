@@ -82,3 +82,23 @@ def test_both_shortcuts_are_in_place_during_the_read(tmp_path: Path, monkeypatch
     pt2_load.load_exported_program(tmp_path / "m.pt2")
     assert seen == {"sympy": True, "typing": True}
     assert serialize.sympy is sys.modules["sympy"] and serialize.typing is sys.modules["typing"]
+
+
+@pytest.mark.parametrize(("low", "batches"), [(1, [2, 1]), (2, [2, 3])])
+def test_verification_batches_follow_the_programs_batch_range(tmp_path: Path, low: int, batches: list[int]) -> None:
+    """The second verification set is batch 1 (the deployment case) unless the program's own batch range starts
+    higher: an export with ``Dim("batch", min=2)`` was not made for batch 1, so it is verified at 2 and 3."""
+    import torch
+
+    from converter.conversion.job import ConvertOptions
+    from converter.conversion.torch_source import sample_inputs
+    from converter.formats import Format, load_torch_source
+
+    batch = torch.export.Dim("batch", min=low, max=64)
+    program = torch.export.export(torch.nn.Linear(4, 3).eval(), (torch.randn(2, 4),), dynamic_shapes=({0: batch},))
+    path = tmp_path / "linear.pt2"
+    torch.export.save(program, str(path))
+    src = load_torch_source(str(path), Format.EXPORTED_PROGRAM)
+    assert src.batch_min == low
+    _, sets, dynamic = sample_inputs(src, Format.EXPORTED_PROGRAM, ConvertOptions(output=str(tmp_path / "o.keras")))
+    assert dynamic and [s.arrays[0].shape[0] for s in sets] == batches

@@ -35,17 +35,18 @@ class Ledger:
 
     def time_runner(self, job: Job, runner: Any, sets: Sequence[InputSet], layouts: Sequence[Layout],
                     role: str, warm: bool = False) -> None:
-        """Record ``runner``'s latency on the first verification input set (when verifying and timing is on).
-        A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed. ``warm``:
+        """Record ``runner``'s latency on a verification input set (``latency.latency_set``), when verifying and
+        timing is on. A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed. ``warm``:
         this runner itself just ran the verification sets (``latency.measure``: no warm-up call)."""
         runs = job.options.latency_runs
         if not job.options.verify or runs <= 0 or not sets or runner is None:
             return
-        from converter.parity.latency import measure
+        from converter.parity.latency import latency_set, measure
 
+        timed_set = latency_set(sets)
         try:
             with job.clock.step("latency", f"timing {runner.name}"):
-                self.latency.append(measure(runner, sets[0].arrays, layouts, sets[0].label, role, runs,
+                self.latency.append(measure(runner, timed_set.arrays, layouts, timed_set.label, role, runs,
                                             job.options.latency_budget_s, warm=warm))
         except Exception as err:  # noqa: BLE001 - a runtime's own exception types
             self.notes.append(f"latency of {runner.name} not measured: "

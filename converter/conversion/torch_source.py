@@ -173,10 +173,11 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
     names, trainable = parameters(src.module)
     latency: tuple[Any, ...] = ()
     if options.verify and options.latency_runs > 0:
-        from converter.parity.latency import measure
+        from converter.parity.latency import latency_set, measure
 
+        timed_set = latency_set(sets)
         with clock.step("latency", "timing the source model"):
-            latency = (measure(runner, sets[0].arrays, layouts, sets[0].label, "source", options.latency_runs,
+            latency = (measure(runner, timed_set.arrays, layouts, timed_set.label, "source", options.latency_runs,
                                options.latency_budget_s, warm=True),)  # it just ran every set
     return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
@@ -193,7 +194,9 @@ def sample_inputs(src: Any, fmt: Format, options: ConvertOptions) -> tuple[list[
         dynamic = False
     trace_specs = [replace(s, shape=(max(2, s.shape[0]), *s.shape[1:])) if dynamic and s.shape and s.shape[0] == 1
                    else s for s in specs]
-    sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic)
+    first = trace_specs[0].shape[0] if trace_specs and trace_specs[0].shape else 1
+    other = first + 1 if src.batch_min > 1 else None  # a program exported for batches from 2 up
+    sets = make_input_sets(trace_specs, seed=options.seed, dynamic_batch=dynamic, other_batch=other)
     if options.quant_mode and options.verify:  # top-1 agreement needs more rows than the two default batches
         sets += quality_sets(trace_specs, options.seed, dynamic)
     return specs, sets, dynamic

@@ -116,9 +116,12 @@ DISTRIBUTIONS = ("normal", "uniform", "large")
 
 
 def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool = False,
-                    distributions: tuple[str, ...] = ("normal", "uniform")) -> list[InputSet]:
-    """One draw per distribution (standard normal, uniform [0, 1), large = normal x 100), each with its own seed;
-    every second draw uses batch + 1 when the batch is dynamic, so a batch-size bug cannot hide."""
+                    distributions: tuple[str, ...] = ("normal", "uniform"),
+                    other_batch: int | None = None) -> list[InputSet]:
+    """One draw per distribution (standard normal, uniform [0, 1), large = normal x 100), each with its own seed.
+    When the batch is dynamic every second draw uses another batch, so a batch-size bug cannot hide: batch 1 --
+    the deployment case, where a stray squeeze or a batch fixed at trace time shows -- or batch + 1 when the
+    first draw is already batch 1. ``other_batch``: that batch instead (a source that refuses batch 1)."""
     for s in specs:
         check_spec(s)
     check_memory(specs, len(distributions), dynamic_batch)
@@ -127,7 +130,8 @@ def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool =
         raise ShapeError(f"unknown input distribution(s) {unknown}; expected some of {', '.join(DISTRIBUTIONS)}")
     sets = []
     base = specs[0].shape[0] if specs and specs[0].shape else 1
-    plan = [(d, base + 1 if dynamic_batch and k % 2 == 1 else base) for k, d in enumerate(distributions)]
+    other = other_batch if other_batch is not None else base + 1 if base == 1 else 1
+    plan = [(d, other if dynamic_batch and k % 2 == 1 else base) for k, d in enumerate(distributions)]
     for k, (dist, batch) in enumerate(plan):
         rng = np.random.default_rng(seed + k)
         arrays = tuple(_draw(s, batch if dynamic_batch else None, rng, dist) for s in specs)

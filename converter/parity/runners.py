@@ -6,6 +6,7 @@ tensors between layouts with ``converter.layout.to_layout`` using the runner's d
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -30,10 +31,13 @@ class TorchRunner:
     output_layouts: tuple[Layout, ...]
     name: str = "pytorch"
     output_names: tuple[str, ...] = ()  # set by run() when the model returns a dict / ModelOutput
+    # The last run's feeds and seconds: a latency measurement on the same feeds counts it as its first sample.
+    last_call: tuple[tuple[np.ndarray, ...], float] | None = field(default=None, repr=False, compare=False)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         import torch
 
+        t0 = time.perf_counter()
         if hasattr(self.module, "eval"):
             try:
                 self.module.eval()
@@ -42,7 +46,9 @@ class TorchRunner:
         with torch.no_grad():
             out = self.module(*[torch.from_numpy(np.ascontiguousarray(f)) for f in feeds])
         outs, self.output_names = flatten_outputs(out)
-        return [o.detach().cpu().numpy() for o in outs]
+        result = [o.detach().cpu().numpy() for o in outs]
+        self.last_call = (tuple(feeds), time.perf_counter() - t0)
+        return result
 
 
 def flatten_outputs(out: Any) -> tuple[list[Any], tuple[str, ...]]:
@@ -160,6 +166,7 @@ class TFLiteRunner:
     input_keys: tuple[str, ...] = ()  # signature input/output names, when the file has a signature with them
     output_keys: tuple[str, ...] = ()
     _interp: Any = field(default=None, repr=False, compare=False)
+    last_call: tuple[tuple[np.ndarray, ...], float] | None = field(default=None, repr=False, compare=False)
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         from converter.frameworks import silenced_stderr, tflite_interpreter
@@ -172,7 +179,9 @@ class TFLiteRunner:
             return [np.asarray(out[k]) for k in self.output_keys]
         with silenced_stderr():  # "Created TensorFlow Lite XNNPACK delegate" is printed from C++
             interp, invoke = self._prepared(feeds)
+            t0 = time.perf_counter()
             invoke()
+            self.last_call = (tuple(feeds), time.perf_counter() - t0)  # what timed() times: the invoke
             return [dequantize(interp.get_tensor(d["index"]), d) for d in interp.get_output_details()]
 
     def release(self) -> None:

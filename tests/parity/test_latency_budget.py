@@ -90,3 +90,38 @@ def test_first_sample_raises_the_floor() -> None:
     calls: list[int] = []
     samples = time_call(_sleeper(0.03, calls), runs=5, warmup=0, budget_s=0.01, first=0.05)
     assert len(samples) == MIN_RUNS_WARM and len(calls) == MIN_RUNS_WARM - 1
+
+
+def test_verification_run_on_the_same_feeds_is_the_first_sample() -> None:
+    """A runtime's verification run on the batch-1 set is its first latency sample (``latency.latency_set``,
+    ``TorchRunner.last_call``): two more calls make the three, not three more; other feeds get no such credit."""
+    import numpy as np
+    import torch
+
+    from converter.layout import Layout
+    from converter.parity.inputs import InputSpec, make_input_sets
+    from converter.parity.latency import latency_set, measure
+    from converter.parity.runners import TorchRunner
+
+    class Counted(torch.nn.Linear):
+        calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            Counted.calls += 1
+            return super().forward(x)
+
+    sets = make_input_sets([InputSpec("x", (2, 4))], seed=0, dynamic_batch=True)
+    assert latency_set(sets) is sets[1] and sets[1].label == "uniform-b1"
+    assert latency_set(sets[:1]) is sets[0]  # no batch-1 set: the first row of the first set
+    runner = TorchRunner(Counted(4, 3).eval(), (Layout.NONE,), ())
+    for s in sets:  # the verification runs, batch 1 last
+        runner.run(s.arrays)
+    verification_s = runner.last_call[1]
+    timed = latency_set(sets)
+    warm = measure(runner, timed.arrays, [Layout.NONE], timed.label, "source", runs=5, budget_s=0.0, warm=True)
+    assert (Counted.calls, warm.runs, warm.input_set) == (2 + 2, MIN_RUNS_WARM, "uniform-b1")
+    assert verification_s > 0
+    Counted.calls = 0
+    other = measure(runner, sets[0].arrays, [Layout.NONE], sets[0].label, "source", runs=5, budget_s=0.0, warm=True)
+    assert (Counted.calls, other.runs) == (MIN_RUNS_WARM, MIN_RUNS_WARM)  # another feed: every sample is a call
+    assert np.shape(runner.last_call[0][0]) == (1, 4)

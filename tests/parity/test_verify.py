@@ -26,7 +26,7 @@ def test_runner_pairs_pass(artifacts: dict[str, Path], ref: str, cand: str) -> N
     report = verify(str(artifacts[ref]), str(artifacts[cand]))
     assert report.passed, report.format_text()
     assert [s["distribution"] for s in report.input_sets] == ["normal", "uniform", "large"]
-    assert [s["shapes"][0][0] for s in report.input_sets] == [2, 3, 2]  # dynamic batch: a second batch size
+    assert [s["shapes"][0][0] for s in report.input_sets] == [2, 1, 2]  # dynamic batch: batch 1 as well
     x = report.inputs[0]
     channels_last = {"keras", "saved_model", "tflite"}
     assert x.reference_layout == ("NHWC" if ref in channels_last else "NCHW")
@@ -122,7 +122,10 @@ def test_generated_input_distributions_and_int_range() -> None:
 
     sets = make_input_sets([InputSpec("ids", (2, 7), "int64", (5, 9)), InputSpec("x", (2, 4))], seed=1,
                            dynamic_batch=True, distributions=("normal", "uniform", "large"))
-    assert [s.arrays[0].shape[0] for s in sets] == [2, 3, 2]
+    assert [s.arrays[0].shape[0] for s in sets] == [2, 1, 2]  # the second draw at batch 1
+    assert [s.arrays[0].shape[0] for s in make_input_sets([InputSpec("x", (1, 4))], dynamic_batch=True)] == [1, 2]
+    assert [s.arrays[0].shape[0] for s in make_input_sets([InputSpec("x", (2, 4))], dynamic_batch=True,
+                                                          other_batch=3)] == [2, 3]
     assert all(5 <= s.arrays[0].min() and s.arrays[0].max() < 9 for s in sets)
     assert np.abs(sets[2].arrays[1]).max() > 10 * np.abs(sets[0].arrays[1]).max() / 2
 
