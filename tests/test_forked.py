@@ -48,3 +48,39 @@ def test_a_worker_killed_by_a_signal_is_reported() -> None:
     os.kill(worker.pid, signal.SIGKILL)
     with pytest.raises(forked.WorkerDied, match="signal 9"):
         worker.result()
+
+
+def test_the_cpu_only_worker_reads_a_pt2_without_triton(tmp_path) -> None:  # noqa: ANN001
+    """``frameworks.torch_on_cpu_only`` (the conversion's worker): torch._dynamo, imported by the ``.pt2`` reader,
+    no longer imports triton, and the program still reads and runs; in a process that already imported torch's
+    compiler stack nothing changes. Fresh processes: the import happens once per process."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from pathlib import Path
+from converter.frameworks import torch_on_cpu_only
+if sys.argv[1] == "late":
+    import torch._dynamo
+torch_on_cpu_only()
+import torch
+from converter.adapters.pt2_load import load_exported_program
+path = Path(sys.argv[2])
+if not path.exists():
+    torch.export.save(torch.export.export(torch.nn.Linear(3, 2), (torch.randn(2, 3),)), str(path))
+ep, _ = load_exported_program(path)
+print(tuple(ep.module()(torch.ones(2, 3)).shape), sys.modules.get("triton") is None)
+"""
+    path = tmp_path / "m.pt2"
+    lines = {}
+    for mode in ("early", "late"):
+        done = subprocess.run([sys.executable, "-c", code, mode, str(path)], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines[mode] = done.stdout.split("\n")[-2]
+    assert lines["early"] == "(2, 2) True"
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:  # installed: imported as usual when dynamo came first
+        assert lines["late"] == "(2, 2) False"

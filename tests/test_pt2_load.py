@@ -1,5 +1,6 @@
-"""converter.adapters.pt2_load's read shortcuts (cached schema type hints, cached sympy parses) give the program
-``torch.export.load`` gives: same graph, same symbolic ranges, same outputs at two batch sizes."""
+"""converter.adapters.pt2_load's read shortcuts (cached schema type hints, cached sympy parses, ranges located in
+the archive) give the program ``torch.export.load`` gives: same graph, same symbolic ranges, same outputs at two
+batch sizes."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,28 +61,35 @@ def test_the_shortcuts_restore_the_deserializers_modules(tmp_path: Path) -> None
     assert serialize.sympy is sympy and serialize.typing is typing
 
 
-def test_both_shortcuts_are_in_place_during_the_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_shortcut_is_in_place_during_the_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     import torch
     import torch.export.pt2_archive._package as package
     from torch._export.serde import serialize
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
     from converter.adapters import pt2_load
 
-    ep = torch.export.export(torch.nn.Linear(3, 2), (torch.randn(2, 3),))
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(torch.nn.Linear(3, 2), (torch.randn(2, 3),), dynamic_shapes=({0: batch},))
     torch.export.save(ep, str(tmp_path / "m.pt2"))
     seen: dict[str, bool] = {}
-    real = package.load_pt2
+    real, real_sloc = package.load_pt2, ShapeEnv._get_sloc
 
     def spy(*args: object, **kwargs: object) -> object:
         seen.update({name: getattr(serialize, name) is not sys.modules[name] for name in ("sympy", "typing")})
+        seen["sloc"] = ShapeEnv._get_sloc is not real_sloc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(package, "load_pt2", spy)
-    pt2_load.load_exported_program(tmp_path / "m.pt2")
-    assert seen == {"sympy": True, "typing": True}
+    ours, _ = pt2_load.load_exported_program(tmp_path / "m.pt2")
+    assert seen == {"sympy": True, "typing": True, "sloc": True}
     assert serialize.sympy is sys.modules["sympy"] and serialize.typing is sys.modules["typing"]
+    assert ShapeEnv._get_sloc is real_sloc
+    shape_env = next(n.meta["val"].fake_mode.shape_env for n in ours.graph.nodes if n.op == "placeholder")
+    where = {r.lower.framework_loc for r in shape_env.var_to_range_sloc.values()}
+    assert where == {f"{tmp_path / 'm.pt2'} (read from the archive)"}, where
 
 
 @pytest.mark.parametrize(("low", "batches"), [(1, [2, 1]), (2, [2, 3])])

@@ -107,6 +107,9 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
         return prepare_torch_side(job.source, job.fmt, options, onnx_path, clock, external_data=external)
 
     def work() -> TorchSide:
+        from converter.frameworks import torch_on_cpu_only
+
+        torch_on_cpu_only()
         child = Clock(clock.progress)
         side = prepare_torch_side(job.source, job.fmt, options, onnx_path, child, external_data=external)
         return replace(side, module=None, timings=tuple(child.timings.items()))
