@@ -111,7 +111,8 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
 
         torch_on_cpu_only()
         child = Clock(clock.progress)
-        side = prepare_torch_side(job.source, job.fmt, options, onnx_path, child, external_data=external)
+        side = prepare_torch_side(job.source, job.fmt, options, onnx_path, child, external_data=external,
+                                  runs_beside_export=True)
         return replace(side, module=None, timings=tuple(child.timings.items()))
 
     worker = forked.start(work)

@@ -18,6 +18,7 @@ from converter.formats import Format, load_torch_source
 from converter.model_checks import raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
 from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
+from converter.result import OVERLAPPED
 
 if TYPE_CHECKING:
     from converter.conversion.job import Clock, ConvertOptions
@@ -136,9 +137,11 @@ def torch_layouts(specs: Sequence[InputSpec]) -> tuple[Layout, ...]:
 
 
 def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, clock: Clock,
-            external_data: bool = False) -> TorchSide:
+            external_data: bool = False, runs_beside_export: bool = False) -> TorchSide:
     """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set.
-    ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it."""
+    ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it.
+    ``runs_beside_export``: this is the conversion's forked worker, so an ExportedProgram's runs may go to a child
+    process beside the export (``converter.conversion.beside_export``)."""
     with clock.step("load", f"loading {source}"):
         import torch
 
@@ -155,21 +158,42 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
     from converter.parity.runners import TorchRunner
 
     runner = TorchRunner(src.module, layouts, ())
-    with clock.step("check-inputs", "running the source model once"):
-        probe = run_once(runner, sets[0])
     from converter.adapters import torch_onnx
 
-    with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
+    def export(n_outputs: int, output_names: Sequence[str]) -> Any:
         example = tuple(torch.from_numpy(a) for a in sets[0].arrays)
-        exported = torch_onnx.export(
+        return torch_onnx.export(
             src.exported_program if src.exported_program is not None else src.module, example, onnx_path,
-            input_names=[s.name for s in specs], output_names=runner.output_names, dynamic_batch=dynamic, is_torchscript=fmt == Format.TORCHSCRIPT,
-            external_data=external_data, n_outputs=len(probe),
+            input_names=[s.name for s in specs], output_names=output_names, dynamic_batch=dynamic,
+            is_torchscript=fmt == Format.TORCHSCRIPT, external_data=external_data, n_outputs=n_outputs,
         )
-    outputs = [tuple(probe)]
-    if options.verify:
-        with clock.step("verify", "running the source model on the verification inputs"):
-            outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
+
+    from converter.conversion import beside_export
+
+    planned = (beside_export.planned_outputs(src.exported_program)
+               if runs_beside_export and beside_export.pays_off(src.exported_program) else None)
+    warm = planned is None  # the runs below happen in this process, so the latency needs no warm-up call
+    if planned is not None:
+        child = beside_export.start_source_runs(runner, sets, options.verify, run_once)
+        with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export) beside the source model's runs"):
+            exported = beside_export.export_beside(child, lambda: export(*planned))
+        with clock.step("verify", "waiting for the source model's runs on the verification inputs"):
+            outputs, runner.output_names, first_s, rest_s = child.result()
+        clock.timings["check-inputs" + OVERLAPPED] = first_s
+        clock.timings["verify" + OVERLAPPED] = rest_s
+        probe = list(outputs[0])
+        if (len(probe), tuple(runner.output_names)) != (planned[0], tuple(planned[1])):
+            with clock.step("export-onnx", "exporting again with the outputs the source returned"):
+                exported = export(len(probe), runner.output_names)
+    else:
+        with clock.step("check-inputs", "running the source model once"):
+            probe = run_once(runner, sets[0])
+        with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
+            exported = export(len(probe), runner.output_names)
+        outputs = [tuple(probe)]
+        if options.verify:
+            with clock.step("verify", "running the source model on the verification inputs"):
+                outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
     names, trainable = parameters(src.module)
     latency: tuple[Any, ...] = ()
     if options.verify and options.latency_runs > 0:
@@ -178,7 +202,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         timed_set = latency_set(sets)
         with clock.step("latency", "timing the source model"):
             latency = (measure(runner, timed_set.arrays, layouts, timed_set.label, "source", options.latency_runs,
-                               options.latency_budget_s, warm=True),)  # it just ran every set
+                               options.latency_budget_s, warm=warm),)
     return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
