@@ -1,10 +1,14 @@
 """Pieces every benchmark shares: child processes with peak RSS and a timeout, machine facts, start-up timing.
 
-Each measured step runs in its own child process so that peak RSS is per step and imports are paid where a user
-pays them. Peak RSS is the larger of ``os.wait4``'s ``ru_maxrss`` (the largest single process of the step) and
-the largest *sum* of RSS over the step's whole session, sampled every 0.1 s from /proc: crossport runs workers
-beside the main process (the PyTorch side while TensorFlow imports; Keras' torch backend), and their memory adds
-up. Summed RSS counts pages a forked worker still shares with its parent twice, so it errs high. The 1-minute load
+Each measured step runs in its own child process so that peak memory is per step and imports are paid where a
+user pays them. Peak memory (``peak_rss_mib``, the name kept for the results on record) is the larger of
+``os.wait4``'s ``ru_maxrss`` (the largest single process of the step) and the largest *sum* over the step's whole
+session, sampled every 0.1 s from /proc: crossport runs workers beside the main process (the PyTorch side while
+TensorFlow imports, the source's runs beside the export, Keras' torch backend), and their memory adds up. The sum
+is of each process's PSS (``smaps_rollup``: a page shared by n processes counts 1/n in each), so the weights a
+forked child shares with its parent count once; a sum of RSS counted them in every process (ViT-B/16 to
+``.tflite`` with the source's runs beside the export: 2,500 MiB summed RSS, 1,847 MiB summed PSS). Where
+``smaps_rollup`` cannot be read a process's RSS stands in. The 1-minute load
 average before and after is recorded with every child: on a shared 2-CPU machine it says how noisy a number is.
 """
 from __future__ import annotations
@@ -60,7 +64,7 @@ def run_child(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None, 
             while True:
                 now = time.perf_counter()
                 if now >= next_sample:
-                    tree_peak = max(tree_peak, session_rss_bytes(proc.pid))
+                    tree_peak = max(tree_peak, session_memory_bytes(proc.pid))
                     next_sample = now + 0.1
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
@@ -82,8 +86,9 @@ def run_child(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None, 
                     loadavg_1m_before=load_before, loadavg_1m_after=os.getloadavg()[0])
 
 
-def session_rss_bytes(sid: int) -> int:
-    """Sum of the resident set sizes of every process in session ``sid`` (Linux /proc; 0 elsewhere)."""
+def session_memory_bytes(sid: int) -> int:
+    """Sum of the proportional set sizes (PSS) of every process in session ``sid``; a process whose
+    ``smaps_rollup`` cannot be read counts its RSS (Linux /proc; 0 elsewhere)."""
     total = 0
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
@@ -96,11 +101,26 @@ def session_rss_bytes(sid: int) -> int:
                 fields = f.read().rsplit(b")", 1)[1].split()
             if int(fields[3]) != sid:  # after "pid (comm)": state ppid pgrp session ...
                 continue
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * page
+            total += _pss_bytes(pid) or _rss_bytes(pid, page)
         except (OSError, ValueError, IndexError):
             continue  # the process ended between listing and reading
     return total
+
+
+def _pss_bytes(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _rss_bytes(pid: str, page: int) -> int:
+    with open(f"/proc/{pid}/statm", "rb") as f:
+        return int(f.read().split()[1]) * page
 
 
 def interruptible() -> None:
