@@ -78,12 +78,13 @@ class Worker:
             return payload
         raise payload
 
-    def kill(self) -> None:
-        """Stop the child (the parent was interrupted or failed) and reap it."""
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the child (the parent was interrupted or failed) and reap it. ``SIGKILL`` for a child that may be
+        stuck outside Python, where the SIGTERM handler it inherited would never run."""
         if self._done:
             return
         try:
-            os.kill(self.pid, signal.SIGTERM)
+            os.kill(self.pid, sig)
         except ProcessLookupError:
             pass
         try:

@@ -94,3 +94,32 @@ def test_the_source_error_is_reported_when_it_cannot_run(tmp_path: Path) -> None
     assert codes["on"] == codes["off"] == 7, (codes, lines)
     assert lines["on"] == lines["off"] and "does not run on inputs of shape" in lines["on"][0], lines
     assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_a_stalled_child_is_stopped_and_a_busy_one_is_not(monkeypatch) -> None:  # noqa: ANN001
+    """``collect``: a child with no CPU time for ``STALL_S`` is stopped (None: the worker runs the sets itself);
+    a child that computes longer than that is waited for."""
+    import time
+
+    from converter import forked
+    from converter.conversion import beside_export
+
+    import signal
+
+    monkeypatch.setattr(beside_export, "STALL_S", 1.5)
+    t0 = time.monotonic()
+
+    def stuck_in_c() -> None:  # a SIGTERM handler that only records, as the conversion's own does
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        time.sleep(60)
+
+    stuck = forked.start(stuck_in_c)
+    assert beside_export.collect(stuck) is None and time.monotonic() - t0 < 10
+
+    def busy() -> int:
+        end, n = time.monotonic() + 3.0, 0
+        while time.monotonic() < end:
+            n += 1
+        return 7
+
+    assert beside_export.collect(forked.start(busy)) == 7

@@ -76,6 +76,40 @@ def start_source_runs(runner: Any, sets: Sequence[InputSet], verify: bool,
     return forked.start(runs)
 
 
+# A child whose CPU time has not moved for this long is stuck, not slow (a forked process that entered a thread
+# pool it did not start would wait forever): it is stopped and the worker runs the sets itself.
+STALL_S = 20.0
+
+
+def collect(child: Any) -> Any:
+    """The child's result, or None when it stalled (``STALL_S`` without CPU time) and was stopped."""
+    import select
+
+    last, still_since = _cpu_seconds(child.pid), time.monotonic()
+    while not select.select([child.fd], [], [], 1.0)[0]:
+        now = _cpu_seconds(child.pid)
+        if now is None or now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since > STALL_S:
+            import signal
+
+            child.kill(signal.SIGKILL)  # stuck in C: its inherited SIGTERM handler would never run
+            return None
+    return child.result()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` from /proc (None where unreadable: no stall is ever assumed)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def export_beside(child: Any, export: Callable[[], Any]) -> Any:
     """``export()`` while ``child`` runs; if the export fails and the child's run failed too, the child's error is
     the one raised: "the model does not run on inputs of shape ..." says more than the exporter's trace."""

@@ -170,17 +170,26 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
 
     from converter.conversion import beside_export
 
-    planned = (beside_export.planned_outputs(src.exported_program)
-               if runs_beside_export and beside_export.pays_off(src.exported_program) else None)
+    # Not with quantization's quality sets (32 more rows): on one thread they would outlast the export.
+    beside = runs_beside_export and not options.quant_mode and beside_export.pays_off(src.exported_program)
+    planned = beside_export.planned_outputs(src.exported_program) if beside else None
     warm = planned is None  # the runs below happen in this process, so the latency needs no warm-up call
     if planned is not None:
         child = beside_export.start_source_runs(runner, sets, options.verify, run_once)
         with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export) beside the source model's runs"):
             exported = beside_export.export_beside(child, lambda: export(*planned))
         with clock.step("verify", "waiting for the source model's runs on the verification inputs"):
-            outputs, runner.output_names, first_s, rest_s = child.result()
-        clock.timings["check-inputs" + OVERLAPPED] = first_s
-        clock.timings["verify" + OVERLAPPED] = rest_s
+            done = beside_export.collect(child)
+        if done is None:  # the child stalled: the runs, here
+            warm = True
+            with clock.step("verify", "running the source model on the verification inputs"):
+                outputs = [tuple(run_once(runner, sets[0]))]
+                if options.verify:
+                    outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
+        else:
+            outputs, runner.output_names, first_s, rest_s = done
+            clock.timings["check-inputs" + OVERLAPPED] = first_s
+            clock.timings["verify" + OVERLAPPED] = rest_s
         probe = list(outputs[0])
         if (len(probe), tuple(runner.output_names)) != (planned[0], tuple(planned[1])):
             with clock.step("export-onnx", "exporting again with the outputs the source returned"):
