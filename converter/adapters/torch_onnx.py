@@ -115,10 +115,10 @@ def _gated_by_root_op(rule: Any) -> Any:
 
     The rewriter tries every rule on every node, and a rule with one output node fails on a different op type only
     after building a match state and its failure message (onnxscript 0.7.2, ``SimplePatternMatcher``; ~40 rules x
-    ~500 nodes x 2 rounds, 0.3 s of ViT-B/16's export). Only rules whose root op is a constant are gated, only the
-    comparison the matcher makes first is made earlier, and a traced or verbose (debugging) call goes to the rule
-    itself.
-    The rule objects are onnxscript's singletons; they are copied, never changed."""
+    ~500 nodes x 2 rounds: ViT-B/16's export 1.96 / 1.92 s before, 1.86 / 1.74 s gated). Only rules whose root op
+    is a constant are gated, only the comparison the matcher makes first is made earlier, and a traced or verbose
+    (debugging) call goes to the rule itself. The rule objects are onnxscript's singletons; they are copied, never
+    changed."""
     import copy
 
     try:

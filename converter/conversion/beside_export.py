@@ -3,7 +3,7 @@
 Why: ``torch.onnx.export`` is single-threaded Python (1.5-1.8 s on ViT-B/16) and the source's runs on the
 verification sets were made before and after it on both cores (ViT-B/16: 0.5 s at batch 2, 0.23 s at batch 1).
 On two cores the child runs them on one thread while the export holds the other; measured on ViT-B/16 the export
-took as long with the child beside it (1.86 s against 1.85 s), so the runs cost nothing on the critical path.
+took 2.06 / 1.86 s with the child beside it against 1.85 / 1.86 s alone, so the runs left the critical path.
 
 The export needs the number of outputs and their names, which a sequential conversion takes from the first run.
 An ExportedProgram states both (``planned_outputs``: its output tree); the child's first run then checks them, and

@@ -36,8 +36,8 @@ class Ledger:
     def time_runner(self, job: Job, runner: Any, sets: Sequence[InputSet], layouts: Sequence[Layout],
                     role: str, warm: bool = False) -> None:
         """Record ``runner``'s latency on a verification input set (``latency.latency_set``), when verifying and
-        timing is on. A runtime that cannot be timed is noted, never a failure: the verdict does not depend on speed. ``warm``:
-        this runner itself just ran the verification sets (``latency.measure``: no warm-up call)."""
+        timing is on. A runtime that cannot be timed is noted, never a failure: the verdict does not depend on
+        speed. ``warm``: this runner itself just ran the verification sets (``latency.measure``: no warm-up call)."""
         runs = job.options.latency_runs
         if not job.options.verify or runs <= 0 or not sets or runner is None:
             return

@@ -168,6 +168,14 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
             is_torchscript=fmt == Format.TORCHSCRIPT, external_data=external_data, n_outputs=n_outputs,
         )
 
+    def run_here() -> list[tuple[np.ndarray, ...]]:
+        with clock.step("check-inputs", "running the source model once"):
+            outputs = [tuple(run_once(runner, sets[0]))]
+        if options.verify:
+            with clock.step("verify", "running the source model on the verification inputs"):
+                outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
+        return outputs
+
     from converter.conversion import beside_export
 
     # Not with quantization's quality sets (32 more rows): on one thread they would outlast the export.
@@ -182,10 +190,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
             done = beside_export.collect(child)
         if done is None:  # the child stalled: the runs, here
             warm = True
-            with clock.step("verify", "running the source model on the verification inputs"):
-                outputs = [tuple(run_once(runner, sets[0]))]
-                if options.verify:
-                    outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
+            outputs = run_here()
         else:
             outputs, runner.output_names, first_s, rest_s = done
             clock.timings["check-inputs" + OVERLAPPED] = first_s
@@ -194,15 +199,11 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         if (len(probe), tuple(runner.output_names)) != (planned[0], tuple(planned[1])):
             with clock.step("export-onnx", "exporting again with the outputs the source returned"):
                 exported = export(len(probe), runner.output_names)
-    else:
-        with clock.step("check-inputs", "running the source model once"):
-            probe = run_once(runner, sets[0])
+    else:  # the runs first (the export takes the number of outputs from them), the batch-1 set last
+        outputs = run_here()
+        probe = list(outputs[0])
         with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
             exported = export(len(probe), runner.output_names)
-        outputs = [tuple(probe)]
-        if options.verify:
-            with clock.step("verify", "running the source model on the verification inputs"):
-                outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
     names, trainable = parameters(src.module)
     latency: tuple[Any, ...] = ()
     if options.verify and options.latency_runs > 0:
