@@ -188,7 +188,7 @@ class TorchSource:
     input_names: tuple[str, ...] = ()
     dynamic_batch: bool | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
-    batch_min: int = 1  # the smallest batch a dynamic-batch ExportedProgram accepts (older exports: 2)
+    batch_min: int = 1  # a dynamic-batch ExportedProgram's lower bound on its batch (Dim("batch", min=2): 2)
 
 
 def _check_zip(path: Path, kind: str) -> None:

@@ -121,7 +121,7 @@ def make_input_sets(specs: list[InputSpec], seed: int = 0, dynamic_batch: bool =
     """One draw per distribution (standard normal, uniform [0, 1), large = normal x 100), each with its own seed.
     When the batch is dynamic every second draw uses another batch, so a batch-size bug cannot hide: batch 1 --
     the deployment case, where a stray squeeze or a batch fixed at trace time shows -- or batch + 1 when the
-    first draw is already batch 1. ``other_batch``: that batch instead (a source that refuses batch 1)."""
+    first draw is already batch 1. ``other_batch``: that batch instead (a source not exported for batch 1)."""
     for s in specs:
         check_spec(s)
     check_memory(specs, len(distributions), dynamic_batch)
