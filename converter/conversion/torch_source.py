@@ -17,7 +17,7 @@ from converter.errors import ShapeError, UnsupportedError, described
 from converter.formats import Format, load_torch_source
 from converter.model_checks import raise_if_nonfinite, torch_nonfinite
 from converter.layout import Layout
-from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets
+from converter.parity.inputs import InputSet, InputSpec, make_input_sets, quality_sets, same_feeds
 from converter.result import OVERLAPPED
 
 if TYPE_CHECKING:
@@ -58,8 +58,7 @@ class RecordedRunner:
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         for given, outputs in self.recorded:
-            if len(given) == len(feeds) and all(a is b or (a.shape == b.shape and np.array_equal(a, b))
-                                                for a, b in zip(given, feeds)):
+            if same_feeds(given, feeds):
                 return [o.copy() for o in outputs]
         if self.module is None:
             raise RuntimeError("these inputs were not run by the PyTorch worker")

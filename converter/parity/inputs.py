@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Sequence
 
 import numpy as np
 
@@ -40,6 +41,13 @@ class InputSet:
     def describe(self) -> dict:
         return {"label": self.label, "seed": self.seed, "distribution": self.distribution,
                 "shapes": [list(a.shape) for a in self.arrays], "dtypes": [str(a.dtype) for a in self.arrays]}
+
+
+def same_feeds(given: Sequence[np.ndarray], feeds: Sequence[np.ndarray]) -> bool:
+    """The same arrays, or equal ones (shape, dtype and values): has a runner already run these feeds?"""
+    return len(given) == len(feeds) and all(
+        a is b or (np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype and np.array_equal(a, b))
+        for a, b in zip(given, feeds))
 
 
 def _nbytes(shape: tuple[int, ...], dtype: str) -> float:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from converter.layout import Layout, to_layout
+from converter.parity.inputs import same_feeds
 
 DEFAULT_RUNS = 5
 WARMUP = 1
@@ -91,12 +92,6 @@ def latency_set(sets: Sequence[Any]) -> Any:
     return next((s for s in sets if s.arrays and np.ndim(s.arrays[0]) and len(s.arrays[0]) == 1), sets[0])
 
 
-def _same_feeds(given: Sequence[np.ndarray], feeds: Sequence[np.ndarray]) -> bool:
-    return len(given) == len(feeds) and all(
-        a is b or (np.shape(a) == np.shape(b) and np.asarray(a).dtype == np.asarray(b).dtype and np.array_equal(a, b))
-        for a, b in zip(given, feeds))
-
-
 def _warmed(runner: Any, arrays: Sequence[np.ndarray], layouts: Sequence[Layout], warmup: int,
             strict: bool = False) -> tuple[Callable[[], Any], float | None] | None:
     """The timed call on ``arrays`` after ``warmup`` untimed calls -- or, with none, after one call that is timed
@@ -112,7 +107,7 @@ def _warmed(runner: Any, arrays: Sequence[np.ndarray], layouts: Sequence[Layout]
         if warmup:
             return call, None
         last = getattr(runner, "last_call", None)
-        if last is not None and _same_feeds(last[0], feeds):
+        if last is not None and same_feeds(last[0], feeds):
             return call, last[1]
         t0 = time.perf_counter()
         call()
