@@ -159,13 +159,14 @@ def test_registry_signatures_on_demand_export_the_same_graph(tmp_path: Path, mon
 
 
 def test_rewrite_rules_gated_by_root_op_export_the_same_graph(tmp_path: Path, monkeypatch) -> None:
-    """The rewriter's rules decline a node of another op type before matching (``torch_onnx._gated_by_root_op``):
-    the exported file is byte for byte the one with every rule tried on every node, for a model whose graph the
-    rules do rewrite (a flatten through ``view``'s computed shape, a multiply by one)."""
+    """The rewriter's rules decline a node of another op type before matching
+    (``adapters.rewrite_rule_gate.gated_by_root_op``): the exported file is byte for byte the one with every rule
+    tried on every node, for a model whose graph the rules do rewrite (a flatten through ``view``'s computed shape,
+    a multiply by one)."""
     import torch
     from onnxscript import rewriter
 
-    from converter.adapters import torch_onnx
+    from converter.adapters import rewrite_rule_gate, torch_onnx
 
     class Rewritten(torch.nn.Module):
         def __init__(self) -> None:
@@ -181,7 +182,7 @@ def test_rewrite_rules_gated_by_root_op_export_the_same_graph(tmp_path: Path, mo
     from onnxscript.rewriter import _rewrite_rule
 
     rules = list(rewriter._DEFAULT_REWRITE_RULES)  # noqa: SLF001
-    gated = [torch_onnx._gated_by_root_op(r) for r in rules]  # noqa: SLF001
+    gated = [rewrite_rule_gate.gated_by_root_op(r) for r in rules]
     assert sum(g is not r for g, r in zip(gated, rules)) >= 20  # most rules have a constant root op
     assert all("try_rewrite" not in vars(r) for r in rules)  # onnxscript's own rule objects are left as they were
     fired: list[str] = []
@@ -198,7 +199,7 @@ def test_rewrite_rules_gated_by_root_op_export_the_same_graph(tmp_path: Path, mo
     model, x = Rewritten().eval(), torch.randn(2, 3, 8, 8)
     torch_onnx.export(model, (x,), tmp_path / "gated.onnx", n_outputs=1)
     gated_fired, fired[:] = list(fired), []
-    monkeypatch.setattr(torch_onnx, "_gated_by_root_op", lambda rule: rule)
+    monkeypatch.setattr(torch_onnx, "gated_by_root_op", lambda rule: rule)
     torch_onnx.export(model, (x,), tmp_path / "plain.onnx", n_outputs=1)
     assert "MaterializeReshapeShape" in gated_fired and sorted(gated_fired) == sorted(fired)
     assert (tmp_path / "gated.onnx").read_bytes() == (tmp_path / "plain.onnx").read_bytes()

@@ -32,6 +32,8 @@
   instead (``converter.adapters.torchlib_lazy``).
 - ``run_decompositions`` re-traces the whole program even when nothing needs decomposing (seconds per export);
   ``converter.adapters.torch_onnx_prepare`` skips it when the program is already translatable.
+- The optimizer's rewrite rules decline a node of another op type before matching
+  (``converter.adapters.rewrite_rule_gate``).
 - Folded weight transposes stay non-contiguous numpy views, which the save writes element by element
   (``_transposed_weights_written_in_blocks``).
 - TorchScript modules cannot go through dynamo; they use the legacy exporter (``dynamo=False``). Its EVAL mode
@@ -47,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from converter.adapters.rewrite_rule_gate import gated_by_root_op
 from converter.adapters.torch_onnx_prepare import preparation_only_when_needed
 from converter.adapters.torchlib_lazy import compiled_on_first_use
 from converter.errors import ShapeError, UnsupportedError
@@ -97,7 +100,7 @@ def _optimizer_keeping_parameters() -> Iterator[None]:
 
     original = rewriter._DEFAULT_REWRITE_RULES  # noqa: SLF001 - no public switch for this (onnxscript 0.7)
     dropped = _PARAMETER_DROPPING_RULES + _SLOW_RULES
-    kept = [_gated_by_root_op(r) for r in original if not str(getattr(r, "name", "")).startswith(dropped)]
+    kept = [gated_by_root_op(r) for r in original if not str(getattr(r, "name", "")).startswith(dropped)]
     dedup = common_passes.DeduplicateInitializersPass
     rewriter._DEFAULT_REWRITE_RULES = type(original)(kept) if isinstance(original, tuple) else kept  # noqa: SLF001
     common_passes.DeduplicateInitializersPass = _KeepInitializers
@@ -108,40 +111,6 @@ def _optimizer_keeping_parameters() -> Iterator[None]:
         rewriter._DEFAULT_REWRITE_RULES = original  # noqa: SLF001
         common_passes.DeduplicateInitializersPass = dedup
         _constant_folding.FoldConstantsPass = fold_pass
-
-
-def _gated_by_root_op(rule: Any) -> Any:
-    """A copy of ``rule`` that declines, before matching, a node whose op type its pattern's root cannot be.
-
-    The rewriter tries every rule on every node, and a rule with one output node fails on a different op type only
-    after building a match state and its failure message (onnxscript 0.7.2, ``SimplePatternMatcher``; ~40 rules x
-    ~500 nodes x 2 rounds: ViT-B/16's export 1.96 / 1.92 s before, 1.86 / 1.74 s gated). Only rules whose root op
-    is a constant are gated, only the comparison the matcher makes first is made earlier, and a traced or verbose
-    (debugging) call goes to the rule itself. The rule objects are onnxscript's singletons; they are copied, never
-    changed."""
-    import copy
-
-    try:
-        from onnxscript.rewriter._matcher import SimplePatternMatcher
-
-        pattern = rule._target_pattern  # noqa: SLF001
-        root = pattern.output_node if pattern.has_single_output_node else None
-        ident = root.op_identifier() if root is not None else None
-        if not isinstance(rule._matcher, SimplePatternMatcher) or ident is None:  # noqa: SLF001
-            return rule
-    except (AttributeError, ImportError):  # another onnxscript layout: the rule as it is
-        return rule
-    op_type, try_rewrite = ident[1], rule.try_rewrite
-    gated = copy.copy(rule)
-
-    def gated_try_rewrite(model: Any, graph_or_function: Any, node: Any, *, verbose: int | None = None,
-                          tracer: Any = None) -> Any:
-        if tracer is None and not verbose and node.op_type != op_type:
-            return None
-        return try_rewrite(model, graph_or_function, node, verbose=verbose, tracer=tracer)
-
-    gated.try_rewrite = gated_try_rewrite
-    return gated
 
 
 # Ops that read a parameter table at constant positions or copy it to a shape: folded, the table becomes a new

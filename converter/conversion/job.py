@@ -73,9 +73,8 @@ class ConvertOptions:
     min_snr_db: float | None = None
     min_top1: float | None = None
     latency_runs: int = 5  # timed calls per runtime (after one warm-up) for the report's latency; 0 = skip
-    # Stop timing a runtime once its timed calls have taken this long (after at least two, or three counting a
-    # verification call): ViT-B/16 calls take 0.2-0.5 s, and six per runtime were a fifth of the conversion; a
-    # ConvNeXt-T call takes ~0.08 s, so 0.25 s is still three. None: exactly ``latency_runs`` calls.
+    # Stop timing a runtime once its timed calls take this long (at least two, three counting a verification run;
+    # a ConvNeXt-T call takes ~0.08 s, ViT-B/16's 0.2-0.5 s). None: exactly ``latency_runs`` calls.
     latency_budget_s: float | None = 0.25
 
     @property
