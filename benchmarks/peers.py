@@ -13,9 +13,10 @@ dynamic batch); then, back to back, each tool as a fresh process: ``crossport co
 (``benchmarks.zoo.convert``: verification on, its default; one ``--static-batch`` retry on failure) and the peer in
 its own venv (``benchmarks/peer_runner.py``: the same model built from torchvision with the same seed and weights,
 static batch 1). Each is timed as a whole process (imports + conversion + save; crossport's time also includes its
-verification, the peers' does not — nobuco's own per-operation check, on by default, is included), with peak RSS
-and the 1-minute load average before and after. The peer's model-building time is measured inside its process and
-subtracted (crossport reads the ready ``.pt2``).
+verification, the peers' does not — nobuco's own per-operation check, on by default, is included), with the
+1-minute load average before and after. Each tool runs twice (``benchmarks/common.run_measured``): its peak memory
+comes from a run watched by the memory probe, its time from the run after, without the probe. The peer's
+model-building time is measured inside its process and subtracted (crossport reads the ready ``.pt2``).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import ROOT, ChildRun, interruptible, machine, run_child  # noqa: E402
+from benchmarks.common import ROOT, interruptible, machine, run_measured  # noqa: E402
 from benchmarks.peer_venvs import PeerSpec, ensure_venv, installed_versions  # noqa: E402
 from benchmarks.zoo import convert, run_stage, skipped  # noqa: E402
 from benchmarks.zoo_models import ALL_MODELS  # noqa: E402
@@ -95,8 +96,8 @@ def run_peer(peer: Peer, python: Path, model: str, work: Path, timeout_s: float)
     output = work / f"{model}_{peer.spec.name}{SUFFIX[peer.target]}"
     result, log = work / f"{model}_{peer.spec.name}.json", work / f"{model}_{peer.spec.name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    child = run_child([str(python), str(RUNNER), peer.spec.name, model, str(output), str(result)], log, env,
-                      cwd=work, timeout_s=timeout_s)
+    child = run_measured([str(python), str(RUNNER), peer.spec.name, model, str(output), str(result)], log,
+                         (output, result), env, cwd=work, timeout_s=timeout_s)
     data = json.loads(result.read_text()) if result.is_file() else {}
     error = data.get("error", "")
     if child.timed_out:
@@ -108,6 +109,7 @@ def run_peer(peer: Peer, python: Path, model: str, work: Path, timeout_s: float)
     return {"ok": bool(data.get("ok")) and child.exit_code == 0, "error": error,
             "wall_s": child.wall_s - build, "process_wall_s": child.wall_s, "build_s": build,
             "phases_s": data.get("phases_s", {}), "peak_rss_mib": child.peak_rss_mib,
+            "probe_wall_s": child.probe_wall_s,
             "load": [child.loadavg_1m_before, child.loadavg_1m_after], "artifact_bytes": data.get("artifact_bytes"),
             "command": f"{python.parent.parent.name}/bin/python benchmarks/peer_runner.py {peer.spec.name} {model} "
                        f"{output.name} result.json"}
@@ -132,7 +134,8 @@ def crossport_side(model: str, target: str, source: Path, work: Path, timeout_s:
 def _crossport_dict(conv: Any) -> dict[str, Any]:
     d = asdict(conv)
     keep = ("command", "converted", "verified", "reason", "exit_code", "static_batch", "dynamic_batch_failure",
-            "wall_s", "peak_rss_mib", "load", "artifact_bytes", "max_abs_error", "rel_error", "crossport_timings_s")
+            "wall_s", "peak_rss_mib", "load", "artifact_bytes", "max_abs_error", "rel_error", "crossport_timings_s",
+            "probe_wall_s")
     return {"ok": conv.verified, **{k: d[k] for k in keep}}
 
 
@@ -216,7 +219,9 @@ def run_peers(config: PeerConfig, previous: dict[str, Any], work: Path) -> dict[
         "timing": "wall time of a fresh process per tool and model: interpreter start, imports, conversion and "
                   "save; crossport's includes its verification (source vs the written file end to end on 2 input sets; ONNX Runtime only to localize a failure) and its latency timing, "
                   "the peers' does not (nobuco's default per-operation check is included); the peer's model "
-                  "build (torchvision + calibration, inside its process) is subtracted",
+                  "build (torchvision + calibration, inside its process) is subtracted. Each tool runs twice per "
+                  "model: first watched by the memory probe (peak_rss_mib; its wall time is probe_wall_s), then "
+                  "without it (wall_s): the probe's page-table walks slowed crossport's ViT-B/16 by ~15 %",
         "machine": machine(),
         "loadavg_1m": {"min": min(loads), "max": max(loads), "samples": loads},
         "total_wall_s": time.monotonic() - started,

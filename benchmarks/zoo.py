@@ -12,7 +12,9 @@ Per model, each in its own child process (peak RSS per step from ``os.wait4``; p
 1. *make*: build the architecture with random weights (``benchmarks/zoo_models.py`` re-draws BN statistics,
    biases and LayerScale and scales the head so outputs are of order one) and save it as the user would hand it
    to crossport: an ExportedProgram ``.pt2`` (dynamic batch) or a Keras 3 ``.keras`` file.
-2. *convert*: ``crossport convert SRC -o OUT -q --report R`` per target, verification on (crossport's default).
+2. *convert*: ``crossport convert SRC -o OUT -q --report R`` per target, verification on (crossport's default),
+   twice (``benchmarks/common.run_measured``): the peak memory from a run watched by the memory probe, the wall
+   time, report and file from a second run without it (the probe slows a large conversion by ~15 %).
    Converted / verified / errors / route / internal timings come from crossport's own JSON report; a failure's
    reason is crossport's one-line error and exit code. A failure with a dynamic batch is retried once with
    ``--static-batch`` (ConvNeXt's batch-dependent Range needs it) and the result says so.
@@ -42,7 +44,8 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (CROSSPORT, ROOT, ChildRun, child_env, guarded, interruptible,  # noqa: E402
-                               machine, measure_help, measure_rewrite, run_child)
+                               machine, measure_help, measure_rewrite, run_child,
+                               run_measured)
 from benchmarks.zoo_models import ALL_MODELS, FOOTPRINT_MODELS, ZOO, ZooModel  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "zoo.json"
@@ -127,6 +130,7 @@ class Conversion:
     artifact_bytes: int | None = None  # size of the written file (directory: summed)
     # quantized targets: crossport's metrics on the end-to-end hop (cosine, SNR, top-1/top-5 agreement, decided_by)
     quantization: dict[str, Any] | None = None
+    probe_wall_s: float | None = None  # the wall time of the run that measured the peak memory
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,9 @@ def convert_once(source: Path, model: ZooModel, target: str, work: Path, static_
     output, report_path, log = work / f"{tag}{suffix}", work / f"{tag}.report.json", work / f"{tag}.log"
     args = ["convert", str(source), "-o", str(output), *extra, "-q", "--report", str(report_path)]
     args += ["--static-batch"] if static_batch else []
-    child = run_child([str(CROSSPORT), *args], log, child_env(), cwd=work, timeout_s=max(timeout_s, 1.0))
+    sidecar = output.with_name(output.name + ".crossport.json")
+    child = run_measured([str(CROSSPORT), *args], log, (output, sidecar, report_path), child_env(), cwd=work,
+                         timeout_s=max(timeout_s, 1.0))
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
     max_abs, scale, rel_el, failed_hop = _worst_end_to_end(report)
     verified = child.exit_code == 0 and bool(report.get("passed")) and bool(report.get("verified"))
@@ -214,7 +220,7 @@ def convert_once(source: Path, model: ZooModel, target: str, work: Path, static_
         artifact=str(output) if (verified or report.get("forced")) and output.exists() else None,
         input_layouts=tuple((t["source_layout"], t["target_layout"]) for t in report.get("inputs", [])),
         artifact_bytes=_size(output) if output.exists() else None,
-        quantization=_quantization(report),
+        quantization=_quantization(report), probe_wall_s=child.probe_wall_s,
     )
 
 
