@@ -147,7 +147,9 @@ def tensorflow() -> Any:
     _env()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    with silenced_stderr(always=True):
+    from converter.memory import importing_frameworks
+
+    with silenced_stderr(always=True), importing_frameworks():
         import tensorflow as tf  # noqa: PLC0415
 
         tf.get_logger().setLevel("ERROR")
@@ -163,7 +165,10 @@ def tensorflow() -> Any:
 def keras() -> Any:
     tensorflow()
     fresh = "keras" not in sys.modules
-    import keras as k  # noqa: PLC0415
+    from converter.memory import importing_frameworks
+
+    with importing_frameworks() if fresh else contextlib.nullcontext():
+        import keras as k  # noqa: PLC0415
 
     if k.backend.backend() != "tensorflow":
         from converter.errors import CrossportError

@@ -88,18 +88,53 @@ def test_a_model_returning_a_non_tensor_is_named_unsupported(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("console", [True, False])
 def test_framework_imports_are_frozen_only_in_the_console_script(console: bool, tmp_path: Path) -> None:
-    """``memory.settle_imports``: after TensorFlow/Keras import, the console script's collector stops walking the
-    frameworks' objects (``gc.freeze``); a library caller's process keeps its collector as it was."""
+    """``memory.settle_imports`` / ``importing_frameworks``: in the console script the collector does not run while
+    TensorFlow/Keras import, then stops walking the frameworks' objects (``gc.freeze``) and is on again; a library
+    caller's process keeps its collector as it was."""
     code = ("import gc, sys; from converter import frameworks, memory\n"
             + ("memory.process_ends_with_command()\n" if console else "")
+            + "full = []; gc.callbacks.append(lambda phase, info: full.append(1) if phase == 'start' "
+              "and info['generation'] == 2 else None)\n"
             + "frameworks.keras(); frozen = gc.get_freeze_count(); frameworks.keras()\n"
-            + "print(frozen, gc.get_freeze_count())")
+            + "print(len(full), int(gc.isenabled()), frozen, gc.get_freeze_count())")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
-    frozen, after_second_call = (int(n) for n in proc.stdout.split()[-2:])
+    collections, enabled, frozen, after_second_call = (int(n) for n in proc.stdout.split()[-4:])
+    assert enabled == 1
     if console:
+        assert collections == 0
         assert frozen > 100_000 and after_second_call == frozen  # once, right after the import
     else:
+        assert collections > 0
         assert frozen == after_second_call == 0
+
+
+def test_nested_framework_imports_freeze_once_at_the_outermost(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import types
+
+    from converter import memory
+
+    monkeypatch.setattr(memory, "_FREEZE_AFTER_IMPORTS", True)
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(gc.isenabled()))
+    monkeypatch.delitem(sys.modules, "_crossport_imported_here", raising=False)
+    assert gc.isenabled()
+    try:
+        with memory.importing_frameworks():
+            with memory.importing_frameworks():
+                assert not gc.isenabled()
+                monkeypatch.setitem(sys.modules, "_crossport_imported_here", types.ModuleType("x"))
+            assert not gc.isenabled() and frozen == []
+        assert gc.isenabled() and frozen == [False]
+        with memory.importing_frameworks():  # imports nothing new (the next file of a batch): nothing frozen
+            assert not gc.isenabled()
+        assert gc.isenabled() and frozen == [False]
+        gc.disable()  # a caller that turned collection off keeps it off, and nothing is frozen for it
+        with memory.importing_frameworks():
+            monkeypatch.setitem(sys.modules, "_crossport_imported_too", types.ModuleType("y"))
+        assert not gc.isenabled() and frozen == [False]
+    finally:
+        gc.enable()

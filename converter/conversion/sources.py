@@ -119,11 +119,13 @@ def _torch_side(job: Job, targets: tuple[str, ...]) -> TorchSide:
     try:
         t0 = time.perf_counter()
         from converter.frameworks import keras as _keras
+        from converter.memory import importing_frameworks
 
         _keras()
         clock.timings["import-tensorflow" + OVERLAPPED] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        _import_what_follows(targets)
+        with importing_frameworks():
+            _import_what_follows(targets)
         clock.timings["import-builder" + OVERLAPPED] = time.perf_counter() - t0
         side = worker.result()
     except BaseException:

@@ -141,8 +141,18 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
     ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it.
     ``runs_beside_export``: this is the conversion's forked worker, so an ExportedProgram's runs may go to a child
     process beside the export (``converter.conversion.beside_export``)."""
-    with clock.step("load", f"loading {source}"):
-        import torch
+    import contextlib
+
+    from converter.memory import importing_frameworks
+
+    # The forked worker exits after this conversion, so its read may go uncollected and frozen with the imports.
+    with clock.step("load", f"loading {source}"), \
+            importing_frameworks() if runs_beside_export else contextlib.nullcontext():
+        with importing_frameworks():
+            import torch
+
+            if fmt == Format.EXPORTED_PROGRAM:  # its reader imports torch._dynamo (~1 s)
+                import torch.export.pt2_archive._package  # noqa: F401
 
         torch.manual_seed(options.seed)
         src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle,
