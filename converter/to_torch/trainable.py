@@ -58,9 +58,25 @@ def _set(module: Any, qualname: str, trainable: bool) -> None:
         owner.register_buffer(attr, value.detach().clone())
 
 
-def _key(a: np.ndarray) -> tuple[int, bytes]:
-    flat = np.sort(np.asarray(a, dtype=np.float32).reshape(-1))
-    return flat.size, flat.tobytes()
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F))
+_BLOCK = 1 << 22  # elements per step: the uint64 temporaries stay at 32 MB
+
+
+def _key(a: np.ndarray) -> tuple[int, int, int]:
+    """The multiset of ``a``'s float32 bit patterns, as its size and two sums of a mixing function of each pattern
+    (mod 2**64): the same for a transposed, reshaped or permuted copy, and different for different values but with
+    probability ~2**-64. It was the sorted values' bytes: 1.2 s per 25 M weights (ResNet50's) against 0.2 s."""
+    bits = np.ascontiguousarray(np.asarray(a, dtype=np.float32)).reshape(-1).view(np.uint32)
+    h1 = h2 = np.uint64(0)
+    with np.errstate(over="ignore"):
+        for start in range(0, bits.size, _BLOCK):
+            y = bits[start:start + _BLOCK].astype(np.uint64) * _MIX[0]
+            y ^= y >> np.uint64(31)
+            h1 += np.add.reduce(y, dtype=np.uint64)
+            y *= _MIX[1]
+            y ^= y >> np.uint64(29)
+            h2 += np.add.reduce(y, dtype=np.uint64)
+    return int(bits.size), int(h1), int(h2)
 
 
 def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
@@ -73,7 +89,12 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
         for name, t, _ in tensors:
             _set(module, name, t.numel() > 1)
         return _summary(module, 0)
-    pool: dict[tuple[int, bytes], int] = Counter(_key(w) for w in reference)
+    pool: Counter[tuple[int, int, int]] = Counter()
+    values_of: dict[tuple[int, int, int], np.ndarray] = {}
+    for w in reference:
+        key = _key(w)
+        pool[key] += 1
+        values_of.setdefault(key, w)
     decided: dict[str, bool] = {}
     as_built: set[str] = set()  # parameters a recurrent module froze itself: left alone (nn.LSTM keeps references)
     if always:
@@ -94,9 +115,9 @@ def assign_trainable(module: Any, reference: Sequence[np.ndarray] | None,
             pool[key] -= 1
             decided[name] = True
     leftover: Counter = Counter()
-    for (size, blob), n in pool.items():
+    for key, n in pool.items():
         if n > 0:
-            values = np.frombuffer(blob, dtype=np.float32)
+            values = np.asarray(values_of[key], dtype=np.float32).reshape(-1)
             for _ in range(n):
                 leftover.update(values.tolist())
     for name, t, _ in tensors:  # then pieces of a weight (split recurrent kernels, per-gate biases)

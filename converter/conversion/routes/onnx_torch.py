@@ -40,6 +40,13 @@ class OnnxRoute:
             return f"the onnx route reads Keras, SavedModel and ONNX sources; the source is {fmt.value}"
         return ""
 
+    def preload(self) -> None:
+        """What this route imports after the ONNX export (``converter.conversion._import_frameworks``)."""
+        import onnx2torch  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxsim  # noqa: F401
+        import torch  # noqa: F401
+
     def run(self, keras_src: KerasSource | None, job: Job, ledger: Ledger, last: bool) -> ConversionResult:
         if keras_src is not None:
             src = job.shared("onnx-route-source", lambda tmp: keras_onnx_source(keras_src, tmp, job.clock))
