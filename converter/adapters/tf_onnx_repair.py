@@ -155,6 +155,11 @@ def _rewrite_erfc(proto: Any) -> int:
     return count
 
 
+def _from(start: int, n: int) -> list[int]:
+    """``range(n)`` starting at ``start`` (mod ``n``) and wrapping around."""
+    return [(start + i) % n for i in range(n)] if n else []
+
+
 def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
                             kernels: list[Any]) -> int:
     """Undo grappler's MulConvPushDown: ``Conv(x, K * scale, shift)`` -> ``BatchNormalization(Conv(x, K))``."""
@@ -168,6 +173,10 @@ def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
     inits = {i.name: i for i in graph.initializer}
     restored = 0
     used: set[int] = set()
+    # Convolutions, their BatchNorms and their kernels come in the same order: each search starts after the last
+    # match, so a model's conv usually matches at the first candidate (ResNet50: 0.47 s of whole-kernel
+    # comparisons when every search started from the first BatchNorm and kernel).
+    next_layer = next_kernel = 0
     for node in list(graph.node):
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
             continue
@@ -175,22 +184,24 @@ def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits \
             else None
         hit = None
-        for k, (gamma, beta, mean, var, eps_candidates, _) in enumerate(layers):
+        for k in _from(next_layer, len(layers)):
+            gamma, beta, mean, var, eps_candidates, _ = layers[k]
             if k in used or gamma.size != w.shape[0]:
                 continue
-            for eps, kernel, kbias, conv_name in ((e, *c) for e in eps_candidates for c in kernels):
+            for eps, j in ((e, j) for e in eps_candidates for j in _from(next_kernel, len(kernels))):
+                kernel, kbias, conv_name = kernels[j]
                 if kernel.shape != w.shape:
                     continue
                 scale = (gamma / np.sqrt(var + np.float32(eps))).astype(np.float32)
                 shift = (beta - mean * scale).astype(np.float32)
-                if not np.allclose(kernel * scale[:, None, None, None], w, rtol=1e-5,
-                                                              atol=1e-7):
+                if not np.allclose(kernel * scale[:, None, None, None], w, rtol=1e-5, atol=1e-7):
                     continue
                 expected_bias = shift if kbias is None else kbias * scale + shift
                 if bias is None:  # an all-zero bias Add is dropped by the exporter
                     bias = np.zeros_like(expected_bias)
                 if np.allclose(bias, expected_bias, rtol=1e-5, atol=1e-6):
                     hit = (k, kernel, kbias, conv_name, eps)
+                    next_layer, next_kernel = k + 1, j + 1
                     break
             if hit:
                 break
