@@ -49,6 +49,7 @@ class ChildRun:
     loadavg_1m_before: float
     loadavg_1m_after: float
     probe_wall_s: float | None = None  # ``run_measured``: the wall time of the run the memory probe watched
+    cpu_s: float | None = None  # user + system CPU seconds of the child and the descendants it waited for
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +93,8 @@ def run_child(cmd: Sequence[str], log: Path, env: dict[str, str] | None = None, 
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ChildRun(wall_s=wall, exit_code=None if timed_out else proc.returncode,
                     peak_rss_mib=max(usage.ru_maxrss / 1024, tree_peak / 2**20), timed_out=timed_out,
-                    loadavg_1m_before=load_before, loadavg_1m_after=os.getloadavg()[0])
+                    loadavg_1m_before=load_before, loadavg_1m_after=os.getloadavg()[0],
+                    cpu_s=usage.ru_utime + usage.ru_stime)
 
 
 def run_measured(cmd: Sequence[str], log: Path, outputs: Sequence[Path], env: dict[str, str] | None = None,
