@@ -26,7 +26,12 @@ from typing import Any, Sequence
 
 from converter.errors import UnsupportedError
 
-_KEEP_WEIGHTS = ("fuse_bn_into_conv", "eliminate_nop_with_unit", "eliminate_duplicate_initializer", "fuse_qkv")
+# onnxsim passes that would merge a source weight with a constant or with another weight: the merged tensor
+# matches no source weight, so it would stay a frozen copy (``converter.to_torch.trainable``). ``fuse_mul_into_conv``
+# folded InceptionResNetV2's residual scales back into 39 conv kernels the tf2onnx repair had just restored.
+_KEEP_WEIGHTS = ("fuse_bn_into_conv", "eliminate_nop_with_unit", "eliminate_duplicate_initializer", "fuse_qkv",
+                 "fuse_mul_into_conv", "fuse_preceding_mul_into_conv", "fuse_matmul_into_conv",
+                 "fuse_reduce_sum_into_conv")
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,9 @@ def _repair(proto: Any, weights: Any, path: Path) -> list[str]:
     notes = []
     if done.batchnorm:
         notes.append(f"restored {done.batchnorm} BatchNormalization node(s) that TF had folded into constants")
+    if done.scaled_convs:
+        notes.append(f"restored {done.scaled_convs} convolution(s) whose constant output scale TF had folded into "
+                     "the kernel (Conv then Mul: the kernel stays the trainable source weight)")
     if done.zero_biases:
         notes.append(f"put back {done.zero_biases} all-zero bias(es) the export had dropped (they stay trainable)")
     return notes

@@ -8,6 +8,10 @@ pure ONNX rewrites driven by the Keras model's weights, with no tf2onnx import.
   When the conv has no bias, grappler's constant folding instead pushes the Mul into the Conv weights
   ("MulConvPushDown", ``.../merged_input``): ``_restore_conv_batchnorm`` divides the scale back out of the Conv
   weights when they equal a Keras kernel times a BN scale.
+- A constant scale on a conv's output (a residual branch scaled before the add, e.g. InceptionResNetV2's
+  ``CustomScaleLayer``) is pushed into the conv's weights the same way: ``_restore_scaled_convs`` finds Conv
+  weights that equal a Keras kernel times one scalar and puts ``Conv(x, K) * s`` back (InceptionResNetV2: 39
+  convs, 17 M of its 56 M trainable weights were frozen scaled copies).
 - An all-zero Dense/Conv bias (a freshly built model) disappears on the way (the BiasAdd of zeros is folded
   away), so the PyTorch model would lack that trainable bias: ``_restore_zero_biases`` puts a zero bias back
   where a MatMul/Conv weight is exactly a Keras kernel whose bias is all zeros.
@@ -41,10 +45,11 @@ class Repairs:
     batchnorm: int
     zero_biases: int
     erfc: int
+    scaled_convs: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.batchnorm or self.zero_biases or self.erfc)
+        return bool(self.batchnorm or self.zero_biases or self.erfc or self.scaled_convs)
 
 
 def repair(proto: Any, weights: SourceWeights | None) -> Repairs:
@@ -54,7 +59,8 @@ def repair(proto: Any, weights: SourceWeights | None) -> Repairs:
         return Repairs(0, 0, erfc)
     restored = _restore_batchnorm(proto, list(weights.batchnorms)) + \
         _restore_conv_batchnorm(proto, list(weights.batchnorms), list(weights.convs))
-    return Repairs(restored, _restore_zero_biases(proto, list(weights.zero_bias)), erfc)
+    scaled = _restore_scaled_convs(proto, list(weights.convs))  # before the zero biases: its kernels are exact then
+    return Repairs(restored, _restore_zero_biases(proto, list(weights.zero_bias)), erfc, scaled)
 
 
 def _f32(value: Any) -> Any:
@@ -231,6 +237,74 @@ def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
                                                            epsilon=eps))
         restored += 1
     return restored
+
+
+def _restore_scaled_convs(proto: Any, kernels: list[Any]) -> int:
+    """Undo a constant output scale pushed into a conv: ``Conv(x, s * K, s * b)`` -> ``Conv(x, K, b) * s``, where K
+    (and b) are a Keras layer's and s is one scalar."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    by_shape: dict[tuple[int, ...], list[Any]] = {}
+    for kernel, kbias, name in kernels:
+        by_shape.setdefault(tuple(kernel.shape), []).append((kernel, kbias, name))
+    restored = 0
+    used: set[str] = set()
+    for node in list(graph.node):
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        candidates = [c for c in by_shape.get(tuple(inits[node.input[1]].dims), ()) if c[2] not in used]
+        if not candidates or (len(node.input) > 2 and node.input[2] not in inits):
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]])
+        bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 else None
+        hit = next((h for h in (_scale_of(w, bias, *c) for c in candidates) if h is not None), None)
+        if hit is None:
+            continue
+        kernel, kbias, name, scale = hit
+        used.add(name)
+        base = _node_name(graph, name)
+        node.name = base
+        graph.initializer.append(numpy_helper.from_array(kernel, f"{base}_kernel"))
+        node.input[1] = f"{base}_kernel"
+        if bias is not None:
+            del node.input[2:]
+            if kbias is not None:
+                graph.initializer.append(numpy_helper.from_array(kbias, f"{base}_bias"))
+                node.input.append(f"{base}_bias")
+        graph.initializer.append(numpy_helper.from_array(np.asarray(scale, np.float32), f"{base}_output_scale"))
+        out = node.output[0]
+        node.output[0] = f"{out}__unscaled"
+        index = list(graph.node).index(node)
+        graph.node.insert(index + 1, onnx.helper.make_node("Mul", [node.output[0], f"{base}_output_scale"], [out],
+                                                           name=f"{base}_scale"))
+        restored += 1
+    return restored
+
+
+def _scale_of(w: Any, bias: Any, kernel: Any, kbias: Any, name: str) -> tuple[Any, Any, str, Any] | None:
+    """``(kernel, kbias, name, s)`` when ``w`` is ``s * kernel`` for one scalar s other than 1 and ``bias`` is
+    ``s * kbias`` (or absent where ``kbias`` is absent or all zero, an exporter drops those); else None. Compared
+    at 64 spread-out elements first, then whole, with the tolerance of the BatchNorm restore."""
+    import numpy as np
+
+    at = int(np.argmax(np.abs(kernel)))
+    if kernel.flat[at] == 0:
+        return None
+    scale = np.float32(w.flat[at] / kernel.flat[at])
+    if not np.isfinite(scale) or scale == 0 or abs(float(scale) - 1.0) < 1e-6:
+        return None
+    idx = np.linspace(0, w.size - 1, num=min(64, w.size)).astype(np.int64)
+    if not np.allclose(kernel.flat[idx] * scale, w.flat[idx], rtol=1e-5, atol=1e-7) or \
+            not np.allclose(kernel * scale, w, rtol=1e-5, atol=1e-7):
+        return None
+    if bias is None:
+        return (kernel, kbias, name, scale) if kbias is None or not np.any(kbias) else None
+    expected = np.zeros_like(bias) if kbias is None else kbias * scale
+    return (kernel, kbias, name, scale) if np.allclose(bias, expected, rtol=1e-5, atol=1e-6) else None
 
 
 def _restore_batchnorm(proto: Any, layers: list[BnWeights]) -> int:
