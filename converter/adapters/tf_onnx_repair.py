@@ -57,8 +57,12 @@ def repair(proto: Any, weights: SourceWeights | None) -> Repairs:
     erfc = _rewrite_erfc(proto)
     if weights is None:
         return Repairs(0, 0, erfc)
-    restored = _restore_batchnorm(proto, list(weights.batchnorms)) + \
-        _restore_conv_batchnorm(proto, list(weights.batchnorms), list(weights.convs))
+    # Each BatchNorm layer is put back once: layers with the same statistics (a freshly built model's are all
+    # gamma 1, beta 0, mean 0, var 1) would otherwise match in both places, and a conv whose own BN another had
+    # taken was left folded (ResNet50V2: 2 convs, 2.9 M weights frozen).
+    taken: set[str] = set()
+    restored = _restore_batchnorm(proto, list(weights.batchnorms), taken) + \
+        _restore_conv_batchnorm(proto, list(weights.batchnorms), list(weights.convs), taken)
     scaled = _restore_scaled_convs(proto, list(weights.convs))  # before the zero biases: its kernels are exact then
     return Repairs(restored, _restore_zero_biases(proto, list(weights.zero_bias)), erfc, scaled)
 
@@ -161,13 +165,38 @@ def _rewrite_erfc(proto: Any) -> int:
     return count
 
 
+def _named_first(order: Any, layer_of: Any, tf_name: str) -> list[int]:
+    """``order`` with the candidates whose Keras layer name is a component of ``tf_name`` first (TF names a folded
+    op after its layer: ``model/conv2_block1_1_bn_1/batchnorm/mul_1``). Values alone cannot tell apart layers with
+    equal weights, such as a fresh model's BatchNorms."""
+    import re
+
+    parts = tf_name.split("/")
+
+    def named(k: int) -> bool:
+        pattern = re.compile(re.escape(str(layer_of(k))) + r"(_\d+)?")
+        return any(pattern.fullmatch(p) for p in parts)
+
+    order = list(order)
+    return [k for k in order if named(k)] + [k for k in order if not named(k)]
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``a`` and ``b`` are the same array: compared at 16 spread-out elements first, then whole."""
+    import numpy as np
+
+    if a.shape != b.shape:
+        return False
+    idx = np.linspace(0, a.size - 1, num=min(16, a.size)).astype(np.int64)
+    return bool(np.array_equal(a.flat[idx], b.flat[idx]) and np.array_equal(a, b))
+
+
 def _from(start: int, n: int) -> list[int]:
     """``range(n)`` starting at ``start`` (mod ``n``) and wrapping around."""
     return [(start + i) % n for i in range(n)] if n else []
 
 
-def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
-                            kernels: list[Any]) -> int:
+def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights], kernels: list[Any], used: set[str]) -> int:
     """Undo grappler's MulConvPushDown: ``Conv(x, K * scale, shift)`` -> ``BatchNormalization(Conv(x, K))``."""
     import numpy as np
     import onnx
@@ -178,7 +207,6 @@ def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     restored = 0
-    used: set[int] = set()
     # Convolutions, their BatchNorms and their kernels come in the same order: each search starts after the last
     # match, so a model's conv usually matches at the first candidate (ResNet50: 0.47 s of whole-kernel
     # comparisons when every search started from the first BatchNorm and kernel).
@@ -187,14 +215,18 @@ def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
             continue
         w = numpy_helper.to_array(inits[node.input[1]])
+        if any(_equal(kernels[j][0], w)
+               for j in _named_first(range(len(kernels)), lambda j: kernels[j][2], node.input[1])):
+            continue  # a kernel as it is: nothing folded (a fresh BatchNorm's scale, 1 - 5e-6, is within tolerance)
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits \
             else None
         hit = None
-        for k in _from(next_layer, len(layers)):
-            gamma, beta, mean, var, eps_candidates, _ = layers[k]
-            if k in used or gamma.size != w.shape[0]:
+        for k in _named_first(_from(next_layer, len(layers)), lambda k: layers[k][5], node.name):
+            gamma, beta, mean, var, eps_candidates, bn_name = layers[k]
+            if bn_name in used or gamma.size != w.shape[0]:
                 continue
-            for eps, j in ((e, j) for e in eps_candidates for j in _from(next_kernel, len(kernels))):
+            order = _named_first(_from(next_kernel, len(kernels)), lambda j: kernels[j][2], node.input[1])
+            for eps, j in ((e, j) for e in eps_candidates for j in order):
                 kernel, kbias, conv_name = kernels[j]
                 if kernel.shape != w.shape:
                     continue
@@ -214,8 +246,8 @@ def _restore_conv_batchnorm(proto: Any, layers: list[BnWeights],
         if hit is None:
             continue
         k, kernel, kbias, conv_name, eps = hit
-        used.add(k)
         gamma, beta, mean, var, _, bn_name = layers[k]
+        used.add(bn_name)
         base = _node_name(graph, bn_name)
         conv_base = _node_name(graph, conv_name)
         node.name = conv_base
@@ -307,7 +339,7 @@ def _scale_of(w: Any, bias: Any, kernel: Any, kbias: Any, name: str) -> tuple[An
     return (kernel, kbias, name, scale) if np.allclose(bias, expected, rtol=1e-5, atol=1e-6) else None
 
 
-def _restore_batchnorm(proto: Any, layers: list[BnWeights]) -> int:
+def _restore_batchnorm(proto: Any, layers: list[BnWeights], used: set[str]) -> int:
     """Replace ``Mul(x, scale) -> Add(shift)`` pairs that equal a BN layer's folded form by BatchNormalization.
 
     Only where the channel axis is axis 1 of ``x`` (NCHW after tf2onnx's transposes, or (N, C)), which is what
@@ -339,7 +371,6 @@ def _restore_batchnorm(proto: Any, layers: list[BnWeights]) -> int:
             scale = gamma / np.sqrt(var + np.float32(eps))
             folded.append((scale.astype(np.float32), (beta - mean * scale).astype(np.float32), gamma, beta, mean,
                            var, eps, name))
-    used: set[str] = set()
     restored = 0
     for node in list(graph.node):
         if node.op_type != "Mul" or len(node.input) != 2:
@@ -359,9 +390,10 @@ def _restore_batchnorm(proto: Any, layers: list[BnWeights]) -> int:
         channels = s.size
         if not _channel_axis_one(s.shape, ranks.get(x)) or t.size != channels:
             continue
-        match = next((k for k, f in enumerate(folded) if f[7] not in used and f[0].size == channels
-                      and np.allclose(f[0], s.reshape(-1), rtol=1e-5, atol=1e-7)
-                      and np.allclose(f[1], t.reshape(-1), rtol=1e-5, atol=1e-6)), None)
+        order = _named_first(range(len(folded)), lambda k: folded[k][7], node.name)
+        match = next((k for k in order if folded[k][7] not in used and folded[k][0].size == channels
+                      and np.allclose(folded[k][0], s.reshape(-1), rtol=1e-5, atol=1e-7)
+                      and np.allclose(folded[k][1], t.reshape(-1), rtol=1e-5, atol=1e-6)), None)
         if match is None:
             continue
         _, _, gamma, beta, mean, var, eps, layer_name = folded[match]
