@@ -52,7 +52,8 @@ def simplify(model: Any, fixed_shapes: dict[str, tuple[int, ...]] | None = None,
 
     Optimizations that would merge or delete trainable weights are skipped (``_KEEP_WEIGHTS``): BatchNorm folded
     into Conv, a zero bias Add removed as a no-op, equal initializers (fresh BN gammas, zero biases) merged into one
-    shared tensor, and Q/K/V MatMuls fused into one.
+    shared tensor, Q/K/V MatMuls fused into one, and a constant Mul, MatMul or ReduceSum merged into a conv's
+    weights.
     """
     import onnxsim
 
