@@ -16,16 +16,16 @@ def named_first(order: Any, layer_of: Any, tf_name: str) -> list[int]:
     """``order`` with the candidates whose Keras layer name is a component of ``tf_name`` first (TF names a folded
     op after its layer: ``model/conv2_block1_1_bn_1/batchnorm/mul_1``). Values alone cannot tell apart layers with
     equal weights, such as a fresh model's BatchNorms."""
-    import re
-
     parts = tf_name.split("/")
 
-    def named(k: int) -> bool:
-        pattern = re.compile(re.escape(str(layer_of(k))) + r"(_\d+)?")
-        return any(pattern.fullmatch(p) for p in parts)
+    def named(k: int) -> bool:  # the layer's name, or it with Keras' ``_<n>`` call suffix
+        name = str(layer_of(k))
+        return any(p == name or (p.startswith(name + "_") and p[len(name) + 1:].isdigit()) for p in parts)
 
     order = list(order)
-    return [k for k in order if named(k)] + [k for k in order if not named(k)]
+    first = [k for k in order if named(k)]
+    taken = set(first)
+    return first + [k for k in order if k not in taken]
 
 
 def _equal(a: Any, b: Any) -> bool:
@@ -128,17 +128,21 @@ def restore_scaled_convs(proto: Any, kernels: list[Any]) -> int:
     graph = proto.graph
     inits = {i.name: i for i in graph.initializer}
     by_shape: dict[tuple[int, ...], list[Any]] = {}
-    for kernel, kbias, name in kernels:
-        by_shape.setdefault(tuple(kernel.shape), []).append((kernel, kbias, name))
+    for kernel, kbias, name in kernels:  # with the index of each kernel's largest magnitude, found once
+        by_shape.setdefault(tuple(kernel.shape), []).append((kernel, kbias, name, int(np.argmax(np.abs(kernel)))))
     restored = 0
     used: set[str] = set()
     for node in list(graph.node):
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
             continue
-        candidates = [c for c in by_shape.get(tuple(inits[node.input[1]].dims), ()) if c[2] not in used]
+        same = by_shape.get(tuple(inits[node.input[1]].dims), [])
+        candidates = [same[j] for j in named_first(range(len(same)), lambda j: same[j][2], node.input[1])
+                      if same[j][2] not in used]
         if not candidates or (len(node.input) > 2 and node.input[2] not in inits):
             continue
         w = numpy_helper.to_array(inits[node.input[1]])
+        if any(_equal(c[0], w) for c in candidates):
+            continue  # a kernel as it is (most convs, and every one the BatchNorm restore put back)
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 else None
         hit = next((h for h in (_scale_of(w, bias, *c) for c in candidates) if h is not None), None)
         if hit is None:
@@ -164,13 +168,13 @@ def restore_scaled_convs(proto: Any, kernels: list[Any]) -> int:
     return restored
 
 
-def _scale_of(w: Any, bias: Any, kernel: Any, kbias: Any, name: str) -> tuple[Any, Any, str, Any] | None:
+def _scale_of(w: Any, bias: Any, kernel: Any, kbias: Any, name: str, at: int) -> tuple[Any, Any, str, Any] | None:
     """``(kernel, kbias, name, s)`` when ``w`` is ``s * kernel`` for one scalar s other than 1 and ``bias`` is
-    ``s * kbias`` (or absent where ``kbias`` is absent or all zero, an exporter drops those); else None. Compared
-    at 64 spread-out elements first, then whole, with the tolerance of the BatchNorm restore."""
+    ``s * kbias`` (or absent where ``kbias`` is absent or all zero, an exporter drops those); else None. ``at``: the
+    index of the kernel's largest magnitude, where s is read. Compared at 64 spread-out elements first, then whole,
+    with the tolerance of the BatchNorm restore."""
     import numpy as np
 
-    at = int(np.argmax(np.abs(kernel)))
     if kernel.flat[at] == 0:
         return None
     scale = np.float32(w.flat[at] / kernel.flat[at])
