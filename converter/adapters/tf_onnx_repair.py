@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from converter.adapters.tf_onnx_repair_conv import named_first, node_name, restore_conv_batchnorm, \
-    restore_scaled_convs
+    restore_scaled_convs, same_array
 
 
 BnWeights = tuple  # (gamma, beta, moving_mean, moving_variance, epsilon candidates, layer name)
@@ -252,7 +252,6 @@ def _channel_axis_one(shape: tuple[int, ...], rank: int | None) -> bool:
 
 def _restore_zero_biases(proto: Any, wanted: list[tuple[Any, Any, str]]) -> int:
     """Give MatMul/Conv nodes whose weight is a source kernel with an all-zero bias that zero bias back."""
-    import numpy as np
     import onnx
     from onnx import numpy_helper
 
@@ -274,8 +273,8 @@ def _restore_zero_biases(proto: Any, wanted: list[tuple[Any, Any, str]]) -> int:
                                             for c in consumers.get(node.output[0], [])):
             continue
         w = numpy_helper.to_array(inits[node.input[1]])
-        hit = next((k for k, (kernel, _, op) in enumerate(wanted)
-                    if op == node.op_type and kernel.shape == w.shape and np.array_equal(kernel, w)), None)
+        hit = next((k for k, (kernel, _, op) in enumerate(wanted) if op == node.op_type and same_array(kernel, w)),
+                   None)
         if hit is None:
             continue
         _, bias, _ = wanted.pop(hit)

@@ -28,7 +28,7 @@ def named_first(order: Any, layer_of: Any, tf_name: str) -> list[int]:
     return first + [k for k in order if k not in taken]
 
 
-def _equal(a: Any, b: Any) -> bool:
+def same_array(a: Any, b: Any) -> bool:
     """``a`` and ``b`` are the same array: compared at 16 spread-out elements first, then whole."""
     import numpy as np
 
@@ -62,7 +62,7 @@ def restore_conv_batchnorm(proto: Any, layers: list[tuple[Any, ...]], kernels: l
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in inits:
             continue
         w = numpy_helper.to_array(inits[node.input[1]])
-        if any(_equal(kernels[j][0], w)
+        if any(same_array(kernels[j][0], w)
                for j in named_first(range(len(kernels)), lambda j: kernels[j][2], node.input[1])):
             continue  # a kernel as it is: nothing folded (a fresh BatchNorm's scale, 1 - 5e-6, is within tolerance)
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits \
@@ -141,7 +141,7 @@ def restore_scaled_convs(proto: Any, kernels: list[Any]) -> int:
         if not candidates or (len(node.input) > 2 and node.input[2] not in inits):
             continue
         w = numpy_helper.to_array(inits[node.input[1]])
-        if any(_equal(c[0], w) for c in candidates):
+        if any(same_array(c[0], w) for c in candidates):
             continue  # a kernel as it is (most convs, and every one the BatchNorm restore put back)
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 else None
         hit = next((h for h in (_scale_of(w, bias, *c) for c in candidates) if h is not None), None)
