@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed-$(PYVER)
 .PHONY: install demo test bench bench-peers bench-resnet18 fuzz clean dist smoke-wheel
 BENCH_ARGS ?=
 PEERS_ARGS ?=
+TWINS_ARGS ?=
 
 $(STAMP): pyproject.toml constraints.txt
 	@case "$(PYVER)" in 3.11|3.12|3.13) ;; *) echo "make: need Python 3.11, 3.12 or 3.13 (PYTHON=$(PYTHON) gives '$(PYVER)')"; exit 2;; esac
@@ -33,10 +34,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The zoo, then the same models next to the peer converters (litert-torch, nobuco) in their own venvs, made once
-# under ~/.cache/crossport-bench/peers (benchmarks/peer_venvs.py).
+# under ~/.cache/crossport-bench/peers (benchmarks/peer_venvs.py), then the Keras -> PyTorch conversions against the
+# same architectures written natively in PyTorch (benchmarks/native_twins.py).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/zoo.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)
+	$(BIN)/python benchmarks/native_twins.py $(TWINS_ARGS)
 
 bench-peers: $(STAMP)
 	$(BIN)/python benchmarks/peers.py $(PEERS_ARGS)

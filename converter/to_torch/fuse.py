@@ -6,7 +6,8 @@ bias -> Reshape`` and LayerNormalization as mean / variance / rsqrt arithmetic. 
 its own module, so ConvNeXtTiny ran six elementwise passes over its largest activations per GELU (erf, neg, three
 muls, sub) plus the LayerNorm arithmetic: erf/mul/neg/sub kernels took 51 of 177 ms per call (torch.profiler,
 one thread) where torchvision's convnext_tiny spends 7.5 ms in ``aten::gelu`` and 2 ms in ``native_layer_norm``.
-``fuse_gelu`` puts ``F.gelu`` back, ``fuse_matmul_bias`` makes MatMul + bias one ``F.linear`` on the weight's
+``fuse_gelu`` puts ``F.gelu`` back, ``fuse_silu`` ``F.silu`` (EfficientNet's swish was a sigmoid and a mul,
+two passes and two new tensors), ``fuse_matmul_bias`` makes MatMul + bias one ``F.linear`` on the weight's
 transposed view (the weight stays the same parameter, so trainable flags and names are untouched),
 ``fuse_layer_norm`` puts ``F.layer_norm`` back over the channel axis. Every rewrite is exact up to float rounding
 and checked against the ONNX graph by the route's verification at its usual tolerance.
@@ -91,6 +92,27 @@ def fuse_gelu(gm: Any) -> int:
             gelu = gm.graph.call_function(F.gelu, (x,))
         node.replace_all_uses_with(gelu)
         fused += 1
+    _drop_dead(gm)
+    return fused
+
+
+def fuse_silu(gm: Any) -> int:
+    """Replace ``x * sigmoid(x)`` (Keras' swish / silu, either operand order) with ``F.silu``; returns how many."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    fused = 0
+    for node in list(gm.graph.nodes):
+        pair = _binary(gm, node, "mul")
+        if pair is None:
+            continue
+        for x, sig in (pair, pair[::-1]):
+            if isinstance(_module(gm, sig), nn.Sigmoid) and sig.args[:1] == (x,) and len(sig.args) == 1:
+                with gm.graph.inserting_before(node):
+                    silu = gm.graph.call_function(F.silu, (x,))
+                node.replace_all_uses_with(silu)
+                fused += 1
+                break
     _drop_dead(gm)
     return fused
 

@@ -240,6 +240,14 @@ def pad_static(x: torch.Tensor, pads: tuple[int, ...], mode: str, value: float) 
     return torch.nn.functional.pad(x, list(pads), mode=mode, value=value if mode == "constant" else None)
 
 
+def crop_shifted(y: torch.Tensor, x: torch.Tensor, spec: tuple[tuple[int, int, int], ...]) -> torch.Tensor:
+    """The outputs of a conv on ``x`` behind an asymmetric zero pad, from the same conv with a larger symmetric
+    padding (``optimize._shifted``): per spatial axis (start, pads - kernel extent, stride)."""
+    for axis, (start, extra, stride) in enumerate(spec, start=2):
+        y = y.narrow(axis, start, (x.shape[axis] + extra) // stride + 1)
+    return y
+
+
 def tile_static(x: torch.Tensor, repeats: Sequence[int]) -> torch.Tensor:
     return x.repeat(*repeats)
 

@@ -116,9 +116,9 @@ def _finish(src: LoadedSource, job: Job, ledger: Ledger, may_force: bool) -> Con
     in_nhwc = tuple(l == Layout.NHWC for l in src.layouts)
     out_nhwc = tuple(l == Layout.NHWC for l in onnx_runner.output_layouts)
     if not options.nchw:
-        from converter.to_torch.optimize import contiguous_after_input_transposes
+        from converter.to_torch.optimize import channels_last_weights
 
-        contiguous_after_input_transposes(module)
+        channels_last_weights(module)
     if options.nchw:
         module = ChannelsFirst(module, in_nhwc, out_nhwc)
         notes.append("--nchw: rank-4 inputs/outputs are NCHW; the NHWC<->NCHW permutes are part of the model")
@@ -273,11 +273,13 @@ def _convert_module(src: LoadedSource, sets: Sequence[InputSet], notes: list[str
 
 def _optimized(conv: Any) -> Any:
     """The graph passes that make the module run like the same architecture written in PyTorch."""
-    from converter.to_torch.fuse import fuse_gelu, fuse_layer_norm, fuse_matmul_bias
-    from converter.to_torch.optimize import fold_pads
+    from converter.to_torch.fuse import fuse_gelu, fuse_layer_norm, fuse_matmul_bias, fuse_silu
+    from converter.to_torch.optimize import fold_pads, inplace_activations
 
     fold_pads(conv.module)
+    inplace_activations(conv.module)
     fuse_gelu(conv.module)
+    fuse_silu(conv.module)
     fuse_matmul_bias(conv.module)
     fuse_layer_norm(conv.module)
     return conv
