@@ -93,6 +93,31 @@ def _shifted(pads: tuple[int, ...], mod: Any) -> tuple[tuple[int, ...], tuple[tu
     return tuple(padding), tuple(spec)
 
 
+def _split_padded_convs(gm: Any) -> None:
+    """onnx2torch turns a Conv with asymmetric ``pads`` (tf2onnx's form of TF 'same' at stride 2) into
+    ``Sequential(OnnxPadStatic, Conv)``: made a ``pad_static`` call and the conv alone under the same name, so such
+    a pad folds like a ``ZeroPadding2D`` one (or stays the same ``F.pad``)."""
+    from torch import nn
+
+    from converter.to_torch import modules as M
+
+    for node in list(gm.graph.nodes):
+        mod = gm.get_submodule(node.target) if node.op == "call_module" else None
+        if not isinstance(mod, nn.Sequential) or len(mod) != 2 or len(node.args) != 1 or node.kwargs:
+            continue
+        pad, conv = mod
+        if type(pad).__name__ != "OnnxPadStatic" or not isinstance(conv, nn.modules.conv._ConvNd):
+            continue
+        if sum(n.target == node.target for n in gm.graph.nodes if n.op == "call_module") != 1:
+            continue
+        parent, _, leaf = str(node.target).rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, conv)
+        with gm.graph.inserting_before(node):
+            padded = gm.graph.call_function(M.pad_static, (node.args[0], tuple(pad.pads), pad.mode,
+                                                           float(pad.constant_value)))
+        node.args = (padded,)
+
+
 def fold_pads(gm: Any) -> int:
     """Fold constant zero pads (``modules.pad_static``) into the padding of their only consumer; returns how many."""
     from torch import nn
@@ -100,6 +125,7 @@ def fold_pads(gm: Any) -> int:
     from converter.to_torch import modules as M
 
     kinds = (nn.modules.conv._ConvNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd)
+    _split_padded_convs(gm)
     folded = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_function" or node.target is not M.pad_static or len(node.users) != 1:

@@ -73,6 +73,36 @@ def test_pad_folds_into_its_consumer_exactly(op: str, pads: list[int], relu: boo
     assert any("aten.pad" in str(n.target) for n in program.graph.nodes) != folds
 
 
+@pytest.mark.parametrize("size", [9, 10])
+def test_conv_with_asymmetric_pads_attribute_folds(size: int) -> None:
+    """tf2onnx writes Keras' ``Conv2D(strides=2, padding="same")`` as one Conv with ``pads=[0, 0, 1, 1]``, which
+    onnx2torch makes ``Sequential(pad, conv)``: it folds as a Pad node does, and the conv keeps its name."""
+    import onnxruntime as ort
+    import torch
+
+    from converter.adapters import onnx2torch_adapter
+    from converter.to_torch.artifacts import export_program
+    from converter.to_torch.optimize import fold_pads
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "W")
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], strides=[2, 2], pads=[0, 0, 1, 1], name="conv")
+    graph = helper.make_graph([node], "padded_conv",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 3, size, size])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = np.random.default_rng(1).standard_normal((1, 3, size, size)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"X": x})[0]
+    gm = onnx2torch_adapter.convert(model).module.eval()
+    assert fold_pads(gm) == 1
+    assert isinstance(gm.get_submodule("conv"), torch.nn.Conv2d)
+    with torch.no_grad():
+        np.testing.assert_allclose(gm(torch.from_numpy(x)).numpy(), expected, atol=1e-5, rtol=1e-5)
+    program, _, _ = export_program(gm, [torch.from_numpy(x)], False)
+    assert not [n for n in program.graph.nodes if "pad" in str(n.target)]
+
+
 def test_keras_cnn_pt2_has_no_pad_copies_or_inner_permutes(tmp_path: Path) -> None:
     """ZeroPadding2D + valid conv and ZeroPadding2D + ReLU + MaxPool (ResNet's stem) become conv/pool padding; the
     NHWC model keeps one permute (a view, at the input) and ``--nchw`` none."""
@@ -146,7 +176,8 @@ def test_activation_overwrites_its_input_only_when_nothing_else_reads_it(read_tw
 
 def test_keras_mobile_block_pt2_runs_like_torchvision_written_channels_last(tmp_path: Path) -> None:
     """A MobileNetV2 / EfficientNet-style Keras model (swish stem, depthwise stride-2 'same' conv, ReLU6, residual
-    add + ReLU) as ``.pt2``: swish is one ``aten.silu``, the ReLUs overwrite the conv / sum they follow, and the
+    add + ReLU) as ``.pt2``: swish is one ``aten.silu``, the ReLUs overwrite the conv / sum they follow, no pad copy,
+    and the
     conv weights are stored channels-last (the NHWC input's view is channels-last) with no copy of the input;
     ``--nchw`` keeps contiguous weights. Both match Keras."""
     import torch
@@ -179,6 +210,7 @@ def test_keras_mobile_block_pt2_runs_like_torchvision_written_channels_last(tmp_
         calls = [str(n.target) for n in program.graph.nodes if n.op == "call_function"]
         assert "aten.silu.default" in calls and "aten.sigmoid.default" not in calls, calls
         assert "aten.hardtanh_.default" in calls and "aten.relu_.default" in calls, calls
+        assert not [c for c in calls if "pad" in c], calls  # the depthwise conv's 'same' stride-2 pad is folded
         assert not [c for c in calls if "contiguous" in c or "clone" in c and "memory_format" in c], calls
         convs = [v for name, v in program.state_dict.items() if v.dim() == 4]
         assert len(convs) == 4
