@@ -17,7 +17,8 @@ not with Keras. Per model, each step in its own child process (``benchmarks/comm
    source; 3 warm-up calls each, then called alternately, median of ``--runs`` calls. NASNetMobile has no
    torchvision twin: its twin is ``benchmarks/nasnet_twin.py`` (NASNet-A written in PyTorch, shown equal to Keras'
    by ``tests/test_nasnet_twin.py``). ``keras_lstm``'s twin is Embedding -> 2-layer
-   ``nn.LSTM`` -> Linear, the same sizes. ``permutes``: ``aten.permute`` + ``aten.transpose`` nodes of the
+   ``nn.LSTM`` -> Linear, the same sizes, also timed at batch 32 (at batch 1 its 0.6 ms call is mostly fixed
+   per-call cost). ``permutes``: ``aten.permute`` + ``aten.transpose`` nodes of the
    ExportedProgram (the zoo's count); ``ops``: its ATen op histogram.
 """
 from __future__ import annotations
@@ -124,12 +125,19 @@ def stage_measure(name: str, source: str, pt2: str, runs: int) -> dict[str, Any]
                 twin_cl, x_twin.contiguous(memory_format=torch.channels_last))
     ms = _paired(calls, runs)
     best_twin = min((ms[k] for k in ("twin", "twin_channels_last") if k in ms), default=None)
+    batch32: dict[str, float] = {}
+    if twin is not None and x_np.ndim == 2:  # a sequence model: its per-call overhead next to its kernels' time
+        x32 = torch.from_numpy(keras_input(ALL_MODELS[name], 32, seed=7))
+        batch32 = _paired({"converted": under_inference(converted, x32), "twin": under_inference(twin, x32.long())},
+                          runs)
     ops = collections.Counter(str(n.target) for n in program.graph.nodes if n.op == "call_function")
     err = float((calls["converted"]().numpy() - fn(x_tf).numpy()).__abs__().max())
     return {"ms": ms, "twin": TWINS[name], "permutes": sum(_count_torch_permutes(program).values()),
             "ops": dict(ops.most_common()), "max_abs_vs_keras": err,
             "ratio_vs_twin": ms["converted"] / best_twin if best_twin is not None else None,
-            "ratio_vs_keras": ms["converted"] / ms["keras"]}
+            "ratio_vs_keras": ms["converted"] / ms["keras"],
+            **({"ms_batch32": batch32, "ratio_vs_twin_batch32": batch32["converted"] / batch32["twin"]}
+               if batch32 else {})}
 
 
 def stage_make(name: str, path: str) -> dict[str, Any]:
@@ -216,6 +224,9 @@ def table(results: dict[str, Any]) -> str:
         twin = (f"{ms['converted']:.1f} / {best:.1f} (×{m['ratio_vs_twin']:.2f})" if best is not None
                 else f"{ms['converted']:.1f} / — (×{m['ratio_vs_keras']:.2f} vs Keras)")
         layouts = " / ".join(f"{ms[k]:.1f}" if k in ms else "—" for k in ("twin", "twin_channels_last"))
+        if m.get("ms_batch32"):
+            b32 = m["ms_batch32"]
+            twin += f"; batch 32: {b32['converted']:.1f} / {b32['twin']:.1f} (×{m['ratio_vs_twin_batch32']:.2f})"
         rows.append(f"| {m['name']} | {m['twin'] or '—'} | {twin} | {layouts} | {ms['keras']:.1f} | {m['permutes']} |")
     return "\n".join(rows)
 

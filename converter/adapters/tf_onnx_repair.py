@@ -15,6 +15,8 @@ pure ONNX rewrites driven by the Keras model's weights, with no tf2onnx import.
 - An all-zero Dense/Conv bias (a freshly built model) disappears on the way (the BiasAdd of zeros is folded
   away), so the PyTorch model would lack that trainable bias: ``_restore_zero_biases`` puts a zero bias back
   where a MatMul/Conv weight is exactly a Keras kernel whose bias is all zeros.
+- tf2onnx lowers an integer ``SelectV2`` to Cast/Mul/Add arithmetic, which Keras' Embedding hits on every call:
+  ``tf_onnx_select`` writes ``Where`` back and drops the negative-index wrap a ``Gather`` does itself.
 - tf2onnx passes TF's ``Erfc`` (exact GELU in Keras 3) through unchanged, but ONNX has no Erfc: rewritten as
   ``1 - Erf(x)``.
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from converter.adapters.tf_onnx_repair_conv import named_first, node_name, restore_conv_batchnorm, \
     restore_scaled_convs, same_array
+from converter.adapters.tf_onnx_select import drop_index_wraps, restore_selects
 
 
 BnWeights = tuple  # (gamma, beta, moving_mean, moving_variance, epsilon candidates, layer name)
@@ -49,17 +52,20 @@ class Repairs:
     zero_biases: int
     erfc: int
     scaled_convs: int = 0
+    selects: int = 0  # integer selects put back as Where, plus negative-index wraps a Gather does itself
 
     @property
     def changed(self) -> bool:
-        return bool(self.batchnorm or self.zero_biases or self.erfc or self.scaled_convs)
+        return bool(self.batchnorm or self.zero_biases or self.erfc or self.scaled_convs or self.selects)
 
 
 def repair(proto: Any, weights: SourceWeights | None) -> Repairs:
     """Apply every repair to ``proto`` in place."""
     erfc = _rewrite_erfc(proto)
+    selects = restore_selects(proto)
+    selects += drop_index_wraps(proto)
     if weights is None:
-        return Repairs(0, 0, erfc)
+        return Repairs(0, 0, erfc, selects=selects)
     # Each BatchNorm layer is put back once: layers with the same statistics (a freshly built model's are all
     # gamma 1, beta 0, mean 0, var 1) would otherwise match in both places, and a conv whose own BN another had
     # taken was left folded (ResNet50V2: 2 convs, 2.9 M weights frozen).
@@ -67,7 +73,7 @@ def repair(proto: Any, weights: SourceWeights | None) -> Repairs:
     restored = _restore_batchnorm(proto, list(weights.batchnorms), taken) + \
         restore_conv_batchnorm(proto, list(weights.batchnorms), list(weights.convs), taken)
     scaled = restore_scaled_convs(proto, list(weights.convs))  # before the zero biases: its kernels are exact then
-    return Repairs(restored, _restore_zero_biases(proto, list(weights.zero_bias)), erfc, scaled)
+    return Repairs(restored, _restore_zero_biases(proto, list(weights.zero_bias)), erfc, scaled, selects)
 
 
 def _f32(value: Any) -> Any:
