@@ -90,12 +90,23 @@ class Adjust(nn.Module):
         return self.bn(torch.cat([self.conv1(self.pool(p)), self.conv2(self.pool(shifted))], 1))
 
 
-class NormalCell(nn.Module):
-    def __init__(self, c_x: int, c_p: int, p_halve: bool | None, filters: int, block_id: str) -> None:
+class _Cell(nn.Module):
+    """What both cells start with: the previous input ``p`` adjusted to ``filters``, ``x`` through a 1x1 conv."""
+
+    def __init__(self, c_x: int, c_p: int, p_halve: bool | None, filters: int, kind: str, block_id: str) -> None:
         super().__init__()
         self.adjust = None if p_halve is None else Adjust(c_p, filters, p_halve, block_id)
-        c_p = filters if p_halve is not None else c_p
-        self.h = _conv_bn(c_x, filters, f"normal_conv_1_{block_id}", f"normal_bn_1_{block_id}")
+        self.c_p = filters if p_halve is not None else c_p
+        self.h = _conv_bn(c_x, filters, f"{kind}_conv_1_{block_id}", f"{kind}_bn_1_{block_id}")
+
+    def inputs(self, x: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (p if self.adjust is None else self.adjust(p)), self.h(x)
+
+
+class NormalCell(_Cell):
+    def __init__(self, c_x: int, c_p: int, p_halve: bool | None, filters: int, block_id: str) -> None:
+        super().__init__(c_x, c_p, p_halve, filters, "normal", block_id)
+        c_p = self.c_p
         self.left1 = SeparableBlock(filters, filters, 5, 1, f"normal_left1_{block_id}")
         self.right1 = SeparableBlock(c_p, filters, 3, 1, f"normal_right1_{block_id}")
         self.left2 = SeparableBlock(c_p, filters, 5, 1, f"normal_left2_{block_id}")
@@ -104,9 +115,7 @@ class NormalCell(nn.Module):
         self.avg = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.adjust is not None:
-            p = self.adjust(p)
-        h = self.h(x)
+        p, h = self.inputs(x, p)
         x1 = self.left1(h) + self.right1(p)
         x2 = self.left2(p) + self.right2(p)
         x3 = self.avg(h) + p
@@ -115,12 +124,10 @@ class NormalCell(nn.Module):
         return torch.cat([p, x1, x2, x3, x4, x5], 1), x
 
 
-class ReductionCell(nn.Module):
+class ReductionCell(_Cell):
     def __init__(self, c_x: int, c_p: int, p_halve: bool | None, filters: int, block_id: str) -> None:
-        super().__init__()
-        self.adjust = None if p_halve is None else Adjust(c_p, filters, p_halve, block_id)
-        c_p = filters if p_halve is not None else c_p
-        self.h = _conv_bn(c_x, filters, f"reduction_conv_1_{block_id}", f"reduction_bn_1_{block_id}")
+        super().__init__(c_x, c_p, p_halve, filters, "reduction", block_id)
+        c_p = self.c_p
         self.left1 = SeparableBlock(filters, filters, 5, 2, f"reduction_left1_{block_id}")
         self.right1 = SeparableBlock(c_p, filters, 7, 2, f"reduction_right1_{block_id}")
         self.right2 = SeparableBlock(c_p, filters, 7, 2, f"reduction_right2_{block_id}")
@@ -131,9 +138,7 @@ class ReductionCell(nn.Module):
         self.avg1 = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.adjust is not None:
-            p = self.adjust(p)
-        h = self.h(x)
+        p, h = self.inputs(x, p)
         (top, bottom), (left, right) = (_correct_pad(s, 3) for s in h.shape[-2:])
         h3 = F.pad(h, (left, right, top, bottom))
         x1 = self.left1(h) + self.right1(p)

@@ -10,16 +10,16 @@ not with Keras. Per model, each step in its own child process (``benchmarks/comm
    and reused when present, so runs before and after a change convert the same file).
 2. *convert*: ``crossport convert SRC -o OUT.pt2 -q --report R`` (verification on), as ``benchmarks/zoo.py`` does.
 3. *measure*, single-threaded (``torch.set_num_threads(1)``, OMP 1, TensorFlow 1 thread): the ``.pt2``
-   (``torch.export.load(p).module()``) on the Keras NHWC input, the native twin (``weights=None``, eval) on the
-   same values in NCHW (made contiguous outside the timing: the twin's user holds NCHW data), for images also the
-   twin and its input in ``torch.channels_last`` (the converted model runs channels-last from its NHWC input's
-   view; the ratio is against the faster of the two twins), and the Keras
-   source; 3 warm-up calls each, then called alternately, median of ``--runs`` calls. NASNetMobile has no
-   torchvision twin: its twin is ``benchmarks/nasnet_twin.py`` (NASNet-A written in PyTorch, shown equal to Keras'
-   by ``tests/test_nasnet_twin.py``). ``keras_lstm``'s twin is Embedding -> 2-layer
-   ``nn.LSTM`` -> Linear, the same sizes, also timed at batch 32 (at batch 1 its 0.6 ms call is mostly fixed
-   per-call cost). ``permutes``: ``aten.permute`` + ``aten.transpose`` nodes of the
-   ExportedProgram (the zoo's count); ``ops``: its ATen op histogram.
+   (``torch.export.load(p).module()``) on the Keras NHWC input; the native twin (``weights=None``, eval) on the
+   same values in NCHW (made contiguous outside the timing: the twin's user holds NCHW data); for images also the
+   twin and its input in ``torch.channels_last``, as a PyTorch user tuning for CPU runs it (the converted model
+   runs channels-last from its NHWC input's view; the ratio is against the faster of the two twins); and the
+   Keras source. 3 warm-up calls each, then called alternately, median of ``--runs`` calls. NASNetMobile has no
+   torchvision twin: its twin is ``benchmarks/nasnet_twin.py`` (NASNet-A written in PyTorch, shown equal to
+   Keras' by ``tests/test_nasnet_twin.py``). ``keras_lstm``'s twin is Embedding -> 2-layer ``nn.LSTM`` -> Linear
+   of the same sizes, also timed at batch 32 (at batch 1 its 0.6 ms call is mostly fixed per-call cost).
+   ``permutes``: ``aten.permute`` + ``aten.transpose`` nodes of the ExportedProgram (the zoo's count); ``ops``:
+   its ATen op histogram.
 """
 from __future__ import annotations
 
@@ -227,7 +227,8 @@ def table(results: dict[str, Any]) -> str:
         if m.get("ms_batch32"):
             b32 = m["ms_batch32"]
             twin += f"; batch 32: {b32['converted']:.1f} / {b32['twin']:.1f} (×{m['ratio_vs_twin_batch32']:.2f})"
-        rows.append(f"| {m['name']} | {m['twin'] or '—'} | {twin} | {layouts} | {ms['keras']:.1f} | {m['permutes']} |")
+        rows.append(f"| {m['name']} | {m['twin'] or '—'} | {twin} | {layouts} | {ms['keras']:.1f} "
+                    f"| {m['permutes']} |")
     return "\n".join(rows)
 
 

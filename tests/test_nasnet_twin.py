@@ -33,7 +33,8 @@ def test_same_function_as_keras_nasnet(size: int) -> None:
     twin = NASNet(num_classes=10, softmax=False, **config).eval()
     copied = load_keras_weights(twin, keras_model)
     assert copied == len(keras_model.weights)
-    assert sum(p.numel() for p in twin.parameters()) == sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    assert sum(p.numel() for p in twin.parameters()) == trainable
     x = np.random.default_rng(1).normal(size=(2, size, size, 3)).astype("float32")
     expected = keras_model(x, training=False).numpy()
     with torch.no_grad():

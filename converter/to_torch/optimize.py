@@ -4,11 +4,12 @@ Keras' ``padding="same"`` and ``ZeroPadding2D`` reach ONNX as a ``Pad`` node bef
 converted model copied every padded activation into a new tensor (``F.pad``) where a PyTorch author writes
 ``nn.Conv2d(..., padding=p)``: ``fold_pads`` moves a symmetric zero pad into the consumer's own ``padding``
 (conv; average pool counting the pad; max pool when its input is non-negative, so zeros never win over -inf).
-``inplace_activations`` lets a ReLU/ReLU6 overwrite a conv, BatchNorm, Linear or sum output
-that nothing else reads. ``cancel_permute_pairs`` removes ``permute`` pairs that compose to the identity in the exported ATen graph
-(``--nchw`` meeting the ONNX graph's own NHWC->NCHW transpose at the input). ``channels_last_weights``: the NHWC input's permute to NCHW is a free view with channels-last strides;
-with the conv weights stored channels-last too, every conv runs in channels-last as a PyTorch author tuning for CPU
-runs torchvision's models (``model.to(memory_format=torch.channels_last)``).
+``inplace_activations`` lets a ReLU/ReLU6 overwrite a conv, BatchNorm, Linear or sum output that nothing else
+reads. ``cancel_permute_pairs`` removes ``permute`` pairs that compose to the identity in the exported ATen graph
+(``--nchw`` meeting the ONNX graph's own NHWC->NCHW transpose at the input). ``channels_last_weights``: the NHWC
+input's permute to NCHW is a free view with channels-last strides; with the conv weights stored channels-last too,
+every conv runs in channels-last, as a PyTorch author tuning for CPU runs torchvision's models
+(``model.to(memory_format=torch.channels_last)``).
 All passes are exact.
 """
 from __future__ import annotations
