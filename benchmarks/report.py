@@ -122,7 +122,9 @@ def summary(results: dict[str, Any]) -> str:
                      f"peak RSS {raw['child']['peak_rss_mib']:.0f} MiB) vs `crossport convert`, verification "
                      f"included: " + ", ".join(parts) + ".")
     elif raw.get("error"):
-        lines.append(f"- raw upstream ResNet-18 baseline failed: {raw['error'].splitlines()[0]}")
+        last = [ln for ln in raw["error"].splitlines() if ln.strip()]  # the cause is the log's last line
+        lines.append(f"- raw upstream ResNet-18 baseline failed: {last[0]}"
+                     + (f" ... {last[-1].strip()}" if len(last) > 1 else ""))
     st = results.get("startup")
     broken = {k: v["error"] for k, v in (st or {}).items() if "error" in v}
     if broken:
@@ -137,7 +139,8 @@ def summary(results: dict[str, Any]) -> str:
                      + (", ".join(heavy) if heavy else "none (torch, tensorflow, keras checked)") + ".")
     fp = results.get("framework_footprint_peak_rss_mib") or {}
     if fp:
-        lines.append("- Framework footprint (peak RSS converting a tiny model): "
+        lines.append("- Framework footprint (peak RSS converting a tiny model; the median of 3 conversions since "
+                     "2026-12-06 13:30 UTC): "
                      + ", ".join(f"{DIRECTION[d]} {v:.0f} MiB" for d, v in fp.items())
                      + "; “+N×w” = (peak − footprint) ÷ weights size.")
     fails = failures(results)

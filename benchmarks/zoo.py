@@ -131,6 +131,8 @@ class Conversion:
     # quantized targets: crossport's metrics on the end-to-end hop (cosine, SNR, top-1/top-5 agreement, decided_by)
     quantization: dict[str, Any] | None = None
     probe_wall_s: float | None = None  # the wall time of the run that measured the peak memory
+    # footprint models: the peak of each of FOOTPRINT_RUNS conversions; peak_rss_mib is their median
+    footprint_peaks_mib: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -535,6 +537,8 @@ def run_model(model: ZooModel, config: ZooConfig, work: Path) -> ModelResult:
         conv = convert(Path(made["path"]), model, target, mdir, deadline, static, retry)
         static = static or conv.static_batch and conv.verified
         retry = retry and (conv.verified or "with --static-batch" not in conv.reason)
+        if model.footprint_only and conv.verified:
+            conv = _footprint(conv, Path(made["path"]), model, target, mdir, deadline)
         conversions.append(conv)
         config.log(f"    {'verified' if conv.verified else conv.reason} in {conv.wall_s:.1f} s"
                    + (" (--static-batch)" if conv.static_batch else ""))
@@ -544,6 +548,27 @@ def run_model(model: ZooModel, config: ZooConfig, work: Path) -> ModelResult:
     source = {k: v for k, v in made.items() if k not in ("path", "seconds")}
     return ModelResult(model.name, model.direction, model.origin, model.input_shape, model.input_dtype, source,
                        make, tuple(conversions), measurements, measure_child, time.monotonic() - t0)
+
+
+FOOTPRINT_RUNS = 3
+
+
+def _footprint(first: Conversion, source: Path, model: ZooModel, target: str, mdir: Path,
+               deadline: float) -> Conversion:
+    """The footprint is the baseline of every model's "+N×w", so one sampled peak is not enough: the full run of
+    2026-12-06 12:21 UTC read 1,197 MiB for PyTorch -> TF, three runs right after it 1,356-1,379 MiB. The median
+    of ``FOOTPRINT_RUNS`` conversions."""
+    import statistics
+
+    peaks = [first.peak_rss_mib]
+    for i in range(1, FOOTPRINT_RUNS):
+        again_dir = mdir / f"footprint_{i}"  # a directory of its own: crossport refuses an existing output
+        again_dir.mkdir(exist_ok=True)
+        again = convert_once(source, model, target, again_dir, first.static_batch, deadline - time.monotonic())
+        if not again.verified:
+            break
+        peaks.append(again.peak_rss_mib)
+    return replace(first, peak_rss_mib=statistics.median(peaks), footprint_peaks_mib=tuple(peaks))
 
 
 def _measure(model: ZooModel, config: ZooConfig, made: dict[str, Any], conversions: list[Conversion], mdir: Path,
@@ -564,8 +589,13 @@ def _measure(model: ZooModel, config: ZooConfig, made: dict[str, Any], conversio
 
 def raw_baseline(work: Path, timeout_s: float) -> dict[str, Any]:
     """The raw upstream ResNet-18 path of ``benchmarks/resnet18.py`` (its ``raw`` stage), in this run."""
+    import importlib.util
+
     from benchmarks import resnet18
 
+    if importlib.util.find_spec("onnx2tf") is None:  # an extra with its own pins (pyproject.toml, [onnx2tf])
+        return {"error": "onnx2tf is not installed in this environment (pip install -e '.[onnx2tf]' in a venv of "
+                         "its own); the raw baseline was not run"}
     raw_dir = work / "raw_resnet18"
     raw_dir.mkdir()
     try:
