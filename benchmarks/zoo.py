@@ -85,9 +85,11 @@ class ZooConfig:
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True), repr=False)
 
     def targets(self, model: ZooModel) -> tuple[str, ...]:
+        if model.footprint_only:  # the same measurement whatever --targets selects for the other models
+            return ("pt2",) if model.direction == "keras2torch" else ("keras",)
         if model.direction == "keras2torch":
             targets: tuple[str, ...] = ("pt2",)
-        elif self.quick or model.footprint_only:
+        elif self.quick:
             targets = ("keras",)
         else:
             image = len(model.input_shape) == 3
