@@ -135,8 +135,11 @@ def drop_index_wraps(proto: Any) -> int:
 
 
 def _drop_dead(proto: Any) -> None:
-    """Remove nodes none of whose outputs is read (repeatedly), keeping the graph outputs' producers."""
+    """Remove nodes none of whose outputs is read (repeatedly), keeping the graph outputs' producers. Not in a graph
+    with subgraphs (Loop/If/Scan bodies read outer names without listing them as inputs)."""
     graph = proto.graph
+    if any(attr.type in (5, 10) for node in graph.node for attr in node.attribute):  # GRAPH, GRAPHS
+        return
     wanted = {o.name for o in graph.output}
     while True:
         read = wanted | {name for node in graph.node for name in node.input}
