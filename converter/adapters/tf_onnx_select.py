@@ -121,11 +121,11 @@ def drop_index_wraps(proto: Any) -> int:
     for node in proto.graph.node:
         if node.op_type != "Gather" or len(node.input) != 2:
             continue
-        data = _constant(proto, producers, node.input[0])
+        dims = next((tuple(i.dims) for i in proto.graph.initializer if i.name == node.input[0]), None)
         axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        if data is None or len(users.get(node.input[1], [])) != 1:
+        if dims is None or len(users.get(node.input[1], [])) != 1:
             continue
-        x = _wrapped_index(proto, producers, producers.get(node.input[1]), data.shape[axis])
+        x = _wrapped_index(proto, producers, producers.get(node.input[1]), dims[axis])
         if x is not None:
             node.input[1] = x
             count += 1
