@@ -51,6 +51,13 @@ def _row(model: dict[str, Any], conv: dict[str, Any]) -> str:
             f"| {_num(conv['wall_s'] or None)} | {latency} | {_num(m.get('transposes'), 'd')} | {rss} |")
 
 
+def _footprint_label(key: str) -> str:
+    """``torch2tf/tflite`` -> "PyTorch → TF → .tflite"; a results file from before the per-target footprint keys
+    it by direction alone."""
+    direction, _, target = key.partition("/")
+    return DIRECTION.get(direction, direction) + (f" → {TARGET.get(target, target)}" if target else "")
+
+
 def zoo_table(results: dict[str, Any]) -> str:
     """One row per model and target, grouped by direction."""
     head = ("| model | target | weights (MiB) | converted | verified | max abs err | rel err | convert (s) "
@@ -140,9 +147,9 @@ def summary(results: dict[str, Any]) -> str:
     fp = results.get("framework_footprint_peak_rss_mib") or {}
     if fp:
         lines.append("- Framework footprint (peak RSS converting a tiny model; the median of 3 conversions since "
-                     "2026-12-06 13:30 UTC): "
-                     + ", ".join(f"{DIRECTION[d]} {v:.0f} MiB" for d, v in fp.items())
-                     + "; “+N×w” = (peak − footprint) ÷ weights size.")
+                     "2026-12-06 13:30 UTC; per target since 2026-12-06 15:40 UTC): "
+                     + ", ".join(_footprint_label(k) + f" {v:.0f} MiB" for k, v in fp.items())
+                     + "; “+N×w” = (peak − the footprint of the row's own target) ÷ weights size.")
     fails = failures(results)
     lines.append("- Not converted / not verified / notes:" + ("" if fails else " none."))
     lines.extend("  " + f for f in fails)

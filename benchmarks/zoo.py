@@ -66,6 +66,13 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# PyTorch -> TF targets measured on the tiny model. Each route imports its own runtime beside the conversion
+# (LiteRT's interpreter and the flatbuffer writer for .tflite: +9 MiB on the tiny model, 2026-12-06), so a row is
+# compared with the footprint of its own target; int8 rows with the float .tflite route's.
+FOOTPRINT_TARGETS = ("keras", "saved_model", "tflite")
+FOOTPRINT_OF = {"tflite_int8": "tflite"}
+
+
 @dataclass(frozen=True)
 class ZooConfig:
     """What one benchmark run does; the CLI flags map onto it one to one."""
@@ -85,8 +92,13 @@ class ZooConfig:
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr, flush=True), repr=False)
 
     def targets(self, model: ZooModel) -> tuple[str, ...]:
-        if model.footprint_only:  # the same measurement whatever --targets selects for the other models
-            return ("pt2",) if model.direction == "keras2torch" else ("keras",)
+        if model.footprint_only:  # each route's own baseline; the same whatever --targets selects for the others
+            if model.direction == "keras2torch":
+                return ("pt2",)
+            if not self.only_targets:
+                return FOOTPRINT_TARGETS
+            wanted = {FOOTPRINT_OF.get(t, t) for t in self.only_targets}
+            return tuple(t for t in FOOTPRINT_TARGETS if t in wanted) or ("keras",)  # keeps the report's line
         if model.direction == "keras2torch":
             targets: tuple[str, ...] = ("pt2",)
         elif self.quick:
@@ -607,12 +619,18 @@ def raw_baseline(work: Path, timeout_s: float) -> dict[str, Any]:
 
 
 def footprint(results: list[ModelResult]) -> dict[str, float]:
-    """Peak RSS of the tiny models' conversions per direction: the frameworks' footprint, not the model's."""
+    """Peak RSS of the tiny models' conversions per route, keyed ``direction/target``: the frameworks' footprint,
+    not the model's."""
     out = {}
     for r in results:
-        if r.name in {m.name for m in FOOTPRINT_MODELS} and r.conversions and r.conversions[0].verified:
-            out[r.direction] = r.conversions[0].peak_rss_mib
+        if r.name in {m.name for m in FOOTPRINT_MODELS}:
+            out.update({footprint_key(r.direction, c.target): c.peak_rss_mib for c in r.conversions if c.verified})
     return out
+
+
+def footprint_key(direction: str, target: str) -> str:
+    """The footprint a ``target`` row of ``direction`` is measured against."""
+    return f"{direction}/{FOOTPRINT_OF.get(target, target)}"
 
 
 def speedup(raw: dict[str, Any], results: list[ModelResult]) -> dict[str, Any]:
@@ -692,7 +710,7 @@ def _model_dict(r: ModelResult, fp: dict[str, float]) -> dict[str, Any]:
     d = asdict(r)
     weights_mib = r.source.get("weights_bytes", 0) / 2**20
     for c in d["conversions"]:
-        base = fp.get(r.direction)
+        base = fp.get(footprint_key(r.direction, c["target"]))
         c["rss_over_footprint_per_weights"] = ((c["peak_rss_mib"] - base) / weights_mib
                                                if base and weights_mib and c["peak_rss_mib"] else None)
     return d

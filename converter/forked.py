@@ -11,12 +11,18 @@ imported (a Python caller that already imported torch gets the sequential path).
 the caller's stack: it sends ``("ok", value)`` or ``("err", exception)`` through a pipe and leaves with
 ``os._exit``, so the parent's ``atexit`` handlers, ``finally`` blocks and buffered output are not run twice. The
 pickle crosses between two processes of this same command; it never reads a file.
+
+The arrays in the result (the verification inputs and the source's outputs) cross as pickle protocol 5 buffers:
+written from the child's own memory and read into one buffer each on this side, which the unpickled arrays use.
+A ``pickle.dumps`` of the whole result and the parent's list of chunks plus their join were three more copies,
+alive together at the conversion's peak (the child exits only after the parent has read everything).
 """
 from __future__ import annotations
 
 import os
 import pickle
 import signal
+import struct
 import sys
 import traceback
 from dataclasses import dataclass
@@ -52,19 +58,14 @@ class Worker:
 
     def result(self) -> Any:
         """The child's return value, or its exception re-raised here (its traceback attached as a note)."""
-        chunks = []
         try:
             with os.fdopen(self.fd, "rb") as pipe:
-                while True:
-                    chunk = pipe.read(1 << 20)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
+                message = _receive(pipe)
         except BaseException:  # interrupted while waiting: stop the worker now rather than wait for it
             self.kill()
             raise
         status = self._reap()
-        if not chunks:
+        if message is None:
             if os.WIFSIGNALED(status):
                 sig = os.WTERMSIG(status)
                 if sig == signal.SIGINT:
@@ -73,7 +74,7 @@ class Worker:
                                  f"({'out of memory?' if sig == signal.SIGKILL else signal.Signals(sig).name})")
             raise WorkerDied(f"the PyTorch worker process exited with status {os.waitstatus_to_exitcode(status)} "
                              "without a result")
-        kind, payload = pickle.loads(b"".join(chunks))  # noqa: S301 - written by our own child, never a file
+        kind, payload = message
         if kind == "ok":
             return payload
         raise payload
@@ -117,13 +118,14 @@ def start(fn: Callable[[], Any]) -> Worker:
                          .replace("\n", "\n  [worker] ").join(("  [worker] ", "")))
             message = ("err", err)
         try:
-            data = pickle.dumps(message)
+            framed = _frames(message)
         except Exception as err:  # noqa: BLE001 - an exception or value that does not pickle
-            data = pickle.dumps(("err", CrossportError(f"the PyTorch worker's result could not be passed back "
-                                                       f"({type(err).__name__}: {err})")))
+            framed = _frames(("err", CrossportError(f"the PyTorch worker's result could not be passed back "
+                                                    f"({type(err).__name__}: {err})")))
         try:
-            with os.fdopen(write_fd, "wb") as pipe:
-                pipe.write(data)
+            with os.fdopen(write_fd, "wb", buffering=0) as pipe:
+                for frame in framed:
+                    _write_all(pipe, frame)
         except BaseException:  # noqa: BLE001 - the parent went away
             code = 1
         try:
@@ -133,3 +135,48 @@ def start(fn: Callable[[], Any]) -> Worker:
             os._exit(code)
     os.close(write_fd)
     return Worker(pid, read_fd)
+
+
+_HEADER = struct.Struct("<QQ")  # length of the pickle, number of out-of-band buffers; then one length per buffer
+
+
+def _frames(message: Any) -> list[Any]:
+    """The header, the pickle and each buffer as a view of the child's memory (nothing is copied here)."""
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    views = [b.raw() for b in buffers]
+    sizes = struct.pack(f"<{len(views)}Q", *(v.nbytes for v in views))
+    return [_HEADER.pack(len(data), len(views)) + sizes, data, *views]
+
+
+def _write_all(pipe: Any, view: Any) -> None:
+    view = memoryview(view).cast("B")
+    while view:
+        view = view[pipe.write(view):]
+
+
+def _receive(pipe: Any) -> Any:
+    """The child's message, or None when it sent nothing or stopped part-way (it died: the caller reads its status)."""
+    head = _read_exactly(pipe, _HEADER.size)
+    if head is None:
+        return None
+    length, count = _HEADER.unpack(head)
+    sizes = _read_exactly(pipe, 8 * count)
+    data = _read_exactly(pipe, length)
+    if sizes is None or data is None:
+        return None
+    buffers = [_read_exactly(pipe, n) for n in struct.unpack(f"<{count}Q", sizes)]
+    if any(b is None for b in buffers):
+        return None
+    return pickle.loads(data, buffers=buffers)  # noqa: S301 - written by our own child, never a file
+
+
+def _read_exactly(pipe: Any, n: int) -> bytearray | None:
+    out = bytearray(n)
+    view, got = memoryview(out), 0
+    while got < n:
+        read = pipe.readinto(view[got:])
+        if not read:
+            return None
+        got += read
+    return out

@@ -326,3 +326,36 @@ def test_an_uncompiled_torchlib_function_answers_the_domain_and_compiles_for_mor
     real = function.function_ir
     assert type(real).__name__ == "IRFunction" and real.domain == function.opset.domain
     assert function.op_signature is not None and function.to_function_proto().name == function.__name__
+
+
+def test_adaptive_pool_contiguity_is_read_without_a_guard(tmp_path: Path) -> None:
+    """``_contiguous_before_adaptive_pools`` reads contiguity from sizes and strides: ``Tensor.is_contiguous()`` on a
+    symbolic batch records a guard in the program's shape environment, and recording one imports torch's compiler
+    stack (16 MB resident in every conversion of a CNN with an adaptive pool). A permuted input still gets its
+    copy; an NCHW one does not."""
+    import torch
+    import torch.nn as nn
+
+    from converter.adapters.pt2_load import load_exported_program
+    from converter.adapters.torch_onnx import _contiguous_before_adaptive_pools
+
+    class Pools(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = self.conv(x)
+            return nn.functional.adaptive_avg_pool2d(y, 1), nn.functional.adaptive_avg_pool2d(y.permute(0, 2, 3, 1), 1)
+
+    saved = torch.export.export(Pools().eval(), (torch.randn(2, 3, 8, 8),),
+                                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    torch.export.save(saved, str(tmp_path / "pools.pt2"))
+    ep, _ = load_exported_program(tmp_path / "pools.pt2")  # as a conversion reads it
+    env = next(n.meta["val"] for n in ep.graph.nodes if n.op == "placeholder" and n.name == "x").fake_mode.shape_env
+    guards = len(env.guards)
+    _contiguous_before_adaptive_pools(ep)
+    assert len(env.guards) == guards
+    pools = [n for n in ep.graph.nodes if "adaptive_avg_pool2d" in str(n.target)]
+    fed_by = [str(p.args[0].target) for p in pools]
+    assert fed_by[0] == "aten.conv2d.default" and fed_by[1] == "aten.clone.default", fed_by

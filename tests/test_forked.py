@@ -23,6 +23,31 @@ def test_value_and_exception_come_back() -> None:
     assert any("[worker] Traceback" in note for note in getattr(info.value, "__notes__", []))
 
 
+def test_arrays_come_back_whole_and_writable() -> None:
+    """Arrays cross as pickle buffers (no copy of the whole result on either side): contiguous, Fortran-ordered,
+    strided and empty ones come back equal, with their dtypes, and writable like any array the caller made."""
+    import numpy as np
+
+    def arrays() -> dict[str, object]:
+        rng = np.random.default_rng(0)
+        big = rng.standard_normal((3, 224, 224)).astype(np.float32)
+        return {"big": big, "fortran": np.asfortranarray(rng.standard_normal((5, 7))), "strided": big[:, ::3, 1],
+                "ints": np.arange(10, dtype=np.int64), "empty": np.zeros((0, 4), np.float16), "label": "x"}
+
+    got, want = forked.start(arrays).result(), arrays()
+    assert got.keys() == want.keys() and got["label"] == "x"
+    for key in ("big", "fortran", "strided", "ints", "empty"):
+        assert got[key].dtype == want[key].dtype and np.array_equal(got[key], want[key]), key
+    got["big"][0, 0, 0] = 1.0
+
+
+def test_a_result_that_does_not_pickle_is_reported() -> None:
+    from converter.errors import CrossportError
+
+    with pytest.raises(CrossportError, match="could not be passed back"):
+        forked.start(lambda: (lambda: None)).result()
+
+
 def test_interrupted_parent_kills_the_worker_at_once() -> None:
     worker = forked.start(lambda: time.sleep(60))
 

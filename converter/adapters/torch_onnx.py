@@ -336,7 +336,7 @@ def _contiguous_before_adaptive_pools(program: Any) -> Any:
             continue
         src = node.args[0]
         val = getattr(src, "meta", {}).get("val")
-        if val is None or val.is_contiguous():
+        if val is None or _surely_contiguous(val):
             continue
         with graph.inserting_before(node):
             copy = graph.call_function(torch.ops.aten.clone.default, (src,),
@@ -347,6 +347,21 @@ def _contiguous_before_adaptive_pools(program: Any) -> Any:
     if changed:
         program.graph_module.recompile()
     return program
+
+
+def _surely_contiguous(val: Any) -> bool:
+    """``val.is_contiguous()`` without asking the program's shape environment: on a symbolic batch that call
+    records a guard (is the batch 1?), and recording one imports ``torch._inductor`` and ``torch.export._trace`` to
+    name the guard's source line -- 16 MB that stay resident in a conversion whose graph has an adaptive pool
+    (memray, MobileNetV3). Unknown is "not contiguous": the copy this adds is free in ONNX."""
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    expected: Any = 1
+    for size, stride in reversed(list(zip(val.shape, val.stride()))):
+        if not statically_known_true(size == 1) and not statically_known_true(stride == expected):
+            return False
+        expected = expected * size
+    return True
 
 
 def _export_legacy(module, example_inputs, path, names_in, names_out, dynamic_batch) -> ExportResult:

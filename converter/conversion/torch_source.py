@@ -185,6 +185,16 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
                 outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
         return outputs
 
+    def time_source() -> tuple[Any, ...]:
+        if not options.verify or options.latency_runs <= 0:
+            return ()
+        from converter.parity.latency import latency_set, measure
+
+        timed_set = latency_set(sets)
+        with clock.step("latency", "timing the source model"):
+            return (measure(runner, timed_set.arrays, layouts, timed_set.label, "source", options.latency_runs,
+                            options.latency_budget_s, warm=warm),)
+
     from converter.conversion import beside_export
 
     # Not with quantization's quality sets (32 more rows): on one thread they would outlast the export.
@@ -208,20 +218,19 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         if (len(probe), tuple(runner.output_names)) != (planned[0], tuple(planned[1])):
             with clock.step("export-onnx", "exporting again with the outputs the source returned"):
                 exported = export(len(probe), runner.output_names)
+        latency = time_source()
     else:  # the runs first (the export takes the number of outputs from them), the batch-1 set last
         outputs = run_here()
+        # Timed before the export, while the runs' activations are still in the allocator's free lists: after
+        # it they were fresh pages on top of the export's (EfficientNet-B0: +17 MB at the conversion's peak).
+        latency = time_source()
+        from converter.memory import trim_heap
+
+        trim_heap()  # the activations: the export's Python objects would not reuse those blocks
         probe = list(outputs[0])
         with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
             exported = export(len(probe), runner.output_names)
     names, trainable = parameters(src.module)
-    latency: tuple[Any, ...] = ()
-    if options.verify and options.latency_runs > 0:
-        from converter.parity.latency import latency_set, measure
-
-        timed_set = latency_set(sets)
-        with clock.step("latency", "timing the source model"):
-            latency = (measure(runner, timed_set.arrays, layouts, timed_set.label, "source", options.latency_runs,
-                               options.latency_budget_s, warm=warm),)
     return TorchSide(specs=tuple(specs), sets=tuple(sets), layouts=layouts, latency=latency,
                      output_layouts=tuple(Layout.NCHW if o.ndim == 4 else Layout.NONE for o in probe),
                      outputs=tuple(outputs), exported=exported, parameter_names=names, trainable=trainable,
