@@ -123,3 +123,26 @@ def test_a_stalled_child_is_stopped_and_a_busy_one_is_not(monkeypatch) -> None: 
         return 7
 
     assert beside_export.collect(forked.start(busy)) == 7
+
+
+def test_runs_before_the_export_happen_in_a_child_with_the_workers_threads() -> None:
+    """``runs_before_export``: the work runs in another process, with the intra-op threads the worker had before
+    ``prepare`` held it at one (the child starts its own OpenMP pool); its value and its errors come back."""
+    import os
+
+    import torch
+
+    from converter.conversion import beside_export
+    from converter.errors import ShapeError
+
+    def where() -> tuple[int, int]:
+        return os.getpid(), torch.get_num_threads()
+
+    pid, threads = beside_export.runs_before_export(where, 3)
+    assert pid != os.getpid() and threads == 3
+
+    def fails() -> None:
+        raise ShapeError("the model does not run on inputs of shape [[2, 5, 8, 8]]")
+
+    with pytest.raises(ShapeError, match="does not run on inputs"):
+        beside_export.runs_before_export(fails, 1)

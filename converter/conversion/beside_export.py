@@ -1,4 +1,5 @@
-"""The source model's verification runs in a forked child while the worker exports ONNX.
+"""The source model's verification runs in a forked child: beside the worker's ONNX export for a large
+ExportedProgram, before it otherwise (``runs_before_export``: the memory the runs leave goes with the child).
 
 Why: ``torch.onnx.export`` is single-threaded Python (1.5-1.8 s on ViT-B/16) and the source's runs on the
 verification sets were made before and after it on both cores (ViT-B/16: 0.5 s at batch 2, 0.23 s at batch 1).
@@ -74,6 +75,26 @@ def start_source_runs(runner: Any, sets: Sequence[InputSet], verify: bool,
         return outputs, tuple(runner.output_names), t1 - t0, time.perf_counter() - t1
 
     return forked.start(runs)
+
+
+def runs_before_export(work: Callable[[], Any], threads: int) -> Any:
+    """``work()`` -- the source's runs and its latency -- in a forked child with ``threads`` intra-op threads, before
+    the worker exports; None when the child stalled (the caller runs ``work`` itself).
+
+    What a model's runs leave in a process stays there: oneDNN's JIT kernels for each convolution shape, the code
+    pages of every kernel used, the allocator's blocks. In the worker they sat under the export's memory, at the
+    conversion's peak (MobileNetV3-small: +9 MB, EfficientNet-B0: +13 MB over the tiny model's runs); the child
+    takes them with it. The worker has run nothing multi-threaded (``prepare`` holds it at one thread until here),
+    so the child starts an OpenMP pool of its own instead of inheriting one it cannot use."""
+    from converter import forked
+
+    def child() -> Any:
+        import torch
+
+        torch.set_num_threads(threads)
+        return work()
+
+    return collect(forked.start(child))
 
 
 # A child whose CPU time has not moved for this long is stuck, not slow (a forked process that entered a thread

@@ -139,8 +139,8 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
             external_data: bool = False, runs_beside_export: bool = False) -> TorchSide:
     """Load ``source``, run it once, export ``onnx_path`` and (when verifying) record its outputs on every set.
     ``external_data``: the ONNX file is intermediate, its weights may go to a ``.data`` file beside it.
-    ``runs_beside_export``: this is the conversion's forked worker, so an ExportedProgram's runs may go to a child
-    process beside the export (``converter.conversion.beside_export``)."""
+    ``runs_beside_export``: this is the conversion's forked worker, so the source's runs go to a child process
+    (``converter.conversion.beside_export``): beside the export for a large ExportedProgram, before it otherwise."""
     import contextlib
 
     from converter.memory import importing_frameworks
@@ -154,6 +154,9 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
             if fmt == Format.EXPORTED_PROGRAM:  # its reader imports torch._dynamo (~1 s)
                 import torch.export.pt2_archive._package  # noqa: F401
 
+        threads = torch.get_num_threads()
+        if runs_beside_export:  # nothing multi-threaded here before the runs' fork: no OpenMP pool to inherit
+            torch.set_num_threads(1)
         torch.manual_seed(options.seed)
         src = load_torch_source(source, fmt, options.model_class, options.model_kwargs, options.trust_pickle,
                                 options.weights_key)
@@ -195,6 +198,15 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
             return (measure(runner, timed_set.arrays, layouts, timed_set.label, "source", options.latency_runs,
                             options.latency_budget_s, warm=warm),)
 
+    def runs_and_latency() -> tuple[list[tuple[np.ndarray, ...]], tuple[Any, ...], Any]:
+        """The runs, then the source timed while their activations are still in the allocator's free lists (after
+        the export they were fresh pages on top of its memory: EfficientNet-B0 +17 MB at the conversion's peak)."""
+        before = dict(clock.timings)
+        outputs = run_here()
+        latency = time_source()
+        return outputs, latency, (runner.output_names,
+                                  {k: v - before.get(k, 0.0) for k, v in clock.timings.items()})
+
     from converter.conversion import beside_export
 
     # Not with quantization's quality sets (32 more rows): on one thread they would outlast the export.
@@ -203,6 +215,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
     warm = planned is None  # the runs below happen in this process, so the latency needs no warm-up call
     if planned is not None:
         child = beside_export.start_source_runs(runner, sets, options.verify, run_once)
+        torch.set_num_threads(threads)
         with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export) beside the source model's runs"):
             exported = beside_export.export_beside(child, lambda: export(*planned))
         with clock.step("verify", "waiting for the source model's runs on the verification inputs"):
@@ -220,13 +233,18 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
                 exported = export(len(probe), runner.output_names)
         latency = time_source()
     else:  # the runs first (the export takes the number of outputs from them), the batch-1 set last
-        outputs = run_here()
-        # Timed before the export, while the runs' activations are still in the allocator's free lists: after
-        # it they were fresh pages on top of the export's (EfficientNet-B0: +17 MB at the conversion's peak).
-        latency = time_source()
-        from converter.memory import trim_heap
+        done = beside_export.runs_before_export(runs_and_latency, threads) \
+            if runs_beside_export else None
+        if done is None:  # not the worker, or its child stalled
+            torch.set_num_threads(threads)
+            outputs, latency, _ = runs_and_latency()
+            from converter.memory import trim_heap
 
-        trim_heap()  # the activations: the export's Python objects would not reuse those blocks
+            trim_heap()  # the activations: the export's Python objects would not reuse those blocks
+        else:
+            outputs, latency, (runner.output_names, timings) = done
+            for key, seconds in timings.items():
+                clock.timings[key] = clock.timings.get(key, 0.0) + seconds
         probe = list(outputs[0])
         with clock.step("export-onnx", "exporting to ONNX (torch.onnx.export)"):
             exported = export(len(probe), runner.output_names)

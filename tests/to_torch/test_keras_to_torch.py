@@ -10,7 +10,8 @@ import pytest
 
 from tests.to_torch.conftest import keras_reference, plain_torch_check
 
-FIXTURES = ["cnn", "mlp", "subclassed", "lstm_text", "gru_seq", "two_in_two_out", "transformer_block", "scaled_residual"]
+FIXTURES = ["cnn", "mlp", "subclassed", "lstm_text", "gru_seq", "two_in_two_out", "transformer_block", "scaled_residual",
+            "separable_bn"]
 
 
 @pytest.mark.parametrize("name", FIXTURES)
