@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from converter.conversion.job import (DEPLOY_TARGETS, ConversionResult, ConvertOptions, Clock, Job, ProgressFn,
-                                   check_quantization, existing_ancestor, is_torch_target, manifest_path,
-                                   resolve_output, resolve_target, SourceSession, workdir,
-                                   write_manifest)
+                                   check_quantization, existing_ancestor, is_torch_target, resolve_output,
+                                   resolve_target, SourceSession, workdir)
+from converter.conversion.manifest import manifest_path, write_manifest
 from converter.conversion.ledger import Ledger
 from converter.errors import OutputError, UnsupportedError
 from converter.formats import Format, sniff

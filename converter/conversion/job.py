@@ -1,6 +1,7 @@
 """What one conversion job is: its options, where its output goes, its private work dir, its clock.
 
-Shared by both directions so that output resolution, publishing, the manifest and timings exist once.
+Shared by both directions so that output resolution, publishing and timings exist once (the manifest beside the
+output: ``converter.conversion.manifest``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from converter import interrupt
 from converter.errors import CrossportError, OutputError, UsageError
+from converter.conversion.manifest import check_manifest_slot, manifest_path
 from converter.formats import TARGET_SUFFIXES, TARGETS, Format
 from converter.parity.compare import DEFAULT_ATOL, DEFAULT_RTOL, Tolerance
 from converter.result import ConversionReport
@@ -157,7 +159,7 @@ def resolve_output(source: str, target: str, options: ConvertOptions) -> Path:
     if out.exists() and not options.force:
         raise OutputError(f"{out}: already exists; pass --force to replace it")
     if options.manifest:
-        _check_manifest_slot(manifest_path(out), options.force)
+        check_manifest_slot(manifest_path(out), options.force)
     if out.exists() and out.is_dir() and target != "saved_model":
         raise OutputError(f"{out}: is a directory; a {target} output is a file")
     parent = out.parent if str(out.parent) else Path(".")
@@ -221,35 +223,6 @@ def _probe_writable(directory: Path) -> None:
             pass
     except OSError as err:
         raise OutputError(f"{directory}: output directory is not writable ({err.strerror or err})") from err
-
-
-def manifest_path(output: Path) -> Path:
-    """``<output>.crossport.json``: where ``crossport verify`` looks for a candidate's layouts and route."""
-    return Path(f"{str(output).rstrip('/')}.crossport.json")
-
-
-def _check_manifest_slot(path: Path, force: bool) -> None:
-    """Refuse to clobber a file at the manifest path unless it is a crossport report (or --force)."""
-    if not path.exists() or force:
-        return
-    import json
-
-    try:
-        ours = json.loads(path.read_text()).get("kind", "").startswith("crossport.")
-    except (OSError, ValueError, AttributeError):
-        ours = False
-    if not ours:
-        raise OutputError(f"{path}: exists and is not a crossport report; move it, pass --no-manifest, or --force")
-
-
-def write_manifest(result: ConversionResult) -> None:
-    """Written after the model was published, through a temp file, so a manifest never describes a missing model."""
-    if result.artifact is None:
-        return
-    path = manifest_path(result.artifact)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(result.report.to_json() + "\n")
-    os.replace(tmp, path)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ def handles(*op_types: str) -> Callable[[Handler], Handler]:
 
 def load_all() -> dict[str, Handler]:
     """Import every op module so their handlers register; returns the table."""
-    from converter.keras_builder import ops_conv, ops_elementwise, ops_linear, ops_recurrent, ops_shape  # noqa: F401
+    from converter.keras_builder import ops_conv, ops_elementwise, ops_linear  # noqa: F401
+    from converter.keras_builder import ops_norm, ops_recurrent, ops_shape  # noqa: F401
 
     return HANDLERS
