@@ -42,7 +42,7 @@ def run_one(source: str, options: ConvertOptions, progress: ProgressFn | None = 
     if options.report_path:
         result.report.write(Path(options.report_path))
     if options.manifest:
-        write_manifest(result)
+        write_manifest(result.artifact, result.report)
     return result
 
 

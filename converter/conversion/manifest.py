@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from converter.errors import OutputError
 
 if TYPE_CHECKING:
-    from converter.conversion.job import ConversionResult
+    from converter.result import ConversionReport
 
 
 def manifest_path(output: Path) -> Path:
@@ -31,11 +31,11 @@ def check_manifest_slot(path: Path, force: bool) -> None:
         raise OutputError(f"{path}: exists and is not a crossport report; move it, pass --no-manifest, or --force")
 
 
-def write_manifest(result: ConversionResult) -> None:
+def write_manifest(artifact: Path | None, report: ConversionReport) -> None:
     """Written after the model was published, through a temp file, so a manifest never describes a missing model."""
-    if result.artifact is None:
+    if artifact is None:
         return
-    path = manifest_path(result.artifact)
+    path = manifest_path(artifact)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(result.report.to_json() + "\n")
+    tmp.write_text(report.to_json() + "\n")
     os.replace(tmp, path)
