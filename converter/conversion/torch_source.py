@@ -180,12 +180,23 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
             is_torchscript=fmt == Format.TORCHSCRIPT, external_data=external_data, n_outputs=n_outputs,
         )
 
-    def run_here() -> list[tuple[np.ndarray, ...]]:
+    def run_here(in_child: bool = False) -> list[tuple[np.ndarray, ...]]:
+        """The sets in order; ``in_child`` (a forked child that ends after them): the sets that are not timed run
+        with their large blocks mapped (``memory.large_blocks_mapped``), the timed one from the heap as usual."""
+        from converter.memory import large_blocks_mapped
+        from converter.parity.latency import latency_set
+
+        timed = latency_set(sets) if options.verify and options.latency_runs > 0 else None
+
+        def run(s: InputSet, call: Any) -> tuple[np.ndarray, ...]:
+            with large_blocks_mapped() if in_child and s is not timed else contextlib.nullcontext():
+                return tuple(call(s))
+
         with clock.step("check-inputs", "running the source model once"):
-            outputs = [tuple(run_once(runner, sets[0]))]
+            outputs = [run(sets[0], lambda s: run_once(runner, s))]
         if options.verify:
             with clock.step("verify", "running the source model on the verification inputs"):
-                outputs.extend(tuple(runner.run(s.arrays)) for s in sets[1:])
+                outputs.extend(run(s, lambda s: runner.run(s.arrays)) for s in sets[1:])
         return outputs
 
     def time_source() -> tuple[Any, ...]:
@@ -202,7 +213,7 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
         """The runs, then the source timed while their activations are still in the allocator's free lists (after
         the export they were fresh pages on top of its memory: EfficientNet-B0 +17 MB at the conversion's peak)."""
         before = dict(clock.timings)
-        outputs = run_here()
+        outputs = run_here(in_child=True)
         latency = time_source()
         return outputs, latency, (runner.output_names,
                                   {k: v - before.get(k, 0.0) for k, v in clock.timings.items()})
