@@ -48,8 +48,9 @@ def large_blocks_mapped(from_bytes: int = MAPPED_FROM) -> Iterator[None]:
     """Inside: every allocation of ``from_bytes`` or more is its own ``mmap``, given back to the system when freed;
     afterwards: blocks under 32 MB come from the heap again, and the heap's top is kept up to 64 MB, as glibc's
     own adjustment ends up doing (with its default 128 kB trim threshold every call gave its top back and faulted
-    it in again: EfficientNet-B0's batch-1 latency read 30-38 ms instead of 25-30). Only for a forked child that ends soon after
-    (``converter.conversion.beside_export``): glibc then keeps fixed thresholds for the rest of the process.
+    it in again: EfficientNet-B0's batch-1 latency read 30-38 ms instead of 24-30). Only for a forked child that
+    ends soon after (``converter.conversion.beside_export``): glibc keeps fixed thresholds for the rest of a
+    process.
 
     Why: glibc raises its mmap threshold to the largest block freed so far (up to 32 MB), so once the parent has
     freed a big buffer a model's activations all come from the heap, where freed blocks of one size seldom fit the
