@@ -210,8 +210,9 @@ def prepare(source: str, fmt: Format, options: ConvertOptions, onnx_path: Path, 
                             options.latency_budget_s, warm=warm),)
 
     def runs_and_latency() -> tuple[list[tuple[np.ndarray, ...]], tuple[Any, ...], Any]:
-        """The runs, then the source timed while their activations are still in the allocator's free lists (after
-        the export they were fresh pages on top of its memory: EfficientNet-B0 +17 MB at the conversion's peak)."""
+        """The runs, then the source timed while the timed set's activations are still in the allocator's free lists
+        (after the export they were fresh pages on top of its memory: EfficientNet-B0 +17 MB at the conversion's
+        peak)."""
         before = dict(clock.timings)
         outputs = run_here(in_child=True)
         latency = time_source()
