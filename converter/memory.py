@@ -26,12 +26,7 @@ def trim_heap() -> None:
     """glibc's ``malloc_trim(0)``: the freed memory of every arena back to the system (a no-op without glibc).
     Without the collection: for buffers freed by their last reference, where a full collection of a process
     holding torch's ~200,000 module objects costs more than it finds."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    _glibc("malloc_trim", 0)
 
 
 # glibc's mallopt parameters, and the largest mmap threshold its dynamic adjustment reaches on 64-bit Linux (the
@@ -69,12 +64,17 @@ def large_blocks_mapped(from_bytes: int = MAPPED_FROM) -> Iterator[None]:
 
 
 def _mallopt(param: int, value: int) -> bool:
+    return bool(_glibc("mallopt", param, value))
+
+
+def _glibc(function: str, *args: int) -> int:
+    """glibc's ``function(*args)``; 0 where there is no glibc (another C library, macOS, Windows)."""
     import ctypes
 
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(param, value))
+        return int(getattr(ctypes.CDLL("libc.so.6"), function)(*args))
     except (OSError, AttributeError):
-        return False
+        return 0
 
 
 def process_ends_with_command() -> None:
